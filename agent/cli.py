@@ -1,0 +1,217 @@
+"""`tailnet-agent`: the command line. Thin: parse, load settings, hand over."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+
+log = logging.getLogger("tailnet_agent")
+
+DEFAULT_PORT = 8765
+
+EPILOG = """\
+quick start:
+  tailnet-agent demo                 try it: a local SSH target, MCP on 127.0.0.1, no set-up
+  tailnet-agent serve --authkey file:~/.ts-key   join the tailnet and serve tailnet peers
+  tailnet-agent doctor               check configuration, keys, hosts and catalog
+
+configuration comes from the environment and a .env file: REMOTE_HOST, REMOTE_USER,
+REMOTE_SSH_KEY_PATH, REMOTE_SSH_KNOWN_HOSTS, ... (see README.md, "Configuration").
+"""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env-file", type=Path, default=Path(".env"),
+                        help="read settings from this file too (default: ./.env)")
+    parser.add_argument("--inventory", type=Path,
+                        help="YAML inventory of SSH hosts (or TAILNET_AGENT_INVENTORY)")
+    parser.add_argument("--catalog", action="append", default=[], metavar="FILE",
+                        help="extra command catalog YAML; adds or replaces commands (repeatable)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (-vv includes tailscaled's own log)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tailnet-agent",
+        description="Let Claude and MCP clients run whitelisted commands on your servers, "
+        "reached over a Tailscale tailnet. No shell access, ever.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="serve MCP and the chat page (tailnet peers only)",
+                           description="Join the tailnet with an embedded userspace tailscaled "
+                           "and serve MCP at /mcp and the chat page at / to tailnet peers only.")
+    _common(serve)
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT,
+                       help=f"port on the tailnet address and on loopback (default {DEFAULT_PORT})")
+    serve.add_argument("--local", action="store_true",
+                       help="development mode: no tailnet; serve on 127.0.0.1 to local callers")
+    serve.add_argument("--authkey", help="tailnet auth key, or file:PATH (default: $TS_AUTHKEY); "
+                       "without one, a login URL is printed")
+    serve.add_argument("--hostname", help="tailnet hostname for this node (default: $TS_HOSTNAME "
+                       "or tailnet-agent)")
+    serve.add_argument("--control-url", help="control server URL, e.g. your Headscale "
+                       "(default: $TS_CONTROL_URL or Tailscale's)")
+    serve.add_argument("--tailscaled", help="tailscaled binary to run (default: $TAILSCALED, the "
+                       "embedded one, then PATH)")
+    serve.add_argument("--state-dir", type=Path, help="keep node state here (a persistent node); "
+                       "default: in memory, an ephemeral node that leaves the tailnet on exit")
+    serve.add_argument("--allow-local-operator", action="store_true",
+                       help="also accept plain loopback connections, as the local operator")
+
+    mcp = sub.add_parser("mcp", help="serve MCP over stdio (for Claude Desktop and similar)")
+    _common(mcp)
+    mcp.add_argument("--stdio", action="store_true", required=True, help="use stdin/stdout")
+
+    demo = sub.add_parser("demo", help="try it now: an embedded SSH target on this machine, "
+                          "MCP and chat on 127.0.0.1; no tailnet, API key or SSH set-up")
+    _common(demo)
+    demo.add_argument("--port", type=int, default=DEFAULT_PORT,
+                      help=f"HTTP port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)")
+
+    doctor = sub.add_parser("doctor", help="check the set-up; one line per check with the fix")
+    _common(doctor)
+
+    trust = sub.add_parser("trust", help="show a host's SSH key fingerprint and pin it in "
+                           "known_hosts after you confirm")
+    _common(trust)
+    trust.add_argument("host", help="host name from the configuration (see list_hosts)")
+    trust.add_argument("--yes", action="store_true", help="pin without asking")
+
+    sub.add_parser("version", help="print versions")
+    return parser
+
+
+def _setup_logging(verbose: int, *, stream: object = sys.stderr) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, stream=stream,  # type: ignore[arg-type]
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Tool calls are always worth a line: who ran what, where.
+    logging.getLogger("tailnet_agent.calls").setLevel(logging.INFO)
+    if verbose < 2:
+        logging.getLogger("tailscale_userspace.tailscaled").setLevel(logging.INFO)
+
+
+def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .config import load_settings
+
+    return load_settings(env_file=args.env_file, inventory=args.inventory)
+
+
+def cmd_version() -> int:
+    print(f"tailnet-agent {__version__}")
+    try:
+        from tailscale_userspace import find_tailscaled, tailscaled_version
+
+        path = find_tailscaled()
+        print(f"tailscaled {tailscaled_version(path)} ({path})")
+    except Exception as exc:  # version must never fail because tailscaled is absent
+        print(f"tailscaled: not found ({exc})")
+    return 0
+
+
+async def _local_serve(args: argparse.Namespace, *, demo: bool) -> None:
+    from .identity import fixed_resolver, local_user_identity
+    from .hostcheck import LOOPBACK_NAMES
+    from .mcp_server import build_mcp_server
+    from .server import build_service, chat_routes, serve_app
+    from .web import build_app
+
+    settings = _settings(args)
+    target = None
+    banner: list[str] = []
+    if demo:
+        from .demo import start_demo_target
+
+        workdir = Path(tempfile.mkdtemp(prefix="tailnet-agent-demo-"))
+        target = await start_demo_target(workdir)
+        settings = dataclasses.replace(
+            settings, hosts={"demo": target.host}, default_host="demo"
+        )
+        banner.append(
+            f"Demo SSH target: {target.host.user}@127.0.0.1:{target.host.port} (commands run "
+            "on this machine as you; host key pinned in a private known_hosts)"
+        )
+    service = build_service(settings, mode="demo" if demo else "local", extra_catalogs=args.catalog)
+    mcp = build_mcp_server(service)
+    app = build_app(
+        service,
+        mcp,
+        resolver=fixed_resolver(local_user_identity("local")),
+        allowed_names=LOOPBACK_NAMES,
+        extra_routes=chat_routes(service, mcp),
+    )
+    banner.insert(0, f"tailnet-agent {__version__}: {'demo' if demo else 'local'} mode, "
+                  f"{len(service.catalog)} commands, hosts: {', '.join(settings.hosts) or 'none'}")
+    try:
+        await serve_app(service, app, port=args.port, banner=banner)
+    finally:
+        if target is not None:
+            target.close()
+
+
+async def _stdio(args: argparse.Namespace) -> None:
+    from .mcp_server import build_mcp_server
+    from .server import build_service
+
+    service = build_service(_settings(args), mode="stdio", extra_catalogs=args.catalog)
+    try:
+        await build_mcp_server(service).run_stdio_async()
+    finally:
+        await service.pool.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "version":
+        return cmd_version()
+    _setup_logging(args.verbose)
+
+    from .config import ConfigError
+    from whitelist import WhitelistError
+
+    try:
+        if args.command == "serve":
+            if args.local:
+                asyncio.run(_local_serve(args, demo=False))
+            else:
+                from .tailnet import serve_tailnet
+
+                asyncio.run(serve_tailnet(args))
+        elif args.command == "demo":
+            asyncio.run(_local_serve(args, demo=True))
+        elif args.command == "mcp":
+            asyncio.run(_stdio(args))
+        elif args.command == "doctor":
+            from .doctor import run_doctor
+
+            return asyncio.run(run_doctor(_settings(args), extra_catalogs=args.catalog))
+        elif args.command == "trust":
+            from .trust import run_trust
+
+            return asyncio.run(run_trust(_settings(args), args.host, assume_yes=args.yes))
+    except (ConfigError, WhitelistError) as exc:
+        print(f"tailnet-agent: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""The MCP tools, served with the official SDK's `MCPServer`.
+
+Tools are thin: they find the caller's identity, hand the work to
+`AgentService`, and turn our exceptions into tool errors (`isError`) whose text
+says what is allowed. Nothing here builds a command string.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ClientCapabilities, ElicitationCapability, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from whitelist import Command, WhitelistError
+
+from . import __version__
+from .config import ConfigError
+from .identity import Identity, local_user_identity, request_identity
+from .results import CommandResult
+from .service import AgentService
+from .ssh import SSHError
+
+log = logging.getLogger(__name__)
+
+IDENTITY_META_KEY = "tailnet-agent/identity"
+
+OVERVIEW_COMMANDS = ("hostname", "uptime", "uname", "disk_usage", "memory_usage", "process_count")
+
+HostArg = Annotated[
+    str | None,
+    Field(description="Name of the target host from list_hosts; omit for the default host."),
+]
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                            open_world_hint=False)
+
+
+class ToolResult(BaseModel):
+    """The outcome of one whitelisted command on one host."""
+
+    host: str
+    command: str = Field(description="Catalog command name")
+    rendered: str = Field(description="The exact command line that ran on the host")
+    stdout: str
+    stderr: str
+    exit_status: int | None = Field(description="Exit status; null if the command was killed")
+    duration_ms: float
+    truncated: bool = Field(description="True if output was cut at the command's max_output")
+    timed_out: bool = False
+
+    @classmethod
+    def of(cls, result: CommandResult) -> ToolResult:
+        return cls.model_validate(result.to_dict())
+
+
+class Overview(BaseModel):
+    host: str
+    results: list[ToolResult]
+
+
+class ParameterInfo(BaseModel):
+    name: str
+    type: str
+    description: str
+    required: bool
+    default: str | int | None = None
+    choices: list[str] | None = None
+
+
+class CommandInfo(BaseModel):
+    name: str
+    category: str
+    description: str
+    destructive: bool
+    parameters: list[ParameterInfo]
+
+
+class CommandList(BaseModel):
+    commands: list[CommandInfo]
+    categories: list[str]
+
+
+class HostInfo(BaseModel):
+    name: str
+    address: str
+    user: str
+    port: int
+    default: bool
+
+
+class HostList(BaseModel):
+    hosts: list[HostInfo]
+
+
+class Pong(BaseModel):
+    pong: bool
+    version: str
+    identity: str
+
+
+class Confirm(BaseModel):
+    confirm: bool = Field(description="Run this destructive command now?")
+
+
+def command_info(command: Command) -> CommandInfo:
+    return CommandInfo(
+        name=command.name,
+        category=command.category,
+        description=command.description,
+        destructive=command.destructive,
+        parameters=[
+            ParameterInfo(
+                name=p.name,
+                type=str(p.type),
+                description=p.description,
+                required=p.required,
+                default=p.default,
+                choices=list(p.choices) or None,
+            )
+            for p in command.parameters
+        ],
+    )
+
+
+def caller(service: AgentService, ctx: Context) -> Identity:
+    """The identity behind a tool call.
+
+    Over HTTP it is what IdentityMiddleware resolved for the request. With no HTTP
+    request (stdio, or the chat's in-process client) an identity token in `_meta`
+    names the chat user; otherwise the caller is the local user who started us.
+    """
+    rc = ctx.request_context
+    if rc.request is not None:
+        return request_identity(rc.request)
+    meta = rc.meta or {}
+    token = meta.get(IDENTITY_META_KEY) if isinstance(meta, dict) else getattr(meta, IDENTITY_META_KEY, None)
+    return service.identity_tokens.resolve(token) or local_user_identity("local-operator")
+
+
+async def confirm_destructive(ctx: Context, command: Command, rendered_hint: str) -> None:
+    """Destructive commands need a person's yes, asked through MCP elicitation."""
+    wanted = ClientCapabilities(elicitation=ElicitationCapability())
+    if not ctx.request_context.session.check_client_capability(wanted):
+        raise ToolError(
+            f"'{command.name}' is destructive and needs a confirmation, but this MCP client "
+            "does not support elicitation. Run it from the agent's chat page, which asks for a "
+            "confirmation click, or use a client that supports elicitation."
+        )
+    answer = await ctx.elicit(
+        f"Run destructive command '{command.name}' on {rendered_hint}?", schema=Confirm
+    )
+    if answer.action != "accept" or not getattr(answer, "data", None) or not answer.data.confirm:
+        raise ToolError(f"'{command.name}' was not confirmed, so it did not run.")
+
+
+def build_mcp_server(service: AgentService) -> MCPServer:
+    mcp = MCPServer(
+        "tailnet-agent",
+        version=__version__,
+        instructions=(
+            "Operate Linux servers read-mostly through a whitelist of named commands. "
+            "Use list_commands to see what can run and list_hosts for targets. "
+            "There is no shell access: only catalog commands with validated parameters."
+        ),
+    )
+
+    async def run(ctx: Context, name: str, arguments: dict[str, Any], host: str | None) -> ToolResult:
+        identity = caller(service, ctx)
+        try:
+            command = service.catalog.get(name)
+            if command.destructive:
+                await confirm_destructive(ctx, command, f"host '{service.host(host).name}'")
+            result = await service.run(name, arguments, host=host, identity=identity)
+        except (WhitelistError, ConfigError, SSHError) as exc:
+            log.info("%s: %s refused: %s", identity.display, name, exc)
+            raise ToolError(str(exc)) from exc
+        if result.exit_status in (126, 127):
+            raise ToolError(
+                f"'{name}' could not run on host '{result.host}': the program is missing or not "
+                f"executable there (exit status {result.exit_status}): {result.stderr.strip()}"
+            )
+        return ToolResult.of(result)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def ping(ctx: Context) -> Pong:
+        """Check that the agent answers, and see who it thinks you are."""
+        return Pong(pong=True, version=__version__, identity=caller(service, ctx).display)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def server_status() -> dict[str, Any]:
+        """The agent's own state: mode, tailnet state, SSH connections per host."""
+        return await service.status()
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def list_commands(
+        category: Annotated[
+            str | None, Field(description="Only this category (e.g. Disk, Memory); omit for all.")
+        ] = None,
+    ) -> CommandList:
+        """List the whitelisted commands, their categories and typed parameters."""
+        commands = service.commands(category)
+        if category and not commands:
+            known = sorted({c.category for c in service.catalog})
+            raise ToolError(f"unknown category {category!r}; categories are: {', '.join(known)}")
+        return CommandList(
+            commands=[command_info(c) for c in commands],
+            categories=sorted({c.category for c in service.catalog}),
+        )
+
+    has_destructive = any(c.destructive for c in service.catalog)
+
+    @mcp.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=not has_destructive,
+            destructive_hint=has_destructive,
+            open_world_hint=False,
+        )
+    )
+    async def execute_command(
+        ctx: Context,
+        command: Annotated[str, Field(description="Catalog command name, from list_commands.")],
+        parameters: Annotated[
+            dict[str, Any] | None,
+            Field(description="Values for the command's parameters, by name (see list_commands)."),
+        ] = None,
+        host: HostArg = None,
+    ) -> ToolResult:
+        """Run one whitelisted catalog command by name with typed, validated parameters."""
+        return await run(ctx, command, parameters or {}, host)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def check_disk(ctx: Context, host: HostArg = None) -> ToolResult:
+        """Filesystem usage (df -h): size, used, available and use% per mount."""
+        return await run(ctx, "disk_usage", {}, host)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def check_memory(ctx: Context, host: HostArg = None) -> ToolResult:
+        """Memory and swap usage (free -h)."""
+        return await run(ctx, "memory_usage", {}, host)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def check_service(
+        ctx: Context,
+        unit: Annotated[str, Field(description="systemd unit name, e.g. nginx or nginx.service")],
+        host: HostArg = None,
+    ) -> ToolResult:
+        """Status of one systemd service (systemctl status)."""
+        return await run(ctx, "service_status", {"unit": unit}, host)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def check_path_size(
+        ctx: Context,
+        path: Annotated[str, Field(description="Absolute path of a file or directory")],
+        host: HostArg = None,
+    ) -> ToolResult:
+        """Total size of a file or directory (du -sh)."""
+        return await run(ctx, "disk_usage_path", {"path": path}, host)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def system_overview(ctx: Context, host: HostArg = None) -> Overview:
+        """Hostname, uptime, kernel, disk, memory and process count, gathered concurrently."""
+        identity = caller(service, ctx)
+        try:
+            results = await service.run_many(OVERVIEW_COMMANDS, host=host, identity=identity)
+        except (WhitelistError, ConfigError, SSHError) as exc:
+            raise ToolError(str(exc)) from exc
+        return Overview(host=results[0].host, results=[ToolResult.of(r) for r in results])
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def list_hosts() -> HostList:
+        """The SSH hosts this agent can reach, and which one is the default."""
+        default = service.settings.default_host
+        return HostList(
+            hosts=[
+                HostInfo(name=h.name, address=h.address, user=h.user, port=h.port,
+                         default=h.name == default)
+                for h in service.settings.hosts.values()
+            ]
+        )
+
+    return mcp

@@ -1,0 +1,130 @@
+"""Running the HTTP app: bind, announce, serve, and shut down in a fixed order.
+
+Shutdown order (each step only after the one before it finished):
+1. stop accepting HTTP and let in-flight requests finish (uvicorn's graceful exit);
+2. close the SSH connections (in-flight commands have ended with their requests);
+3. stop tailscaled, if we own one: SIGTERM so an ephemeral node logs out, then wait,
+   then SIGKILL after a timeout (done by the caller's `finally`, see tailnet.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from whitelist import Catalog, load_catalog
+
+from .config import Settings
+from .service import AgentService
+from .ssh import Connector, SSHPool
+
+log = logging.getLogger(__name__)
+
+
+def build_service(
+    settings: Settings,
+    *,
+    mode: str,
+    extra_catalogs: Sequence[str] = (),
+    connector: Connector | None = None,
+    catalog: Catalog | None = None,
+) -> AgentService:
+    if catalog is None:
+        catalog = load_catalog([*settings.catalog_files, *(Path(p) for p in extra_catalogs)])
+    pool = SSHPool(
+        settings.hosts,
+        connector=connector,
+        max_sessions=settings.max_sessions_per_host,
+        connect_timeout=settings.connect_timeout,
+    )
+    return AgentService(settings, catalog, pool, mode=mode)
+
+
+def chat_routes(service: AgentService, mcp: Any) -> list[Any]:
+    """The chat page's routes, if the chat package is present."""
+    try:
+        from .chat import chat_routes as make_routes
+    except ImportError:
+        return []
+    return list(make_routes(service, mcp))
+
+
+def client_config(url: str) -> str:
+    """A ready-to-paste MCP client configuration for Streamable HTTP."""
+    return json.dumps({"mcpServers": {"tailnet-agent": {"type": "http", "url": url}}}, indent=2)
+
+
+class HTTPServer:
+    """uvicorn on one loopback port, started in the background of the current loop."""
+
+    def __init__(self, app: ASGIApp, *, port: int, log_level: str = "warning") -> None:
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",  # never a non-loopback interface; tailnet peers arrive via tailscaled
+            port=port,
+            log_level=log_level,
+            lifespan="on",
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
+        self.server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        """Start serving; return the bound port once the server accepts connections."""
+        self._task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()  # re-raise the bind error
+                raise RuntimeError("the HTTP server stopped before it started")
+            await asyncio.sleep(0.02)
+        sockets = self.server.servers[0].sockets
+        return int(sockets[0].getsockname()[1])
+
+    async def wait(self) -> None:
+        assert self._task is not None
+        await self._task
+
+    def request_exit(self) -> None:
+        self.server.should_exit = True
+
+
+def announce(lines: Sequence[str]) -> None:
+    for line in lines:
+        print(line, flush=True)
+
+
+async def serve_app(
+    service: AgentService,
+    app: ASGIApp,
+    *,
+    port: int,
+    banner: Sequence[str],
+    url_host: str = "127.0.0.1",
+) -> None:
+    """Serve until SIGINT/SIGTERM, then shut down in the order written above."""
+    http = HTTPServer(app, port=port)
+    bound = await http.start()
+    url = f"http://{url_host}:{bound}/mcp"
+    announce(
+        [
+            *banner,
+            f"MCP endpoint: {url}",
+            f"Chat page:    http://{url_host}:{bound}/",
+            "Client configuration (Claude Code: claude mcp add --transport http tailnet-agent "
+            f"{url}):",
+            client_config(url),
+            "Ready. Press Ctrl-C to stop.",
+        ]
+    )
+    try:
+        await http.wait()  # uvicorn handles SIGINT/SIGTERM: stop accepting, finish requests
+    finally:
+        await service.pool.close()
