@@ -1,0 +1,26 @@
+"""The command catalog: which commands may run, with which arguments.
+
+Loads YAML templates with typed parameters, validates arguments and renders the
+shell text to run. No I/O beyond reading YAML; knows nothing of SSH or HTTP.
+"""
+
+from .errors import CatalogError, ParameterError, UnknownCommandError, WhitelistError
+from .loader import default_catalog_path, load_catalog
+from .model import Catalog, Command, Parameter
+from .param_types import ParamType
+from .render import render, wrap_for_exec
+
+__all__ = [
+    "Catalog",
+    "CatalogError",
+    "Command",
+    "ParamType",
+    "Parameter",
+    "ParameterError",
+    "UnknownCommandError",
+    "WhitelistError",
+    "default_catalog_path",
+    "load_catalog",
+    "render",
+    "wrap_for_exec",
+]
