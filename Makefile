@@ -1,0 +1,39 @@
+# Two commands for a fresh machine (see README.md):
+#   make demo   install into .venv and start the embedded demo (no tailnet, no API key)
+#   make test   install what the tests need, then lint, type-check and run every test
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install machine tailnet-bin lint pytest dist bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+demo: install
+	$(BIN)/tailnet-agent demo
+
+# Debian packages (openssh-server, chromium, iproute2) and the sshd test user; needs root,
+# and says what is missing otherwise.
+machine:
+	sh tests/setup-machine.sh
+
+# headscale and tailscaled at pinned versions, built with Go into .cache/tailnet-bin.
+tailnet-bin: install
+	$(BIN)/python -m tests.support.tailnet build
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+pytest: install
+	sh tests/run-isolated.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: machine install tailnet-bin lint pytest
+
+clean:
+	rm -rf $(VENV) .cache dist build/work test-artifacts

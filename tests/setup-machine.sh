@@ -1,0 +1,29 @@
+#!/bin/sh
+# Install the system components the end-to-end tests use. Runs as root on CI (no stdin);
+# as another user it only reports what is missing (those tests then skip, outside CI).
+set -eu
+TEST_USER="${TAILNET_AGENT_TEST_USER:-tnagent}"
+
+need=""
+[ -x /usr/sbin/sshd ] || need="$need openssh-server"
+command -v chromium >/dev/null 2>&1 || need="$need chromium"
+command -v ip >/dev/null 2>&1 || need="$need iproute2"
+command -v unshare >/dev/null 2>&1 || need="$need util-linux"
+command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] || need="$need golang-go"
+
+if [ "$(id -u)" -ne 0 ]; then
+  [ -z "$need" ] || echo "setup-machine: not root; missing:$need (those tests will skip)"
+  exit 0
+fi
+if [ -n "$need" ]; then
+  echo "setup-machine: installing$need"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+# sshd's privilege-separation directory
+mkdir -p /run/sshd
+# A dedicated login for the test sshd whose shell is /bin/sh (root's shell sources a heavy rc).
+if ! id "$TEST_USER" >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/sh "$TEST_USER"
+fi
+echo "setup-machine: ok (test user $TEST_USER)"
