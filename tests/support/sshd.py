@@ -1,0 +1,289 @@
+"""A real OpenSSH sshd on 127.0.0.1 for tests, with its own keys, config and login user.
+
+As root, sshd logs in a dedicated user (default `tnagent`, env
+TAILNET_AGENT_TEST_USER) whose login shell is /bin/sh; the user is created if
+missing. Unprivileged, sshd can only log in the current user.
+
+Reuse from any test folder:
+
+    from tests.support.sshd import Sshd, sshd, ssh_host, sshd_factory  # noqa: F401
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.config import HostConfig
+from tests.support.components import missing
+
+SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
+DEFAULT_TEST_USER = "tnagent"
+PASSPHRASE = "correct horse battery staple"
+READY_TIMEOUT = 10.0
+
+
+def _sshd_path() -> str:
+    for path in SSHD_CANDIDATES:
+        if os.access(path, os.X_OK):
+            return path
+    found = shutil.which("sshd")
+    if found:
+        return found
+    missing("OpenSSH sshd", "apt-get install openssh-server")
+
+
+def _keygen(path: Path, passphrase: str = "", comment: str = "tailnet-agent-test") -> None:
+    ssh_keygen = shutil.which("ssh-keygen")
+    if ssh_keygen is None:
+        missing("ssh-keygen", "apt-get install openssh-client")
+    path.unlink(missing_ok=True)
+    Path(f"{path}.pub").unlink(missing_ok=True)
+    subprocess.run(
+        [ssh_keygen, "-q", "-t", "ed25519", "-N", passphrase, "-C", comment, "-f", str(path)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def ensure_user(name: str, shell: str) -> str:
+    """Create a login user with `shell` (root only); return its name."""
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "-m", "-s", shell, name], check=True)
+    else:
+        if entry.pw_shell != shell:
+            subprocess.run(["usermod", "-s", shell, name], check=True)
+    # useradd leaves the password field as "!" (locked); with UsePAM no, sshd refuses
+    # locked accounts even for key logins. "*" means no password, but not locked.
+    subprocess.run(["usermod", "-p", "*", name], check=True)
+    return name
+
+
+def default_user() -> str:
+    if os.geteuid() == 0:
+        return ensure_user(os.environ.get("TAILNET_AGENT_TEST_USER", DEFAULT_TEST_USER), "/bin/sh")
+    return getpass.getuser()
+
+
+class Sshd:
+    """One sshd process with its own host key, client keys and known_hosts file."""
+
+    def __init__(self, *, users: tuple[str, ...] | None = None) -> None:
+        self.sshd = _sshd_path()
+        self.users = users or (default_user(),)
+        self.user = self.users[0]
+        # Not under pytest's tmp_path: sshd reads authorized_keys as the login user,
+        # who cannot enter root's 0700 pytest directories.
+        self.dir = Path(tempfile.mkdtemp(prefix="tnagent-sshd-"))
+        self.dir.chmod(0o755)
+        self.port = _free_port()
+        self.host_key = self.dir / "ssh_host_ed25519_key"
+        self.client_key = self.dir / "id_ed25519"
+        self.encrypted_key = self.dir / "id_ed25519_pass"
+        self.other_key = self.dir / "id_ed25519_other"  # not authorized anywhere
+        self.authorized_keys = self.dir / "authorized_keys"
+        self.known_hosts = self.dir / "known_hosts"
+        self.config = self.dir / "sshd_config"
+        self.log = self.dir / "sshd.log"
+        self.pid_file = self.dir / "sshd.pid"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+        _keygen(self.host_key, comment="test-host")
+        _keygen(self.client_key)
+        _keygen(self.encrypted_key, passphrase=PASSPHRASE)
+        _keygen(self.other_key)
+        self.authorized_keys.write_text(
+            Path(f"{self.client_key}.pub").read_text()
+            + Path(f"{self.encrypted_key}.pub").read_text()
+        )
+        self.authorized_keys.chmod(0o644)
+        self._write_config()
+        self.pin_host_key()
+
+    @property
+    def address(self) -> str:
+        return "127.0.0.1"
+
+    def _write_config(self) -> None:
+        lines = [
+            f"Port {self.port}",
+            "ListenAddress 127.0.0.1",
+            f"HostKey {self.host_key}",
+            f"PidFile {self.pid_file}",
+            f"AuthorizedKeysFile {self.authorized_keys}",
+            "UsePAM no",
+            "StrictModes no",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PermitRootLogin no",
+            f"AllowUsers {' '.join(self.users)}",
+            "MaxSessions 10",
+            "MaxStartups 50:30:100",
+            "UseDNS no",
+            "PrintMotd no",
+            "LogLevel VERBOSE",
+        ]
+        self.config.write_text("\n".join(lines) + "\n")
+
+    def pin_host_key(self) -> None:
+        """Write known_hosts with the current host key (as `tailnet-agent trust` would)."""
+        key_type, key_data = Path(f"{self.host_key}.pub").read_text().split()[:2]
+        self.known_hosts.write_text(f"[{self.address}]:{self.port} {key_type} {key_data}\n")
+
+    def start(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        if os.geteuid() == 0:
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege-separation dir
+        with self.log.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [self.sshd, "-D", "-e", "-f", str(self.config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"sshd exited at start; its log:\n{self.log_text()}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.address, self.port), timeout=1) as s,
+            ):
+                if s.recv(64).startswith(b"SSH-2.0-"):
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"sshd not ready on port {self.port}; its log:\n{self.log_text()}")
+
+    def stop(self) -> None:
+        """Stop sshd and every session it serves, so clients see their connections drop."""
+        if self._proc is None:
+            return
+        pids = _descendants(self._proc.pid)
+        self._proc.terminate()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def regenerate_host_key(self) -> None:
+        """Give the server a new host key (known_hosts keeps the old one) and restart."""
+        _keygen(self.host_key, comment="test-host-new")
+        if self._proc is not None:
+            self.restart()
+
+    def host_config(
+        self,
+        name: str = "test",
+        *,
+        user: str | None = None,
+        key_path: Path | None = None,
+        key_passphrase: str | None = None,
+        known_hosts: Path | None = None,
+        port: int | None = None,
+    ) -> HostConfig:
+        return HostConfig(
+            name=name,
+            address=self.address,
+            user=user or self.user,
+            port=port or self.port,
+            key_path=key_path or self.client_key,
+            key_passphrase=key_passphrase,
+            known_hosts=known_hosts or self.known_hosts,
+        )
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _descendants(root: int) -> list[int]:
+    """All processes below `root` (sshd's per-connection processes and their children)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Iterator[Sshd]:
+    """One sshd for the whole session. Tests that restart or rekey use `sshd_factory`."""
+    server = Sshd()
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def ssh_host(sshd: Sshd) -> HostConfig:
+    return sshd.host_config()
+
+
+@pytest.fixture
+def sshd_factory() -> Iterator[Callable[..., Sshd]]:
+    """Make private sshd instances (started) that the test may stop, restart or rekey."""
+    made: list[Sshd] = []
+
+    def make(**kwargs: object) -> Sshd:
+        server = Sshd(**kwargs)  # type: ignore[arg-type]
+        made.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in made:
+        server.cleanup()
