@@ -1,0 +1,267 @@
+"""Rendering: per-type accept/reject rules, defaults, argument names, quoting, schemas."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from whitelist import Command, Parameter, ParameterError, ParamType, load_catalog, render
+from whitelist.render import wrap_for_exec
+
+
+def single(parameter: Parameter, template: str | None = None) -> Command:
+    return Command(
+        name="probe",
+        description="test command",
+        category="Test",
+        template=template or f"echo {{{parameter.name}}}",
+        parameters=(parameter,),
+    )
+
+
+def value_of(parameter: Parameter, value: object) -> str:
+    """The single shell word the value became, unquoted again."""
+    rendered = render(single(parameter), {parameter.name: value})
+    words = shlex.split(rendered)
+    assert words[0] == "echo" and len(words) == 2, rendered
+    return words[1]
+
+
+STRING = Parameter("s", ParamType.STRING, "s", pattern=r"[\w.]+")
+ENUM = Parameter("e", ParamType.ENUM, "e", choices=("all", "ext4", "a b"))
+INTEGER = Parameter("n", ParamType.INTEGER, "n", minimum=1, maximum=100)
+PATH = Parameter("p", ParamType.PATH, "p", roots=("/var/log", "/tmp"))
+ANYPATH = Parameter("p", ParamType.PATH, "p", roots=("/",))
+UNIT = Parameter("u", ParamType.UNIT, "u")
+CONTAINER = Parameter("c", ParamType.CONTAINER, "c")
+
+ACCEPT = [
+    (STRING, "abc_1.2", "abc_1.2"),
+    (ENUM, "ext4", "ext4"),
+    (ENUM, "a b", "a b"),
+    (INTEGER, 5, "5"),
+    (INTEGER, "5", "5"),
+    (INTEGER, "007", "7"),
+    (INTEGER, 100, "100"),
+    (PATH, "/var/log", "/var/log"),
+    (PATH, "/var/log/", "/var/log"),
+    (PATH, "/var/log/nginx/access.log", "/var/log/nginx/access.log"),
+    (PATH, "/var//log/./nginx", "/var/log/nginx"),
+    (PATH, "//tmp/x", "/tmp/x"),
+    (PATH, "/tmp/a b;c$(d)*", "/tmp/a b;c$(d)*"),
+    (ANYPATH, "/", "/"),
+    (ANYPATH, "/etc/ssh", "/etc/ssh"),
+    (UNIT, "nginx", "nginx"),
+    (UNIT, "nginx.service", "nginx.service"),
+    (UNIT, "getty@tty1.service", "getty@tty1.service"),
+    (UNIT, "sys-kernel-debug.mount", "sys-kernel-debug.mount"),
+    (UNIT, "apt-daily.timer", "apt-daily.timer"),
+    (UNIT, "systemd-fsck@dev-disk-by-uuid.service", None),
+    (CONTAINER, "web-1", "web-1"),
+    (CONTAINER, "3f4e2a1b9c0d", "3f4e2a1b9c0d"),
+    (CONTAINER, "my_app.db", "my_app.db"),
+]
+
+
+@pytest.mark.parametrize(("parameter", "value", "expected"), ACCEPT)
+def test_accepted_values(parameter: Parameter, value: object, expected: str | None) -> None:
+    assert value_of(parameter, value) == (expected if expected is not None else value)
+
+
+REJECT = [
+    # Rules for every type.
+    (STRING, "", "empty"),
+    (STRING, "-rf", "must not start with '-'"),
+    (STRING, "a" * 257, "at most 256"),
+    (STRING, "a\nb", "U+000A"),
+    (STRING, "a\rb", "U+000D"),
+    (STRING, "a\x00b", "U+0000"),
+    (STRING, "a\tb", "U+0009"),
+    (STRING, "a\x1bb", "U+001B"),
+    (STRING, "a\u202eb", "U+202E"),
+    (STRING, "a\u200bb", "U+200B"),
+    (STRING, "a\u2028b", "U+2028"),
+    (STRING, "\ufeffa", "U+FEFF"),
+    (STRING, 5, "expected a string"),
+    (STRING, None, "expected a string"),
+    # STRING: pattern, ASCII classes only.
+    (STRING, "a;b", "does not match"),
+    (STRING, "a b", "does not match"),
+    (STRING, "\u0430bc", "does not match"),  # Cyrillic a
+    (STRING, "\uff41bc", "does not match"),  # fullwidth a
+    # ENUM
+    (ENUM, "ALL", "not one of"),
+    (ENUM, "all ", "not one of"),
+    (ENUM, "ext", "not one of"),
+    # INTEGER
+    (INTEGER, 0, "out of range"),
+    (INTEGER, 101, "out of range"),
+    (INTEGER, -1, "negative"),
+    (INTEGER, "-1", "must not start with '-'"),
+    (INTEGER, True, "expected an integer"),
+    (INTEGER, 5.0, "expected an integer"),
+    (INTEGER, "5.0", "not a decimal number"),
+    (INTEGER, " 5", "not a decimal number"),
+    (INTEGER, "+5", "not a decimal number"),
+    (INTEGER, "1_0", "not a decimal number"),
+    (INTEGER, "\uff15", "not a decimal number"),
+    (INTEGER, "\u0665", "not a decimal number"),
+    (INTEGER, "0x10", "not a decimal number"),
+    (INTEGER, 10**400, "too large"),
+    # PATH
+    (PATH, "var/log", "must be absolute"),
+    (PATH, "/var/log/../../etc/shadow", "'..'"),
+    (PATH, "/var/log/..", "'..'"),
+    (PATH, "/tmp/x/../y", "'..'"),
+    (PATH, "/var/logx", "not under an allowed root"),
+    (PATH, "/var", "not under an allowed root"),
+    (PATH, "/etc/passwd", "not under an allowed root"),
+    (PATH, "~/x", "must be absolute"),
+    (PATH, "/tmp/\x00", "U+0000"),
+    (PATH, "/tmp/\n", "U+000A"),
+    # UNIT
+    (UNIT, "-nginx", "must not start with '-'"),
+    (UNIT, "nginx*", "not a systemd unit name"),
+    (UNIT, "ngin?", "not a systemd unit name"),
+    (UNIT, "nginx service", "not a systemd unit name"),
+    (UNIT, ".service", "not a systemd unit name"),
+    (UNIT, "@x.service", "not a systemd unit name"),
+    (UNIT, "nginx;reboot", "not a systemd unit name"),
+    (UNIT, "ngi\u0578x", "not a systemd unit name"),
+    (UNIT, "nginx\uff0eservice", "not a systemd unit name"),
+    (UNIT, "a/b", "not a systemd unit name"),
+    # CONTAINER
+    (CONTAINER, "-web", "must not start with '-'"),
+    (CONTAINER, "_web", "not a docker container name"),
+    (CONTAINER, ".web", "not a docker container name"),
+    (CONTAINER, "web:latest", "not a docker container name"),
+    (CONTAINER, "web/1", "not a docker container name"),
+    (CONTAINER, "we b", "not a docker container name"),
+    (CONTAINER, "w\u0435b", "not a docker container name"),
+]
+
+
+@pytest.mark.parametrize(("parameter", "value", "reason"), REJECT)
+def test_rejected_values(parameter: Parameter, value: object, reason: str) -> None:
+    with pytest.raises(ParameterError) as caught:
+        render(single(parameter), {parameter.name: value})
+    assert caught.value.command == "probe"
+    assert caught.value.parameter == parameter.name
+    assert reason in str(caught.value)
+
+
+def test_max_length_is_per_parameter() -> None:
+    short = Parameter("s", ParamType.STRING, "s", pattern="[a-z]+", max_length=3)
+    assert value_of(short, "abc") == "abc"
+    with pytest.raises(ParameterError, match="at most 3"):
+        value_of(short, "abcd")
+
+
+def test_string_without_pattern_is_refused() -> None:
+    with pytest.raises(ParameterError, match="no pattern"):
+        value_of(Parameter("s", ParamType.STRING, "s"), "x")
+
+
+def test_defaults_fill_missing_arguments() -> None:
+    catalog = load_catalog()
+    assert render(catalog.get("largest_files"), {}) == (
+        "find / -xdev -type f -printf '%s %p\\n' 2>/dev/null | sort -rn | head -n 20"
+        " | numfmt --to=iec --field=1"
+    )
+    assert render(catalog.get("largest_files"), {"count": 3, "path": "/var/log/"}).startswith(
+        "find /var/log -xdev"
+    )
+    assert render(catalog.get("disk_usage_path"), {"path": "/var/lib/my dir"}) == (
+        "du -shx -- '/var/lib/my dir'"
+    )
+
+
+def test_missing_required_argument() -> None:
+    command = load_catalog().get("service_logs")
+    with pytest.raises(ParameterError) as caught:
+        render(command, {"lines": 5})
+    assert caught.value.parameter == "unit"
+    assert "required argument is missing" in str(caught.value)
+
+
+def test_unknown_argument_lists_accepted_names() -> None:
+    command = load_catalog().get("service_logs")
+    with pytest.raises(ParameterError) as caught:
+        render(command, {"unit": "nginx", "since": "yesterday"})
+    assert caught.value.parameter == "since"
+    assert "accepted: lines, unit" in str(caught.value)
+    with pytest.raises(ParameterError, match="takes no arguments"):
+        render(load_catalog().get("uptime"), {"x": 1})
+
+
+def test_values_are_always_quoted() -> None:
+    command = Command(
+        name="q",
+        description="d",
+        category="c",
+        template="echo {n} {s} {n}",
+        parameters=(
+            Parameter("n", ParamType.INTEGER, "n"),
+            Parameter("s", ParamType.STRING, "s", pattern=".+"),
+        ),
+    )
+    assert render(command, {"n": 7, "s": "it's $HOME"}) == "echo 7 'it'\"'\"'s $HOME' 7"
+    assert render(command, {"n": "12", "s": "a"}) == "echo 12 a 12"
+
+
+def test_literal_braces_survive_rendering() -> None:
+    rendered = render(load_catalog().get("docker_ps"), {})
+    assert "{{.ID}}\\t{{.Names}}" in rendered
+    command = Command(
+        name="awk",
+        description="d",
+        category="c",
+        template="awk '{print $1}' {f} | head -n {n}",
+        parameters=(
+            Parameter("f", ParamType.PATH, "f", roots=("/",)),
+            Parameter("n", ParamType.INTEGER, "n", default=2),
+        ),
+    )
+    assert render(command, {"f": "/etc/x y"}) == "awk '{print $1}' '/etc/x y' | head -n 2"
+
+
+def test_wrap_for_exec_format() -> None:
+    assert wrap_for_exec("uptime", timeout=10) == "timeout -k 2 10 /bin/sh -c uptime </dev/null"
+    assert wrap_for_exec("a; b", timeout=2.1) == "timeout -k 2 3 /bin/sh -c 'a; b' </dev/null"
+    assert wrap_for_exec("x", timeout=0.2).startswith("timeout -k 2 1 ")
+    for bad in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="positive number of seconds"):
+            wrap_for_exec("x", timeout=bad)
+
+
+def test_input_schema() -> None:
+    catalog = load_catalog()
+    schema = catalog.get("service_logs").input_schema()
+    assert schema == {
+        "type": "object",
+        "properties": {
+            "unit": {
+                "type": "string",
+                "description": catalog.get("service_logs").parameter("unit").description,
+                "pattern": "^[A-Za-z0-9_:][A-Za-z0-9:_.@-]*$",
+                "maxLength": 256,
+            },
+            "lines": {
+                "type": "integer",
+                "description": "How many of the most recent lines to show.",
+                "minimum": 1,
+                "maximum": 2000,
+                "default": 100,
+            },
+        },
+        "required": ["unit"],
+        "additionalProperties": False,
+    }
+    assert catalog.get("uptime").input_schema()["properties"] == {}
+    fstype = catalog.get("disk_usage").input_schema()["properties"]["fstype"]
+    assert fstype["enum"][0] == "all" and fstype["default"] == "all"
+    path = PATH.json_schema()
+    assert path["pattern"] == "^/" and "/var/log, /tmp" in path["description"]
+    assert STRING.json_schema()["pattern"] == r"^(?:[\w.]+)$"
+    assert CONTAINER.json_schema()["pattern"] == "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
