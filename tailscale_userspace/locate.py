@@ -1,0 +1,72 @@
+"""Finding the tailscaled executable.
+
+Order: the explicit path (the agent's --tailscaled flag), $TAILSCALED, a copy
+shipped next to our own executable (the PyInstaller single-file build unpacks
+it into sys._MEIPASS), then PATH.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from .errors import TailscaledNotFound
+
+TAILSCALE_VERSION = "v1.98.8"
+
+_HOW_TO_GET_IT = (
+    "install it with `go install tailscale.com/cmd/tailscaled@"
+    + TAILSCALE_VERSION
+    + "` (puts it in $(go env GOPATH)/bin), or the `tailscale` package of your "
+    "distribution (https://pkgs.tailscale.com/stable/), then pass --tailscaled PATH "
+    "or set TAILSCALED=PATH"
+)
+
+
+def _is_executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def embedded_dir() -> Path:
+    """Where a bundled tailscaled would sit next to the running executable."""
+    bundle = getattr(sys, "_MEIPASS", None)
+    if getattr(sys, "frozen", False) and bundle:
+        return Path(bundle)
+    return Path(sys.executable).resolve().parent
+
+
+def find_tailscaled(
+    explicit: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Path:
+    env = os.environ if environ is None else environ
+    if explicit is not None and str(explicit) != "":
+        path = Path(explicit).expanduser()
+        if _is_executable(path):
+            return path.resolve()
+        raise TailscaledNotFound(
+            f"tailscaled given explicitly as {str(explicit)!r} is not an executable file; "
+            f"fix the path or {_HOW_TO_GET_IT}"
+        )
+    from_env = env.get("TAILSCALED", "")
+    if from_env:
+        path = Path(from_env).expanduser()
+        if _is_executable(path):
+            return path.resolve()
+        raise TailscaledNotFound(
+            f"TAILSCALED={from_env!r} is not an executable file; "
+            f"fix or unset it, or {_HOW_TO_GET_IT}"
+        )
+    embedded = embedded_dir() / "tailscaled"
+    if _is_executable(embedded):
+        return embedded
+    on_path = shutil.which("tailscaled", path=env.get("PATH", os.defpath))
+    if on_path:
+        return Path(on_path).resolve()
+    raise TailscaledNotFound(
+        f"tailscaled not found (looked at --tailscaled, $TAILSCALED, {embedded} and PATH); "
+        + _HOW_TO_GET_IT
+    )

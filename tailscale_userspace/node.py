@@ -1,0 +1,318 @@
+"""A tailnet node backed by a tailscaled child in userspace-networking mode."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .errors import LocalAPIError, TailscaleError
+from .localapi import LocalAPI
+from .process import TailscaledProcess, tailscaled_argv
+
+log = logging.getLogger(__name__)
+
+_BACKOFF_START = 1.0
+_BACKOFF_MAX = 30.0
+_STABLE_AFTER = 60.0  # a run this long resets the restart backoff
+_SPAWN_TIMEOUT = 30.0
+_POLL_INTERVAL = 0.25
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    tailscaled: Path
+    state_dir: Path | None = None  # None: in-memory state, an ephemeral node
+    auth_key: str | None = field(default=None, repr=False)
+    hostname: str | None = None
+    control_url: str | None = None
+    extra_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    runtime_dir: Path | None = None  # holds the LocalAPI socket; private temp dir if None
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    state: str
+    ips: tuple[str, ...]  # IPv4 first
+    dns_name: str  # MagicDNS FQDN without the trailing dot, "" if none
+    hostname: str
+
+    @classmethod
+    def from_status(cls, status: Mapping[str, Any]) -> NodeInfo:
+        me: Mapping[str, Any] = status.get("Self") or {}
+        ips = tuple(str(ip) for ip in status.get("TailscaleIPs") or me.get("TailscaleIPs") or ())
+        return cls(
+            state=str(status.get("BackendState") or ""),
+            ips=tuple(sorted(ips, key=lambda ip: ":" in ip)),
+            dns_name=str(me.get("DNSName") or "").rstrip("."),
+            hostname=str(me.get("HostName") or ""),
+        )
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    # The state holds the node's private keys; the socket grants control of the node.
+    os.chmod(path, 0o700)
+    return path
+
+
+class TailscaleNode:
+    def __init__(
+        self,
+        options: NodeOptions,
+        *,
+        on_progress: Callable[[str], None] | None = None,
+        on_login_url: Callable[[str], None] | None = None,
+    ) -> None:
+        self.options = options
+        self._on_progress = on_progress
+        self._on_login_url = on_login_url
+        self._process: TailscaledProcess | None = None
+        self._localapi: LocalAPI | None = None
+        self._socks5: tuple[str, int] | None = None
+        self._info: NodeInfo | None = None
+        self._restarts = 0
+        self._stopping = False
+        self._runtime_dir: Path | None = None
+        self._owns_runtime_dir = False
+
+    # -- properties -------------------------------------------------------------
+
+    @property
+    def socks5(self) -> tuple[str, int]:
+        if self._socks5 is None:
+            raise TailscaleError("the tailscale node is not started; call start() or up() first")
+        return self._socks5
+
+    @property
+    def localapi(self) -> LocalAPI:
+        if self._localapi is None:
+            raise TailscaleError("the tailscale node is not started; call start() or up() first")
+        return self._localapi
+
+    @property
+    def info(self) -> NodeInfo | None:
+        return self._info
+
+    @property
+    def pid(self) -> int | None:
+        if self._process is None or self._process.returncode is not None:
+            return None
+        return self._process.pid
+
+    @property
+    def restarts(self) -> int:
+        return self._restarts
+
+    @property
+    def ephemeral(self) -> bool:
+        return self.options.state_dir is None
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def _progress(self, message: str) -> None:
+        log.info("%s", message)
+        if self._on_progress is not None:
+            self._on_progress(message)
+
+    def _ensure_dirs(self) -> tuple[Path, Path]:
+        if self._runtime_dir is None:
+            if self.options.runtime_dir is not None:
+                self._runtime_dir = _private_dir(Path(self.options.runtime_dir))
+            else:
+                # Short path: a unix socket path must fit in 108 bytes.
+                self._runtime_dir = Path(tempfile.mkdtemp(prefix="tsu-"))
+                self._owns_runtime_dir = True
+        if self.options.state_dir is not None:
+            var_dir = _private_dir(Path(self.options.state_dir))
+        else:
+            var_dir = _private_dir(self._runtime_dir / "var")
+        return self._runtime_dir, var_dir
+
+    async def start(self) -> None:
+        """Spawn tailscaled and wait until its SOCKS5 proxy and LocalAPI answer."""
+        if self._process is not None and self._process.returncode is None:
+            return
+        self._stopping = False
+        runtime_dir, var_dir = self._ensure_dirs()
+        socket_path = runtime_dir / "tailscaled.sock"
+        with contextlib.suppress(FileNotFoundError):
+            socket_path.unlink()  # a stale socket from a killed run
+        argv = tailscaled_argv(
+            self.options.tailscaled,
+            socket_path=socket_path,
+            var_dir=var_dir,
+            ephemeral=self.ephemeral,
+        )
+        self._progress("tailscale: starting tailscaled (userspace networking)")
+        process = await TailscaledProcess.spawn(argv, self.options.extra_env)
+        self._process = process
+        try:
+            self._socks5 = await process.socks5(_SPAWN_TIMEOUT)
+            if self._localapi is not None:
+                await self._localapi.aclose()
+            self._localapi = LocalAPI(socket_path)
+            await self._wait_localapi(process)
+        except BaseException:
+            await process.terminate(5.0)
+            raise
+        self._progress(
+            f"tailscale: tailscaled running (pid {process.pid}), SOCKS5 proxy on "
+            f"{self._socks5[0]}:{self._socks5[1]}"
+        )
+
+    async def _wait_localapi(self, process: TailscaledProcess) -> None:
+        deadline = time.monotonic() + _SPAWN_TIMEOUT
+        while True:
+            try:
+                await self.localapi.status()
+                return
+            except LocalAPIError as exc:
+                if process.returncode is not None:
+                    raise TailscaleError(
+                        f"tailscaled exited with code {process.returncode} while starting; "
+                        f"its last log lines:\n{process.log_tail()}"
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise TailscaleError(
+                        f"tailscaled's LocalAPI did not answer within {_SPAWN_TIMEOUT:g}s "
+                        f"({exc}); its last log lines:\n{process.log_tail()}"
+                    ) from None
+            await asyncio.sleep(0.05)
+
+    async def up(self, *, timeout: float | None = 60.0) -> NodeInfo:  # noqa: ASYNC109 (API)
+        """Start tailscaled if needed and join the tailnet; returns once Running."""
+        await self.start()
+        info = await self._join(timeout)
+        self._info = info
+        return info
+
+    async def _join(self, within: float | None) -> NodeInfo:
+        process = self._process
+        assert process is not None
+        opts = self.options
+        await self.localapi.start(
+            auth_key=opts.auth_key, control_url=opts.control_url, hostname=opts.hostname
+        )
+        deadline = None if within is None else time.monotonic() + within
+        last_state = ""
+        login_requested = False
+        reported_url = ""
+        while True:
+            if process.returncode is not None:
+                raise TailscaleError(
+                    f"tailscaled exited with code {process.returncode} while joining the "
+                    f"tailnet; its last log lines:\n{process.log_tail()}"
+                )
+            status = await self.localapi.status()
+            info = NodeInfo.from_status(status)
+            self._info = info
+            if info.state != last_state:
+                last_state = info.state
+                self._progress(f"tailscale: {info.state}")
+            if info.state == "Running" and info.ips:
+                self._progress(
+                    f"tailscale: joined as {info.dns_name or info.hostname} ({', '.join(info.ips)})"
+                )
+                return info
+            if info.state == "NeedsLogin" and not opts.auth_key and not login_requested:
+                login_requested = True
+                await self.localapi.login_interactive()
+            auth_url = str(status.get("AuthURL") or "")
+            if auth_url and auth_url != reported_url:
+                reported_url = auth_url
+                self._progress(f"tailscale: to join the tailnet, open {auth_url}")
+                if self._on_login_url is not None:
+                    self._on_login_url(auth_url)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TailscaleError(self._join_timeout_message(within, status, process))
+            await asyncio.sleep(_POLL_INTERVAL)
+
+    def _join_timeout_message(
+        self, timeout: float | None, status: Mapping[str, Any], process: TailscaledProcess
+    ) -> str:
+        health = "; ".join(str(h) for h in status.get("Health") or ()) or "none reported"
+        hint = (
+            "check that the auth key is valid, unexpired and (after a restart of an "
+            "ephemeral node) reusable"
+            if self.options.auth_key
+            else "open the login URL and approve the node"
+        )
+        return (
+            f"tailscale node did not reach Running within {timeout:g}s (state "
+            f"{status.get('BackendState')!r}, control {self.options.control_url or 'default'}, "
+            f"health: {health}); {hint}. tailscaled's last log lines:\n{process.log_tail()}"
+        )
+
+    async def run_supervised(self) -> None:
+        """Keep tailscaled alive: restart it with backoff and rejoin when it dies."""
+        backoff = _BACKOFF_START
+        while not self._stopping:
+            process = self._process
+            if process is None:
+                return
+            started = time.monotonic()
+            code: int | None = await process.wait()
+            if self._stopping:
+                return
+            if time.monotonic() - started > _STABLE_AFTER:
+                backoff = _BACKOFF_START
+            while not self._stopping:
+                self._progress(
+                    f"tailscale: tailscaled exited unexpectedly (code {code}); "
+                    f"restarting in {backoff:g}s"
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                if self._stopping:
+                    return
+                self._restarts += 1
+                try:
+                    await self.up()
+                    break
+                except TailscaleError as exc:
+                    log.warning("restarting tailscaled failed: %s", exc)
+                    if self._process is not None and self._process.returncode is None:
+                        await self._process.terminate(5.0)
+                    code = self._process.returncode if self._process else None
+
+    async def health(self) -> dict[str, Any]:
+        running = self.pid is not None
+        info = self._info
+        if running:
+            with contextlib.suppress(TailscaleError):
+                info = NodeInfo.from_status(await self.localapi.status())
+                self._info = info
+        return {
+            "state": info.state if info else "NoState",
+            "ips": list(info.ips) if info else [],
+            "dns_name": info.dns_name if info else "",
+            "restarts": self._restarts,
+            "running": running,
+        }
+
+    async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (API)
+        """Stop tailscaled (an ephemeral node logs itself out); safe to call twice."""
+        self._stopping = True
+        process = self._process
+        if process is not None and process.returncode is None:
+            self._progress("tailscale: stopping tailscaled")
+            code = await process.terminate(timeout)
+            log.debug("tailscaled (pid %d) exited with code %s", process.pid, code)
+        elif process is not None:
+            await process.wait()
+        if self._localapi is not None:
+            await self._localapi.aclose()
+        if self._owns_runtime_dir and self._runtime_dir is not None:
+            shutil.rmtree(self._runtime_dir, ignore_errors=True)
+            self._runtime_dir = None
+            self._owns_runtime_dir = False
