@@ -462,6 +462,17 @@ def _load_client_keys(host: HostConfig) -> list[asyncssh.SSHKey]:
             raise AuthenticationFailed(
                 host.name, f"cannot read SSH key {path} for {host.name}: {exc.strerror}"
             ) from None
+        except asyncssh.KeyEncryptionError as exc:
+            if "bcrypt" in str(exc):
+                # Encrypted OpenSSH-format keys (ssh-keygen's default) need bcrypt's KDF.
+                hint = "decrypting it needs the `bcrypt` package (pip install bcrypt)"
+            elif host.key_passphrase:
+                hint = "the passphrase is wrong (REMOTE_SSH_KEY_PASSPHRASE)"
+            else:
+                hint = "it needs a passphrase (set REMOTE_SSH_KEY_PASSPHRASE)"
+            raise AuthenticationFailed(
+                host.name, f"cannot load SSH key {path} for {host.name}: {hint}"
+            ) from None
         except asyncssh.KeyImportError:
             hint = (
                 "the passphrase is wrong (REMOTE_SSH_KEY_PASSPHRASE)"
