@@ -1,0 +1,95 @@
+"""What the page shows for one tool call, built from the MCP tool result."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import mcp_types
+
+
+@dataclass(frozen=True)
+class ToolCard:
+    tool: str
+    host: str = ""
+    command: str = ""  # catalog name
+    rendered: str = ""  # the command line that ran
+    exit_status: int | None = None
+    duration_ms: float | None = None
+    stdout: str = ""
+    stderr: str = ""
+    truncated: bool = False
+    timed_out: bool = False
+    error: str = ""  # the tool refused or failed; shown instead of output
+    output: str = ""  # non-command tools (list_hosts, ...): their JSON, pretty-printed
+    declined: bool = False  # a destructive command the person did not confirm
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and not self.timed_out and self.exit_status in (0, None)
+
+    @property
+    def status(self) -> str:
+        if self.declined:
+            return "declined"
+        if self.error:
+            return "error"
+        if self.timed_out:
+            return "timed out"
+        if self.exit_status is None:
+            return "done" if not self.rendered else "killed"
+        return f"exit {self.exit_status}"
+
+
+def _command_card(tool: str, data: dict[str, Any]) -> ToolCard:
+    exit_status = data.get("exit_status")
+    duration = data.get("duration_ms")
+    return ToolCard(
+        tool=tool,
+        host=str(data.get("host", "")),
+        command=str(data.get("command", "")),
+        rendered=str(data.get("rendered", "")),
+        exit_status=exit_status if isinstance(exit_status, int) else None,
+        duration_ms=float(duration) if isinstance(duration, int | float) else None,
+        stdout=str(data.get("stdout", "")),
+        stderr=str(data.get("stderr", "")),
+        truncated=bool(data.get("truncated", False)),
+        timed_out=bool(data.get("timed_out", False)),
+    )
+
+
+def _is_command_result(data: Any) -> bool:
+    return isinstance(data, dict) and "rendered" in data and "stdout" in data
+
+
+def result_text(result: mcp_types.CallToolResult) -> str:
+    return "\n".join(
+        block.text for block in result.content if isinstance(block, mcp_types.TextContent)
+    )
+
+
+def cards_for(
+    tool: str, result: mcp_types.CallToolResult, *, host: str = "", elapsed_ms: float | None = None
+) -> list[ToolCard]:
+    """One card per command that ran (system_overview runs several), or one for the tool."""
+    data = result.structured_content
+    if result.is_error:
+        return [ToolCard(tool=tool, host=host, duration_ms=elapsed_ms,
+                         error=result_text(result) or "the tool failed without a message")]
+    if _is_command_result(data):
+        return [_command_card(tool, data)]
+    if isinstance(data, dict) and isinstance(data.get("results"), list):
+        results = [r for r in data["results"] if _is_command_result(r)]
+        if results:
+            return [_command_card(tool, r) for r in results]
+    if data is not None:
+        output = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    else:
+        output = result_text(result)
+    return [ToolCard(tool=tool, host=host, duration_ms=elapsed_ms, output=output)]
+
+
+def declined_card(tool: str, host: str, rendered: str) -> ToolCard:
+    return ToolCard(tool=tool, host=host, rendered=rendered, declined=True,
+                    error="You declined this command, so it did not run.")

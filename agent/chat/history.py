@@ -1,0 +1,85 @@
+"""One person's conversation: what Claude sees (API messages) and what the page shows.
+
+The two lists are kept apart because they differ: Claude needs tool_use /
+tool_result pairs and nothing else, the page needs cards, errors and markdown.
+Both are bounded; the oldest whole turns go first, so what remains always starts
+with a user's question and stays a valid Messages API history.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .cards import ToolCard
+
+MAX_TURNS = 30
+MAX_MESSAGE_BYTES = 400_000
+
+ItemKind = Literal["user", "assistant", "card", "error", "notice"]
+
+
+@dataclass(frozen=True)
+class DisplayItem:
+    kind: ItemKind
+    text: str = ""
+    card: ToolCard | None = None
+
+
+@dataclass
+class Turn:
+    """One question and everything that answered it."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    items: list[DisplayItem] = field(default_factory=list)
+
+
+@dataclass
+class Conversation:
+    turns: list[Turn] = field(default_factory=list)
+    max_turns: int = MAX_TURNS
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [m for turn in self.turns for m in turn.messages]
+
+    def items(self) -> list[DisplayItem]:
+        return [i for turn in self.turns for i in turn.items]
+
+    def add(self, turn: Turn) -> None:
+        """Keep a finished (or failed, but made consistent) turn, then trim old ones."""
+        self.turns.append(turn)
+        self._trim()
+
+    def _trim(self) -> None:
+        while len(self.turns) > self.max_turns:
+            self.turns.pop(0)
+        # The newest turn is kept whatever its size: dropping it would lose the answer
+        # the person just got.
+        while len(self.turns) > 1 and self._message_bytes() > self.max_message_bytes:
+            self.turns.pop(0)
+
+    def _message_bytes(self) -> int:
+        return sum(len(json.dumps(m, default=str)) for turn in self.turns for m in turn.messages)
+
+
+class HistoryStore:
+    """Conversations by identity key (see `agent.identity.Identity.key`), in memory."""
+
+    def __init__(self, *, max_turns: int = MAX_TURNS, max_message_bytes: int = MAX_MESSAGE_BYTES):
+        self._conversations: dict[str, Conversation] = {}
+        self._max_turns = max_turns
+        self._max_message_bytes = max_message_bytes
+
+    def get(self, key: str) -> Conversation:
+        conversation = self._conversations.get(key)
+        if conversation is None:
+            conversation = Conversation(
+                max_turns=self._max_turns, max_message_bytes=self._max_message_bytes
+            )
+            self._conversations[key] = conversation
+        return conversation
+
+    def clear(self, key: str) -> None:
+        self._conversations.pop(key, None)

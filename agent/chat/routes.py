@@ -1,0 +1,305 @@
+"""The chat page's HTTP endpoints.
+
+GET  /                       the page (history, question box or palette)
+POST /chat/send              start a turn; answers with the turn's element
+GET  /chat/stream/{turn}     that turn's events (SSE); 204 once it is over
+POST /chat/confirm/{call}    confirm or cancel a destructive call of the running turn
+POST /chat/run               palette: run one catalog command directly
+POST /chat/run/{pending}     palette: confirm or cancel a destructive command
+POST /chat/new               forget this identity's conversation
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+import mcp
+import mcp_types
+from mcp.client.session import ClientRequestContext
+from mcp.server.mcpserver import MCPServer
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response, StreamingResponse
+
+from agent.identity import Identity, request_identity
+from agent.service import AgentService
+from whitelist import WhitelistError, render
+
+from . import views
+from .agent_loop import ChatTurn, LoopOptions, TurnFinished, accept_confirmation, identity_meta
+from .cards import ToolCard, cards_for
+from .csrf import TOKEN_HEADER, same_origin
+from .history import HistoryStore
+from .palette import arguments_from_form, palette
+from .prompt import system_prompt
+from .sessions import ChatSession, PendingRun, Sessions
+
+log = logging.getLogger(__name__)
+
+MAX_QUESTION = 8000
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def html(content: str, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return HTMLResponse(content, status_code, headers={**SECURITY_HEADERS, **(headers or {})})
+
+
+def forbidden() -> Response:
+    return Response(
+        "403 Forbidden: this request did not come from the chat page itself "
+        "(cross-site or without the page's token), so it was refused. Reload the page and "
+        "use its controls.\n",
+        status_code=403,
+        media_type="text/plain",
+        headers=SECURITY_HEADERS,
+    )
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    max_rounds: int = 8
+    max_tokens: int = 2048
+    overloaded_retries: int = 2
+    overloaded_backoff: float = 2.0
+    sdk_max_retries: int = 2
+    confirm_timeout: float = 600.0
+    history_turns: int = 30
+    history_bytes: int = 400_000
+
+
+class Chat:
+    def __init__(self, service: AgentService, mcp_server: MCPServer, options: ChatOptions) -> None:
+        self.service = service
+        self.mcp_server = mcp_server
+        self.options = options
+        self.sessions = Sessions(
+            HistoryStore(max_turns=options.history_turns, max_message_bytes=options.history_bytes)
+        )
+        settings = service.settings
+        self.client: anthropic.AsyncAnthropic | None = None
+        if settings.anthropic_api_key:
+            self.client = anthropic.AsyncAnthropic(
+                api_key=settings.anthropic_api_key,
+                base_url=settings.anthropic_base_url,
+                max_retries=options.sdk_max_retries,
+            )
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _session(self, request: Request) -> tuple[Identity, ChatSession]:
+        identity = request_identity(request)
+        return identity, self.sessions.get(identity.key)
+
+    async def _checked(self, request: Request) -> tuple[Identity, ChatSession] | None:
+        identity, session = self._session(request)
+        if not await same_origin(request, session.token):
+            log.warning("refused a chat POST to %s from %s: not same-origin (Sec-Fetch-Site=%s)",
+                        request.url.path, identity.display,
+                        request.headers.get("sec-fetch-site", "absent"))
+            return None
+        return identity, session
+
+    async def _form(self, request: Request) -> dict[str, str]:
+        form = await request.form()
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    async def page(self, request: Request) -> Response:
+        identity, session = self._session(request)
+        settings = self.service.settings
+        return html(views.page(
+            identity=identity,
+            items=session.conversation.items(),
+            has_key=self.client is not None,
+            model=settings.anthropic_model,
+            headers={TOKEN_HEADER: session.token},
+            palette=palette(self.service.catalog),
+            hosts=sorted(settings.hosts),
+            default_host=settings.default_host,
+            max_question=MAX_QUESTION,
+        ))
+
+    async def send(self, request: Request) -> Response:
+        checked = await self._checked(request)
+        if checked is None:
+            return forbidden()
+        identity, session = checked
+        if self.client is None:
+            return html(views.message_fragment(
+                "error", "Chat needs an Anthropic API key (ANTHROPIC_API_KEY); use the palette."))
+        question = (await self._form(request)).get("message", "").strip()
+        if not question:
+            return html("")
+        if len(question) > MAX_QUESTION:
+            return html(views.message_fragment(
+                "error", f"That question is too long ({len(question)} characters; the limit is "
+                f"{MAX_QUESTION}). Shorten it and send again."))
+        if session.busy:
+            return html(views.message_fragment(
+                "error", "Claude is still answering your previous question; wait for it to "
+                "finish (or start a new chat)."))
+        token = self.service.identity_tokens.issue(identity)
+        turn = ChatTurn(
+            id=secrets.token_hex(8),
+            question=question,
+            conversation=session.conversation,
+            anthropic_client=self.client,
+            mcp_server=self.mcp_server,
+            catalog=self.service.catalog,
+            default_host=self.service.settings.default_host,
+            system=system_prompt(self.service.catalog, self.service.settings),
+            identity_token=token,
+            options=LoopOptions(
+                model=self.service.settings.anthropic_model,
+                max_rounds=self.options.max_rounds,
+                max_tokens=self.options.max_tokens,
+                overloaded_retries=self.options.overloaded_retries,
+                overloaded_backoff=self.options.overloaded_backoff,
+                confirm_timeout=self.options.confirm_timeout,
+            ),
+            base_url=self.service.settings.anthropic_base_url,
+        )
+
+        async def run() -> None:
+            try:
+                await turn.run()
+            finally:
+                self.service.identity_tokens.revoke(token)
+
+        session.turn = turn
+        session.task = asyncio.create_task(run(), name=f"chat-turn-{turn.id}")
+        self._tasks.add(session.task)
+        session.task.add_done_callback(self._tasks.discard)
+        return html(views.turn_start(turn.id, question))
+
+    async def stream(self, request: Request) -> Response:
+        _, session = self._session(request)
+        turn = session.turn
+        if turn is None or turn.id != request.path_params["turn"] or (
+            turn.finished and turn.events.empty()
+        ):
+            # 204 tells EventSource to stop reconnecting: this turn is over.
+            return Response(status_code=204, headers=SECURITY_HEADERS)
+        renderer = views.StreamRenderer(confirm_url="/chat/confirm/{call}")
+
+        async def events() -> AsyncIterator[bytes]:
+            yield b": stream open\n\n"
+            while True:
+                event = await turn.events.get()
+                yield renderer.render(event)
+                if isinstance(event, TurnFinished):
+                    return
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no"},
+        )
+
+    async def confirm(self, request: Request) -> Response:
+        checked = await self._checked(request)
+        if checked is None:
+            return forbidden()
+        _, session = checked
+        decision = (await self._form(request)).get("decision")
+        call = request.path_params["call"]
+        if session.turn is None or session.turn.decide(call, decision == "confirm") is None:
+            return html(views.message_fragment(
+                "error", "That confirmation is no longer pending."), status_code=409)
+        # The stream shows what happens next; a swap here could race with it.
+        return Response(status_code=204, headers=SECURITY_HEADERS)
+
+    async def new(self, request: Request) -> Response:
+        checked = await self._checked(request)
+        if checked is None:
+            return forbidden()
+        identity, _ = checked
+        self.sessions.reset(identity.key)
+        return Response(status_code=204, headers={**SECURITY_HEADERS, "HX-Refresh": "true"})
+
+    async def run_command(self, request: Request) -> Response:
+        checked = await self._checked(request)
+        if checked is None:
+            return forbidden()
+        identity, session = checked
+        form = await self._form(request)
+        name = form.get("command", "")
+        host = form.get("host") or None
+        try:
+            command = self.service.catalog.get(name)
+            arguments = arguments_from_form(command, form)
+            rendered = render(command, arguments)
+        except WhitelistError as exc:
+            return html(views.cards([ToolCard(tool="execute_command", host=host or "",
+                                              command=name, error=str(exc))]))
+        if command.destructive:
+            pending = secrets.token_hex(8)
+            session.pending_runs[pending] = PendingRun(name, arguments, host, rendered)
+            return html(views.confirm(f"run-{pending}", host or "", name, rendered,
+                                      f"/chat/run/{pending}", replace_self=True))
+        cards = await self._execute(identity, name, arguments, host, confirmed=False)
+        return html(views.cards(cards))
+
+    async def run_confirmed(self, request: Request) -> Response:
+        checked = await self._checked(request)
+        if checked is None:
+            return forbidden()
+        identity, session = checked
+        pending = session.pending_runs.pop(request.path_params["pending"], None)
+        if pending is None:
+            return html(views.message_fragment("error", "That command is no longer pending."))
+        if (await self._form(request)).get("decision") != "confirm":
+            return html(views.cards([ToolCard(
+                tool="execute_command", host=pending.host or "", command=pending.command,
+                rendered=pending.rendered, declined=True,
+                error="You cancelled this command, so it did not run.")]))
+        cards = await self._execute(identity, pending.command, pending.arguments, pending.host,
+                                    confirmed=True)
+        return html(views.cards(cards))
+
+    async def _execute(self, identity: Identity, name: str, arguments: dict[str, Any],
+                       host: str | None, *, confirmed: bool) -> list[ToolCard]:
+        """The palette's call: the same `execute_command` tool Claude and MCP clients use."""
+        accepted = False
+
+        async def elicit(context: ClientRequestContext,
+                         params: mcp_types.ElicitRequestParams) -> mcp_types.ElicitResult:
+            nonlocal accepted
+            # One confirmation click accepts one elicitation, for this call only.
+            if not confirmed or accepted:
+                return mcp_types.ElicitResult(action="decline")
+            accepted = True
+            return accept_confirmation(params)
+
+        token = self.service.identity_tokens.issue(identity)
+        try:
+            async with mcp.Client(self.mcp_server, mode="legacy",
+                                  elicitation_callback=elicit) as client:
+                args: dict[str, Any] = {"command": name, "parameters": arguments}
+                if host:
+                    args["host"] = host
+                started = time.monotonic()
+                result = await client.call_tool("execute_command", args,
+                                                meta=identity_meta(token))
+                elapsed = (time.monotonic() - started) * 1000
+        finally:
+            self.service.identity_tokens.revoke(token)
+        return cards_for("execute_command", result, host=host or "", elapsed_ms=elapsed)
