@@ -321,6 +321,10 @@ class _FileLoader:
             self._problem(command, where, f"expected a mapping, got {type(spec).__name__}")
             return None
         raw_type = spec.get("type")
+        if raw_type is None:
+            allowed = ", ".join(t.value for t in ParamType)
+            self._problem(command, f"{where}.type", f"'type' is required; use one of: {allowed}")
+            return None
         try:
             kind = ParamType(str(raw_type))
         except ValueError:

@@ -532,6 +532,21 @@ ERROR_CASES = {
         "parameters.p.type",
         ["unknown type 'filename'", "container"],
     ),
+    "parameter without type": (
+        """
+        commands:
+          x:
+            description: d
+            category: c
+            template: "ls -- {p}"
+            parameters:
+              p:
+                description: n
+        """,
+        "x",
+        "parameters.p.type",
+        ["'type' is required"],
+    ),
     "duplicate command": (
         """
         commands:
