@@ -106,8 +106,9 @@ class _HostState:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     conn: asyncssh.SSHClientConnection | None = None
     last_error: str | None = None
+    last_failure: SSHError | None = None
+    attempts: int = 0  # connection attempts so far, successful or not
     shell_ok: bool | None = None
-    connects: int = 0  # how many connections were opened; lets tests see reuse
 
     def live(self) -> asyncssh.SSHClientConnection | None:
         if self.conn is not None and not self.conn.is_closed():
@@ -260,19 +261,24 @@ class SSHPool:
         conn = state.live()
         if conn is not None:
             return conn
+        attempts_seen = state.attempts
         async with state.lock:  # two callers must not open two connections
             conn = state.live()
             if conn is not None:
                 return conn
+            if state.attempts != attempts_seen and state.last_failure is not None:
+                # An attempt failed while we queued for the lock: share its answer
+                # instead of making every waiting caller sit through connect_timeout.
+                raise state.last_failure
             state.conn = None
+            state.attempts += 1
             try:
                 conn = await self._connect(state.config)
                 await self._probe(state, conn)
             except SSHError as exc:
-                state.last_error = str(exc)
+                state.last_error, state.last_failure = str(exc), exc
                 raise
-            state.conn, state.last_error = conn, None
-            state.connects += 1
+            state.conn, state.last_error, state.last_failure = conn, None, None
             return conn
 
     async def _connect(self, host: HostConfig) -> asyncssh.SSHClientConnection:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -412,3 +413,60 @@ async def test_unknown_host_name_is_a_clear_error(pool: SSHPool) -> None:
 
     with pytest.raises(SSHError, match="unknown host 'nope'; configured hosts: test"):
         await run(pool, "true", host="nope")
+
+
+async def test_callers_queued_behind_a_failing_connect_fail_together(sshd: Sshd) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        port = listener.getsockname()[1]
+        pool = SSHPool({"test": sshd.host_config(port=port)}, connect_timeout=1)
+        started = time.monotonic()
+        try:
+            outcomes = await asyncio.gather(
+                *(run(pool, "true") for _ in range(6)), return_exceptions=True
+            )
+        finally:
+            await pool.close()
+    assert all(isinstance(o, HostUnreachable) for o in outcomes)
+    assert time.monotonic() - started < 2.5  # one connect timeout, not six
+
+
+async def test_reconnects_when_the_connection_dropped_unnoticed(
+    sshd_factory: Callable[..., Sshd],
+) -> None:
+    server = sshd_factory()
+    pool = SSHPool({"test": server.host_config()})
+    try:
+        for attempt in range(3):
+            server.restart()  # no pause: the next call may still hold the dead connection
+            result = await run(pool, f"echo {attempt}")
+            assert result.stdout == f"{attempt}\n"
+    finally:
+        await pool.close()
+
+
+async def test_client_gives_up_when_an_escaped_process_holds_the_channel(
+    pool: SSHPool, sshd: Sshd
+) -> None:
+    # `setsid` leaves timeout's process group, so the remote kill misses it and its
+    # inherited stdout keeps the channel open: only the client-side deadline ends this.
+    started = time.monotonic()
+    try:
+        result = await pool.run(
+            "test",
+            "setsid sleep 89; echo never",
+            command_name="stuck",
+            timeout=1,
+            max_output=MiB,
+        )
+    finally:
+        for line in remote_processes(sshd.user, "sleep 89"):
+            os.kill(int(line.split()[0]), signal.SIGTERM)  # the sleep this test started
+    elapsed = time.monotonic() - started
+    assert result.timed_out
+    assert result.exit_status is None
+    assert "timed out after 1 s" in result.stderr
+    assert 1 + 5 <= elapsed < 1 + 5 + 6
+    again = await pool.run("test", "echo ok", command_name="echo", timeout=10, max_output=MiB)
+    assert again.stdout == "ok\n"
