@@ -1,0 +1,45 @@
+#!/bin/sh
+# Build dist/tailnet-agent: one executable for Linux x86-64 that carries its own
+# tailscaled, the default command catalog and the web assets.
+#
+#   sh build/build.sh                         build tailscaled (Go) and the executable
+#   TAILSCALED=/path/tailscaled sh build/build.sh   embed this tailscaled instead
+#
+# Needs: the project installed in the Python that runs PyInstaller
+# (`pip install -e '.[build]'`), and Go 1.26 unless TAILSCALED is given.
+# PYTHON picks that Python (default: python3).
+set -eu
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+PYTHON="${PYTHON:-python3}"
+work="$root/build/work"
+mkdir -p "$work"
+
+if [ -n "${TAILSCALED:-}" ]; then
+    if [ ! -x "$TAILSCALED" ]; then
+        echo "build/build.sh: TAILSCALED=$TAILSCALED is not an executable file;" \
+             "fix the path or unset TAILSCALED to build one with Go" >&2
+        exit 1
+    fi
+    tailscaled="$TAILSCALED"
+else
+    sh "$root/build/tailscaled.sh" "$work/tailscaled-bin"
+    tailscaled="$work/tailscaled-bin/tailscaled"
+fi
+echo "embedding $("$tailscaled" --version | head -n 1) from $tailscaled" >&2
+
+if ! "$PYTHON" -c "import PyInstaller, agent" 2>/dev/null; then
+    echo "build/build.sh: $PYTHON cannot import PyInstaller and the agent;" \
+         "run \`$PYTHON -m pip install -e '.[build]'\` first (or set PYTHON=...)" >&2
+    exit 1
+fi
+
+TAILNET_AGENT_TAILSCALED="$tailscaled" "$PYTHON" -m PyInstaller \
+    --noconfirm --clean --log-level WARN \
+    --distpath "$root/dist" --workpath "$work/pyinstaller" \
+    "$root/build/tailnet-agent.spec"
+
+size=$(wc -c < "$root/dist/tailnet-agent")
+echo "built dist/tailnet-agent ($((size / 1048576)) MiB)" >&2
+"$root/dist/tailnet-agent" version
