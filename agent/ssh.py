@@ -21,7 +21,13 @@ from typing import Any
 import asyncssh
 
 from agent.config import HostConfig
-from agent.hostkeys import fetch_host_key, fingerprint, known_hosts_matcher, trusted_keys
+from agent.hostkeys import (
+    fetch_host_key,
+    fingerprint,
+    is_trusted,
+    known_hosts_matcher,
+    trusted_keys,
+)
 from agent.results import CommandResult
 from whitelist import wrap_for_exec
 
@@ -309,18 +315,29 @@ class SSHPool:
         except (OSError, TimeoutError, asyncssh.Error) as exc:
             if sock is not None:
                 sock.close()
+            # A connection that opened and then broke may be a host-key type mismatch.
+            if not isinstance(exc, TimeoutError | ConnectionRefusedError | socket.gaierror):
+                changed = await self._changed_key_type(host)
+                if changed is not None:
+                    raise changed from None
             raise HostUnreachable(host.name, _unreachable(host, exc)) from None
 
-    async def _host_key_error(self, host: HostConfig) -> SSHError:
-        changed = bool(trusted_keys(host))
+    async def _presented_key(self, host: HostConfig) -> asyncssh.SSHKey | None:
+        """The server's key, fetched over a second connection (for messages only)."""
         try:
-            # A second connection, only to show the key's fingerprint in the message.
-            key = await fetch_host_key(
+            return await fetch_host_key(
                 host, connector=self._connector, timeout=self._connect_timeout
             )
-            shown: str | None = fingerprint(key)
         except SSHError:
-            shown = None
+            return None
+
+    async def _host_key_error(
+        self, host: HostConfig, key: asyncssh.SSHKey | None = None
+    ) -> SSHError:
+        changed = bool(trusted_keys(host))
+        if key is None:
+            key = await self._presented_key(host)
+        shown = fingerprint(key) if key is not None else None
         where = f"{host.name} ({host.address}:{host.port})"
         advice = f"run `tailnet-agent trust {host.name}` to review and pin it"
         if changed:
@@ -337,6 +354,20 @@ class SSHPool:
             f"(it presents {shown or 'an unknown key'}); {advice}",
             shown,
         )
+
+    async def _changed_key_type(self, host: HostConfig) -> SSHError | None:
+        """A HostKeyChanged when a handshake failed because the server's key type changed.
+
+        With keys pinned, asyncssh offers only their algorithms; a server that now
+        has only another key type drops the handshake, which looks like a network
+        failure unless we look at the key it presents.
+        """
+        if not trusted_keys(host):
+            return None
+        key = await self._presented_key(host)
+        if key is None or is_trusted(host, key) is not False:
+            return None
+        return await self._host_key_error(host, key)
 
     async def _probe(self, state: _HostState, conn: asyncssh.SSHClientConnection) -> None:
         host = state.config

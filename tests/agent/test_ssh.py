@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from agent.config import HostConfig
@@ -470,3 +471,18 @@ async def test_client_gives_up_when_an_escaped_process_holds_the_channel(
     assert 1 + 5 <= elapsed < 1 + 5 + 6
     again = await pool.run("test", "echo ok", command_name="echo", timeout=10, max_output=MiB)
     assert again.stdout == "ok\n"
+
+
+async def test_host_key_of_another_type_counts_as_changed(sshd: Sshd, tmp_path: Path) -> None:
+    # known_hosts pins an RSA key; the server has only ed25519, so the handshake
+    # cannot even agree on an algorithm. That must not look like a network error.
+    pinned = asyncssh.generate_private_key("ssh-rsa", key_size=2048)
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{sshd.port} {pinned.export_public_key().decode()}")
+    pool = SSHPool({"test": sshd.host_config(known_hosts=known)})
+    try:
+        with pytest.raises(HostKeyChanged) as caught:
+            await run(pool, "true")
+    finally:
+        await pool.close()
+    assert caught.value.fingerprint == host_key_fingerprint(sshd)
