@@ -154,7 +154,7 @@ class TailscaleNode:
             ephemeral=self.ephemeral,
         )
         self._progress("tailscale: starting tailscaled (userspace networking)")
-        process = await TailscaledProcess.spawn(argv, self.options.extra_env)
+        process = await TailscaledProcess.spawn(argv, self.options.extra_env, var_dir=var_dir)
         self._process = process
         try:
             self._socks5 = await process.socks5(_SPAWN_TIMEOUT)
@@ -224,7 +224,10 @@ class TailscaleNode:
                     f"tailscale: joined as {info.dns_name or info.hostname} ({', '.join(info.ips)})"
                 )
                 return info
-            if info.state == "NeedsLogin" and not opts.auth_key and not login_requested:
+            if info.state == "NeedsLogin" and not login_requested:
+                # Start() alone does not log in a node without a node key: like
+                # `tailscale up`, ask for a login, which uses the auth key if one was given
+                # and otherwise produces a login URL.
                 login_requested = True
                 await self.localapi.login_interactive()
             auth_url = str(status.get("AuthURL") or "")

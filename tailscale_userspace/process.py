@@ -57,8 +57,13 @@ def tailscaled_argv(
     return argv
 
 
-def tailscaled_env(extra_env: Mapping[str, str], death_fd: int | None) -> dict[str, str]:
+def tailscaled_env(
+    extra_env: Mapping[str, str], *, var_dir: Path, death_fd: int | None
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    # Without it, logpolicy writes tailscaled.log.conf into /var/lib/tailscale (as root)
+    # or the user's cache dir, even with --no-logs-no-support.
+    env["TS_LOGS_DIR"] = str(var_dir)
     env.update(extra_env)
     if death_fd is not None:
         env["TS_PARENT_DEATH_FD"] = str(death_fd)
@@ -81,6 +86,8 @@ class TailscaledProcess:
         cls,
         argv: list[str],
         extra_env: Mapping[str, str],
+        *,
+        var_dir: Path,
     ) -> TailscaledProcess:
         death_read, death_write = os.pipe()
         try:
@@ -89,7 +96,7 @@ class TailscaledProcess:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
-                env=tailscaled_env(extra_env, death_read),
+                env=tailscaled_env(extra_env, var_dir=var_dir, death_fd=death_read),
                 pass_fds=(death_read,),
                 start_new_session=True,  # a Ctrl-C on our terminal is ours to handle
                 limit=1 << 20,  # netmap dumps make long log lines

@@ -1,0 +1,558 @@
+"""A real, offline tailnet for tests: Headscale (with its embedded DERP) plus tailscaled nodes.
+
+Everything listens on 127.0.0.1. Binaries are built from source with Go at pinned
+versions into `<repo>/.cache/tailnet-bin/` (`python -m tests.support.tailnet build`
+does it ahead of the tests, outside any network namespace).
+
+What keeps the tailnet on loopback (found by reading the sources of both and by
+watching the sockets of the processes, see tests/tailnet/test_userspace.py):
+
+- headscale: `derp.urls: []` (the default DERP map is fetched from the
+  internet), `derp.server.enabled` with STUN on 127.0.0.1 and `ipv4: 127.0.0.1`
+  so the DERP map points back at us, `derp.auto_update_enabled: false`,
+  `disable_check_updates: true` (otherwise it asks GitHub for releases),
+  `logtail.enabled: false`, `dns.override_local_dns: false` with no global
+  nameservers (nodes get no resolvers on the internet pushed to them).
+- tailscaled: `--no-logs-no-support` (no log upload to log.tailscale.com),
+  `TS_DEBUG_USE_DERP_HTTP=1` (plain HTTP to the embedded DERP; TLS would hang),
+  `TS_ASSUME_NETWORK_UP_FOR_TEST=1` (a loopback-only host otherwise counts as
+  offline), `TS_DEBUG_ALWAYS_USE_DERP=1` (all peer traffic via the loopback DERP
+  instead of UDP to the host's interface addresses), `TS_DISABLE_PORTMAPPER=1`
+  (no UPnP/NAT-PMP/PCP probes to the LAN gateway), prefs with
+  `AutoUpdate.Check=false`, and empty `HTTP(S)_PROXY`/`ALL_PROXY` (Go treats an
+  empty value as unset, so a proxy in the developer's environment is not used).
+  The control URL is an IP, so no DNS lookup (and no bootstrap-DNS fallback to
+  the internet) is needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from tailscale_userspace import NodeOptions, TailscaleNode
+
+from .components import missing
+
+TAILSCALE_VERSION = "v1.98.8"
+HEADSCALE_VERSION = "v0.29.2"
+REPO = Path(__file__).resolve().parents[2]
+BIN_CACHE = REPO / ".cache" / "tailnet-bin"
+BASE_DOMAIN = "tailnet.test"
+# headscale refuses less than 65 s; short enough that a crashed test's ephemeral
+# nodes go away during a session.
+EPHEMERAL_INACTIVITY = "70s"
+
+# Knobs every tailscaled in the test tailnet needs (see the module docstring).
+TEST_TAILSCALED_ENV: dict[str, str] = {
+    "TS_DEBUG_USE_DERP_HTTP": "1",
+    "TS_ASSUME_NETWORK_UP_FOR_TEST": "1",
+    "TS_DEBUG_ALWAYS_USE_DERP": "1",
+    "TS_DISABLE_PORTMAPPER": "1",
+    "HTTP_PROXY": "",
+    "HTTPS_PROXY": "",
+    "ALL_PROXY": "",
+    "http_proxy": "",
+    "https_proxy": "",
+    "all_proxy": "",
+}
+
+_GO_HINT = (
+    "install Go >= 1.26 (https://go.dev/dl/, or /usr/local/go/bin/go) so the tests can build "
+    f"headscale {HEADSCALE_VERSION} and tailscale {TAILSCALE_VERSION}, or run "
+    "`python -m tests.support.tailnet build` where Go and the module proxy are reachable"
+)
+
+
+# -- building the binaries ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TailnetBinaries:
+    headscale: Path
+    tailscaled: Path
+    tailscale: Path
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def find_go() -> str | None:
+    return shutil.which("go") or next(
+        (p for p in ("/usr/local/go/bin/go",) if os.access(p, os.X_OK)), None
+    )
+
+
+def _version_output(binary: Path, *args: str) -> str:
+    try:
+        done = subprocess.run(
+            [str(binary), *args], capture_output=True, text=True, timeout=30, check=False
+        )
+    except OSError:
+        return ""
+    return done.stdout + done.stderr
+
+
+def _is_current(name: str, binary: Path) -> bool:
+    if not os.access(binary, os.X_OK):
+        return False
+    if name == "headscale":
+        return f"headscale version {HEADSCALE_VERSION}" in _version_output(binary, "version")
+    # tailscale prints e.g. "1.98.8-ERR-BuildInfo" when built with `go install`.
+    first = _version_output(binary, "--version").splitlines()[:1]
+    return bool(first) and first[0].strip().startswith(TAILSCALE_VERSION.lstrip("v"))
+
+
+def _cached_path(name: str) -> Path:
+    version = HEADSCALE_VERSION if name == "headscale" else TAILSCALE_VERSION
+    return BIN_CACHE / f"{name}-{version}"
+
+
+def _go_env(go: str, gobin: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        GOBIN=str(gobin),
+        GOFLAGS="-mod=mod",
+        GOTOOLCHAIN="local",  # never download another toolchain
+        PATH=f"{Path(go).parent}{os.pathsep}{env.get('PATH', '')}",
+    )
+    return env
+
+
+def _run_go(go: str, args: Sequence[str], *, env: dict[str, str], cwd: Path) -> None:
+    done = subprocess.run(
+        [go, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=1800, check=False
+    )
+    if done.returncode != 0:
+        raise BuildError(f"`go {' '.join(args)}` failed in {cwd}:\n{done.stderr[-4000:]}")
+
+
+def _build_tailscale(go: str, out: Path) -> None:
+    env = _go_env(go, out)
+    _run_go(
+        go,
+        [
+            "install",
+            f"tailscale.com/cmd/tailscaled@{TAILSCALE_VERSION}",
+            f"tailscale.com/cmd/tailscale@{TAILSCALE_VERSION}",
+        ],
+        env=env,
+        cwd=out,
+    )
+
+
+def _build_headscale(go: str, out: Path) -> None:
+    env = _go_env(go, out)
+    package = "github.com/juanfont/headscale/cmd/headscale"
+    try:
+        _run_go(go, ["install", f"{package}@{HEADSCALE_VERSION}"], env=env, cwd=out)
+        return
+    except BuildError:
+        # `go install pkg@version` asks the proxy for the module's version list to look
+        # for a deprecation notice; some proxies answer 403 there. Building the package
+        # from a throwaway module resolves the same versions (headscale's go.mod has no
+        # replace directives) without that lookup.
+        pass
+    with tempfile.TemporaryDirectory(prefix="hsbuild-") as tmp:
+        module = Path(tmp)
+        _run_go(go, ["mod", "init", "hsbuild"], env=env, cwd=module)
+        _run_go(go, ["get", f"{package}@{HEADSCALE_VERSION}"], env=env, cwd=module)
+        _run_go(
+            go,
+            ["build", "-mod=mod", "-trimpath", "-o", str(out / "headscale"), package],
+            env=env,
+            cwd=module,
+        )
+
+
+@contextlib.contextmanager
+def _cache_lock() -> Iterator[None]:
+    BIN_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(BIN_CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test workers build only once
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def build_binaries(go: str | None = None) -> TailnetBinaries:
+    """Build (or reuse) the pinned binaries; raises BuildError, or BuildError if no Go."""
+    names = ("headscale", "tailscaled", "tailscale")
+    with _cache_lock():
+        stale = [n for n in names if not _is_current(n, _cached_path(n))]
+        if stale:
+            go = go or find_go()
+            if go is None:
+                raise BuildError(_GO_HINT)
+            with tempfile.TemporaryDirectory(prefix="build-", dir=BIN_CACHE) as tmp:
+                out = Path(tmp)
+                if "headscale" in stale:
+                    _build_headscale(go, out)
+                if {"tailscaled", "tailscale"} & set(stale):
+                    _build_tailscale(go, out)
+                for name in stale:
+                    os.replace(out / name, _cached_path(name))
+                    if not _is_current(name, _cached_path(name)):
+                        raise BuildError(
+                            f"built {name} but `{_cached_path(name)} --version` does not "
+                            "report the pinned version; delete .cache/tailnet-bin and retry"
+                        )
+    return TailnetBinaries(*(_cached_path(n) for n in names))
+
+
+def ensure_binaries() -> TailnetBinaries:
+    """The pinned binaries, building them if needed; a missing Go skips (fails in CI)."""
+    try:
+        return build_binaries()
+    except BuildError:
+        if find_go() is None:
+            missing("Go toolchain", _GO_HINT)
+        raise
+
+
+# -- headscale -------------------------------------------------------------------------
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def headscale_config(workdir: Path, *, port: int, metrics: int, grpc: int, stun: int) -> str:
+    """The config headscale needs to run offline on loopback (JSON is valid YAML)."""
+    config: dict[str, Any] = {
+        "server_url": f"http://127.0.0.1:{port}",
+        "listen_addr": f"127.0.0.1:{port}",
+        "metrics_listen_addr": f"127.0.0.1:{metrics}",
+        "grpc_listen_addr": f"127.0.0.1:{grpc}",
+        "grpc_allow_insecure": False,
+        "noise": {"private_key_path": str(workdir / "noise_private.key")},
+        "prefixes": {
+            "v4": "100.64.0.0/10",
+            "v6": "fd7a:115c:a1e0::/48",
+            "allocation": "sequential",
+        },
+        "derp": {
+            "server": {
+                "enabled": True,
+                "region_id": 999,
+                "region_code": "test",
+                "region_name": "Test DERP on loopback",
+                "verify_clients": True,
+                "stun_listen_addr": f"127.0.0.1:{stun}",
+                "private_key_path": str(workdir / "derp_server_private.key"),
+                "automatically_add_embedded_derp_region": True,
+                "ipv4": "127.0.0.1",
+            },
+            "urls": [],
+            "paths": [],
+            "auto_update_enabled": False,
+        },
+        "disable_check_updates": True,
+        "node": {"expiry": 0, "ephemeral": {"inactivity_timeout": EPHEMERAL_INACTIVITY}},
+        "database": {
+            "type": "sqlite",
+            "sqlite": {"path": str(workdir / "db.sqlite"), "write_ahead_log": True},
+        },
+        "log": {"level": "info", "format": "text"},
+        "policy": {"mode": "file", "path": ""},  # no policy: allow all
+        "dns": {
+            "magic_dns": True,
+            "base_domain": BASE_DOMAIN,
+            "override_local_dns": False,
+            "nameservers": {"global": [], "split": {}},
+            "search_domains": [],
+            "extra_records": [],
+        },
+        "unix_socket": str(workdir / "headscale.sock"),
+        "unix_socket_permission": "0770",
+        "logtail": {"enabled": False},
+        "taildrop": {"enabled": False},
+    }
+    return json.dumps(config, indent=2)
+
+
+class Headscale:
+    """A headscale server in its own temporary directory, on 127.0.0.1 ports."""
+
+    def __init__(self, binary: Path, workdir: Path) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.port = free_port()
+        self.config_path = workdir / "config.yaml"
+        self.log_path = workdir / "headscale.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self.config_path.write_text(
+            headscale_config(
+                workdir,
+                port=self.port,
+                metrics=free_port(),
+                grpc=free_port(),
+                stun=free_port(socket.SOCK_DGRAM),
+            )
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def start(self, timeout: float = 30.0) -> None:
+        with open(self.log_path, "wb") as log:
+            self._process = subprocess.Popen(
+                [str(self.binary), "serve", "--config", str(self.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+                env=_scrubbed_env(),
+            )
+        deadline = time.monotonic() + timeout
+        with httpx.Client(trust_env=False, timeout=2.0) as client:
+            while True:
+                if self._process.poll() is not None:
+                    raise RuntimeError(
+                        f"headscale exited with code {self._process.returncode} at start; "
+                        f"log:\n{self.log_tail()}"
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(f"{self.url}/health").status_code == 200:
+                        return
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(
+                        f"headscale did not answer {self.url}/health within {timeout:g}s; "
+                        f"log:\n{self.log_tail()}"
+                    )
+                time.sleep(0.1)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def cli(self, *args: str) -> Any:
+        """Run a headscale CLI command (over its unix socket) and parse its JSON output."""
+        argv = [str(self.binary), "--config", str(self.config_path), *args, "--output", "json"]
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=30, check=False, env=_scrubbed_env()
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"`headscale {' '.join(args)}` failed ({done.returncode}): "
+                f"{done.stderr.strip() or done.stdout.strip()}"
+            )
+        return json.loads(done.stdout)
+
+    def create_user(self, name: str) -> int:
+        user = self.cli("users", "create", name)
+        return int(user["id"])
+
+    def preauth_key(
+        self,
+        user_id: int,
+        *,
+        ephemeral: bool = True,
+        reusable: bool = True,
+        tags: Sequence[str] = (),
+        expiration: str = "1h",
+    ) -> str:
+        args = ["preauthkeys", "create", "--user", str(user_id), "--expiration", expiration]
+        if ephemeral:
+            args.append("--ephemeral")
+        if reusable:
+            args.append("--reusable")
+        if tags:
+            args += ["--tags", ",".join(tags)]
+        return str(self.cli(*args)["key"])
+
+    def nodes(self) -> list[dict[str, Any]]:
+        listed = self.cli("nodes", "list")
+        return list(listed or [])
+
+
+def _scrubbed_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.upper() not in _PROXY_VARS}
+    env.pop("PORT", None)
+    return env
+
+
+_PROXY_VARS = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"}
+
+
+# -- the test tailnet ------------------------------------------------------------------
+
+
+class TestTailnet:
+    """Headscale plus a factory of joined tailscaled nodes; cleans up every node it made."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, binaries: TailnetBinaries, headscale: Headscale, workdir: Path) -> None:
+        self.binaries = binaries
+        self.headscale = headscale
+        self.workdir = workdir
+        self._users: dict[str, int] = {}
+        self._nodes: list[TailscaleNode] = []
+
+    @property
+    def control_url(self) -> str:
+        return self.headscale.url
+
+    def user_id(self, user: str) -> int:
+        if user not in self._users:
+            self._users[user] = self.headscale.create_user(user)
+        return self._users[user]
+
+    def auth_key(
+        self, user: str = "alice", *, ephemeral: bool = True, tags: Sequence[str] = ()
+    ) -> str:
+        return self.headscale.preauth_key(self.user_id(user), ephemeral=ephemeral, tags=tags)
+
+    def login_name(self, user: str) -> str:
+        """The login name headscale gives a CLI-created user (it has no e-mail)."""
+        return user
+
+    def node_options(
+        self,
+        name: str,
+        *,
+        user: str = "alice",
+        ephemeral: bool = True,
+        tags: Sequence[str] = (),
+        auth_key: str | None = None,
+        with_key: bool = True,
+    ) -> NodeOptions:
+        state_dir = None if ephemeral else self.workdir / "state" / name
+        key = auth_key
+        if key is None and with_key:
+            key = self.auth_key(user, ephemeral=ephemeral, tags=tags)
+        return NodeOptions(
+            tailscaled=self.binaries.tailscaled,
+            state_dir=state_dir,
+            auth_key=key,
+            hostname=name,
+            control_url=self.control_url,
+            extra_env=dict(TEST_TAILSCALED_ENV),
+        )
+
+    def adopt(self, node: TailscaleNode) -> TailscaleNode:
+        """Have the tailnet stop `node` at the end of the session."""
+        self._nodes.append(node)
+        return node
+
+    async def node(
+        self,
+        name: str,
+        *,
+        user: str = "alice",
+        ephemeral: bool = True,
+        tags: Sequence[str] = (),
+        on_progress: Callable[[str], None] | None = None,
+        join_timeout: float = 60.0,
+    ) -> TailscaleNode:
+        """A node already Running in the test tailnet."""
+        options = self.node_options(name, user=user, ephemeral=ephemeral, tags=tags)
+        node = self.adopt(TailscaleNode(options, on_progress=on_progress))
+        await node.up(timeout=join_timeout)
+        return node
+
+    def env(
+        self, *, user: str | None = "agent", ephemeral: bool = True, hostname: str | None = None
+    ) -> dict[str, str]:
+        """Environment for a subprocess (`tailnet-agent serve`) joining this tailnet the same way.
+
+        Start from os.environ and update with this; it includes TS_AUTHKEY when `user` is set.
+        """
+        env = dict(TEST_TAILSCALED_ENV)
+        env["PORT"] = ""  # tailscaled would take it as --port
+        env["TAILSCALED"] = str(self.binaries.tailscaled)
+        env["TS_CONTROL_URL"] = self.control_url
+        if user is not None:
+            env["TS_AUTHKEY"] = self.auth_key(user, ephemeral=ephemeral)
+        if hostname is not None:
+            env["TS_HOSTNAME"] = hostname
+        return env
+
+    def wait_node_gone(self, hostname: str, timeout: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not any(n.get("name") == hostname for n in self.headscale.nodes()):
+                return True
+            time.sleep(0.25)
+        return False
+
+    async def aclose(self) -> None:
+        nodes, self._nodes = self._nodes, []
+        for node in nodes:
+            with contextlib.suppress(Exception):
+                await node.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def tailnet(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TestTailnet]:
+    """A running headscale on loopback; `await tailnet.node(name)` gives joined nodes."""
+    binaries = ensure_binaries()
+    workdir = tmp_path_factory.mktemp("tailnet")
+    os.chmod(workdir, 0o700)
+    headscale = Headscale(binaries.headscale, workdir)
+    headscale.start()
+    net = TestTailnet(binaries, headscale, workdir)
+    try:
+        yield net
+    finally:
+        await net.aclose()
+        headscale.stop()
+
+
+def main(argv: Sequence[str]) -> int:
+    if list(argv) != ["build"]:
+        print("usage: python -m tests.support.tailnet build", file=sys.stderr)
+        return 2
+    try:
+        binaries = build_binaries()
+    except BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for path in (binaries.headscale, binaries.tailscaled, binaries.tailscale):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
