@@ -10,9 +10,11 @@ Shutdown order (each step only after the one before it finished):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+import signal
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,14 @@ def client_config(url: str) -> str:
     return json.dumps({"mcpServers": {"tailnet-agent": {"type": "http", "url": url}}}, indent=2)
 
 
+class _Uvicorn(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn would re-raise SIGTERM after its own shutdown and kill the process
+        # before our later shutdown steps ran; `serve_app` handles signals instead.
+        yield
+
+
 class HTTPServer:
     """uvicorn on one loopback port, started in the background of the current loop."""
 
@@ -74,7 +84,7 @@ class HTTPServer:
             server_header=False,
             timeout_graceful_shutdown=10,
         )
-        self.server = uvicorn.Server(config)
+        self.server = _Uvicorn(config)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
@@ -93,6 +103,9 @@ class HTTPServer:
         await self._task
 
     def request_exit(self) -> None:
+        """Stop accepting and finish in-flight requests; a second call stops at once."""
+        if self.server.should_exit:
+            self.server.force_exit = True
         self.server.should_exit = True
 
 
@@ -112,6 +125,9 @@ async def serve_app(
     """Serve until SIGINT/SIGTERM, then shut down in the order written above."""
     http = HTTPServer(app, port=port)
     bound = await http.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, http.request_exit)
     url = f"http://{url_host}:{bound}/mcp"
     announce(
         [
@@ -125,6 +141,6 @@ async def serve_app(
         ]
     )
     try:
-        await http.wait()  # uvicorn handles SIGINT/SIGTERM: stop accepting, finish requests
+        await http.wait()  # returns after a signal: stopped accepting, requests finished
     finally:
         await service.pool.close()

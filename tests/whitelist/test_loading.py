@@ -53,7 +53,7 @@ def test_default_catalog_parameter_types() -> None:
     assert catalog.get("service_status").parameter("unit").type is ParamType.UNIT
     assert catalog.get("service_logs").parameter("unit").required
     assert catalog.get("docker_logs").parameter("container").type is ParamType.CONTAINER
-    assert catalog.get("disk_usage").parameter("fstype").type is ParamType.ENUM
+    assert catalog.get("service_logs").parameter("priority").type is ParamType.ENUM
 
 
 def test_default_templates_are_non_interactive() -> None:

