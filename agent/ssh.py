@@ -132,6 +132,7 @@ class _CappedSession(asyncssh.SSHClientSession[bytes]):
         self.overflow: dict[int | None, bool] = {None: False, asyncssh.EXTENDED_DATA_STDERR: False}
         self.exit_status: int | None = None
         self.exit_signal: str | None = None
+        self.lost: Exception | None = None  # set when the connection died under the channel
         self.done: asyncio.Event = asyncio.Event()
         self._chan: asyncssh.SSHClientChannel[bytes] | None = None
 
@@ -161,6 +162,7 @@ class _CappedSession(asyncssh.SSHClientSession[bytes]):
         self.exit_signal = signal
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc
         self.done.set()
 
     def text(self, stderr: bool) -> str:
@@ -470,6 +472,11 @@ class SSHPool:
             stderr += f"\n[killed: command timed out after {timeout:g} s]\n"
         elif session.exit_signal and not truncated:
             stderr += f"\n[terminated by signal {session.exit_signal}]\n"
+        elif status is None and session.lost is not None and not truncated:
+            stderr += (
+                f"\n[connection to {state.config.name} lost before the command finished: "
+                f"{session.lost}; it may have partly run]\n"
+            )
         return CommandResult(
             host=state.config.name,
             command=command_name,

@@ -16,6 +16,7 @@ import pytest
 
 from agent.config import HostConfig
 from agent.hostkeys import known_hosts_pattern
+from agent.results import CommandResult
 from agent.ssh import (
     AuthenticationFailed,
     HostKeyChanged,
@@ -55,7 +56,7 @@ def host_key_fingerprint(server: Sshd) -> str:
     return out.stdout.split()[1]
 
 
-async def run(pool: SSHPool, command: str, host: str = "test", **kw: float) -> object:
+async def run(pool: SSHPool, command: str, host: str = "test", **kw: float) -> CommandResult:
     return await pool.run(
         host,
         command,
@@ -486,3 +487,22 @@ async def test_host_key_of_another_type_counts_as_changed(sshd: Sshd, tmp_path: 
     finally:
         await pool.close()
     assert caught.value.fingerprint == host_key_fingerprint(sshd)
+
+
+async def test_a_connection_lost_mid_command_is_reported_in_the_result(
+    sshd_factory: Callable[..., Sshd],
+) -> None:
+    server = sshd_factory()
+    pool = SSHPool({"test": server.host_config()})
+    try:
+        running = asyncio.create_task(run(pool, "echo started; sleep 30"))
+        await asyncio.sleep(1)
+        await asyncio.to_thread(server.restart)
+        result = await running
+        after = await run(pool, "echo back")
+    finally:
+        await pool.close()
+    assert result.stdout == "started\n"
+    assert result.exit_status is None and not result.timed_out
+    assert "connection to test lost before the command finished" in result.stderr
+    assert after.stdout == "back\n"
