@@ -1,0 +1,94 @@
+"""The single executable on its own: size, version, the demo, and its unpacked files."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+from mcp import Client
+
+from .frozen import (
+    MAX_SIZE,
+    exe_of,
+    executable,
+    process_tree,
+    record_figure,
+    run,
+    tree_pss_mib,
+    tree_rss_mib,
+    unpack_dirs,
+    user_env,
+)
+
+TAILSCALE_VERSION = "1.98.8"
+
+
+def test_is_one_file_within_the_size_budget() -> None:
+    size = executable().stat().st_size
+    record_figure("executable size", size / 1024 / 1024, "MiB")
+    assert size <= MAX_SIZE, f"{executable()} is {size / 1024 / 1024:.1f} MiB, over 80 MiB"
+
+
+def test_version_names_ours_and_the_embedded_tailscaled(tmp_path: Path) -> None:
+    env = user_env(tmp_path)
+    done = subprocess.run(
+        [str(executable()), "version"], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("tailnet-agent "), done.stdout
+    # The embedded one: it lives in the unpack directory under our private TMPDIR.
+    assert lines[1].startswith(f"tailscaled {TAILSCALE_VERSION}"), done.stdout
+    assert f"{env['TMPDIR']}/_MEI" in lines[1], done.stdout
+
+
+async def test_demo_starts_and_answers_an_mcp_client(tmp_path: Path) -> None:
+    env = user_env(tmp_path)
+    workdir = tmp_path / "empty"
+    workdir.mkdir()
+    with run(["demo", "--port", "0"], cwd=workdir, env=env) as agent:
+        url = agent.read_until(r"MCP endpoint: (http://127\.0\.0\.1:\d+/mcp)", 60).group(1)
+        agent.read_until(r"^Ready\.", 30)
+        record_figure("demo: cold start to Ready", (time.monotonic() - agent.started) * 1000, "ms")
+
+        async with Client(url) as client:
+            tools = {t.name for t in (await client.list_tools()).tools}
+            assert {"check_memory", "check_disk", "list_hosts"} <= tools
+            result = await client.call_tool("check_memory", {})
+        assert not result.is_error, result.content
+        assert result.structured_content is not None
+        assert "Mem:" in result.structured_content["stdout"]
+        assert result.structured_content["host"] == "demo"
+
+        await asyncio.sleep(1.0)  # idle: let the request's garbage settle
+        pid = agent.process.pid
+        record_figure("demo: idle memory, VmRSS summed over the process tree", tree_rss_mib(pid),
+                      "MiB")
+        record_figure("demo: idle memory, PSS summed over the process tree", tree_pss_mib(pid),
+                      "MiB")
+        assert agent.terminate() in (0, -15), agent.output()
+
+
+def test_unpacks_privately_and_cleans_up_after_sigterm(tmp_path: Path) -> None:
+    env = user_env(tmp_path)
+    tmpdir = Path(env["TMPDIR"])
+    with run(["demo", "--port", "0"], cwd=tmp_path, env=env) as agent:
+        agent.read_until(r"^Ready\.", 60)
+        unpacked = unpack_dirs(tmpdir)
+        assert len(unpacked) == 1, unpacked
+        mode = unpacked[0].stat()
+        assert stat.S_IMODE(mode.st_mode) == 0o700, oct(mode.st_mode)
+        assert mode.st_uid == os.getuid()
+        # The bootloader is the parent; Python runs in a child started from the unpack dir.
+        tree = process_tree(agent.process.pid)
+        assert len(tree) >= 2, tree
+        assert (unpacked[0] / "tailscaled").is_file()
+
+        assert agent.terminate() in (0, -15), agent.output()
+    assert unpack_dirs(tmpdir) == [], "the unpack directory was left behind after SIGTERM"
+    assert not [pid for pid in tree if exe_of(pid)], "a process of the agent outlived it"
