@@ -66,18 +66,45 @@ def _free_port() -> int:
 
 
 def ensure_user(name: str, shell: str) -> str:
-    """Create a login user with `shell` (root only); return its name."""
+    """Create a login user with `shell` (root only); return its name.
+
+    Idempotent and quiet when the user is already right, because several test
+    sessions may share the user and useradd/usermod fail while another holds
+    the /etc/passwd lock.
+    """
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(["useradd", "-m", "-s", shell, name], check=True)
+        _account_tool(["useradd", "-m", "-s", shell, name])
     else:
         if entry.pw_shell != shell:
-            subprocess.run(["usermod", "-s", shell, name], check=True)
+            _account_tool(["usermod", "-s", shell, name])
     # useradd leaves the password field as "!" (locked); with UsePAM no, sshd refuses
     # locked accounts even for key logins. "*" means no password, but not locked.
-    subprocess.run(["usermod", "-p", "*", name], check=True)
+    if _password_field(name).startswith("!"):
+        _account_tool(["usermod", "-p", "*", name])
     return name
+
+
+def _password_field(name: str) -> str:
+    for line in Path("/etc/shadow").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == name and len(fields) > 1:
+            return fields[1]
+    return ""
+
+
+def _account_tool(argv: list[str]) -> None:
+    for attempt in range(20):
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode == 0:
+            return
+        if "lock" not in done.stderr or attempt == 19:
+            # useradd exits 9 when the user appeared meanwhile (another session made it).
+            if argv[0] == "useradd" and done.returncode == 9:
+                return
+            raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
+        time.sleep(0.25)
 
 
 def default_user() -> str:
