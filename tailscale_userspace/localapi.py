@@ -9,7 +9,7 @@ sent; the Host must be `local-tailscaled.sock`.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +112,8 @@ class LocalAPI:
 
     async def watch_ipn_bus(
         self, mask: int = NOTIFY_INITIAL_STATE | NOTIFY_RATE_LIMIT
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Stream ipn.Notify messages (state changes, BrowseToURL, ...) until closed."""
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Stream ipn.Notify messages (state changes, BrowseToURL, ...); `aclose()` to stop."""
         url = "/localapi/v0/watch-ipn-bus"
         try:
             async with self._client.stream(

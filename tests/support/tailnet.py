@@ -27,6 +27,7 @@ watching the sockets of the processes, see tests/tailnet/test_userspace.py):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -418,6 +419,29 @@ _PROXY_VARS = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"}
 # -- the test tailnet ------------------------------------------------------------------
 
 
+async def wait_peer(viewer: TailscaleNode, peer_dns_name: str, within: float = 30.0) -> None:
+    """Wait until `viewer` knows `peer_dns_name` as online with a home DERP region.
+
+    Right after a node joins, the other nodes' netmaps lack its DERP region for a few
+    seconds; a dial in that window waits for a WireGuard handshake retry (5 s) and
+    tailscaled's SOCKS5 proxy gives up ("general SOCKS server failure").
+    """
+    wanted = peer_dns_name.rstrip(".")
+    deadline = time.monotonic() + within
+    while True:
+        peers = (await viewer.localapi.status()).get("Peer") or {}
+        for peer in peers.values():
+            name = str(peer.get("DNSName", "")).rstrip(".")
+            if name == wanted and peer.get("Online") and peer.get("Relay"):
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{viewer.info.dns_name if viewer.info else 'node'} did not see {wanted} "
+                f"online with a DERP region within {within:g}s"
+            )
+        await asyncio.sleep(0.2)
+
+
 class TestTailnet:
     """Headscale plus a factory of joined tailscaled nodes; cleans up every node it made."""
 
@@ -488,8 +512,13 @@ class TestTailnet:
     ) -> TailscaleNode:
         """A node already Running in the test tailnet."""
         options = self.node_options(name, user=user, ephemeral=ephemeral, tags=tags)
+        others = [n for n in self._nodes if n.pid is not None and n.info and n.info.dns_name]
         node = self.adopt(TailscaleNode(options, on_progress=on_progress))
-        await node.up(timeout=join_timeout)
+        info = await node.up(timeout=join_timeout)
+        for other in others:
+            assert other.info is not None
+            await wait_peer(other, info.dns_name)
+            await wait_peer(node, other.info.dns_name)
         return node
 
     def env(

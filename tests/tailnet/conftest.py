@@ -1,0 +1,5 @@
+"""The real test tailnet (headscale + tailscaled on loopback) for these tests."""
+
+from __future__ import annotations
+
+from tests.support.tailnet import tailnet  # noqa: F401
