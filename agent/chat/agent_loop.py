@@ -107,7 +107,7 @@ class TurnError(Exception):
 
 
 def api_error_message(exc: Exception, base_url: str | None) -> str:
-    where = base_url or "the Anthropic API"
+    where = f"the Anthropic API at {base_url}" if base_url else "the Anthropic API"
     if isinstance(exc, anthropic.AuthenticationError):
         return (f"{where} refused the API key (401). Check ANTHROPIC_API_KEY and restart "
                 "the agent.")
@@ -236,15 +236,21 @@ class ChatTurn:
         )
         try:
             await self._run(turn)
-        except TurnError as exc:
-            self._fail(turn, str(exc))
         except Exception as exc:
-            log.exception("chat turn %s failed", self.id)
-            self._fail(turn, f"the chat failed unexpectedly: {type(exc).__name__}: {exc}")
+            # The MCP client's task group wraps what the loop raised in an ExceptionGroup.
+            error = _unwrap(exc)
+            if isinstance(error, TurnError):
+                self._fail(turn, str(error))
+            else:
+                log.error("chat turn %s failed", self.id, exc_info=error)
+                self._fail(turn, f"the chat failed unexpectedly: {type(error).__name__}: "
+                                 f"{error}. The agent's log has the details.")
         finally:
             self.conversation.add(turn)
             self.finished = True
             self._emit(TurnFinished())
+            # A client per turn: its connections belong to this event loop and end with it.
+            await self.anthropic_client.close()
 
     def _fail(self, turn: Turn, message: str) -> None:
         # Close the turn with an assistant message so the history still alternates and
@@ -388,6 +394,12 @@ class ChatTurn:
             return False
         finally:
             self._pending.pop(card.call, None)
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _block_param(block: Any) -> dict[str, Any]:

@@ -91,17 +91,21 @@ class Chat:
         self.sessions = Sessions(
             HistoryStore(max_turns=options.history_turns, max_message_bytes=options.history_bytes)
         )
-        settings = service.settings
-        self.client: anthropic.AsyncAnthropic | None = None
-        if settings.anthropic_api_key:
-            self.client = anthropic.AsyncAnthropic(
-                api_key=settings.anthropic_api_key,
-                base_url=settings.anthropic_base_url,
-                max_retries=options.sdk_max_retries,
-            )
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- helpers ---------------------------------------------------------------------------
+
+    @property
+    def has_key(self) -> bool:
+        return bool(self.service.settings.anthropic_api_key)
+
+    def _anthropic(self) -> anthropic.AsyncAnthropic:
+        settings = self.service.settings
+        return anthropic.AsyncAnthropic(
+            api_key=settings.anthropic_api_key,
+            base_url=settings.anthropic_base_url,
+            max_retries=self.options.sdk_max_retries,
+        )
 
     def _session(self, request: Request) -> tuple[Identity, ChatSession]:
         identity = request_identity(request)
@@ -128,7 +132,7 @@ class Chat:
         return html(views.page(
             identity=identity,
             items=session.conversation.items(),
-            has_key=self.client is not None,
+            has_key=self.has_key,
             model=settings.anthropic_model,
             headers={TOKEN_HEADER: session.token},
             palette=palette(self.service.catalog),
@@ -142,7 +146,7 @@ class Chat:
         if checked is None:
             return forbidden()
         identity, session = checked
-        if self.client is None:
+        if not self.has_key:
             return html(views.message_fragment(
                 "error", "Chat needs an Anthropic API key (ANTHROPIC_API_KEY); use the palette."))
         question = (await self._form(request)).get("message", "").strip()
@@ -161,7 +165,7 @@ class Chat:
             id=secrets.token_hex(8),
             question=question,
             conversation=session.conversation,
-            anthropic_client=self.client,
+            anthropic_client=self._anthropic(),
             mcp_server=self.mcp_server,
             catalog=self.service.catalog,
             default_host=self.service.settings.default_host,

@@ -16,6 +16,7 @@ from tests.support.fake_anthropic import (
     Text,
     ToolUse,
     last_tool_output,
+    last_user_text,
     tool_results,
 )
 
@@ -27,6 +28,20 @@ TIMEOUT = 15_000  # ms
 def ask(page: Any, question: str) -> None:
     page.fill("#ask textarea", question)
     page.press("#ask textarea", "Enter")
+
+
+def wait_idle(page: Any, turns: int) -> None:
+    """Wait until `turns` turns are on the page and every one has finished streaming."""
+    page.wait_for_function(
+        "n => { const w = document.querySelectorAll('.turn .working');"
+        " return w.length === n && [...w].every(e => e.textContent === ''); }",
+        arg=turns, timeout=TIMEOUT)
+
+
+def finished_card(page: Any, tool: str) -> Any:
+    card = page.locator(f"details.card:has(.tool:text-is('{tool}'))").last
+    card.wait_for(timeout=TIMEOUT)
+    return card
 
 
 def disk_script() -> list[Step]:
@@ -53,9 +68,9 @@ def test_disk_question_runs_df_over_ssh_and_streams_the_answer(
 
     # Streaming: the answer's first words are on the page before the answer is complete.
     page.wait_for_selector(".msg.assistant.streaming span", timeout=TIMEOUT)
-    card = page.wait_for_selector(".card:has(.tool:text-is('check_disk'))", timeout=TIMEOUT)
+    card = finished_card(page, "check_disk")
     page.wait_for_selector("text=with room to spare", timeout=TIMEOUT)
-    page.wait_for_selector(".working:empty", state="attached", timeout=TIMEOUT)
+    wait_idle(page, 1)
 
     summary = card.inner_text()
     assert "exit 0" in summary and "ms" in summary and "df" in summary
@@ -97,19 +112,19 @@ def test_script_in_command_output_and_model_text_is_shown_as_text(
     chat_app: ChatFactory, fake_api: Any, page: Any
 ) -> None:
     fake = fake_api([
-        Step(when="script", reply=[ToolUse("execute_command", {"command": "say_script"})]),
-        Step(when="pwned", reply=[Text(
+        Step(when="window.__pwned=1", reply=[Text(
             lambda request: "The output was: " + last_tool_output(request)
             + "\n\n<script>window.__pwned=3</script> <b onclick=x>bold?</b> "
             "[link](javascript:window.__pwned=4)"
         )]),
+        Step(when="script", reply=[ToolUse("execute_command", {"command": "say_script"})]),
     ])
     app = chat_app(fake)
     page.goto(app.url + "/")
     ask(page, "print the script test")
-    card = page.wait_for_selector(".card:has(.tool:text-is('execute_command'))", timeout=TIMEOUT)
+    card = finished_card(page, "execute_command")
     page.wait_for_selector("text=The output was", timeout=TIMEOUT)
-    page.wait_for_selector(".working:empty", state="attached", timeout=TIMEOUT)
+    wait_idle(page, 1)
     card.click()
 
     assert "<script>window.__pwned=1</script>" in card.inner_text()
@@ -237,6 +252,7 @@ def test_destructive_command_in_chat_waits_for_the_click(
     assert marker.exists()
     page.click(".confirm button[value=cancel]")
     page.wait_for_selector("text=left the marker alone", timeout=TIMEOUT)
+    wait_idle(page, 1)
     assert marker.exists()
     declined = tool_results(fake.requests[-1])[-1]
     assert declined["is_error"] is True and "declined" in declined["content"]
@@ -268,23 +284,26 @@ def test_api_errors_are_retried_or_explained_and_the_conversation_survives(
 
     ask(page, "overloaded?")
     page.wait_for_selector("text=Answer after the overload.", timeout=TIMEOUT)
+    wait_idle(page, 1)
+    # 2 tries by the SDK (max_retries=1), a third and the fourth by our own retry.
+    assert sum(last_user_text(r) == "overloaded?" for r in fake.requests) == 4
 
     ask(page, "rate limited?")
     page.wait_for_selector(".msg.error:has-text('429')", timeout=TIMEOUT)
-    page.wait_for_selector(".working:empty >> nth=-1", state="attached", timeout=TIMEOUT)
+    wait_idle(page, 2)
 
     ask(page, "bad key?")
     error = page.wait_for_selector(".msg.error:has-text('401')", timeout=TIMEOUT)
     assert "ANTHROPIC_API_KEY" in error.inner_text()
     assert "sk-ant-test" not in page.content()
-    page.wait_for_selector(".working:empty >> nth=-1", state="attached", timeout=TIMEOUT)
+    wait_idle(page, 3)
 
     ask(page, "are you still there?")
     page.wait_for_selector("text=Still here.", timeout=TIMEOUT)
     # Every question is still in the history Claude gets, and it is a valid one.
     messages = fake.requests[-1]["messages"]
     roles = [m["role"] for m in messages]
-    assert roles == ["user", "assistant"] * 4 + ["user"]
+    assert roles == ["user", "assistant"] * 3 + ["user"]
     questions = [m["content"] for m in messages if m["role"] == "user"]
     assert questions == ["overloaded?", "rate limited?", "bad key?", "are you still there?"]
 
