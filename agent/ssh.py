@@ -39,6 +39,8 @@ STDERR_CAP = 64 * 1024
 # After the remote `timeout` should have fired (and its KILL 2 s later), give the
 # channel this long before killing it from our side.
 CLIENT_GRACE_SECONDS = 5.0
+# Refused channel opens retried before giving up (about 0.6 s in all).
+OPEN_RETRIES = 6
 PROBE_TIMEOUT_SECONDS = 10.0
 # `$((...))` is POSIX arithmetic that fish, csh/tcsh and nushell reject; `timeout`
 # is what wrap_for_exec relies on to kill runaway commands.
@@ -409,7 +411,9 @@ class SSHPool:
         self, state: _HostState, wrapped: str, command_name: str, max_output: int
     ) -> tuple[asyncssh.SSHClientChannel[bytes], _CappedSession]:
         host = state.config
-        for attempt in (1, 2):
+        reconnected = False
+        refusals = 0
+        while True:
             conn = await self._connection(state)
             opened = False
 
@@ -425,9 +429,20 @@ class SSHPool:
                 dead = conn.is_closed()
                 if dead and state.conn is conn:
                     state.conn = None
-                if dead and not opened and attempt == 1:
+                if dead and not opened and not reconnected:
                     # The channel never opened, so the command never started: safe to retry.
                     log.info("connection to %s was gone; reconnecting", host.name)
+                    reconnected = True
+                    continue
+                if (
+                    isinstance(exc, asyncssh.ChannelOpenError)
+                    and refusals < OPEN_RETRIES
+                    and not dead
+                ):
+                    # sshd frees a session slot a moment after it closes the channel, so
+                    # at full concurrency an open can be refused briefly. Nothing ran.
+                    refusals += 1
+                    await asyncio.sleep(0.005 * 2**refusals)
                     continue
                 if dead:
                     raise SSHError(
@@ -443,7 +458,6 @@ class SSHPool:
             chan.write_eof()
             assert isinstance(session, _CappedSession)
             return chan, session
-        raise AssertionError("unreachable")
 
     def _result(
         self,
