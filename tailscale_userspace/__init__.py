@@ -8,7 +8,7 @@ its LocalAPI (`LocalAPI`, `WhoIs`) and dialing through its SOCKS5 proxy
 from .authkey import read_auth_key
 from .errors import LocalAPIError, SocksError, TailscaledNotFound, TailscaleError
 from .localapi import LocalAPI
-from .locate import TAILSCALE_VERSION, find_tailscaled
+from .locate import TAILSCALE_VERSION, find_tailscaled, tailscaled_version
 from .node import NodeInfo, NodeOptions, TailscaleNode
 from .socks import open_socks5_connection
 from .whois import WhoIs
@@ -27,4 +27,5 @@ __all__ = [
     "find_tailscaled",
     "open_socks5_connection",
     "read_auth_key",
+    "tailscaled_version",
 ]

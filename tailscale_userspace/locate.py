@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from .errors import TailscaledNotFound
+from .errors import TailscaledNotFound, TailscaleError
 
 TAILSCALE_VERSION = "v1.98.8"
 
@@ -70,3 +71,27 @@ def find_tailscaled(
         f"tailscaled not found (looked at --tailscaled, $TAILSCALED, {embedded} and PATH); "
         + _HOW_TO_GET_IT
     )
+
+
+def tailscaled_version(tailscaled: str | os.PathLike[str]) -> str:
+    """The version tailscaled reports (first line of `tailscaled --version`)."""
+    try:
+        done = subprocess.run(
+            [os.fspath(tailscaled), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TailscaleError(
+            f"cannot run {os.fspath(tailscaled)!r} --version: {exc}; check that it is a "
+            "tailscaled built for this platform"
+        ) from exc
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise TailscaleError(
+            f"{os.fspath(tailscaled)!r} --version failed (exit {done.returncode}): "
+            f"{done.stderr.strip()[:200]}; is it really tailscaled?"
+        )
+    return lines[0].strip()

@@ -158,9 +158,10 @@ class TailscaleNode:
         self._process = process
         try:
             self._socks5 = await process.socks5(_SPAWN_TIMEOUT)
-            if self._localapi is not None:
-                await self._localapi.aclose()
-            self._localapi = LocalAPI(socket_path)
+            # One client for the node's whole life: callers keep a reference to it (an
+            # identity resolver, say) and the socket path survives restarts.
+            if self._localapi is None:
+                self._localapi = LocalAPI(socket_path)
             await self._wait_localapi(process)
         except BaseException:
             await process.terminate(5.0)
@@ -315,6 +316,7 @@ class TailscaleNode:
             await process.wait()
         if self._localapi is not None:
             await self._localapi.aclose()
+            self._localapi = None
         if self._owns_runtime_dir and self._runtime_dir is not None:
             shutil.rmtree(self._runtime_dir, ignore_errors=True)
             self._runtime_dir = None

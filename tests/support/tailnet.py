@@ -553,10 +553,18 @@ class TestTailnet:
                 await node.stop()
 
 
+@pytest.fixture(scope="session")
+def tailnet_binaries() -> TailnetBinaries:
+    """headscale, tailscaled and tailscale at the pinned versions (built on first use)."""
+    return ensure_binaries()
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def tailnet(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TestTailnet]:
+async def tailnet(
+    tailnet_binaries: TailnetBinaries, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[TestTailnet]:
     """A running headscale on loopback; `await tailnet.node(name)` gives joined nodes."""
-    binaries = ensure_binaries()
+    binaries = tailnet_binaries
     workdir = tmp_path_factory.mktemp("tailnet")
     os.chmod(workdir, 0o700)
     headscale = Headscale(binaries.headscale, workdir)

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from tests.support.tailnet import tailnet  # noqa: F401
+from tests.support.tailnet import tailnet, tailnet_binaries  # noqa: F401

@@ -23,9 +23,10 @@ from tailscale_userspace import (
     find_tailscaled,
     open_socks5_connection,
     read_auth_key,
+    tailscaled_version,
 )
 from tests.support.components import require_executable
-from tests.support.tailnet import TestTailnet
+from tests.support.tailnet import TailnetBinaries, TestTailnet
 
 pytestmark = pytest.mark.e2e
 
@@ -242,6 +243,7 @@ async def test_supervised_tailscaled_is_restarted_after_sigkill(tailnet: TestTai
     try:
         first_pid = node.pid
         assert first_pid is not None
+        api = node.localapi
         os.kill(first_pid, signal.SIGKILL)
 
         async def running_again() -> bool:
@@ -254,6 +256,9 @@ async def test_supervised_tailscaled_is_restarted_after_sigkill(tailnet: TestTai
         assert health["running"] is True
         assert any("exited unexpectedly" in m for m in progress)
         assert not alive(first_pid)
+        # Holders of the LocalAPI client (an identity resolver) keep working.
+        assert node.localapi is api
+        assert (await api.status())["BackendState"] == "Running"
     finally:
         await node.stop()
         await asyncio.wait_for(supervisor, 10)
@@ -348,6 +353,12 @@ def test_find_tailscaled_not_found_says_how_to_get_it(
         find_tailscaled(None, {"TAILSCALED": str(tmp_path / "nope"), "PATH": ""})
     with pytest.raises(TailscaledNotFound, match="given explicitly"):
         find_tailscaled(tmp_path / "nope", {})
+
+
+def test_tailscaled_version(tailnet_binaries: TailnetBinaries) -> None:
+    assert tailscaled_version(tailnet_binaries.tailscaled).startswith("1.98.8")
+    with pytest.raises(TailscaleError, match="--version"):
+        tailscaled_version("/nonexistent/tailscaled")
 
 
 def test_read_auth_key(tmp_path: Path) -> None:
