@@ -10,8 +10,12 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 log = logging.getLogger("tailnet_agent")
 
@@ -93,17 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbose: int, *, stream: object = sys.stderr) -> None:
+def _setup_logging(verbose: int) -> None:
+    # Logs go to stderr: stdout carries the MCP stdio transport and the start-up banner.
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, stream=stream,  # type: ignore[arg-type]
+    logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Tool calls are always worth a line: who ran what, where.
     logging.getLogger("tailnet_agent.calls").setLevel(logging.INFO)
     if verbose < 2:
         logging.getLogger("tailscale_userspace.tailscaled").setLevel(logging.INFO)
+        # one line per LocalAPI poll and WhoIs is noise below -vv
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _settings(args: argparse.Namespace) -> Settings:
     from .config import load_settings
 
     return load_settings(env_file=args.env_file, inventory=args.inventory)
@@ -122,8 +129,8 @@ def cmd_version() -> int:
 
 
 async def _local_serve(args: argparse.Namespace, *, demo: bool) -> None:
-    from .identity import fixed_resolver, local_user_identity
     from .hostcheck import LOOPBACK_NAMES
+    from .identity import fixed_resolver, local_user_identity
     from .mcp_server import build_mcp_server
     from .server import build_service, chat_routes, serve_app
     from .web import build_app
@@ -182,8 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_version()
     _setup_logging(args.verbose)
 
-    from .config import ConfigError
     from whitelist import WhitelistError
+
+    from .config import ConfigError
 
     try:
         if args.command == "serve":

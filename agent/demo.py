@@ -52,7 +52,9 @@ async def _run_locally(process: asyncssh.SSHServerProcess[bytes]) -> None:
     )
     assert local.stdout is not None and local.stderr is not None
     try:
-        await asyncio.gather(_pump(local.stdout, process.stdout), _pump(local.stderr, process.stderr))
+        await asyncio.gather(
+            _pump(local.stdout, process.stdout), _pump(local.stderr, process.stderr)
+        )
         status = await local.wait()
         process.exit(status if status >= 0 else 128 - status)
     except (asyncssh.Error, ConnectionError, asyncio.CancelledError):
@@ -64,8 +66,7 @@ async def _run_locally(process: asyncssh.SSHServerProcess[bytes]) -> None:
 
 
 async def start_demo_target(workdir: Path) -> DemoTarget:
-    """Start the target and write the key files it needs into `workdir` (mode 0700)."""
-    workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Start the target; its key files go into `workdir`, an existing private (0700) directory."""
     host_key = asyncssh.generate_private_key("ssh-ed25519")
     client_key = asyncssh.generate_private_key("ssh-ed25519")
     key_path = workdir / "demo_client_key"

@@ -11,6 +11,7 @@ from pathlib import Path
 from whitelist import WhitelistError, load_catalog
 
 from .config import HostConfig, Settings
+from .hostkeys import known_hosts_pattern, trusted_keys
 from .ssh import SSHError, SSHPool
 
 DEPENDENCIES = ("asyncssh", "mcp", "anthropic", "starlette", "uvicorn", "yaml", "python_socks")
@@ -50,17 +51,11 @@ def _check_key(report: Report, host: HostConfig) -> None:
 
 
 def _check_known_hosts(report: Report, host: HostConfig) -> None:
-    from .hostkeys import known_hosts_pattern
-
     pattern = known_hosts_pattern(host)
-    path = Path(host.known_hosts).expanduser()
-    text = path.read_text(errors="replace") if path.is_file() else ""
-    names = {pattern, host.address}
-    if any(line.split(" ", 1)[0] in names or pattern in line.split(" ", 1)[0].split(",")
-           for line in text.splitlines() if line and not line.startswith("#")):
-        report.ok(f"{host.name}: {pattern} has an entry in {path}")
+    if trusted_keys(host):
+        report.ok(f"{host.name}: {pattern} has a pinned key in {host.known_hosts}")
     else:
-        report.fail(f"{host.name}: no known_hosts entry for {pattern} in {path}",
+        report.fail(f"{host.name}: no known_hosts entry for {pattern} in {host.known_hosts}",
                     f"tailnet-agent trust {host.name}")
 
 

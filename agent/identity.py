@@ -68,7 +68,8 @@ def local_user_identity(source: Source = "local") -> Identity:
 def request_identity(request: Request) -> Identity:
     identity = request.scope.get(SCOPE_KEY)
     if not isinstance(identity, Identity):
-        raise RuntimeError("request reached a handler without an identity; is IdentityMiddleware installed?")
+        raise RuntimeError("a request reached a handler without an identity: "
+                           "is IdentityMiddleware installed?")
     return identity
 
 

@@ -137,7 +137,10 @@ def caller(service: AgentService, ctx: Context) -> Identity:
     if rc.request is not None:
         return request_identity(rc.request)
     meta = rc.meta or {}
-    token = meta.get(IDENTITY_META_KEY) if isinstance(meta, dict) else getattr(meta, IDENTITY_META_KEY, None)
+    if isinstance(meta, dict):
+        token = meta.get(IDENTITY_META_KEY)
+    else:
+        token = getattr(meta, IDENTITY_META_KEY, None)
     return service.identity_tokens.resolve(token) or local_user_identity("local-operator")
 
 
@@ -168,7 +171,9 @@ def build_mcp_server(service: AgentService) -> MCPServer:
         ),
     )
 
-    async def run(ctx: Context, name: str, arguments: dict[str, Any], host: str | None) -> ToolResult:
+    async def run(
+        ctx: Context, name: str, arguments: dict[str, Any], host: str | None
+    ) -> ToolResult:
         identity = caller(service, ctx)
         try:
             command = service.catalog.get(name)

@@ -96,7 +96,8 @@ class AgentService:
         )
 
     def commands(self, category: str | None = None) -> list[Command]:
-        return [c for c in self.catalog if category is None or c.category.lower() == category.lower()]
+        wanted = category.lower() if category else None
+        return [c for c in self.catalog if wanted is None or c.category.lower() == wanted]
 
     async def status(self) -> dict[str, Any]:
         tailnet = await self.tailnet_status() if self.tailnet_status else {"mode": self.mode}

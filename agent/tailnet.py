@@ -111,8 +111,9 @@ async def serve_tailnet(args: argparse.Namespace) -> None:
         )
         url_host = info.dns_name or info.ips[0]
         banner = [
-            f"tailnet-agent {__version__}: serving tailnet peers as {info.dns_name or info.hostname}"
-            f" ({', '.join(info.ips)}); {len(service.catalog)} commands; hosts: "
+            f"tailnet-agent {__version__}: serving tailnet peers as "
+            f"{info.dns_name or info.hostname} ({', '.join(info.ips)}); "
+            f"{len(service.catalog)} commands; hosts: "
             f"{', '.join(settings.hosts) or 'none'}",
             "Listening on 127.0.0.1 only; tailnet peers reach it through tailscaled."
             + (" Local callers are accepted as the local operator." if args.allow_local_operator

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 from .config import Settings
@@ -34,7 +35,7 @@ async def run_trust(settings: Settings, name: str, *, assume_yes: bool) -> int:
             print("Not pinned: no terminal to confirm on. Re-run with --yes once you have "
                   "checked the fingerprint.", file=sys.stderr)
             return 1
-        answer = input("Pin this key? [y/N] ").strip().lower()
+        answer = (await asyncio.to_thread(input, "Pin this key? [y/N] ")).strip().lower()
         if answer not in ("y", "yes"):
             print("Not pinned.")
             return 1
