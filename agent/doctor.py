@@ -82,7 +82,7 @@ async def run_doctor(settings: Settings, *, extra_catalogs: Sequence[str] = ()) 
 
         report.ok(f"tailscaled: {find_tailscaled(os.environ.get('TAILSCALED'))}")
     except Exception as exc:
-        report.fail(f"tailscaled: {exc}", "needed for `serve` (not for --local or demo)")
+        report.warn(f"tailscaled: {exc}", "needed for `serve` (not for --local, stdio or demo)")
     if not settings.hosts:
         report.fail("no SSH host configured", "set REMOTE_HOST, REMOTE_USER, REMOTE_SSH_KEY_PATH "
                     "(or TAILNET_AGENT_INVENTORY), or try `tailnet-agent demo`")
