@@ -194,7 +194,9 @@ def fake_api() -> Iterator[Callable[..., FakeAnthropic]]:
         fake.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API runs, the main thread counts as
+# inside an event loop, and pytest-asyncio's async tests in other modules could not run.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not os.access(CHROMIUM, os.X_OK):
         missing("Chromium", "apt-get install chromium (the tests never download a browser)")

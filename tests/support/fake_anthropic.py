@@ -157,6 +157,9 @@ class FakeAnthropic:
         raise LookupError(f"no scripted step matches: {last_user_text(request)[:200]!r}")
 
     async def _messages(self, http: Request) -> Response:
+        if "x-api-key" not in http.headers and "authorization" not in http.headers:
+            return self._error(ApiError(401, "authentication_error",
+                                        "x-api-key header is required"))
         request: Request_ = await http.json()
         self.requests.append(request)
         self.headers.append(dict(http.headers))

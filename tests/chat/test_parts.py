@@ -1,0 +1,167 @@
+"""The chat's small parts on their own: history bounds, Markdown, SSE framing, tool
+definitions, the scripted API against the real SDK, and the elicitation gate."""
+
+from __future__ import annotations
+
+import anthropic
+import mcp_types
+import pytest
+
+from agent.chat.agent_loop import ChatTurn, LoopOptions, accept_confirmation
+from agent.chat.cards import cards_for
+from agent.chat.history import Conversation, DisplayItem, HistoryStore, Turn
+from agent.chat.markdown import render_markdown
+from agent.chat.palette import arguments_from_form
+from agent.chat.sse import sse_message
+from agent.chat.tooldefs import anthropic_tool
+from tests.support.fake_anthropic import ApiError, FakeAnthropic, Step, Text, ToolUse
+from whitelist import Catalog, Command, Parameter, ParamType
+
+
+def turn(question: str, answer_bytes: int = 10) -> Turn:
+    return Turn(
+        messages=[{"role": "user", "content": question},
+                  {"role": "assistant", "content": "x" * answer_bytes}],
+        items=[DisplayItem("user", question)],
+    )
+
+
+def test_history_keeps_the_newest_turns_within_its_bounds() -> None:
+    conversation = Conversation(max_turns=3, max_message_bytes=10_000)
+    for n in range(5):
+        conversation.add(turn(f"q{n}"))
+    assert [m["content"] for m in conversation.messages() if m["role"] == "user"] == \
+        ["q2", "q3", "q4"]
+
+    conversation = Conversation(max_turns=30, max_message_bytes=5_000)
+    for n in range(5):
+        conversation.add(turn(f"q{n}", answer_bytes=2_000))
+    questions = [m["content"] for m in conversation.messages() if m["role"] == "user"]
+    assert questions == ["q3", "q4"]
+    # It always starts with a question and alternates, as the Messages API requires.
+    roles = [m["role"] for m in conversation.messages()]
+    assert roles == ["user", "assistant"] * 2
+
+    # A single huge turn is kept: it is the answer the person just got.
+    conversation.add(turn("big", answer_bytes=50_000))
+    assert [i.text for i in conversation.items()] == ["big"]
+
+
+def test_history_is_per_identity_and_new_chat_forgets() -> None:
+    store = HistoryStore()
+    store.get("tailnet:alice@example.com").add(turn("alice's question"))
+    assert store.get("tailnet:bob@example.com").messages() == []
+    store.clear("tailnet:alice@example.com")
+    assert store.get("tailnet:alice@example.com").messages() == []
+
+
+def test_markdown_passes_no_raw_html_and_no_javascript_links() -> None:
+    html = str(render_markdown(
+        "**bold** <script>alert(1)</script> <img src=x onerror=alert(2)> "
+        "[a](javascript:alert(3)) ![i](http://example.com/x.png)\n\n| a | b |\n|---|---|\n| 1 | 2 |"
+    ))
+    assert "<strong>bold</strong>" in html
+    assert "<script" not in html and "<img" not in html and 'href="javascript' not in html
+    assert "&lt;script&gt;" in html
+    assert "<table>" in html
+
+
+def test_sse_message_puts_each_line_in_its_own_data_field() -> None:
+    assert sse_message("seg", "a\nb\r\nc") == b"event: seg\ndata: a\ndata: b\ndata: c\n\n"
+    assert sse_message("done", "") == b"event: done\ndata: \n\n"
+
+
+def test_mcp_tool_becomes_an_anthropic_tool() -> None:
+    schema = {"type": "object", "properties": {"host": {"type": "string"}}}
+    tool = mcp_types.Tool(name="check_disk", description="df -h", input_schema=schema)
+    assert anthropic_tool(tool) == {
+        "name": "check_disk", "description": "df -h",
+        "input_schema": {"type": "object", "properties": {"host": {"type": "string"}}},
+    }
+    bare = mcp_types.Tool(name="ping", input_schema={"type": "object"})
+    assert anthropic_tool(bare)["input_schema"] == {"type": "object", "properties": {}}
+
+
+def test_overview_result_becomes_one_card_per_command() -> None:
+    one = {"host": "web", "command": "uptime", "rendered": "uptime", "stdout": "up 1 day",
+           "stderr": "", "exit_status": 0, "duration_ms": 5.0, "truncated": False}
+    overview = {"host": "web", "results": [one, {**one, "command": "uname"}]}
+    result = mcp_types.CallToolResult(content=[], structured_content=overview)
+    cards = cards_for("system_overview", result)
+    assert [c.command for c in cards] == ["uptime", "uname"]
+    assert all(c.ok and c.status == "exit 0" for c in cards)
+    error = mcp_types.CallToolResult(
+        content=[mcp_types.TextContent(type="text", text="unknown host 'x'")], is_error=True)
+    assert cards_for("check_disk", error)[0].error == "unknown host 'x'"
+
+
+def test_palette_form_values_become_typed_arguments() -> None:
+    command = Command(
+        name="lines", description="d", category="Test", template="seq {count} {style}",
+        parameters=(
+            Parameter("count", ParamType.INTEGER, "n", default=3, minimum=1, maximum=9),
+            Parameter("style", ParamType.ENUM, "s", default="a", choices=("a", "b")),
+            Parameter("path", ParamType.PATH, "p", roots=("/var",)),
+        ),
+    )
+    assert arguments_from_form(command, {"p.count": "4", "p.style": "", "p.path": "/var/x"}) == \
+        {"count": 4, "path": "/var/x"}
+    # Not a number: passed on, so the catalog's own validation explains what is wrong.
+    assert arguments_from_form(command, {"p.count": "four", "p.path": ""})["count"] == "four"
+
+
+async def test_the_chat_accepts_only_an_elicitation_the_person_confirmed() -> None:
+    chat = ChatTurn(
+        id="t", question="q", conversation=Conversation(),
+        anthropic_client=anthropic.AsyncAnthropic(api_key="unused", base_url="http://127.0.0.1:9"),
+        mcp_server=None,  # type: ignore[arg-type]
+        catalog=Catalog({}), default_host=None, system="", identity_token="x",
+        options=LoopOptions(model="m"),
+    )
+    params = mcp_types.ElicitRequestFormParams(
+        message="Run destructive command 'reboot'?",
+        requested_schema={"type": "object", "properties": {"confirm": {"type": "boolean"}}},
+    )
+    assert (await chat._elicit(None, params)).action == "decline"  # type: ignore[arg-type]
+    chat._confirmed_call = "t-call"
+    accepted = await chat._elicit(None, params)  # type: ignore[arg-type]
+    assert accepted.action == "accept" and accepted.content == {"confirm": True}
+    # One click, one acceptance: a second elicitation in the same call is declined.
+    assert (await chat._elicit(None, params)).action == "decline"  # type: ignore[arg-type]
+    url = mcp_types.ElicitRequestURLParams(message="go", url="https://example.com/")
+    assert accept_confirmation(url).action == "decline"
+    await chat.anthropic_client.close()
+
+
+async def test_the_scripted_api_speaks_the_messages_api_to_the_real_sdk() -> None:
+    with FakeAnthropic([
+        Step(when="weather", reply=[Text("Checking."),
+                                    ToolUse("check_disk", {"host": "web-1", "depth": 2})]),
+        Step(when="denied", reply=ApiError(401, "authentication_error", "invalid x-api-key")),
+        Step(when="", reply=[Text("Plain answer.")]),
+    ]) as fake:
+        client = anthropic.AsyncAnthropic(api_key="k", base_url=fake.base_url, max_retries=0)
+        messages: list[anthropic.types.MessageParam] = [{"role": "user", "content": "weather?"}]
+
+        async with client.messages.stream(model="m", max_tokens=100, messages=messages) as stream:
+            kinds = [event.type async for event in stream]
+            final = await stream.get_final_message()
+        assert final.stop_reason == "tool_use"
+        assert final.content[0].type == "text" and final.content[0].text == "Checking."
+        use = final.content[1]
+        assert use.type == "tool_use" and use.input == {"host": "web-1", "depth": 2}
+        assert kinds.count("input_json") >= 2  # the JSON arrived in several pieces
+        assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+
+        plain = await client.messages.create(
+            model="m", max_tokens=100, messages=[{"role": "user", "content": "hello"}])
+        assert plain.stop_reason == "end_turn" and plain.content[0].type == "text"
+
+        with pytest.raises(anthropic.AuthenticationError):
+            await client.messages.create(
+                model="m", max_tokens=100, messages=[{"role": "user", "content": "denied"}])
+        assert len(fake.requests) == 3
+        sent = fake.headers[0]
+        assert sent.get("x-api-key") == "k" or sent.get("authorization") == "Bearer k"
+        assert "anthropic-version" in sent
+        await client.close()
