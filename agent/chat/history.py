@@ -15,7 +15,9 @@ from typing import Any, Literal
 from .cards import ToolCard
 
 MAX_TURNS = 30
-MAX_MESSAGE_BYTES = 400_000
+# Counts what Claude is sent (tool output there is clipped) and what the page shows
+# (whole command output, up to each command's max_output).
+MAX_BYTES = 2_000_000
 
 ItemKind = Literal["user", "assistant", "card", "error", "notice"]
 
@@ -25,6 +27,12 @@ class DisplayItem:
     kind: ItemKind
     text: str = ""
     card: ToolCard | None = None
+
+    @property
+    def size(self) -> int:
+        card = self.card
+        extra = len(card.stdout) + len(card.stderr) + len(card.output) if card else 0
+        return len(self.text) + extra
 
 
 @dataclass
@@ -39,7 +47,7 @@ class Turn:
 class Conversation:
     turns: list[Turn] = field(default_factory=list)
     max_turns: int = MAX_TURNS
-    max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_bytes: int = MAX_BYTES
 
     def messages(self) -> list[dict[str, Any]]:
         return [m for turn in self.turns for m in turn.messages]
@@ -57,27 +65,29 @@ class Conversation:
             self.turns.pop(0)
         # The newest turn is kept whatever its size: dropping it would lose the answer
         # the person just got.
-        while len(self.turns) > 1 and self._message_bytes() > self.max_message_bytes:
+        while len(self.turns) > 1 and self._bytes() > self.max_bytes:
             self.turns.pop(0)
 
-    def _message_bytes(self) -> int:
-        return sum(len(json.dumps(m, default=str)) for turn in self.turns for m in turn.messages)
+    def _bytes(self) -> int:
+        return sum(
+            sum(len(json.dumps(m, default=str)) for m in turn.messages)
+            + sum(item.size for item in turn.items)
+            for turn in self.turns
+        )
 
 
 class HistoryStore:
     """Conversations by identity key (see `agent.identity.Identity.key`), in memory."""
 
-    def __init__(self, *, max_turns: int = MAX_TURNS, max_message_bytes: int = MAX_MESSAGE_BYTES):
+    def __init__(self, *, max_turns: int = MAX_TURNS, max_bytes: int = MAX_BYTES) -> None:
         self._conversations: dict[str, Conversation] = {}
         self._max_turns = max_turns
-        self._max_message_bytes = max_message_bytes
+        self._max_bytes = max_bytes
 
     def get(self, key: str) -> Conversation:
         conversation = self._conversations.get(key)
         if conversation is None:
-            conversation = Conversation(
-                max_turns=self._max_turns, max_message_bytes=self._max_message_bytes
-            )
+            conversation = Conversation(max_turns=self._max_turns, max_bytes=self._max_bytes)
             self._conversations[key] = conversation
         return conversation
 

@@ -80,7 +80,7 @@ class ChatOptions:
     sdk_max_retries: int = 2
     confirm_timeout: float = 600.0
     history_turns: int = 30
-    history_bytes: int = 400_000
+    history_bytes: int = 2_000_000
 
 
 class Chat:
@@ -89,7 +89,7 @@ class Chat:
         self.mcp_server = mcp_server
         self.options = options
         self.sessions = Sessions(
-            HistoryStore(max_turns=options.history_turns, max_message_bytes=options.history_bytes)
+            HistoryStore(max_turns=options.history_turns, max_bytes=options.history_bytes)
         )
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -139,6 +139,7 @@ class Chat:
             hosts=sorted(settings.hosts),
             default_host=settings.default_host,
             max_question=MAX_QUESTION,
+            busy=session.busy,
         ))
 
     async def send(self, request: Request) -> Response:
@@ -195,6 +196,10 @@ class Chat:
         return html(views.turn_start(turn.id, question))
 
     async def stream(self, request: Request) -> Response:
+        if request.headers.get("sec-fetch-site", "same-origin") != "same-origin":
+            # Another site could not read the stream, but reading it would take the
+            # events away from the page they belong to.
+            return forbidden()
         _, session = self._session(request)
         turn = session.turn
         if turn is None or turn.id != request.path_params["turn"] or (

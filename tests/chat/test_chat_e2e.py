@@ -158,6 +158,9 @@ def test_cross_site_posts_are_refused_and_run_nothing(
         response = page.request.post(app.url + path, form={"message": "hi"},
                                      headers={"Sec-Fetch-Site": "cross-site"})
         assert response.status == 403, path
+    response = page.request.get(app.url + "/chat/stream/x",
+                                headers={"Sec-Fetch-Site": "cross-site"})
+    assert response.status == 403
 
     # A real page on another origin (localhost vs 127.0.0.1) posting a form to the agent.
     evil = browser.new_context()

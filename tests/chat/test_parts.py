@@ -8,7 +8,7 @@ import mcp_types
 import pytest
 
 from agent.chat.agent_loop import ChatTurn, LoopOptions, accept_confirmation
-from agent.chat.cards import cards_for
+from agent.chat.cards import ToolCard, cards_for
 from agent.chat.history import Conversation, DisplayItem, HistoryStore, Turn
 from agent.chat.markdown import render_markdown
 from agent.chat.palette import arguments_from_form
@@ -27,13 +27,13 @@ def turn(question: str, answer_bytes: int = 10) -> Turn:
 
 
 def test_history_keeps_the_newest_turns_within_its_bounds() -> None:
-    conversation = Conversation(max_turns=3, max_message_bytes=10_000)
+    conversation = Conversation(max_turns=3, max_bytes=10_000)
     for n in range(5):
         conversation.add(turn(f"q{n}"))
     assert [m["content"] for m in conversation.messages() if m["role"] == "user"] == \
         ["q2", "q3", "q4"]
 
-    conversation = Conversation(max_turns=30, max_message_bytes=5_000)
+    conversation = Conversation(max_turns=30, max_bytes=5_000)
     for n in range(5):
         conversation.add(turn(f"q{n}", answer_bytes=2_000))
     questions = [m["content"] for m in conversation.messages() if m["role"] == "user"]
@@ -41,6 +41,14 @@ def test_history_keeps_the_newest_turns_within_its_bounds() -> None:
     # It always starts with a question and alternates, as the Messages API requires.
     roles = [m["role"] for m in conversation.messages()]
     assert roles == ["user", "assistant"] * 2
+
+    # Command output shown on the page counts too, not only what Claude was sent.
+    conversation = Conversation(max_turns=30, max_bytes=5_000)
+    for n in range(3):
+        shown = turn(f"q{n}")
+        shown.items.append(DisplayItem("card", card=ToolCard(tool="t", stdout="o" * 2_000)))
+        conversation.add(shown)
+    assert [i.text for i in conversation.items() if i.kind == "user"] == ["q1", "q2"]
 
     # A single huge turn is kept: it is the answer the person just got.
     conversation.add(turn("big", answer_bytes=50_000))
