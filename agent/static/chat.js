@@ -2,9 +2,11 @@
 (function () {
   "use strict";
 
+  // Keep the newest answer or card in view (the palette sits below the log).
   function scrollToEnd() {
     var log = document.getElementById("log");
-    if (log) { window.scrollTo(0, document.body.scrollHeight); }
+    var last = log && log.lastElementChild;
+    if (last) { last.scrollIntoView({block: "end"}); }
   }
 
   document.addEventListener("htmx:afterRequest", function (evt) {
