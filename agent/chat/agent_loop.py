@@ -253,11 +253,7 @@ class ChatTurn:
             await self.anthropic_client.close()
 
     def _fail(self, turn: Turn, message: str) -> None:
-        # Close the turn with an assistant message so the history still alternates and
-        # every tool_use has its tool_result: the next question works as usual.
-        turn.messages.append(
-            {"role": "assistant", "content": f"(No answer: {message})"}
-        )
+        close_failed_turn(turn, message)
         turn.items.append(DisplayItem("error", message))
         self._emit(TurnFailed(message))
 
@@ -378,6 +374,11 @@ class ChatTurn:
             result = await client.call_tool(
                 name, arguments, meta=identity_meta(self.identity_token)
             )
+        except Exception as exc:  # a protocol-level failure; tool errors come as is_error
+            log.warning("tool call %s failed: %s", name, exc)
+            error = f"the tool call failed: {type(exc).__name__}: {exc}"
+            show([ToolCard(tool=name, host=host, error=error)])
+            return answer(error, is_error=True)
         finally:
             self._confirmed_call = None
         elapsed = (time.monotonic() - started) * 1000
@@ -394,6 +395,27 @@ class ChatTurn:
             return False
         finally:
             self._pending.pop(card.call, None)
+
+
+def close_failed_turn(turn: Turn, message: str) -> None:
+    """Make a turn that failed part-way a valid history to send the next question with.
+
+    Every tool_use needs its tool_result, and roles must alternate; the closing
+    assistant message also tells Claude, next time, that this question got no answer.
+    """
+    last = turn.messages[-1]
+    if last["role"] == "assistant":
+        content = last["content"]
+        uses = [b["id"] for b in content if b.get("type") == "tool_use"] \
+            if isinstance(content, list) else []
+        if not uses:
+            return  # the answer is complete; what failed came after it
+        turn.messages.append({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": use, "is_error": True,
+             "content": f"Not run: the turn failed ({message})."}
+            for use in uses
+        ]})
+    turn.messages.append({"role": "assistant", "content": f"(No answer: {message})"})
 
 
 def _unwrap(exc: BaseException) -> BaseException:

@@ -7,7 +7,7 @@ import anthropic
 import mcp_types
 import pytest
 
-from agent.chat.agent_loop import ChatTurn, LoopOptions, accept_confirmation
+from agent.chat.agent_loop import ChatTurn, LoopOptions, accept_confirmation, close_failed_turn
 from agent.chat.cards import ToolCard, cards_for
 from agent.chat.history import Conversation, DisplayItem, HistoryStore, Turn
 from agent.chat.markdown import render_markdown
@@ -173,3 +173,27 @@ async def test_the_scripted_api_speaks_the_messages_api_to_the_real_sdk() -> Non
         assert sent.get("x-api-key") == "k" or sent.get("authorization") == "Bearer k"
         assert "anthropic-version" in sent
         await client.close()
+
+
+def test_a_turn_that_fails_part_way_leaves_a_valid_history() -> None:
+    asked = {"role": "user", "content": "q"}
+    uses = {"role": "assistant", "content": [
+        {"type": "text", "text": "checking"},
+        {"type": "tool_use", "id": "toolu_1", "name": "check_disk", "input": {}},
+        {"type": "tool_use", "id": "toolu_2", "name": "check_memory", "input": {}},
+    ]}
+    failed = Turn(messages=[asked, uses])
+    close_failed_turn(failed, "529")
+    assert [m["role"] for m in failed.messages] == ["user", "assistant", "user", "assistant"]
+    answered = {b["tool_use_id"] for b in failed.messages[2]["content"]}
+    assert answered == {"toolu_1", "toolu_2"}
+
+    before_any_answer = Turn(messages=[asked])
+    close_failed_turn(before_any_answer, "401")
+    assert [m["role"] for m in before_any_answer.messages] == ["user", "assistant"]
+    assert "401" in before_any_answer.messages[-1]["content"]
+
+    done = {"role": "assistant", "content": [{"type": "text", "text": "all good"}]}
+    after_the_answer = Turn(messages=[asked, done])
+    close_failed_turn(after_the_answer, "late")
+    assert after_the_answer.messages == [asked, done]
