@@ -1,3 +1,3 @@
 """Smoke tests of the built executable; the test tailnet comes from tests/support."""
 
-from tests.support.tailnet import tailnet  # noqa: F401
+from tests.support.tailnet import tailnet, tailnet_binaries  # noqa: F401

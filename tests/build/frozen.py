@@ -8,16 +8,18 @@ Python on it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+import queue
 import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.components import missing
@@ -71,22 +73,39 @@ def user_env(root: Path, extra: Mapping[str, str] | None = None) -> dict[str, st
     return env
 
 
-@dataclass
 class Running:
-    """The executable started by a test: its process, output so far, and timings."""
+    """The executable started by a test: its process, its output so far, its start time.
 
-    process: subprocess.Popen[str]
-    started: float
-    lines: list[str] = field(default_factory=list)
+    A thread collects stdout lines, so waiting for a line has a real deadline and an
+    async test can wait without blocking its event loop (tailscaled nodes in the same
+    loop must keep being served).
+    """
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.started = time.monotonic()
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._queue.put(line)
+        self._queue.put(None)
 
     def read_until(self, pattern: str, timeout: float) -> re.Match[str]:
-        """Read stdout lines until one matches `pattern`; fail with the output so far."""
-        assert self.process.stdout is not None
+        """Collect output lines until one matches `pattern`; fail with the output so far."""
         deadline = time.monotonic() + timeout
         regex = re.compile(pattern)
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                self._queue.put(None)  # stays at end of output for later readers
                 break
             self.lines.append(line)
             if match := regex.search(line):
@@ -96,25 +115,41 @@ class Running:
             f"(exit code {self.process.poll()}); output:\n{self.output()}"
         )
 
+    async def wait_for(self, pattern: str, seconds: float) -> re.Match[str]:
+        return await asyncio.to_thread(self.read_until, pattern, seconds)
+
     def output(self) -> str:
         return "".join(self.lines)
+
+    def _drain(self) -> None:
+        self._reader.join(timeout=5)
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if line is not None:
+                self.lines.append(line)
 
     def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM the bootloader (the parent), as a service manager would; wait for exit."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            # Drain stdout so a chatty shutdown cannot block on a full pipe.
-            rest, _ = self.process.communicate(timeout=timeout)
+            self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            rest, _ = self.process.communicate()
+            self.process.wait()
+            self._drain()
             raise AssertionError(
                 f"{EXECUTABLE.name} did not exit within {timeout:g}s of SIGTERM; output:\n"
                 + self.output()
             ) from None
-        self.lines.append(rest or "")
+        self._drain()
         return self.process.returncode
+
+    async def aterminate(self, seconds: float = 30.0) -> int:
+        return await asyncio.to_thread(self.terminate, seconds)
 
 
 @contextlib.contextmanager
@@ -128,7 +163,7 @@ def run(args: list[str], *, cwd: Path, env: Mapping[str, str]) -> Iterator[Runni
         stderr=subprocess.STDOUT,  # logs and banner interleaved, as a user sees them
         text=True,
     )
-    running = Running(process, time.monotonic())
+    running = Running(process)
     try:
         yield running
     finally:

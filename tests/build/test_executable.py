@@ -52,8 +52,8 @@ async def test_demo_starts_and_answers_an_mcp_client(tmp_path: Path) -> None:
     workdir = tmp_path / "empty"
     workdir.mkdir()
     with run(["demo", "--port", "0"], cwd=workdir, env=env) as agent:
-        url = agent.read_until(r"MCP endpoint: (http://127\.0\.0\.1:\d+/mcp)", 60).group(1)
-        agent.read_until(r"^Ready\.", 30)
+        url = (await agent.wait_for(r"MCP endpoint: (http://127\.0\.0\.1:\d+/mcp)", 60)).group(1)
+        await agent.wait_for(r"^Ready\.", 30)
         record_figure("demo: cold start to Ready", (time.monotonic() - agent.started) * 1000, "ms")
 
         async with Client(url) as client:
@@ -71,7 +71,7 @@ async def test_demo_starts_and_answers_an_mcp_client(tmp_path: Path) -> None:
                       "MiB")
         record_figure("demo: idle memory, PSS summed over the process tree", tree_pss_mib(pid),
                       "MiB")
-        assert agent.terminate() in (0, -15), agent.output()
+        assert await agent.aterminate() in (0, -15), agent.output()
 
 
 def test_unpacks_privately_and_cleans_up_after_sigterm(tmp_path: Path) -> None:
