@@ -210,6 +210,10 @@ def test_without_a_key_the_palette_runs_commands(
     form.locator("button[type=submit]").click()
     page.wait_for_selector("pre.out:has-text('row-4')", state="attached", timeout=TIMEOUT)
     screenshot(page, "palette-no-key")
+    page.set_viewport_size({"width": 390, "height": 844})
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the palette is {overflow}px wider than a phone screen"
+    screenshot(page, "palette-phone")
     assert not page.console_errors, page.console_errors
 
 
