@@ -43,6 +43,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="more logging (-vv includes tailscaled's own log)")
 
 
+def _tailnet_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--authkey", help="tailnet auth key, or file:PATH (default: $TS_AUTHKEY); "
+                        "without one, a login URL is printed")
+    parser.add_argument("--hostname", help="tailnet hostname for this node (default: "
+                        "$TS_HOSTNAME or tailnet-agent)")
+    parser.add_argument("--control-url", help="control server URL, e.g. your Headscale "
+                        "(default: $TS_CONTROL_URL or Tailscale's)")
+    parser.add_argument("--tailscaled", help="tailscaled binary to run (default: $TAILSCALED, "
+                        "the embedded one, then PATH)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tailnet-agent",
@@ -61,14 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"port on the tailnet address and on loopback (default {DEFAULT_PORT})")
     serve.add_argument("--local", action="store_true",
                        help="development mode: no tailnet; serve on 127.0.0.1 to local callers")
-    serve.add_argument("--authkey", help="tailnet auth key, or file:PATH (default: $TS_AUTHKEY); "
-                       "without one, a login URL is printed")
-    serve.add_argument("--hostname", help="tailnet hostname for this node (default: $TS_HOSTNAME "
-                       "or tailnet-agent)")
-    serve.add_argument("--control-url", help="control server URL, e.g. your Headscale "
-                       "(default: $TS_CONTROL_URL or Tailscale's)")
-    serve.add_argument("--tailscaled", help="tailscaled binary to run (default: $TAILSCALED, the "
-                       "embedded one, then PATH)")
+    _tailnet_flags(serve)
     serve.add_argument("--state-dir", type=Path, help="keep node state here (a persistent node); "
                        "default: in memory, an ephemeral node that leaves the tailnet on exit")
     serve.add_argument("--allow-local-operator", action="store_true",
@@ -92,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(trust)
     trust.add_argument("host", help="host name from the configuration (see list_hosts)")
     trust.add_argument("--yes", action="store_true", help="pin without asking")
+    trust.add_argument("--tailnet", action="store_true",
+                       help="reach the host through the tailnet, as `serve` does: joins briefly "
+                       "as an ephemeral node (takes the same --authkey/--control-url flags)")
+    _tailnet_flags(trust)
 
     sub.add_parser("version", help="print versions")
     return parser
@@ -212,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "trust":
             from .trust import run_trust
 
-            return asyncio.run(run_trust(_settings(args), args.host, assume_yes=args.yes))
+            return asyncio.run(run_trust(_settings(args), args))
     except (ConfigError, WhitelistError) as exc:
         print(f"tailnet-agent: {exc}", file=sys.stderr)
         return 2

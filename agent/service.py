@@ -73,6 +73,7 @@ class AgentService:
             command_name=command.name,
             timeout=command.timeout,
             max_output=command.max_output,
+            destructive=command.destructive,
         )
         log.info(
             "%s: %s on %s exited %s in %.0f ms%s",

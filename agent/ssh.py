@@ -199,6 +199,7 @@ class SSHPool:
         command_name: str,
         timeout: float,  # noqa: ASYNC109 - the remote `timeout` enforces it, we back it up
         max_output: int,
+        destructive: bool = False,  # state-changing commands always take the plain exec path
     ) -> CommandResult:
         state = self._state(host)
         wrapped = wrap_for_exec(rendered, timeout=timeout)

@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from tailscale_userspace import (
     NodeInfo,
@@ -67,17 +67,35 @@ def _login_url(url: str) -> None:
     print(f"tailnet: to add this agent to your tailnet, open {url}", flush=True)
 
 
-async def serve_tailnet(args: argparse.Namespace) -> None:
-    settings = load_settings(env_file=args.env_file, inventory=args.inventory)
+def node_from_args(args: argparse.Namespace, *, default_hostname: str) -> TailscaleNode:
+    """A node from the tailnet flags, falling back to TS_* variables like tsnet apps do."""
     raw_key = args.authkey or os.environ.get("TS_AUTHKEY") or ""
     options = NodeOptions(
         tailscaled=find_tailscaled(args.tailscaled),
-        state_dir=args.state_dir,
+        state_dir=getattr(args, "state_dir", None),
         auth_key=read_auth_key(raw_key) if raw_key else None,
-        hostname=args.hostname or os.environ.get("TS_HOSTNAME") or "tailnet-agent",
+        hostname=args.hostname or os.environ.get("TS_HOSTNAME") or default_hostname,
         control_url=args.control_url or os.environ.get("TS_CONTROL_URL") or None,
     )
-    node = TailscaleNode(options, on_progress=_progress, on_login_url=_login_url)
+    return TailscaleNode(options, on_progress=_progress, on_login_url=_login_url)
+
+
+@contextlib.asynccontextmanager
+async def joined_node(
+    args: argparse.Namespace, *, default_hostname: str
+) -> AsyncIterator[TailscaleNode]:
+    """A node joined for the length of a `with` block (used by `trust --tailnet`)."""
+    node = node_from_args(args, default_hostname=default_hostname)
+    try:
+        await node.up(timeout=None)
+        yield node
+    finally:
+        await node.stop()
+
+
+async def serve_tailnet(args: argparse.Namespace) -> None:
+    settings = load_settings(env_file=args.env_file, inventory=args.inventory)
+    node = node_from_args(args, default_hostname="tailnet-agent")
 
     # Until uvicorn takes over signal handling, SIGTERM must still unwind through the
     # `finally` below, so tailscaled is stopped (and an ephemeral node logs out).

@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import sys
+from collections.abc import AsyncIterator
 
-from .config import Settings
+import asyncssh
+
+from .config import HostConfig, Settings
 from .hostkeys import fetch_host_key, fingerprint, is_trusted, known_hosts_pattern, pin_host_key
-from .ssh import SSHError
+from .ssh import Connector, SSHError
 
 
-async def run_trust(settings: Settings, name: str, *, assume_yes: bool) -> int:
-    host = settings.host(name)
+@contextlib.asynccontextmanager
+async def _dialer(args: argparse.Namespace) -> AsyncIterator[Connector | None]:
+    if not args.tailnet:
+        yield None
+        return
+    from .tailnet import joined_node, socks_connector
+
+    async with joined_node(args, default_hostname="tailnet-agent-trust") as node:
+        yield socks_connector(lambda: node.socks5)
+
+
+async def _fetch(host: HostConfig, args: argparse.Namespace) -> asyncssh.SSHKey:
+    async with _dialer(args) as connector:
+        return await fetch_host_key(host, connector=connector)
+
+
+async def run_trust(settings: Settings, args: argparse.Namespace) -> int:
+    host = settings.host(args.host)
     try:
-        key = await fetch_host_key(host)
+        key = await _fetch(host, args)
     except (SSHError, OSError) as exc:
-        print(f"Could not fetch the host key of {host.address}:{host.port}: {exc}", file=sys.stderr)
+        hint = "" if args.tailnet else " (a tailnet host? add --tailnet)"
+        print(f"Could not fetch the host key of {host.address}:{host.port}{hint}: {exc}",
+              file=sys.stderr)
         return 1
     state = is_trusted(host, key)
     print(f"Host {host.name} ({known_hosts_pattern(host)}) presents a {key.get_algorithm()} key")
@@ -30,7 +53,7 @@ async def run_trust(settings: Settings, name: str, *, assume_yes: bool) -> int:
     else:
         print(f"This host is not in {host.known_hosts} yet. Compare the fingerprint with the "
               "one on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub).")
-    if not assume_yes:
+    if not args.yes:
         if not sys.stdin.isatty():
             print("Not pinned: no terminal to confirm on. Re-run with --yes once you have "
                   "checked the fingerprint.", file=sys.stderr)

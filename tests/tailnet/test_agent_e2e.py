@@ -1,0 +1,326 @@
+"""The seed's topology on one machine, over a real Headscale tailnet.
+
+- "server": a tailscaled node in front of the real OpenSSH sshd;
+- "agent": `tailnet-agent serve` as a subprocess with its own userspace tailscaled,
+  joined with an ephemeral pre-auth key; its SSH goes through its SOCKS5 proxy;
+- "client": a third tailscaled; the official MCP SDK client dials the agent's
+  tailnet address through that node's SOCKS5 proxy.
+
+The tests prove the path, not just the answer: who sshd saw, who the agent logged,
+which sockets exist, and what happens when pieces die.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import httpx2
+import pytest
+import pytest_asyncio
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from tailscale_userspace import TailscaleNode
+from tests.support.sshd import Sshd
+from tests.support.tailnet import TestTailnet
+
+AGENT_HOSTNAME = "agent-e2e"
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class AgentProcess:
+    proc: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+
+    def start_reader(self) -> None:
+        def read() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.lines.append(line)
+
+        threading.Thread(target=read, daemon=True).start()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = 90.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if match := re.search(pattern, self.output):
+                return match
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"agent never printed {pattern!r}; output:\n{self.output}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+
+def spawn_agent(env: dict[str, str], *args: str) -> AgentProcess:
+    agent = AgentProcess(
+        subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", "serve", "-v", "--env-file", "/dev/null", *args],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    )
+    agent.start_reader()
+    return agent
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with open(task / "children") as f:
+            for child in f.read().split():
+                found += [int(child), *children(int(child))]
+    return found
+
+
+def process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def tailscaled_children(pid: int) -> list[int]:
+    return [c for c in children(pid) if process_name(c).startswith("tailscaled")]
+
+
+def sockets(pid: int, *flags: str) -> list[str]:
+    out = subprocess.run(["ss", "-Hnp", *flags], capture_output=True, text=True, check=True)
+    return [line for line in out.stdout.splitlines() if f"pid={pid}," in line]
+
+
+def mcp_through(node: TailscaleNode, url: str) -> Client:
+    host, port = node.socks5
+    http = httpx2.AsyncClient(proxy=f"socks5://{host}:{port}", timeout=httpx2.Timeout(30.0))
+    return Client(streamable_http_client(url, http_client=http))
+
+
+@dataclass
+class Topology:
+    tailnet: TestTailnet
+    sshd: Sshd
+    server: TailscaleNode
+    client: TailscaleNode
+    agent: AgentProcess
+    url: str
+    port: int
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def topology(tailnet: TestTailnet, sshd: Sshd, tmp_path_factory: pytest.TempPathFactory
+                   ) -> AsyncIterator[Topology]:
+    server = await tailnet.node("server", user="ops")
+    client = await tailnet.node("client", user="bob")
+    server_ip = server.info.ips[0] if server.info else ""
+    # The agent trusts the sshd host key under the server's tailnet address.
+    work = tmp_path_factory.mktemp("agent")
+    known_hosts = work / "known_hosts"
+    host_key = Path(f"{sshd.host_key}.pub").read_text().split()
+    known_hosts.write_text(f"[{server_ip}]:{sshd.port} {host_key[0]} {host_key[1]}\n")
+    port = free_port()
+    env = {
+        **tailnet.env(user="agent", hostname=AGENT_HOSTNAME),
+        "REMOTE_HOST": server_ip,
+        "REMOTE_HOST_NAME": "server",
+        "REMOTE_USER": sshd.user,
+        "REMOTE_SSH_PORT": str(sshd.port),
+        "REMOTE_SSH_KEY_PATH": str(sshd.client_key),
+        "REMOTE_SSH_KNOWN_HOSTS": str(known_hosts),
+    }
+    agent = spawn_agent(env, "--port", str(port))
+    try:
+        url = agent.wait_for(r"MCP endpoint: (http://\S+/mcp)").group(1)
+        agent.wait_for(r"Ready\.")
+        yield Topology(tailnet, sshd, server, client, agent, url, port)
+    finally:
+        agent.stop()
+
+
+async def test_client_node_runs_tools_on_the_server_through_the_agent(topology: Topology) -> None:
+    t = topology
+    agent_name = t.url.split("//")[1].split(":")[0]
+    assert agent_name.startswith(AGENT_HOSTNAME), t.url
+    async with mcp_through(t.client, t.url) as mcp:
+        listed = await mcp.call_tool("list_commands", {})
+        assert not listed.is_error
+        assert "disk_usage" in {c["name"] for c in listed.structured_content["commands"]}
+        disk = await mcp.call_tool("check_disk", {})
+        assert not disk.is_error, disk.content
+        assert "Filesystem" in disk.structured_content["stdout"]
+        overview = await mcp.call_tool("system_overview", {})
+        assert not overview.is_error, overview.content
+        results = overview.structured_content["results"]
+        assert all(r["exit_status"] == 0 for r in results)
+        hostname = next(r for r in results if r["command"] == "hostname")
+        assert hostname["stdout"].strip() == os.uname().nodename
+        pong = await mcp.call_tool("ping", {})
+    # The request reached the agent through the tailnet, from the client node:
+    who = pong.structured_content["identity"]
+    assert who.startswith(t.tailnet.login_name("bob")) and "client" in who, who
+    t.agent.wait_for(r"bob \(client[^)]*\) runs disk_usage on server", timeout=10)
+
+
+async def test_ssh_goes_through_socks5_to_the_servers_tailnet_address(topology: Topology) -> None:
+    t = topology
+    async with mcp_through(t.client, t.url) as mcp:
+        assert not (await mcp.call_tool("check_memory", {})).is_error
+        # sshd saw the connection arrive from the server node's tailscaled (127.0.0.1),
+        # and that tailscaled says the peer is the agent's node.
+        ports = re.findall(r"Accepted publickey for \S+ from 127\.0\.0\.1 port (\d+)",
+                           t.sshd.log_text())
+        assert ports, t.sshd.log_text()
+        callers = [await t.server.localapi.whois(f"127.0.0.1:{p}") for p in ports]
+        names = [c.node_name for c in callers if c is not None]
+        assert any(n.startswith(AGENT_HOSTNAME) for n in names), names
+    # The agent process itself never connects to sshd's port: only to its SOCKS5 proxy.
+    established = sockets(t.agent.proc.pid, "-t", "state", "established")
+    assert not [s for s in established if f":{t.sshd.port} " in s + " "], established
+    tailscaled = tailscaled_children(t.agent.proc.pid)
+    assert len(tailscaled) == 1
+
+
+async def test_local_process_gets_403_and_agent_listens_on_loopback_only(
+    topology: Topology,
+) -> None:
+    t = topology
+    async with httpx.AsyncClient() as local:
+        response = await local.get(f"http://127.0.0.1:{t.port}/healthz")
+        assert response.status_code == 403
+        response = await local.post(
+            f"http://127.0.0.1:{t.port}/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+            headers={"Accept": "application/json, text/event-stream"},
+        )
+        assert response.status_code == 403
+    listening = sockets(t.agent.proc.pid, "-lt")
+    assert listening, "the agent listens on nothing?"
+    for line in listening:
+        local_address = line.split()[3]
+        assert local_address.startswith("127.0.0.1:"), listening
+
+
+async def test_agent_restarts_a_killed_tailscaled_and_keeps_serving(topology: Topology) -> None:
+    t = topology
+    (old,) = tailscaled_children(t.agent.proc.pid)
+    os.kill(old, signal.SIGKILL)
+    t.agent.wait_for(r"tailscaled exited unexpectedly", timeout=15)
+    deadline = time.monotonic() + 90
+    last_error: object = None
+    while time.monotonic() < deadline:
+        try:
+            async with mcp_through(t.client, t.url) as mcp:
+                result = await mcp.call_tool("check_memory", {})
+            if not result.is_error:
+                break
+            last_error = result.content
+        except Exception as exc:  # the node is rejoining; try again
+            last_error = exc
+        await asyncio.sleep(1)
+    else:
+        raise AssertionError(f"no successful call after the restart: {last_error}\n"
+                             f"{t.agent.output}")
+    assert "Mem:" in result.structured_content["stdout"]
+    (new,) = tailscaled_children(t.agent.proc.pid)
+    assert new != old
+
+
+async def test_sigterm_logs_the_ephemeral_node_out_and_leaves_no_tailscaled(
+    topology: Topology,
+) -> None:
+    t = topology
+    owned = tailscaled_children(t.agent.proc.pid)
+    assert owned
+    assert any(n.get("name") == AGENT_HOSTNAME for n in t.tailnet.headscale.nodes())
+    assert t.agent.stop() == 0
+    assert t.tailnet.wait_node_gone(AGENT_HOSTNAME, timeout=30), t.tailnet.headscale.nodes()
+    assert not [pid for pid in owned if alive(pid)]
+
+
+async def test_without_an_auth_key_the_agent_prints_the_login_url_and_waits(
+    tailnet: TestTailnet,
+) -> None:
+    env = tailnet.env(user=None, hostname="agent-login")
+    agent = spawn_agent(env, "--port", str(free_port()))
+    try:
+        match = agent.wait_for(r"open (http://\S+/register/\S+)", timeout=60)
+        assert match.group(1).startswith(tailnet.control_url)
+        time.sleep(2)
+        assert agent.proc.poll() is None, agent.output
+        owned = tailscaled_children(agent.proc.pid)
+        assert owned
+    finally:
+        assert agent.stop() == 0
+    assert not [pid for pid in owned if alive(pid)]
+
+
+@pytest.fixture(autouse=True)
+def _no_internet_proxies(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    yield
+
+
+async def test_trust_over_the_tailnet_pins_the_servers_key(
+    tailnet: TestTailnet, sshd: Sshd, tmp_path: Path
+) -> None:
+    server = await tailnet.node("server-trust", user="ops")
+    server_ip = server.info.ips[0] if server.info else ""
+    known = tmp_path / "known_hosts"
+    env = {
+        **os.environ,
+        **tailnet.env(user="agent", hostname="agent-trust"),
+        "REMOTE_HOST": server_ip,
+        "REMOTE_USER": sshd.user,
+        "REMOTE_SSH_PORT": str(sshd.port),
+        "REMOTE_SSH_KEY_PATH": str(sshd.client_key),
+        "REMOTE_SSH_KNOWN_HOSTS": str(known),
+    }
+    expected = subprocess.run(["ssh-keygen", "-lf", f"{sshd.host_key}.pub"], capture_output=True,
+                              text=True, check=True).stdout.split()[1]
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "agent.cli", "trust", "default", "--tailnet", "--yes",
+         "--env-file", "/dev/null"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Pinned {expected}" in result.stdout
+    assert known.read_text().startswith(f"[{server_ip}]:{sshd.port} ")
