@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import stat
 import subprocess
 import time
 from pathlib import Path
 
+import httpx2
 from mcp import Client
+
+from tests.support.tailnet import TailnetBinaries
 
 from .frozen import (
     MAX_SIZE,
@@ -56,6 +60,18 @@ async def test_demo_starts_and_answers_an_mcp_client(tmp_path: Path) -> None:
         await agent.wait_for(r"^Ready\.", 30)
         record_figure("demo: cold start to Ready", (time.monotonic() - agent.started) * 1000, "ms")
 
+        # The page and every asset it links come out of the bundle (package-relative files).
+        base = url.removesuffix("/mcp")
+        async with httpx2.AsyncClient(trust_env=False, timeout=30) as http:
+            page = await http.get(f"{base}/")
+            assert page.status_code == 200, page.text
+            assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text)
+            assert any(a.endswith(".js") for a in assets), page.text
+            for asset in assets:
+                response = await http.get(base + asset)
+                assert response.status_code == 200, (asset, response.status_code)
+                assert response.content, asset
+
         async with Client(url) as client:
             tools = {t.name for t in (await client.list_tools()).tools}
             assert {"check_memory", "check_disk", "list_hosts"} <= tools
@@ -92,3 +108,16 @@ def test_unpacks_privately_and_cleans_up_after_sigterm(tmp_path: Path) -> None:
         assert agent.terminate() in (0, -15), agent.output()
     assert unpack_dirs(tmpdir) == [], "the unpack directory was left behind after SIGTERM"
     assert not [pid for pid in tree if exe_of(pid)], "a process of the agent outlived it"
+
+
+def test_tailscaled_environment_variable_overrides_the_embedded_one(
+    tmp_path: Path, tailnet_binaries: TailnetBinaries
+) -> None:
+    other = tailnet_binaries.tailscaled
+    env = user_env(tmp_path, {"TAILSCALED": str(other)})
+    done = subprocess.run(
+        [str(executable()), "version"], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"({other.resolve()})" in done.stdout, done.stdout
