@@ -39,10 +39,13 @@ def test_is_one_file_within_the_size_budget() -> None:
 
 def test_version_names_ours_and_the_embedded_tailscaled(tmp_path: Path) -> None:
     env = user_env(tmp_path)
+    started = time.monotonic()
     done = subprocess.run(
         [str(executable()), "version"], cwd=tmp_path, env=env,
         capture_output=True, text=True, timeout=60, check=False,
     )
+    record_figure("`version`: unpack, start Python, run tailscaled --version",
+                  (time.monotonic() - started) * 1000, "ms")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("tailnet-agent "), done.stdout
