@@ -140,9 +140,12 @@ class TailscaleNode:
 
     async def start(self) -> None:
         """Spawn tailscaled and wait until its SOCKS5 proxy and LocalAPI answer."""
+        self._stopping = False
+        await self._spawn()
+
+    async def _spawn(self) -> None:
         if self._process is not None and self._process.returncode is None:
             return
-        self._stopping = False
         runtime_dir, var_dir = self._ensure_dirs()
         socket_path = runtime_dir / "tailscaled.sock"
         with contextlib.suppress(FileNotFoundError):
@@ -163,6 +166,8 @@ class TailscaleNode:
             if self._localapi is None:
                 self._localapi = LocalAPI(socket_path)
             await self._wait_localapi(process)
+            if self._stopping:  # stop() ran while a supervised restart was spawning
+                raise TailscaleError("the tailscale node was stopped while tailscaled started")
         except BaseException:
             await process.terminate(5.0)
             raise
@@ -193,14 +198,22 @@ class TailscaleNode:
     async def up(self, *, timeout: float | None = 60.0) -> NodeInfo:  # noqa: ASYNC109 (API)
         """Start tailscaled if needed and join the tailnet; returns once Running."""
         await self.start()
-        info = await self._join(timeout)
-        self._info = info
-        return info
+        return await self._join(timeout)
+
+    async def _rejoin(self) -> NodeInfo:
+        await self._spawn()
+        return await self._join(60.0)
 
     async def _join(self, within: float | None) -> NodeInfo:
         process = self._process
         assert process is not None
         opts = self.options
+        info = NodeInfo.from_status(await self.localapi.status())
+        if info.state == "Running" and info.ips:
+            # Already joined (up() called twice, or saved state): Start would reset the
+            # control client and make the node rejoin for nothing.
+            self._info = info
+            return info
         await self.localapi.start(
             auth_key=opts.auth_key, control_url=opts.control_url, hostname=opts.hostname
         )
@@ -281,7 +294,7 @@ class TailscaleNode:
                     return
                 self._restarts += 1
                 try:
-                    await self.up()
+                    await self._rejoin()
                     break
                 except TailscaleError as exc:
                     log.warning("restarting tailscaled failed: %s", exc)

@@ -141,10 +141,11 @@ class TailscaledProcess:
                     host = match["host"].strip("[]")
                     self._socks5.set_result((host, int(match["port"])))
         if not self._socks5.done():
+            code = await self._process.wait()
             self._socks5.set_exception(
                 TailscaleError(
-                    f"tailscaled (pid {self.pid}) exited before opening its SOCKS5 proxy; "
-                    f"its last log lines:\n{self.log_tail()}"
+                    f"tailscaled (pid {self.pid}) exited with code {code} before opening its "
+                    f"SOCKS5 proxy; its last log lines:\n{self.log_tail()}"
                 )
             )
 

@@ -141,6 +141,17 @@ async def test_two_nodes_join_and_see_each_other(
     await wait_for(lambda: sees(b, a), 30, "node-b to see node-a online")
 
 
+async def test_up_on_a_running_node_does_not_rejoin(
+    pair: tuple[TailscaleNode, TailscaleNode],
+) -> None:
+    a, _ = pair
+    pid, before = a.pid, a.info
+    started = time.monotonic()
+    assert await a.up() == before
+    assert time.monotonic() - started < 2
+    assert a.pid == pid
+
+
 async def test_socks5_reaches_peer_and_whois_names_the_caller(
     pair: tuple[TailscaleNode, TailscaleNode],
 ) -> None:
@@ -252,7 +263,8 @@ async def test_supervised_tailscaled_is_restarted_after_sigkill(tailnet: TestTai
 
         await wait_for(running_again, 60, "tailscaled to be restarted and Running again")
         health = await node.health()
-        assert health["restarts"] == 1
+        # Usually 1; a restart attempt that fails is retried with backoff and counted too.
+        assert health["restarts"] >= 1
         assert health["running"] is True
         assert any("exited unexpectedly" in m for m in progress)
         assert not alive(first_pid)
