@@ -297,6 +297,38 @@ async def test_stopping_an_ephemeral_node_removes_it_from_the_tailnet(
         await asyncio.sleep(0.25)
 
 
+_OWNER_SCRIPT = """
+import asyncio, sys
+from pathlib import Path
+from tailscale_userspace import NodeOptions, TailscaleNode
+
+async def main():
+    node = TailscaleNode(NodeOptions(tailscaled=Path(sys.argv[1])))
+    await node.start()
+    print(node.pid, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_tailscaled_dies_with_a_sigkilled_owner(tailnet_binaries: TailnetBinaries) -> None:
+    owner = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _OWNER_SCRIPT,
+        str(tailnet_binaries.tailscaled),
+        stdout=subprocess.PIPE,
+    )
+    assert owner.stdout is not None
+    line = await asyncio.wait_for(owner.stdout.readline(), 30)
+    child = int(line)
+    assert alive(child)
+    owner.kill()  # no Python cleanup runs: only the parent-death pipe can stop tailscaled
+    await owner.wait()
+    await wait_for(lambda: not alive(child), 10, f"tailscaled (pid {child}) to exit")
+
+
 async def test_without_an_auth_key_up_reports_a_login_url(tailnet: TestTailnet) -> None:
     urls: list[str] = []
     options = tailnet.node_options("node-e", with_key=False)
