@@ -25,7 +25,7 @@ keep="$(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$here/tailscaled-feat
 
 # featuretags resolves dependencies between features; running it at the pinned
 # version means the omit list always matches the source we build.
-tags="$(GOFLAGS=-mod=mod go run "tailscale.com/cmd/featuretags@$TAILSCALE_VERSION" \
+tags="$(GOFLAGS=-mod=mod GOTOOLCHAIN=local go run "tailscale.com/cmd/featuretags@$TAILSCALE_VERSION" \
         --min --add="$keep")"
 echo "tailscaled $TAILSCALE_VERSION build tags: $tags" >&2
 
@@ -36,7 +36,7 @@ ldflags="-s -w -X tailscale.com/version.shortStamp=$short"
 ldflags="$ldflags -X tailscale.com/version.longStamp=$short-tailnet-agent-trimmed"
 
 # CGO off: a static binary that runs on any x86-64 Linux, whatever its libc.
-CGO_ENABLED=0 GOOS=linux GOARCH=amd64 GOBIN="$out" \
+CGO_ENABLED=0 GOOS=linux GOARCH=amd64 GOTOOLCHAIN=local GOBIN="$out" \
     go install -trimpath -tags="$tags" -ldflags="$ldflags" \
     "tailscale.com/cmd/tailscaled@$TAILSCALE_VERSION"
 
