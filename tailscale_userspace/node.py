@@ -1,4 +1,15 @@
-"""A tailnet node backed by a tailscaled child in userspace-networking mode."""
+"""A tailnet node backed by a tailscaled child in userspace-networking mode.
+
+Joining follows `tailscale up`: POST start (prefs + auth key), then, while the
+backend says NeedsLogin, POST login-interactive, which uses the auth key or
+produces a login URL; then poll status until Running.
+
+Restarts: with a state_dir the node keeps its key, IP and name across a
+tailscaled restart. An ephemeral node (in-memory state) cannot: after a crash
+the restarted tailscaled registers a *new* node (new IP; headscale may name it
+`<hostname>-1` while the dead one lingers until its inactivity timeout), which
+needs a reusable auth key. Read `info` again after a restart.
+"""
 
 from __future__ import annotations
 
