@@ -65,6 +65,22 @@ class Settings:
     anthropic_base_url: str | None = None
     max_sessions_per_host: int = 8
     connect_timeout: float = 15.0
+    # Who may run what (agent.policy); None means the shipped default policy.
+    policy_file: Path | None = None
+    # The audit log (agent.audit); None means $XDG_STATE_HOME/tailnet-agent/audit.jsonl.
+    audit_log: Path | None = None
+    audit_max_bytes: int = 10_000_000
+    audit_backups: int = 5
+    rate_per_minute: int = 120
+    rate_burst: int = 60
+    host_concurrency: int = 32
+    anthropic_timeout: float = 120.0
+
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold, so the audit log can keep them out."""
+        values = [self.anthropic_api_key or ""]
+        values += [h.key_passphrase or "" for h in self.hosts.values()]
+        return [v for v in values if v]
 
     def host(self, name: str | None) -> HostConfig:
         if not self.hosts:
@@ -144,7 +160,25 @@ def load_settings(
             why=f"it must stay below sshd's MaxSessions ({SSHD_MAX_SESSIONS})",
         ),
         connect_timeout=_float_setting(env, "TAILNET_AGENT_CONNECT_TIMEOUT", 15.0),
+        policy_file=_path_setting(env, "TAILNET_AGENT_POLICY"),
+        audit_log=_path_setting(env, "TAILNET_AGENT_AUDIT_LOG"),
+        audit_max_bytes=_int_setting(env, "TAILNET_AGENT_AUDIT_MAX_BYTES", 10_000_000, 10_000,
+                                     10**12, why="it is the size at which the log rotates"),
+        audit_backups=_int_setting(env, "TAILNET_AGENT_AUDIT_BACKUPS", 5, 0, 1000,
+                                   why="it is how many rotated files are kept"),
+        rate_per_minute=_int_setting(env, "TAILNET_AGENT_RATE_PER_MINUTE", 120, 1, 1_000_000,
+                                     why="it is calls per minute per identity"),
+        rate_burst=_int_setting(env, "TAILNET_AGENT_RATE_BURST", 60, 1, 1_000_000,
+                                why="it is calls at once per identity"),
+        host_concurrency=_int_setting(env, "TAILNET_AGENT_HOST_CONCURRENCY", 32, 1, 10_000,
+                                      why="it is calls in flight per host"),
+        anthropic_timeout=_float_setting(env, "ANTHROPIC_TIMEOUT", 120.0),
     )
+
+
+def _path_setting(env: Mapping[str, str], key: str) -> Path | None:
+    raw = env.get(key, "").strip()
+    return Path(raw).expanduser() if raw else None
 
 
 def _host_from_env(env: Mapping[str, str]) -> HostConfig | None:

@@ -11,12 +11,13 @@ that decides this; `IdentityMiddleware` refuses any request it cannot resolve.
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -31,6 +32,10 @@ Source = Literal["tailnet", "local-operator", "local"]
 
 SCOPE_KEY = "tailnet_agent.identity"
 
+# The app capability a tailnet policy grant uses to give rights in this service
+# (Tailscale's `<domain>/cap/<name>` style). Its values are read by agent.policy.
+CAPABILITY = "tailnet-agent.dev/cap/run"
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -38,6 +43,9 @@ class Identity:
     node: str | None
     tags: tuple[str, ...] = ()
     source: Source = "tailnet"
+    # The values of CAPABILITY in the caller's WhoIs CapMap, each as JSON text
+    # (text keeps the dataclass hashable); agent.policy turns them into grants.
+    capabilities: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def principal(self) -> str:
@@ -125,9 +133,18 @@ def tailnet_resolver(localapi: LocalAPI, *, local_operator: bool = False) -> Ide
         who = await localapi.whois(f"{host}:{port}")
         if who is None:
             return operator if local_operator and host in ("127.0.0.1", "::1") else None
-        return Identity(login=who.login_name, node=who.node_name, tags=tuple(who.tags))
+        return Identity(login=who.login_name, node=who.node_name, tags=tuple(who.tags),
+                        capabilities=capability_values(who.cap_map))
 
     return resolve
+
+
+def capability_values(cap_map: Mapping[str, Any]) -> tuple[str, ...]:
+    """Our capability's values from a WhoIs CapMap (a list of JSON values per capability)."""
+    values = cap_map.get(CAPABILITY) or ()
+    if not isinstance(values, list | tuple):
+        values = (values,)
+    return tuple(json.dumps(v, sort_keys=True) for v in values)
 
 
 class IdentityMiddleware:

@@ -20,6 +20,7 @@ from whitelist import Command, WhitelistError
 from . import __version__
 from .config import ConfigError
 from .identity import Identity, local_user_identity, request_identity
+from .policy import CallRefused
 from .results import CommandResult
 from .service import AgentService
 from .ssh import SSHError
@@ -29,6 +30,31 @@ log = logging.getLogger(__name__)
 IDENTITY_META_KEY = "tailnet-agent/identity"
 
 OVERVIEW_COMMANDS = ("hostname", "uptime", "uname", "disk_usage", "memory_usage", "process_count")
+
+# The catalog commands behind each tool, so a caller's tool list can leave out
+# tools the policy gives them nothing to do with (execute_command: any command).
+TOOL_COMMANDS: dict[str, tuple[str, ...]] = {
+    "check_disk": ("disk_usage",),
+    "check_memory": ("memory_usage",),
+    "check_service": ("service_status",),
+    "check_path_size": ("disk_usage_path",),
+    "system_overview": OVERVIEW_COMMANDS,
+}
+
+
+def tools_for(service: AgentService, identity: Identity, tool_names: list[str]) -> list[str]:
+    """The tools worth offering this caller: those that can run something they may run."""
+    visible = {c.name for c in service.visible_commands(identity)}
+    kept: list[str] = []
+    for name in tool_names:
+        if name == "execute_command" and not visible:
+            continue
+        needs = TOOL_COMMANDS.get(name)
+        if needs is not None and not set(needs) <= visible:
+            continue
+        kept.append(name)
+    return kept
+
 
 HostArg = Annotated[
     str | None,
@@ -175,12 +201,15 @@ def build_mcp_server(service: AgentService) -> MCPServer:
         ctx: Context, name: str, arguments: dict[str, Any], host: str | None
     ) -> ToolResult:
         identity = caller(service, ctx)
-        try:
+
+        async def confirm() -> None:
             command = service.catalog.get(name)
-            if command.destructive:
-                await confirm_destructive(ctx, command, f"host '{service.host(host).name}'")
-            result = await service.run(name, arguments, host=host, identity=identity)
-        except (WhitelistError, ConfigError, SSHError) as exc:
+            await confirm_destructive(ctx, command, f"host '{service.host(host).name}'")
+
+        try:
+            result = await service.run(name, arguments, host=host, identity=identity,
+                                       confirm=confirm)
+        except (WhitelistError, ConfigError, SSHError, CallRefused) as exc:
             log.info("%s: %s refused: %s", identity.display, name, exc)
             raise ToolError(str(exc)) from exc
         if result.exit_status in (126, 127):
@@ -202,19 +231,21 @@ def build_mcp_server(service: AgentService) -> MCPServer:
 
     @mcp.tool(annotations=READ_ONLY)
     async def list_commands(
+        ctx: Context,
         category: Annotated[
             str | None, Field(description="Only this category (e.g. Disk, Memory); omit for all.")
         ] = None,
     ) -> CommandList:
-        """List the whitelisted commands, their categories and typed parameters."""
-        commands = service.commands(category)
+        """List the whitelisted commands you may run, their categories and typed parameters."""
+        identity = caller(service, ctx)
+        visible = service.visible_commands(identity)
+        known = sorted({c.category for c in visible})
+        commands = [c for c in visible
+                    if category is None or c.category.lower() == category.lower()]
         if category and not commands:
-            known = sorted({c.category for c in service.catalog})
-            raise ToolError(f"unknown category {category!r}; categories are: {', '.join(known)}")
-        return CommandList(
-            commands=[command_info(c) for c in commands],
-            categories=sorted({c.category for c in service.catalog}),
-        )
+            raise ToolError(f"unknown category {category!r} (or nothing in it that you may "
+                            f"run); categories you can use: {', '.join(known) or 'none'}")
+        return CommandList(commands=[command_info(c) for c in commands], categories=known)
 
     has_destructive = any(c.destructive for c in service.catalog)
 
@@ -271,7 +302,7 @@ def build_mcp_server(service: AgentService) -> MCPServer:
         identity = caller(service, ctx)
         try:
             results = await service.run_many(OVERVIEW_COMMANDS, host=host, identity=identity)
-        except (WhitelistError, ConfigError, SSHError) as exc:
+        except (WhitelistError, ConfigError, SSHError, CallRefused) as exc:
             raise ToolError(str(exc)) from exc
         return Overview(host=results[0].host, results=[ToolResult.of(r) for r in results])
 

@@ -1,7 +1,8 @@
 """The agent's one way to run a catalog command: resolve the host, render, execute, log.
 
 Every front end (MCP over HTTP or stdio, the chat page, the palette) goes through
-`AgentService.run`, so the checks cannot differ between them.
+`AgentService.run`, so the checks cannot differ between them: the policy, the
+limits and the audit log all sit here.
 """
 
 from __future__ import annotations
@@ -12,16 +13,34 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from whitelist import Catalog, Command, render
+from whitelist import Catalog, Command, WhitelistError, render
 
+from .audit import AuditLog, AuditUnavailable, default_audit_path
 from .config import ConfigError, HostConfig, Settings
 from .identity import Identity, IdentityTokens
+from .limits import HostGate, LimitExceeded, RateLimiter
+from .policy import CallRefused, Decision, Policy, PolicyDenied, load_policy
 from .results import CommandResult
-from .ssh import SSHPool
+from .ssh import SSHError, SSHPool
 
 log = logging.getLogger("tailnet_agent.calls")
 
 StatusProvider = Callable[[], Awaitable[dict[str, Any]]]
+Confirm = Callable[[], Awaitable[None]]
+
+
+def _outcome(exc: BaseException) -> str:
+    if isinstance(exc, PolicyDenied):
+        return "refused"
+    if isinstance(exc, CallRefused):
+        return "limited" if isinstance(exc, LimitExceeded) else "refused"
+    if isinstance(exc, WhitelistError | ConfigError):
+        return "invalid"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(exc, SSHError):
+        return "failed"
+    return "not-run"
 
 
 class NoHostConfigured(ConfigError):
@@ -37,10 +56,21 @@ class AgentService:
         *,
         tailnet_status: StatusProvider | None = None,
         mode: str = "local",
+        policy: Policy | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.pool = pool
+        self.policy = policy if policy is not None else load_policy(settings.policy_file)
+        self.audit = audit if audit is not None else AuditLog(
+            settings.audit_log or default_audit_path(),
+            max_bytes=settings.audit_max_bytes,
+            backups=settings.audit_backups,
+            secrets_to_hide=settings.secret_values(),
+        )
+        self.rate = RateLimiter(settings.rate_per_minute, settings.rate_burst)
+        self.host_gate = HostGate(settings.host_concurrency)
         self.identity_tokens = IdentityTokens()
         self.mode = mode
         self.tailnet_status = tailnet_status
@@ -61,19 +91,80 @@ class AgentService:
         *,
         host: str | None,
         identity: Identity,
+        confirm: Confirm | None = None,
     ) -> CommandResult:
-        """Render and run one catalog command. Raises WhitelistError / ConfigError / SSHError."""
-        command = self.catalog.get(command_name)
-        rendered = render(command, arguments)
-        target = self.host(host)
-        log.info("%s runs %s on %s: %s", identity.display, command.name, target.name, rendered)
-        result = await self.pool.run(
-            target.name,
-            rendered,
-            command_name=command.name,
-            timeout=command.timeout,
-            max_output=command.max_output,
-            destructive=command.destructive,
+        """Decide, record, render and run one catalog command.
+
+        Order: look the command and host up, ask the policy, validate the arguments,
+        take the caller's rate budget and a host slot, ask for a destructive
+        command's confirmation (`confirm`, which raises to decline), write the
+        audit start record (no record, no run), run, write the end record. Every
+        step's refusal is recorded too. Raises WhitelistError / ConfigError /
+        SSHError / CallRefused, and whatever `confirm` raises.
+        """
+        call = self.audit.new_call_id()
+        record: dict[str, Any] = {"command": command_name, "host": host,
+                                  "parameters": dict(arguments)}
+        audit_started = False
+
+        def begin(decision: dict[str, Any] | None) -> None:
+            nonlocal audit_started
+            self.audit.start(call, identity, **record, decision=decision)
+            audit_started = True
+
+        try:
+            command = self.catalog.get(command_name)
+            target = self.host(host)
+            record["host"] = target.name
+            decision = self.policy.check(identity, command, target.name)
+            record["decision"] = decision.to_dict()
+            record["rendered"] = rendered = render(command, arguments)
+            self.rate.take(identity)
+            if command.destructive:
+                if confirm is None:
+                    raise PolicyDenied(
+                        f"{command.name!r} is destructive and needs a person's confirmation, "
+                        "which this caller cannot give; nothing ran.",
+                        Decision(False, "destructive commands need a confirmation",
+                                 "no confirmation"),
+                    )
+                record["confirmed"] = False
+                await confirm()
+                record["confirmed"] = True
+            with self.host_gate.enter(target.name):
+                begin(record.pop("decision"))
+                log.info("%s runs %s on %s: %s", identity.display, command.name, target.name,
+                         rendered)
+                result = await self.pool.run(
+                    target.name,
+                    rendered,
+                    command_name=command.name,
+                    timeout=command.timeout,
+                    max_output=command.max_output,
+                    destructive=command.destructive,
+                )
+        except BaseException as exc:
+            outcome = "not-confirmed" if record.get("confirmed") is False else _outcome(exc)
+            if not audit_started and not isinstance(exc, AuditUnavailable):
+                decision_data = record.pop("decision", None)
+                if isinstance(exc, PolicyDenied):
+                    decision_data = exc.decision.to_dict()
+                try:
+                    begin(decision_data)
+                except AuditUnavailable:
+                    raise exc from None
+            if audit_started:
+                self.audit.end(call, identity, outcome=outcome, error=str(exc)[:500])
+            raise
+        self.audit.end(
+            call,
+            identity,
+            outcome="ran",
+            exit_status=result.exit_status,
+            duration_ms=round(result.duration_ms, 1),
+            bytes_out=len(result.stdout.encode()) + len(result.stderr.encode()),
+            truncated=result.truncated,
+            timed_out=result.timed_out,
         )
         log.info(
             "%s: %s on %s exited %s in %.0f ms%s",
@@ -85,6 +176,10 @@ class AgentService:
             " (truncated)" if result.truncated else "",
         )
         return result
+
+    def visible_commands(self, identity: Identity, category: str | None = None) -> list[Command]:
+        """The catalog commands this caller may run somewhere (what list_commands shows)."""
+        return [c for c in self.commands(category) if self.policy.visible(identity, c)]
 
     async def run_many(
         self, command_names: Sequence[str], *, host: str | None, identity: Identity

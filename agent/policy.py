@@ -1,0 +1,289 @@
+"""Who may run what, where: the policy every tool call is decided by.
+
+Rights come from three places, all turned into the same `Grant`:
+1. the policy file's `rules` (YAML, in the style of the catalog);
+2. Tailscale grants: the tailnet policy gives a caller our app capability
+   (`identity.CAPABILITY`) and WhoIs carries its values in the CapMap;
+3. the shipped default: tailnet users (not tagged nodes) may run read-only
+   commands on every host. A policy file may turn it off with `default: none`.
+
+Everything no grant covers is refused, and the refusal names the rule that
+refused. The person at the machine (local mode, stdio, `--allow-local-operator`)
+already holds the SSH keys, so they get everything; destructive commands still
+need a confirmation, which the service asks for.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from whitelist import Command
+
+from .config import ConfigError
+from .identity import CAPABILITY, Identity
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RULE = "default: tailnet users may run read-only commands"
+LOCAL_RULE = "local operator: the person at this machine"
+DENY_RULE = "default deny"
+TAGGED_RULE = "default deny: tagged nodes get nothing unless a rule names their tag"
+
+_GROUP = re.compile(r"^group:[A-Za-z0-9][A-Za-z0-9._-]*$")
+_RULE_FIELDS = {"name", "who", "hosts", "commands", "destructive"}
+_GRANT_FIELDS = {"hosts", "commands", "destructive"}
+_TOP_FIELDS = {"groups", "default", "rules"}
+
+
+class CallRefused(Exception):
+    """A tool call was refused before it ran (policy, limits, audit); the message says why."""
+
+
+class PolicyDenied(CallRefused):
+    def __init__(self, message: str, decision: Decision) -> None:
+        super().__init__(message)
+        self.decision = decision
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    rule: str  # the rule that allowed, or the one that refused
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"allowed": self.allowed, "rule": self.rule, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one rule or tailnet grant allows: command patterns on host patterns."""
+
+    name: str
+    hosts: tuple[str, ...] = ("*",)
+    commands: tuple[str, ...] = ("*",)
+    destructive: bool = False
+
+    def covers_host(self, host: str) -> bool:
+        return any(fnmatch.fnmatchcase(host, pattern) for pattern in self.hosts)
+
+    def covers_command(self, command: Command) -> bool:
+        for pattern in self.commands:
+            if pattern.lower().startswith("category:"):
+                if command.category.lower() == pattern.split(":", 1)[1].strip().lower():
+                    return True
+            elif fnmatch.fnmatchcase(command.name, pattern):
+                return True
+        return False
+
+    def allows(self, command: Command) -> bool:
+        return self.covers_command(command) and (self.destructive or not command.destructive)
+
+
+@dataclass(frozen=True)
+class Rule:
+    grant: Grant
+    who: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Policy:
+    rules: tuple[Rule, ...] = ()
+    groups: Mapping[str, frozenset[str]] | None = None
+    default_read_only: bool = True
+    source: str = "the shipped default policy"
+
+    def _matches(self, selector: str, identity: Identity) -> bool:
+        login = (identity.login or "").lower()
+        if selector == "*":
+            return True
+        if selector == "autogroup:member":
+            return bool(login) and not identity.tags
+        if selector.startswith("tag:"):
+            return selector in identity.tags
+        if selector.startswith("group:"):
+            members = (self.groups or {}).get(selector, frozenset())
+            return bool(login) and login in members
+        return bool(login) and login == selector.lower()
+
+    def grants_for(self, identity: Identity) -> list[Grant]:
+        if identity.source != "tailnet":
+            return [Grant(LOCAL_RULE, destructive=True)]
+        grants = [r.grant for r in self.rules if any(self._matches(w, identity) for w in r.who)]
+        grants += capability_grants(identity)
+        if self.default_read_only and identity.login and not identity.tags:
+            grants.append(Grant(DEFAULT_RULE))
+        return grants
+
+    def decide(self, identity: Identity, command: Command, host: str) -> Decision:
+        grants = self.grants_for(identity)
+        short_of_destructive: Grant | None = None
+        for grant in grants:
+            if not (grant.covers_host(host) and grant.covers_command(command)):
+                continue
+            if command.destructive and not grant.destructive:
+                short_of_destructive = short_of_destructive or grant
+                continue
+            return Decision(True, grant.name, f"granted by {grant.name!r}")
+        who = identity.principal
+        if short_of_destructive is not None:
+            return Decision(
+                False,
+                short_of_destructive.name,
+                f"rule {short_of_destructive.name!r} lets {who} run {command.name!r} on "
+                f"{host!r} but not destructive commands; a rule with `destructive: true` "
+                "is needed",
+            )
+        if not grants:
+            rule = TAGGED_RULE if identity.tags and not identity.login else DENY_RULE
+            return Decision(False, rule, f"no rule in {self.source} grants {who} anything")
+        names = ", ".join(repr(g.name) for g in grants)
+        return Decision(
+            False,
+            DENY_RULE,
+            f"no rule in {self.source} grants {who} {command.name!r} on host {host!r} "
+            f"(rules for {who}: {names})",
+        )
+
+    def check(self, identity: Identity, command: Command, host: str) -> Decision:
+        """`decide`, raising PolicyDenied with a message naming the rule when refused."""
+        decision = self.decide(identity, command, host)
+        if not decision.allowed:
+            raise PolicyDenied(
+                f"refused by policy: {identity.principal} may not run {command.name!r} on host "
+                f"{host!r}: {decision.reason} [rule: {decision.rule}]. Ask the agent's operator "
+                "for a grant.",
+                decision,
+            )
+        return decision
+
+    def visible(self, identity: Identity, command: Command) -> bool:
+        """May this caller run `command` on some host? (What list_commands shows them.)"""
+        return any(g.allows(command) for g in self.grants_for(identity))
+
+    def hosts_for(self, identity: Identity, hosts: Iterable[str]) -> list[str]:
+        grants = self.grants_for(identity)
+        return [h for h in hosts if any(g.covers_host(h) for g in grants)]
+
+
+def capability_grants(identity: Identity) -> list[Grant]:
+    """Grants from the tailnet policy, carried in WhoIs as values of our capability.
+
+    A malformed value grants nothing (fail closed) and is logged, since the tailnet
+    admin who wrote it needs to know.
+    """
+    grants: list[Grant] = []
+    for index, text in enumerate(identity.capabilities):
+        where = f"tailnet grant {CAPABILITY} #{index + 1}"
+        try:
+            value = json.loads(text)
+            grants.append(_grant(value, where, name=where, fields=_GRANT_FIELDS))
+        except (ValueError, ConfigError) as exc:
+            log.warning("ignored %s for %s: %s", where, identity.principal, exc)
+    return grants
+
+
+def _strings(value: Any, where: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    if value is None:
+        return default
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(
+        isinstance(v, str) and v.strip() for v in value
+    ):
+        raise ConfigError(f"{where} must be a non-empty list of strings")
+    return tuple(v.strip() for v in value)
+
+
+def _grant(entry: Any, where: str, *, name: str, fields: set[str]) -> Grant:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a mapping with hosts, commands, destructive")
+    unknown = set(entry) - fields
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
+            f"allowed: {', '.join(sorted(fields))}"
+        )
+    destructive = entry.get("destructive", False)
+    if not isinstance(destructive, bool):
+        raise ConfigError(f"{where}: destructive must be true or false")
+    return Grant(
+        name=name,
+        hosts=_strings(entry.get("hosts"), f"{where}: hosts", ("*",)),
+        commands=_strings(entry.get("commands"), f"{where}: commands", ("*",)),
+        destructive=destructive,
+    )
+
+
+def parse_policy(data: Any, source: str) -> Policy:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"policy {source}: expected a mapping with groups, default, rules")
+    unknown = set(data) - _TOP_FIELDS
+    if unknown:
+        raise ConfigError(
+            f"policy {source}: unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
+            f"allowed: {', '.join(sorted(_TOP_FIELDS))}"
+        )
+    groups: dict[str, frozenset[str]] = {}
+    for group, members in (data.get("groups") or {}).items():
+        if not isinstance(group, str) or not _GROUP.match(group):
+            raise ConfigError(f"policy {source}: group names look like group:ops, got {group!r}")
+        names = _strings(members, f"policy {source}: {group}", ())
+        groups[group] = frozenset(n.lower() for n in names)
+    default = data.get("default", "read-only")
+    if default not in ("read-only", "none"):
+        raise ConfigError(f"policy {source}: default must be read-only or none, got {default!r}")
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    raw_rules = data.get("rules") or []
+    if not isinstance(raw_rules, list):
+        raise ConfigError(f"policy {source}: rules must be a list")
+    for index, entry in enumerate(raw_rules):
+        where = f"policy {source}, rules[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a mapping with name, who, hosts, commands")
+        name = entry.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where}: `name` is required (refusals quote it)")
+        if name in seen:
+            raise ConfigError(f"{where}: rule name {name!r} is used twice")
+        seen.add(name)
+        who = _strings(entry.get("who"), f"{where} ({name}): who", ())
+        for selector in who:
+            if selector.startswith("group:") and selector not in groups:
+                raise ConfigError(f"{where} ({name}): {selector} is not defined under groups")
+        grant = _grant({k: v for k, v in entry.items() if k not in ("name", "who")},
+                       f"{where} ({name})", name=name, fields=_GRANT_FIELDS)
+        rules.append(Rule(grant=grant, who=who))
+    return Policy(tuple(rules), groups, default == "read-only", source=f"policy {source}")
+
+
+def load_policy(path: Path | None) -> Policy:
+    """The policy file at `path`, or the shipped default when there is none."""
+    if path is None:
+        return Policy()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read policy {path}: {exc.strerror}; check --policy / TAILNET_AGENT_POLICY"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"policy {path} is not valid YAML: {exc}") from None
+    return parse_policy(data, str(path))
+
+
+def visible_commands(policy: Policy, identity: Identity, commands: Sequence[Command]
+                     ) -> list[Command]:
+    return [c for c in commands if policy.visible(identity, c)]
