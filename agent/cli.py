@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ quick start:
   tailnet-agent demo                 try it: a local SSH target, MCP on 127.0.0.1, no set-up
   tailnet-agent serve --authkey file:~/.ts-key   join the tailnet and serve tailnet peers
   tailnet-agent doctor               check configuration, keys, hosts and catalog
+  tailnet-agent audit --since 1h     who ran what, where, and what the policy decided
 
 configuration comes from the environment and a .env file: REMOTE_HOST, REMOTE_USER,
 REMOTE_SSH_KEY_PATH, REMOTE_SSH_KNOWN_HOSTS, ... (see README.md, "Configuration").
@@ -41,6 +43,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="extra command catalog YAML; adds or replaces commands (repeatable)")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more logging (-vv includes tailscaled's own log)")
+
+
+def _security_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy", type=Path, help="who may run what (YAML; default: "
+                        "$TAILNET_AGENT_POLICY, else tailnet users get read-only commands)")
+    parser.add_argument("--audit-log", type=Path, help="append-only JSON lines log of every "
+                        "call (default: $TAILNET_AGENT_AUDIT_LOG, else "
+                        "~/.local/state/tailnet-agent/audit.jsonl)")
 
 
 def _tailnet_flags(parser: argparse.ArgumentParser) -> None:
@@ -77,16 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
                        "default: in memory, an ephemeral node that leaves the tailnet on exit")
     serve.add_argument("--allow-local-operator", action="store_true",
                        help="also accept plain loopback connections, as the local operator")
+    _security_flags(serve)
 
     mcp = sub.add_parser("mcp", help="serve MCP over stdio (for Claude Desktop and similar)")
     _common(mcp)
     mcp.add_argument("--stdio", action="store_true", required=True, help="use stdin/stdout")
+    _security_flags(mcp)
 
     demo = sub.add_parser("demo", help="try it now: an embedded SSH target on this machine, "
                           "MCP and chat on 127.0.0.1; no tailnet, API key or SSH set-up")
     _common(demo)
     demo.add_argument("--port", type=int, default=DEFAULT_PORT,
                       help=f"HTTP port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)")
+    _security_flags(demo)
 
     doctor = sub.add_parser("doctor", help="check the set-up; one line per check with the fix")
     _common(doctor)
@@ -100,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="reach the host through the tailnet, as `serve` does: joins briefly "
                        "as an ephemeral node (takes the same --authkey/--control-url flags)")
     _tailnet_flags(trust)
+
+    audit = sub.add_parser("audit", help="show the audit log: one line per call, newest last")
+    audit.add_argument("--env-file", type=Path, default=Path(".env"),
+                       help="read settings from this file too (default: ./.env)")
+    audit.add_argument("--audit-log", type=Path, help="the log to read (default: as serve)")
+    audit.add_argument("--since", help="only calls since: 90s, 15m, 1h, 2d or an ISO time")
+    audit.add_argument("--identity", help="only this caller (login name, or tag list)")
+    audit.add_argument("--host", help="only this host")
+    audit.add_argument("--command", dest="audit_command", metavar="COMMAND",
+                       help="only this catalog command")
+    audit.add_argument("--json", action="store_true", help="one JSON object per call")
+    audit.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
 
     sub.add_parser("version", help="print versions")
     return parser
@@ -121,7 +146,32 @@ def _setup_logging(verbose: int) -> None:
 def _settings(args: argparse.Namespace) -> Settings:
     from .config import load_settings
 
-    return load_settings(env_file=args.env_file, inventory=args.inventory)
+    settings = load_settings(env_file=args.env_file, inventory=getattr(args, "inventory", None))
+    if getattr(args, "policy", None):
+        settings = dataclasses.replace(settings, policy_file=args.policy)
+    if getattr(args, "audit_log", None):
+        settings = dataclasses.replace(settings, audit_log=args.audit_log)
+    return settings
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import AuditFilter, default_audit_path, parse_since, show
+
+    path = _settings(args).audit_log or default_audit_path()
+    try:
+        since = parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        print(f"tailnet-agent audit: {exc}", file=sys.stderr)
+        return 2
+    if not path.exists():
+        print(f"tailnet-agent audit: no audit log at {path} yet (nothing has run, or the "
+              "agent writes elsewhere: --audit-log / TAILNET_AGENT_AUDIT_LOG)", file=sys.stderr)
+        return 1
+    flt = AuditFilter(since=since, identity=args.identity, host=args.host,
+                      command=args.audit_command)
+    for line in show(path, flt, as_json=args.json):
+        print(line)
+    return 0
 
 
 def cmd_version() -> int:
@@ -208,6 +258,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 from .tailnet import serve_tailnet
 
+                # serve_tailnet loads the settings itself: hand it the flags the way the
+                # environment would (the environment is what load_settings reads first).
+                for flag, variable in (("policy", "TAILNET_AGENT_POLICY"),
+                                       ("audit_log", "TAILNET_AGENT_AUDIT_LOG")):
+                    if getattr(args, flag, None):
+                        os.environ[variable] = str(getattr(args, flag).resolve())
                 asyncio.run(serve_tailnet(args))
         elif args.command == "demo":
             asyncio.run(_local_serve(args, demo=True))
@@ -217,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .doctor import run_doctor
 
             return asyncio.run(run_doctor(_settings(args), extra_catalogs=args.catalog))
+        elif args.command == "audit":
+            return cmd_audit(args)
         elif args.command == "trust":
             from .trust import run_trust
 

@@ -181,6 +181,10 @@ class AgentService:
         """The catalog commands this caller may run somewhere (what list_commands shows)."""
         return [c for c in self.commands(category) if self.policy.visible(identity, c)]
 
+    def catalog_for(self, identity: Identity) -> Catalog:
+        """The catalog as this caller sees it (the chat's prompt and palette)."""
+        return Catalog(commands={c.name: c for c in self.visible_commands(identity)})
+
     async def run_many(
         self, command_names: Sequence[str], *, host: str | None, identity: Identity
     ) -> list[CommandResult]:

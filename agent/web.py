@@ -2,7 +2,8 @@
 
 Request path, outermost first: HostOriginMiddleware (is this request addressed to
 one of our names?), IdentityMiddleware (who is calling? nobody vouches -> 403),
-then the routes. The MCP SDK's own Host check is switched off because ours
+BodyLimitMiddleware (413 over 1 MiB on /mcp, 64 KiB elsewhere), then the routes.
+The MCP SDK's own Host check is switched off because ours
 covers every route with the node's tailnet names, which the SDK cannot know.
 """
 
@@ -21,7 +22,13 @@ from starlette.routing import BaseRoute, Route
 
 from .hostcheck import HostOriginMiddleware
 from .identity import IdentityMiddleware, IdentityResolver, request_identity
+from .limits import BodyLimitMiddleware
 from .service import AgentService
+
+# The SDK takes up to 4 MiB per MCP message; our tool arguments are a few KiB.
+MCP_BODY_LIMIT = 1024 * 1024
+# Chat POSTs carry a question (at most 8000 characters) or a palette form.
+CHAT_BODY_LIMIT = 64 * 1024
 
 
 def _mcp_route(mcp: MCPServer) -> BaseRoute:
@@ -65,4 +72,5 @@ def build_app(
         *extra_routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
-    return HostOriginMiddleware(IdentityMiddleware(app, resolver), allowed_names)
+    limited = BodyLimitMiddleware(app, [("/mcp", MCP_BODY_LIMIT)], default=CHAT_BODY_LIMIT)
+    return HostOriginMiddleware(IdentityMiddleware(limited, resolver), allowed_names)

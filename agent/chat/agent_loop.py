@@ -201,6 +201,8 @@ class ChatTurn:
     identity_token: str
     options: LoopOptions
     base_url: str | None = None
+    # The tools this person may use (None: all); the policy still decides every call.
+    allowed_tools: frozenset[str] | None = None
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     finished: bool = False
     _pending: dict[str, _Confirmation] = field(default_factory=dict)
@@ -261,7 +263,10 @@ class ChatTurn:
         async with mcp.Client(
             self.mcp_server, mode="legacy", elicitation_callback=self._elicit
         ) as client:
-            tools = anthropic_tools((await client.list_tools()).tools)
+            tools = anthropic_tools([
+                t for t in (await client.list_tools()).tools
+                if self.allowed_tools is None or t.name in self.allowed_tools
+            ])
             for _ in range(self.options.max_rounds):
                 message = await self._ask(self.conversation.messages() + turn.messages, tools)
                 wants_tools = message.stop_reason == "tool_use"

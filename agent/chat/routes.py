@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 
 from agent.identity import Identity, request_identity
+from agent.mcp_server import tools_for
 from agent.service import AgentService
 from whitelist import WhitelistError, render
 
@@ -105,6 +106,7 @@ class Chat:
             api_key=settings.anthropic_api_key,
             base_url=settings.anthropic_base_url,
             max_retries=self.options.sdk_max_retries,
+            timeout=settings.anthropic_timeout,
         )
 
     def _session(self, request: Request) -> tuple[Identity, ChatSession]:
@@ -135,7 +137,7 @@ class Chat:
             has_key=self.has_key,
             model=settings.anthropic_model,
             headers={TOKEN_HEADER: session.token},
-            palette=palette(self.service.catalog),
+            palette=palette(self.service.catalog_for(identity)),
             hosts=sorted(settings.hosts),
             default_host=settings.default_host,
             max_question=MAX_QUESTION,
@@ -162,15 +164,19 @@ class Chat:
                 "error", "Claude is still answering your previous question; wait for it to "
                 "finish (or start a new chat)."))
         token = self.service.identity_tokens.issue(identity)
+        # Claude sees only what this person may run: the prompt, the catalog and the tools.
+        catalog = self.service.catalog_for(identity)
+        tool_names = [t.name for t in await self.mcp_server.list_tools()]
         turn = ChatTurn(
             id=secrets.token_hex(8),
             question=question,
             conversation=session.conversation,
             anthropic_client=self._anthropic(),
             mcp_server=self.mcp_server,
-            catalog=self.service.catalog,
+            catalog=catalog,
             default_host=self.service.settings.default_host,
-            system=system_prompt(self.service.catalog, self.service.settings),
+            system=system_prompt(catalog, self.service.settings),
+            allowed_tools=frozenset(tools_for(self.service, identity, tool_names)),
             identity_token=token,
             options=LoopOptions(
                 model=self.service.settings.anthropic_model,
@@ -259,7 +265,9 @@ class Chat:
         except WhitelistError as exc:
             return html(views.cards([ToolCard(tool="execute_command", host=host or "",
                                               command=name, error=str(exc))]))
-        if command.destructive:
+        # A command the policy refuses is not worth a confirmation click: run it, and
+        # the refusal (recorded in the audit log) comes back as the card.
+        if command.destructive and self.service.policy.visible(identity, command):
             pending = secrets.token_hex(8)
             session.pending_runs[pending] = PendingRun(name, arguments, host, rendered)
             return html(views.confirm(f"run-{pending}", host or "", name, rendered,
