@@ -42,4 +42,5 @@ TAILNET_AGENT_TAILSCALED="$tailscaled" "$PYTHON" -m PyInstaller \
 
 size=$(wc -c < "$root/dist/tailnet-agent")
 echo "built dist/tailnet-agent ($((size / 1048576)) MiB)" >&2
-"$root/dist/tailnet-agent" version
+# Without TAILSCALED, so it reports the embedded tailscaled, not the override.
+env -u TAILSCALED "$root/dist/tailnet-agent" version
