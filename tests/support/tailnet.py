@@ -541,7 +541,8 @@ class TestTailnet:
     def wait_node_gone(self, hostname: str, timeout: float = 20.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not any(n.get("name") == hostname for n in self.headscale.nodes()):
+            listed = self.headscale.nodes()
+            if not any(hostname in (n.get("name"), n.get("given_name")) for n in listed):
                 return True
             time.sleep(0.25)
         return False
