@@ -40,4 +40,9 @@ CGO_ENABLED=0 GOOS=linux GOARCH=amd64 GOTOOLCHAIN=local GOBIN="$out" \
     go install -trimpath -tags="$tags" -ldflags="$ldflags" \
     "tailscale.com/cmd/tailscaled@$TAILSCALE_VERSION"
 
+# Its BSD-3-Clause licence travels with the binary (the spec bundles it).
+GOFLAGS=-mod=mod GOTOOLCHAIN=local go mod download -json "tailscale.com@$TAILSCALE_VERSION" \
+    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' \
+    | { read -r dir && cp "$dir/LICENSE" "$out/LICENSE.tailscale" && chmod 0644 "$out/LICENSE.tailscale"; }
+
 "$out/tailscaled" --version | head -n 1 >&2
