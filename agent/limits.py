@@ -19,6 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .identity import Identity
 from .policy import CallRefused
 
+# Beyond this many bytes of an oversized body we stop reading and close the connection.
+DRAIN_LIMIT = 16 * 1024 * 1024
+
 
 class LimitExceeded(CallRefused):
     pass
@@ -109,6 +112,17 @@ class BodyLimitMiddleware:
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
 
+    async def _drain(self, receive: Receive, received: int) -> None:
+        """Read (and drop) the rest of a body sent without Content-Length, up to a bound.
+
+        A client still sending when we answer would see a reset instead of our 413.
+        """
+        while received < DRAIN_LIMIT:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            received += len(message.get("body", b""))
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -134,6 +148,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > limit:
+                await self._drain(receive, received)
                 await self._refuse(send, limit)
                 return
             chunks.append(chunk)
