@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import httpx2
 import pytest
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from agent.audit import read_calls
 from agent.config import HostConfig, load_settings
@@ -61,12 +63,10 @@ def rpc(method: str, params: dict[str, object] | None = None, id: int = 1) -> di
 
 
 async def test_forged_tailscale_user_headers_are_ignored(served: Served) -> None:
-    async with httpx.AsyncClient(headers=FORGED) as http, Client(
+    async with httpx2.AsyncClient(headers=FORGED) as http, Client(
         f"{served.base}/mcp"
     ) as plain:
-        # The official client on an httpx client that adds the forged headers to every request.
-        from mcp.client.streamable_http import streamable_http_client
-
+        # The official client on an HTTP client that adds the forged headers to every request.
         async with Client(streamable_http_client(f"{served.base}/mcp", http_client=http)) as mcp:
             pong = await mcp.call_tool("ping", {})
             disk = await mcp.call_tool("check_disk", {})
