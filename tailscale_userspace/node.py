@@ -4,11 +4,15 @@ Joining follows `tailscale up`: POST start (prefs + auth key), then, while the
 backend says NeedsLogin, POST login-interactive, which uses the auth key or
 produces a login URL; then poll status until Running.
 
-Restarts: with a state_dir the node keeps its key, IP and name across a
-tailscaled restart. An ephemeral node (in-memory state) cannot: after a crash
-the restarted tailscaled registers a *new* node (new IP; headscale may name it
-`<hostname>-1` while the dead one lingers until its inactivity timeout), which
-needs a reusable auth key. Read `info` again after a restart.
+Ephemeral nodes (no state_dir) keep their state in the private runtime
+directory for the life of this object rather than in memory (`--state=mem:`):
+a tailscaled restarted after a crash then comes back as the *same* node (same
+IP and MagicDNS name), where an in-memory node would register anew (new IP, a
+`<hostname>-1` name, the dead node lingering). The price is that tailscaled no
+longer flags the registration as ephemeral; that comes from the auth key
+(headscale `preauthkeys create --ephemeral`, Tailscale "ephemeral" keys), and
+stop() logs the node out itself (an ephemeral node is then deleted) and
+removes the state.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ _POLL_INTERVAL = 0.25
 @dataclass(frozen=True)
 class NodeOptions:
     tailscaled: Path
-    state_dir: Path | None = None  # None: in-memory state, an ephemeral node
+    state_dir: Path | None = None  # None: ephemeral, state only while this node object lives
     auth_key: str | None = field(default=None, repr=False)
     hostname: str | None = None
     control_url: str | None = None
@@ -161,12 +165,7 @@ class TailscaleNode:
         socket_path = runtime_dir / "tailscaled.sock"
         with contextlib.suppress(FileNotFoundError):
             socket_path.unlink()  # a stale socket from a killed run
-        argv = tailscaled_argv(
-            self.options.tailscaled,
-            socket_path=socket_path,
-            var_dir=var_dir,
-            ephemeral=self.ephemeral,
-        )
+        argv = tailscaled_argv(self.options.tailscaled, socket_path=socket_path, var_dir=var_dir)
         self._progress("tailscale: starting tailscaled (userspace networking)")
         process = await TailscaledProcess.spawn(argv, self.options.extra_env, var_dir=var_dir)
         self._process = process
@@ -270,8 +269,8 @@ class TailscaleNode:
     ) -> str:
         health = "; ".join(str(h) for h in status.get("Health") or ()) or "none reported"
         hint = (
-            "check that the auth key is valid, unexpired and (after a restart of an "
-            "ephemeral node) reusable"
+            "check that the auth key is valid and unexpired (a reusable key if several "
+            "nodes or restarts share it)"
             if self.options.auth_key
             else "open the login URL and approve the node"
         )
@@ -329,11 +328,13 @@ class TailscaleNode:
         }
 
     async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (API)
-        """Stop tailscaled (an ephemeral node logs itself out); safe to call twice."""
+        """Stop tailscaled (an ephemeral node logs out first); safe to call twice."""
         self._stopping = True
         process = self._process
         if process is not None and process.returncode is None:
             self._progress("tailscale: stopping tailscaled")
+            if self.ephemeral and self._info is not None and self._localapi is not None:
+                await self._logout(min(timeout, 5.0))
             code = await process.terminate(timeout)
             log.debug("tailscaled (pid %d) exited with code %s", process.pid, code)
         elif process is not None:
@@ -341,7 +342,22 @@ class TailscaleNode:
         if self._localapi is not None:
             await self._localapi.aclose()
             self._localapi = None
-        if self._owns_runtime_dir and self._runtime_dir is not None:
-            shutil.rmtree(self._runtime_dir, ignore_errors=True)
+        if self._runtime_dir is not None:
+            if self._owns_runtime_dir:
+                shutil.rmtree(self._runtime_dir, ignore_errors=True)
+            elif self.ephemeral:
+                shutil.rmtree(self._runtime_dir / "var", ignore_errors=True)
             self._runtime_dir = None
             self._owns_runtime_dir = False
+
+    async def _logout(self, within: float) -> None:
+        """Log the node out so control forgets it now, not after an inactivity timeout."""
+        try:
+            async with asyncio.timeout(within):
+                await self.localapi.logout()
+        except (TimeoutError, TailscaleError) as exc:
+            log.warning(
+                "logging out the ephemeral tailscale node failed (%s); control will remove "
+                "it after its inactivity timeout",
+                exc,
+            )

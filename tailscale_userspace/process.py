@@ -37,24 +37,17 @@ _SCRUBBED_ENV = ("PORT",)
 _LIVE: dict[int, TailscaledProcess] = {}
 
 
-def tailscaled_argv(
-    tailscaled: Path, *, socket_path: Path, var_dir: Path, ephemeral: bool
-) -> list[str]:
-    argv = [
+def tailscaled_argv(tailscaled: Path, *, socket_path: Path, var_dir: Path) -> list[str]:
+    return [
         str(tailscaled),
         "--tun=userspace-networking",
         "--socks5-server=127.0.0.1:0",
         f"--socket={socket_path}",
-        # Certificates, Taildrop and the like live here; with --state=mem: it keeps
-        # tailscaled from falling back to a system directory.
+        # State (node key), certificates, Taildrop files: <var_dir>/tailscaled.state etc.
         f"--statedir={var_dir}",
         "--port=0",
         "--no-logs-no-support",
     ]
-    if ephemeral:
-        # In-memory state registers the node as ephemeral; it logs out on SIGTERM.
-        argv.append("--state=mem:")
-    return argv
 
 
 def tailscaled_env(
@@ -167,7 +160,7 @@ class TailscaledProcess:
         return code
 
     async def terminate(self, grace: float) -> int:
-        """SIGTERM (an ephemeral node logs out), then SIGKILL after `grace` seconds."""
+        """SIGTERM, then SIGKILL after `grace` seconds."""
         if self._process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self._process.send_signal(signal.SIGTERM)
@@ -196,7 +189,7 @@ def _kill_leftovers() -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 6.0  # an ephemeral logout takes up to 5 s
+    deadline = time.monotonic() + 6.0  # a clean tailscaled shutdown takes well under that
     remaining = set(pids)
     while remaining and time.monotonic() < deadline:
         for pid in list(remaining):

@@ -255,6 +255,7 @@ async def test_supervised_tailscaled_is_restarted_after_sigkill(tailnet: TestTai
         first_pid = node.pid
         assert first_pid is not None
         api = node.localapi
+        before = node.info
         os.kill(first_pid, signal.SIGKILL)
 
         async def running_again() -> bool:
@@ -271,6 +272,9 @@ async def test_supervised_tailscaled_is_restarted_after_sigkill(tailnet: TestTai
         # Holders of the LocalAPI client (an identity resolver) keep working.
         assert node.localapi is api
         assert (await api.status())["BackendState"] == "Running"
+        # The same node came back: same tailnet IPs and MagicDNS name (state survived).
+        assert node.info == before
+        assert [n["given_name"] for n in tailnet.headscale.nodes()].count("node-c") == 1
     finally:
         await node.stop()
         await asyncio.wait_for(supervisor, 10)
