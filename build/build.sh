@@ -11,6 +11,11 @@
 set -eu
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# A relative TAILSCALED is relative to where we were called from.
+case "${TAILSCALED:-}" in
+    ""|/*) ;;
+    *) TAILSCALED="$(pwd)/$TAILSCALED" ;;
+esac
 cd "$root"
 PYTHON="${PYTHON:-python3}"
 work="$root/build/work"

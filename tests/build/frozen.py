@@ -167,8 +167,12 @@ def run(args: list[str], *, cwd: Path, env: Mapping[str, str]) -> Iterator[Runni
     try:
         yield running
     finally:
+        # A failed test must not leave an agent (or its tailscaled) running: kill the
+        # whole tree, children first, not only the bootloader.
         if process.poll() is None:
-            process.kill()
+            for pid in reversed(process_tree(process.pid)):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
             process.wait()
 
 

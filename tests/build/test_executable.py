@@ -124,3 +124,20 @@ def test_tailscaled_environment_variable_overrides_the_embedded_one(
     )
     assert done.returncode == 0, done.stderr
     assert f"({other.resolve()})" in done.stdout, done.stdout
+
+
+def test_sigkill_of_the_bootloader_stops_the_agent_and_cleans_up(tmp_path: Path) -> None:
+    """The Python child follows its bootloader parent even when that dies without notice."""
+    env = user_env(tmp_path)
+    tmpdir = Path(env["TMPDIR"])
+    with run(["demo", "--port", "0"], cwd=tmp_path, env=env) as agent:
+        agent.read_until(r"^Ready\.", 60)
+        tree = process_tree(agent.process.pid)
+        assert len(tree) >= 2, tree
+        agent.process.kill()
+        agent.process.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and [pid for pid in tree if exe_of(pid)]:
+            time.sleep(0.1)
+        assert not [pid for pid in tree if exe_of(pid)], "the agent outlived its bootloader"
+    assert unpack_dirs(tmpdir) == [], "the unpack directory was left behind"
