@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import httpx2
-from mcp import Client
+from mcp import Client, StdioServerParameters
 
 from tests.support.tailnet import TailnetBinaries
 
@@ -141,3 +141,14 @@ def test_sigkill_of_the_bootloader_stops_the_agent_and_cleans_up(tmp_path: Path)
             time.sleep(0.1)
         assert not [pid for pid in tree if exe_of(pid)], "the agent outlived its bootloader"
     assert unpack_dirs(tmpdir) == [], "the unpack directory was left behind"
+
+
+async def test_mcp_over_stdio_through_the_bootloader(tmp_path: Path) -> None:
+    """Claude Desktop's way in: stdin/stdout pass through the bootloader to the agent."""
+    server = StdioServerParameters(
+        command=str(executable()), args=["mcp", "--stdio"], env=user_env(tmp_path),
+        cwd=str(tmp_path),
+    )
+    async with Client(server) as client:
+        tools = {t.name for t in (await client.list_tools()).tools}
+    assert {"check_memory", "list_hosts"} <= tools
