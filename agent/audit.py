@@ -11,6 +11,7 @@ one start, one end. A crash between the two leaves a start without an end, which
 Lines are appended with one `write` on an O_APPEND descriptor, so concurrent
 writers (threads or processes) never interleave within a line. The file rotates
 by size: `audit.jsonl` -> `audit.jsonl.1` -> ... up to `backups` old files.
+Lines are pure ASCII (JSON escapes), so no value can break a line for any reader.
 Known secret values (API key, key passphrases) are replaced before writing.
 """
 
@@ -92,7 +93,7 @@ class AuditLog:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
             # json.dumps escapes some characters; hide the escaped form too.
-            escaped = json.dumps(secret, ensure_ascii=False)[1:-1]
+            escaped = json.dumps(secret, ensure_ascii=True)[1:-1]
             if escaped != secret:
                 text = text.replace(escaped, REDACTED)
         return text
@@ -109,7 +110,8 @@ class AuditLog:
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Append one record; raises AuditUnavailable when it cannot."""
-        line = self._redact(json.dumps(_clip(dict(record)), ensure_ascii=False)) + "\n"
+        # ASCII only: a hostile value with U+2028 or U+0085 stays on its line for every reader.
+        line = self._redact(json.dumps(_clip(dict(record)), ensure_ascii=True)) + "\n"
         data = line.encode("utf-8")
         try:
             with self._lock:
@@ -268,10 +270,15 @@ def format_call(call: CallRecord) -> str:
             f"on {data.get('host') or '?'}: {detail}{took}")
 
 
+def _printable(text: str) -> str:
+    """Escape what a terminal would act on: a caller chose some of these values."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def show(path: Path, flt: AuditFilter, *, as_json: bool) -> Sequence[str]:
     lines: list[str] = []
     for call in read_calls(path):
         if flt.keep(call):
-            lines.append(json.dumps(call.merged(), ensure_ascii=False) if as_json
-                         else format_call(call))
+            lines.append(json.dumps(call.merged(), ensure_ascii=True) if as_json
+                         else _printable(format_call(call)))
     return lines
