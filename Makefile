@@ -5,7 +5,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install machine tailnet-bin lint pytest dist bench clean
+.PHONY: demo test install machine tailnet-bin lint pytest dist measure bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,7 +33,16 @@ lint: install
 pytest: install
 	sh tests/run-isolated.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: machine install tailnet-bin lint pytest
+# dist/tailnet-agent: one executable with its own tailscaled (see build/README.md).
+dist: install
+	$(BIN)/pip install -q -e '.[build]'
+	PYTHON=$(BIN)/python sh build/build.sh
+
+measure: dist
+	PYTHON=$(BIN)/python sh build/measure.sh
+
+# dist before pytest: tests/build smoke-tests the built executable itself.
+test: machine install tailnet-bin lint dist pytest
 
 clean:
 	rm -rf $(VENV) .cache dist build/work test-artifacts

@@ -180,7 +180,9 @@ def cmd_version() -> int:
         from tailscale_userspace import find_tailscaled, tailscaled_version
 
         path = find_tailscaled()
-        print(f"tailscaled {tailscaled_version(path)} ({path})")
+        frozen_dir = getattr(sys, "_MEIPASS", None)
+        where = "embedded" if frozen_dir and path.parent == Path(frozen_dir) else str(path)
+        print(f"tailscaled {tailscaled_version(path)} ({where})")
     except Exception as exc:  # version must never fail because tailscaled is absent
         print(f"tailscaled: not found ({exc})")
     return 0
