@@ -27,7 +27,7 @@ def marker_dir() -> Iterator[Path]:
     directory.rmdir()
 
 
-def test_catalog(tmp_path: Path, marker_dir: Path) -> Path:
+def write_test_catalog(tmp_path: Path, marker_dir: Path) -> Path:
     path = tmp_path / "extra.yaml"
     path.write_text(f"""
 commands:
@@ -52,7 +52,7 @@ async def make_service(
     ssh_host: HostConfig, tmp_path: Path, marker_dir: Path
 ) -> AsyncIterator[ServiceFactory]:
     made: list[AgentService] = []
-    catalog = load_catalog([test_catalog(tmp_path, marker_dir)])
+    catalog = load_catalog([write_test_catalog(tmp_path, marker_dir)])
 
     def make(policy: str | None = None, **settings: Any) -> AgentService:
         base: Settings = load_settings({}, env_file=None)
