@@ -267,6 +267,10 @@ class SSHPool:
             for name, state in self._hosts.items()
         }
 
+    def shells(self, host: str) -> int:
+        """Idle persistent shells held for `host` (the fast path's pool)."""
+        return len(self._state(host).slots.idle)
+
     async def check_host(self, host: str) -> float:
         """Connect (or reuse the connection) and run the shell probe; returns milliseconds."""
         state = self._state(host)
