@@ -7,6 +7,7 @@ says what is allowed. Nothing here builds a command string.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Annotated, Any
 
@@ -28,6 +29,8 @@ from .ssh import SSHError
 log = logging.getLogger(__name__)
 
 IDENTITY_META_KEY = "tailnet-agent/identity"
+# An unanswered confirmation must not hold a call open forever.
+CONFIRM_TIMEOUT = 600.0
 
 OVERVIEW_COMMANDS = ("hostname", "uptime", "uname", "disk_usage", "memory_usage", "process_count")
 
@@ -179,9 +182,15 @@ async def confirm_destructive(ctx: Context, command: Command, rendered_hint: str
             "does not support elicitation. Run it from the agent's chat page, which asks for a "
             "confirmation click, or use a client that supports elicitation."
         )
-    answer = await ctx.elicit(
-        f"Run destructive command '{command.name}' on {rendered_hint}?", schema=Confirm
-    )
+    try:
+        answer = await asyncio.wait_for(ctx.elicit(
+            f"Run destructive command '{command.name}' on {rendered_hint}?", schema=Confirm
+        ), CONFIRM_TIMEOUT)
+    except TimeoutError:
+        raise ToolError(
+            f"'{command.name}' was not confirmed within {CONFIRM_TIMEOUT:g} s, so it did not "
+            "run. Call it again when someone can answer the confirmation."
+        ) from None
     if answer.action != "accept" or not getattr(answer, "data", None) or not answer.data.confirm:
         raise ToolError(f"'{command.name}' was not confirmed, so it did not run.")
 
@@ -225,9 +234,13 @@ def build_mcp_server(service: AgentService) -> MCPServer:
         return Pong(pong=True, version=__version__, identity=caller(service, ctx).display)
 
     @mcp.tool(annotations=READ_ONLY)
-    async def server_status() -> dict[str, Any]:
+    async def server_status(ctx: Context) -> dict[str, Any]:
         """The agent's own state: mode, tailnet state, SSH connections per host."""
-        return await service.status()
+        status = await service.status()
+        # Only the hosts this caller may use: addresses and users are worth hiding.
+        allowed = set(service.policy.hosts_for(caller(service, ctx), status["hosts"]))
+        status["hosts"] = {k: v for k, v in status["hosts"].items() if k in allowed}
+        return status
 
     @mcp.tool(annotations=READ_ONLY)
     async def list_commands(
@@ -307,14 +320,15 @@ def build_mcp_server(service: AgentService) -> MCPServer:
         return Overview(host=results[0].host, results=[ToolResult.of(r) for r in results])
 
     @mcp.tool(annotations=READ_ONLY)
-    async def list_hosts() -> HostList:
-        """The SSH hosts this agent can reach, and which one is the default."""
+    async def list_hosts(ctx: Context) -> HostList:
+        """The SSH hosts you may run commands on, and which one is the default."""
         default = service.settings.default_host
+        allowed = set(service.policy.hosts_for(caller(service, ctx), service.settings.hosts))
         return HostList(
             hosts=[
                 HostInfo(name=h.name, address=h.address, user=h.user, port=h.port,
                          default=h.name == default)
-                for h in service.settings.hosts.values()
+                for h in service.settings.hosts.values() if h.name in allowed
             ]
         )
 

@@ -259,6 +259,10 @@ async def test_a_tagged_node_gets_nothing_by_default(topology: Topology) -> None
     async with client(t.ci, t.url) as mcp:
         listed = await mcp.call_tool("list_commands", {})
         assert listed.structured_content["commands"] == []
+        # Not even where the hosts are, or who logs in to them.
+        assert (await mcp.call_tool("list_hosts", {})).structured_content["hosts"] == []
+        status = await mcp.call_tool("server_status", {})
+        assert status.structured_content["hosts"] == {}
         refused = await run(t, mcp, "check_disk", {})
         overview = await run(t, mcp, "system_overview", {})
     assert refused.is_error and f"[rule: {TAGGED_RULE}]" in text(refused)
