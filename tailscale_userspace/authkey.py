@@ -16,11 +16,17 @@ def read_auth_key(value: str) -> str:
         path = Path(value[len(_FILE_PREFIX) :]).expanduser()
         try:
             key = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError:
+            # Never echo the decoder's message: it quotes bytes of the secret.
+            raise TailscaleError(
+                f"the auth key file {str(path)!r} is not UTF-8 text; write the key itself "
+                "into it (tskey-... or a headscale pre-auth key)"
+            ) from None
+        except OSError as exc:
             # The file name is not secret; its content is and never appears here.
             raise TailscaleError(
-                f"cannot read the auth key file {str(path)!r}: {exc.__class__.__name__}: "
-                f"{getattr(exc, 'strerror', None) or exc}; check the path and its permissions"
+                f"cannot read the auth key file {str(path)!r}: {exc.strerror or exc}; "
+                "check the path and its permissions"
             ) from None
     if not key:
         raise TailscaleError(
