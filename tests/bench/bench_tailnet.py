@@ -1,0 +1,80 @@
+"""The seed's topology on the test tailnet, for the "through the tailnet" figure.
+
+headscale with its embedded DERP on loopback; a "server" node in front of the
+real sshd; the agent as a subprocess joining with its own tailscaled (its SSH goes
+through its SOCKS5 proxy); an MCP client dialing the agent through a third node's
+SOCKS5 proxy. Same pieces as tests/tailnet/test_agent_e2e.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from tailscale_userspace import TailscaleNode
+from tests.bench.bench_servers import ServerProcess, agent_env, start_agent
+from tests.support.sshd import Sshd
+from tests.support.tailnet import Headscale, TestTailnet, ensure_binaries
+
+
+@dataclass
+class Topology:
+    agent: ServerProcess
+    url: str
+    startup: float
+    client_node: TailscaleNode
+
+    @contextlib.asynccontextmanager
+    async def client(self) -> AsyncIterator[Client]:
+        host, port = self.client_node.socks5
+        deadline = time.monotonic() + 60
+        while True:  # the client node may not have the agent's netmap entry yet
+            http = httpx2.AsyncClient(proxy=f"socks5://{host}:{port}",
+                                      timeout=httpx2.Timeout(30.0))
+            try:
+                async with Client(streamable_http_client(self.url, http_client=http)) as mcp:
+                    checked = await mcp.call_tool("ping", {})
+                    if checked.is_error:
+                        raise RuntimeError(f"ping through the tailnet failed: {checked.content}")
+                    yield mcp
+                    return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.5)
+
+
+@contextlib.asynccontextmanager
+async def tailnet_topology(sshd: Sshd, work: Path) -> AsyncIterator[Topology]:
+    binaries = ensure_binaries()
+    net_dir = work / "tailnet"
+    net_dir.mkdir(mode=0o700)
+    headscale = Headscale(binaries.headscale, net_dir)
+    headscale.start()
+    tailnet = TestTailnet(binaries, headscale, net_dir)
+    agent: ServerProcess | None = None
+    try:
+        server = await tailnet.node("bench-server", user="ops")
+        client_node = await tailnet.node("bench-client", user="bob")
+        server_ip = server.info.ips[0] if server.info else ""
+        known_hosts = work / "tailnet_known_hosts"
+        # known_hosts pins the same key under the server's tailnet address.
+        pinned = sshd.known_hosts.read_text().split(None, 1)[1]
+        known_hosts.write_text(f"[{server_ip}]:{sshd.port} {pinned}")
+        env = {**agent_env(sshd, work, address=server_ip, known_hosts=known_hosts),
+               **tailnet.env(user="agent", hostname="bench-agent")}
+        agent, url, startup = start_agent(env)
+        yield Topology(agent, url, startup, client_node)
+    finally:
+        if agent is not None:
+            agent.stop()
+        await tailnet.aclose()
+        headscale.stop()

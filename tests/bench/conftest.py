@@ -1,0 +1,4 @@
+"""The benchmark is a command (`make bench`), not a test: pytest must not collect it."""
+
+collect_ignore = ["run.py", "bench_load.py", "bench_servers.py", "bench_ssh.py",
+                  "bench_stats.py", "bench_tailnet.py"]
