@@ -96,11 +96,12 @@ class AgentService:
         """Decide, record, render and run one catalog command.
 
         Order: look the command and host up, ask the policy, validate the arguments,
-        take the caller's rate budget and a host slot, ask for a destructive
-        command's confirmation (`confirm`, which raises to decline), write the
-        audit start record (no record, no run), run, write the end record. Every
-        step's refusal is recorded too. Raises WhitelistError / ConfigError /
-        SSHError / CallRefused, and whatever `confirm` raises.
+        take the caller's rate budget, ask for a destructive command's confirmation
+        (`confirm`, which raises to decline; refused outright without one), take a
+        host slot, write the audit start record (no record, no run), run, write the
+        end record. A call stopped at any step gets its start and end records too.
+        Raises WhitelistError / ConfigError / SSHError / CallRefused, and whatever
+        `confirm` raises.
         """
         call = self.audit.new_call_id()
         record: dict[str, Any] = {"command": command_name, "host": host,
