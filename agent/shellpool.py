@@ -376,13 +376,19 @@ class ChannelSlots:
         self._waiters.append(waiter)
         try:
             await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._wake()  # we were handed a slot we will not use: pass it on
+            raise
         finally:
             with suppress(ValueError):
                 self._waiters.remove(waiter)
 
     def _wake(self) -> None:
-        # Wake everyone: each re-checks, and a freed slot may suit an exec or a shell.
-        for waiter in self._waiters:
+        # One freed or idle slot, one waiter (first come, first served): waking all
+        # of 32 queued callers for every release cost more than the calls themselves.
+        while self._waiters:
+            waiter = self._waiters.pop(0)
             if not waiter.done():
                 waiter.set_result(None)
-        self._waiters.clear()
+                return

@@ -48,6 +48,16 @@ CLIENT_GRACE_SECONDS = 5.0
 # Refused channel opens retried before giving up (about 0.6 s in all).
 OPEN_RETRIES = 6
 PROBE_TIMEOUT_SECONDS = 10.0
+# AES-GCM first: one C call per packet in asyncssh where chacha20-poly1305 takes
+# several, about 40 us less client CPU per command (measured); all three are AEADs.
+ENCRYPTION_ALGS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+)
 # The fast path takes read-only commands up to this timeout; longer ones may stream
 # for a long time and are better off on their own exec channel.
 FAST_PATH_MAX_TIMEOUT = 60.0
@@ -347,6 +357,7 @@ class SSHPool:
                 kbdint_auth=False,
                 config=None,  # ~/.ssh/config must not silently change user, port or keys
                 connect_timeout=self._connect_timeout,
+                encryption_algs=ENCRYPTION_ALGS,
                 keepalive_interval=30,
                 keepalive_count_max=3,
             )

@@ -41,15 +41,15 @@ async def raw_exec_warm(sshd: Sshd, n: int) -> list[float]:
         conn.close()
 
 
-async def raw_shell(sshd: Sshd, n: int) -> list[float]:
-    """`hostname` on a persistent /bin/sh channel: end marker on both streams, nothing else."""
+async def raw_shell(sshd: Sshd, n: int, command: str = "hostname") -> list[float]:
+    """`command` on a persistent /bin/sh channel: end marker on both streams, nothing else."""
     conn = await connect(sshd)
     try:
         writer, reader, errors = await conn.open_session("exec /bin/sh", encoding=None)
 
         async def one() -> None:
             token = secrets.token_hex(16)
-            writer.write(f"hostname; s=$?; echo E{token} $s >&2; echo E{token} $s\n".encode())
+            writer.write(f"{command}; s=$?; echo E{token} $s >&2; echo E{token} $s\n".encode())
             end = f"E{token}".encode()
             out = err = b""
             while end not in out:

@@ -42,6 +42,7 @@ from tests.bench.bench_servers import (
 )
 from tests.bench.bench_stats import Report, Row, Target, render, save
 from tests.support.sshd import Sshd
+from whitelist import wrap_for_exec
 
 RESULTS = Path("bench-results")
 CLIENTS = 32
@@ -107,6 +108,11 @@ async def floors(report: Report, sshd: Sshd, plan: Plan) -> dict[str, Any]:
                                        group, await bench_ssh.raw_exec_warm(sshd, plan.n)))
         report.rows.append(Row.latency("raw_shell", "raw persistent shell channel (hostname)",
                                        group, await bench_ssh.raw_shell(sshd, plan.n)))
+        wrapped = wrap_for_exec("hostname", timeout=10)
+        report.rows.append(Row.latency(
+            "raw_shell_wrapped", "raw persistent shell, wrap_for_exec(hostname) (info)", group,
+            await bench_ssh.raw_shell(sshd, plan.n, wrapped),
+            note="+ timeout and sh -c, which every call needs"))
         out = await asyncio.to_thread(load, floor_url, "echo", {"text": "hi"}, plan.load_calls)
         report.rows.append(throughput_row("trivial_load", "trivial SDK tool (echo)", out))
         return out
