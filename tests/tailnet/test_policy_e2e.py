@@ -35,7 +35,7 @@ from tailscale_userspace import TailscaleNode
 from tests.policy.headscale_policy import allow_all_with_grants, policy_tailnet_fixture
 from tests.support.payloads import payloads
 from tests.support.sshd import Sshd
-from tests.support.tailnet import TestTailnet
+from tests.support.tailnet import TestTailnet, wait_peer
 from tests.tailnet.test_agent_e2e import AgentProcess, free_port, spawn_agent
 from whitelist import default_catalog_path, load_catalog
 from whitelist.values import check_value
@@ -141,6 +141,10 @@ async def topology(policy_tailnet: TestTailnet, sshd: Sshd, scratch: Path,
     try:
         url = agent.wait_for(r"MCP endpoint: (http://\S+/mcp)").group(1)
         agent.wait_for(r"Ready\.")
+        # A first dial before a client knows the agent's DERP region fails in SOCKS5.
+        agent_name = url.split("//")[1].rsplit(":", 1)[0]
+        for node in (alice, bob, ci):
+            await wait_peer(node, agent_name, within=60)
         yield Topology(net, sshd, alice, bob, ci, agent, url, work / "audit.jsonl",
                        scratch / "marker", scratch / "canary")
     finally:
