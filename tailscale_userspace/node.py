@@ -313,14 +313,24 @@ class TailscaleNode:
                     code = self._process.returncode if self._process else None
 
     async def health(self) -> dict[str, Any]:
+        """Live state from tailscaled; addresses are the last known ones.
+
+        The state is never taken from the cache: while tailscaled is down or still
+        starting it reads "Stopped" or "NoState", not the "Running" of a dead process.
+        """
         running = self.pid is not None
+        state = "NoState" if running else "Stopped"
         info = self._info
         if running:
-            with contextlib.suppress(TailscaleError):
+            try:
                 info = NodeInfo.from_status(await self.localapi.status())
+            except TailscaleError:
+                pass  # starting: its LocalAPI socket is not there yet
+            else:
                 self._info = info
+                state = info.state
         return {
-            "state": info.state if info else "NoState",
+            "state": state,
             "ips": list(info.ips) if info else [],
             "dns_name": info.dns_name if info else "",
             "restarts": self._restarts,

@@ -257,6 +257,9 @@ async def test_supervised_tailscaled_is_restarted_after_sigkill(tailnet: TestTai
         api = node.localapi
         before = node.info
         os.kill(first_pid, signal.SIGKILL)
+        await wait_for(lambda: node.pid is None, 5, "the killed tailscaled to be reaped")
+        down = await node.health()  # before the restart (1 s backoff): honest, not cached
+        assert (down["state"], down["running"]) == ("Stopped", False)
 
         async def running_again() -> bool:
             health = await node.health()
