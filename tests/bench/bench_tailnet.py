@@ -31,25 +31,32 @@ class Topology:
     url: str
     startup: float
     client_node: TailscaleNode
+    server_ip: str  # "ip:port" form for whois
+    known_hosts: Path  # the sshd key pinned under the server's tailnet address
 
     @contextlib.asynccontextmanager
     async def client(self) -> AsyncIterator[Client]:
         host, port = self.client_node.socks5
         deadline = time.monotonic() + 60
-        while True:  # the client node may not have the agent's netmap entry yet
+        while True:  # the client node may not have the agent in its netmap yet
+            stack = contextlib.AsyncExitStack()
             http = httpx2.AsyncClient(proxy=f"socks5://{host}:{port}",
                                       timeout=httpx2.Timeout(30.0))
             try:
-                async with Client(streamable_http_client(self.url, http_client=http)) as mcp:
-                    checked = await mcp.call_tool("ping", {})
-                    if checked.is_error:
-                        raise RuntimeError(f"ping through the tailnet failed: {checked.content}")
-                    yield mcp
-                    return
+                mcp = await stack.enter_async_context(
+                    Client(streamable_http_client(self.url, http_client=http)))
+                pong = await mcp.call_tool("ping", {})
+                if pong.is_error:
+                    raise RuntimeError(f"ping through the tailnet failed: {pong.content}")
             except Exception:
+                await stack.aclose()
                 if time.monotonic() > deadline:
                     raise
-            await asyncio.sleep(0.5)
+                await asyncio.sleep(0.5)
+                continue
+            break
+        async with stack:
+            yield mcp
 
 
 @contextlib.asynccontextmanager
@@ -72,7 +79,7 @@ async def tailnet_topology(sshd: Sshd, work: Path) -> AsyncIterator[Topology]:
         env = {**agent_env(sshd, work, address=server_ip, known_hosts=known_hosts),
                **tailnet.env(user="agent", hostname="bench-agent")}
         agent, url, startup = start_agent(env)
-        yield Topology(agent, url, startup, client_node)
+        yield Topology(agent, url, startup, client_node, f"{server_ip}:{sshd.port}", known_hosts)
     finally:
         if agent is not None:
             agent.stop()

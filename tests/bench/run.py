@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from agent.config import load_settings
 from agent.mcp_server import OVERVIEW_COMMANDS, build_mcp_server
 from agent.server import build_service
 from agent.ssh import SSHPool
+from agent.tailnet import socks_connector
 from tests.bench import bench_ssh
 from tests.bench.bench_servers import (
     agent_env,
@@ -232,9 +234,42 @@ async def through_tailnet(report: Report, sshd: Sshd, plan: Plan, work: Path) ->
             report.rows.append(Row.latency(
                 "tailnet", "MCP through the tailnet (SOCKS5 + DERP, SSH via tailnet)", group,
                 seconds))
+            # The SSH leg alone through the tailnet, both paths: an exec channel costs
+            # several round trips through DERP where a framed shell call costs one.
+            host = dataclasses.replace(sshd.host_config("bench-tailnet"),
+                                       address=topo.server_ip.rsplit(":", 1)[0],
+                                       known_hosts=topo.known_hosts)
+            for fast in (True, False):
+                pool = SSHPool({host.name: host}, fast_path=fast,
+                               connector=socks_connector(lambda: topo.client_node.socks5))
+                try:
+                    seconds = await timed(lambda pool=pool: pool.run(  # type: ignore[misc]
+                        host.name, "hostname", command_name="hostname", timeout=10,
+                        max_output=65536), max(20, plan.n // 3))
+                finally:
+                    await pool.close()
+                report.rows.append(Row.latency(
+                    "tailnet_pool_fast" if fast else "tailnet_pool_exec",
+                    f"SSHPool.run through the tailnet, "
+                    f"{'persistent shell' if fast else 'exec channel'}",
+                    "ours: the SSH layer alone (hostname)", seconds))
+            # What identifying the caller costs when it is asked for every request.
+            whois = await timed(lambda: topo.client_node.localapi.whois(topo.server_ip),
+                                max(20, plan.n // 3))
+            report.rows.append(Row.latency(
+                "whois", "LocalAPI whois round trip (the agent asks once per request)",
+                "ours: warm tool call (hostname)", whois, note="info"))
     except Exception as exc:  # a missing Go toolchain must not sink the other figures
+        traceback.print_exc()
         report.rows.append(Row.missing("tailnet", "MCP through the tailnet", group,
-                                       f"{type(exc).__name__}: {exc}"[:300]))
+                                       describe(exc)[:300]))
+
+
+def describe(exc: BaseException) -> str:
+    """The innermost errors of an exception group (the SDK wraps everything in them)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(describe(inner) for inner in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def targets(report: Report) -> list[Target]:
