@@ -28,6 +28,41 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of its children it has reaped (user + system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / TICKS
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time of `root` and every live descendant (sshd, its sessions, their shells)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            continue
+        todo += children.get(pid, [])
+    return total
+
+
+def machine_busy_seconds() -> float:
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / TICKS  # all but idle and iowait
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -86,12 +121,13 @@ def scrubbed_env() -> dict[str, str]:
     return env
 
 
-def start_floor() -> tuple[ServerProcess, str]:
+def start_floor(*, any_host: bool = False) -> tuple[ServerProcess, str, int]:
+    """The trivial-tool server; `any_host` accepts a tailnet IP in the Host header."""
     port = free_port()
-    server = spawn([sys.executable, "-m", "tests.bench.bench_servers", "floor", str(port)],
-                   scrubbed_env())
+    argv = [sys.executable, "-m", "tests.bench.bench_servers", "floor", str(port)]
+    server = spawn([*argv, "any-host"] if any_host else argv, scrubbed_env())
     server.wait_for(r"floor ready", timeout=60)
-    return server, f"http://127.0.0.1:{port}/mcp"
+    return server, f"http://127.0.0.1:{port}/mcp", port
 
 
 def agent_env(sshd: Sshd, workdir: Path, *, address: str | None = None,
@@ -127,9 +163,10 @@ def start_agent(env: dict[str, str], *args: str) -> tuple[ServerProcess, str, fl
 # -- the floor server (run in its own process) -----------------------------------
 
 
-def _serve_floor(port: int) -> None:
+def _serve_floor(port: int, any_host: bool) -> None:
     import uvicorn
     from mcp.server.mcpserver import MCPServer
+    from mcp.server.transport_security import TransportSecuritySettings
 
     mcp = MCPServer("floor")
 
@@ -138,7 +175,10 @@ def _serve_floor(port: int) -> None:
         """Return the text."""
         return text
 
-    app = mcp.streamable_http_app()
+    # Reached through the tailnet, the Host header is the node's IP; the SDK's own
+    # DNS-rebinding check would refuse it, so the floor switches it off there.
+    app = (mcp.streamable_http_app(transport_security=TransportSecuritySettings(
+        enable_dns_rebinding_protection=False)) if any_host else mcp.streamable_http_app())
 
     class Announcing(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -152,7 +192,7 @@ def _serve_floor(port: int) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["floor"]:
-        _serve_floor(int(sys.argv[2]))
+        _serve_floor(int(sys.argv[2]), sys.argv[3:4] == ["any-host"])
     else:
         print("usage: python -m tests.bench.bench_servers floor PORT", file=sys.stderr)
         sys.exit(2)

@@ -35,7 +35,8 @@ class Topology:
     known_hosts: Path  # the sshd key pinned under the server's tailnet address
 
     @contextlib.asynccontextmanager
-    async def client(self) -> AsyncIterator[Client]:
+    async def client(self, url: str | None = None) -> AsyncIterator[Client]:
+        """An MCP client dialing `url` (default: the agent) through the client node."""
         host, port = self.client_node.socks5
         deadline = time.monotonic() + 60
         while True:  # the client node may not have the agent in its netmap yet
@@ -44,10 +45,8 @@ class Topology:
                                       timeout=httpx2.Timeout(30.0))
             try:
                 mcp = await stack.enter_async_context(
-                    Client(streamable_http_client(self.url, http_client=http)))
-                pong = await mcp.call_tool("ping", {})
-                if pong.is_error:
-                    raise RuntimeError(f"ping through the tailnet failed: {pong.content}")
+                    Client(streamable_http_client(url or self.url, http_client=http)))
+                await mcp.list_tools()  # proves the path end to end
             except Exception:
                 await stack.aclose()
                 if time.monotonic() > deadline:

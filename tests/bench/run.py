@@ -38,9 +38,12 @@ from agent.tailnet import socks_connector
 from tests.bench import bench_ssh
 from tests.bench.bench_servers import (
     agent_env,
+    cpu_seconds,
+    machine_busy_seconds,
     rss_mib,
     start_agent,
     start_floor,
+    tree_cpu_seconds,
 )
 from tests.bench.bench_stats import Report, Row, Target, render, save
 from tests.support.sshd import Sshd
@@ -76,7 +79,13 @@ def checked(result: Any) -> Any:
     return result
 
 
-def load(url: str, tool: str, arguments: dict[str, Any], calls: int) -> dict[str, Any]:
+def load(url: str, tool: str, arguments: dict[str, Any], calls: int, server_pid: int,
+         sshd: Sshd | None = None) -> dict[str, Any]:
+    """Run the load generator; add where the CPU went, per call, to its answer."""
+    before_server, before_children = cpu_seconds(server_pid), _children_cpu()
+    before_machine = machine_busy_seconds()
+    sshd_root = sshd_pid(sshd) if sshd is not None else None
+    before_sshd = tree_cpu_seconds(sshd_root) if sshd_root else 0.0
     done = subprocess.run(
         [sys.executable, "-m", "tests.bench.bench_load", url, tool, json.dumps(arguments),
          "--clients", str(CLIENTS), "--calls", str(calls)],
@@ -85,7 +94,32 @@ def load(url: str, tool: str, arguments: dict[str, Any], calls: int) -> dict[str
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
     out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    per_call = 1000 / max(1, out["calls"])
+    out["cpu_ms"] = {
+        "server process": (cpu_seconds(server_pid) - before_server) * per_call,
+        "load generator": (_children_cpu() - before_children) * per_call,
+        "whole machine": (machine_busy_seconds() - before_machine) * per_call,
+    }
+    if sshd_root:
+        out["cpu_ms"]["sshd and the commands"] = (
+            tree_cpu_seconds(sshd_root) - before_sshd) * per_call
     return out
+
+
+def sshd_pid(sshd: Sshd) -> int | None:
+    proc = getattr(sshd, "_proc", None)  # the fixture keeps its Popen private
+    return None if proc is None else int(proc.pid)
+
+
+def _children_cpu() -> float:
+    times = os.times()
+    return times.children_user + times.children_system
+
+
+def cpu_rows(key: str, who: str, out: dict[str, Any]) -> list[Row]:
+    return [Row(f"{key}_cpu_{part.replace(' ', '_')}", f"CPU per call, {who}: {part}",
+                "throughput, 32 concurrent MCP clients in another process", value=ms,
+                unit="ms CPU") for part, ms in out["cpu_ms"].items()]
 
 
 def throughput_row(key: str, label: str, out: dict[str, Any]) -> Row:
@@ -100,7 +134,7 @@ HOSTNAME = ("execute_command", {"command": "hostname"})
 
 async def floors(report: Report, sshd: Sshd, plan: Plan) -> dict[str, Any]:
     group = "floors"
-    floor, floor_url = start_floor()
+    floor, floor_url, _ = start_floor()
     try:
         async with Client(floor_url) as client:
             seconds = await timed(lambda: checked_call(client, "echo", {"text": "hi"}), plan.n)
@@ -115,8 +149,10 @@ async def floors(report: Report, sshd: Sshd, plan: Plan) -> dict[str, Any]:
             "raw_shell_wrapped", "raw persistent shell, wrap_for_exec(hostname) (info)", group,
             await bench_ssh.raw_shell(sshd, plan.n, wrapped),
             note="+ timeout and sh -c, which every call needs"))
-        out = await asyncio.to_thread(load, floor_url, "echo", {"text": "hi"}, plan.load_calls)
+        out = await asyncio.to_thread(load, floor_url, "echo", {"text": "hi"}, plan.load_calls,
+                                      floor.proc.pid)
         report.rows.append(throughput_row("trivial_load", "trivial SDK tool (echo)", out))
+        report.rows += cpu_rows("trivial", "trivial tool", out)
         return out
     finally:
         floor.stop()
@@ -208,8 +244,10 @@ async def loopback(report: Report, sshd: Sshd, plan: Plan, work: Path) -> None:
         slowest = max(members, key=lambda r: r.p50_ms or 0.0)
         report.rows.append(dataclasses.replace(
             slowest, key="slowest_member", label=f"slowest member ({slowest.label[14:]})"))
-        out = await asyncio.to_thread(load, url, *HOSTNAME, max(1000, MEMORY_CALLS - calls))
+        out = await asyncio.to_thread(load, url, *HOSTNAME, max(1000, MEMORY_CALLS - calls),
+                                      agent.proc.pid, sshd)
         report.rows.append(throughput_row("ours_load", "ours: execute_command hostname", out))
+        report.rows += cpu_rows("ours", "ours", out)
         calls += out["calls"] + 2 * CLIENTS
         rss_10k = rss_mib(agent.proc.pid)
         report.rows.append(Row("rss_100", "agent resident memory after 100 calls",
@@ -234,6 +272,18 @@ async def through_tailnet(report: Report, sshd: Sshd, plan: Plan, work: Path) ->
             report.rows.append(Row.latency(
                 "tailnet", "MCP through the tailnet (SOCKS5 + DERP, SSH via tailnet)", group,
                 seconds))
+            # The floor through the tailnet: the trivial tool behind the server node.
+            floor, _, floor_port = start_floor(any_host=True)
+            try:
+                floor_url = f"http://{topo.server_ip.rsplit(':', 1)[0]}:{floor_port}/mcp"
+                async with topo.client(floor_url) as client:
+                    trivial = await timed(
+                        lambda: checked_call(client, "echo", {"text": "hi"}), plan.n)
+            finally:
+                floor.stop()
+            report.rows.append(Row.latency(
+                "trivial_tailnet", "trivial SDK tool through the tailnet (SOCKS5 + DERP)",
+                "floors", trivial))
             # The SSH leg alone through the tailnet, both paths: an exec channel costs
             # several round trips through DERP where a framed shell call costs one.
             host = dataclasses.replace(sshd.host_config("bench-tailnet"),
