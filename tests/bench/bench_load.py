@@ -67,6 +67,7 @@ async def _load(url: str, tool: str, arguments: dict[str, Any], clients: int,
         "p99_ms": percentile(ms, 0.99),
         "errors": len(errors),
         "first_errors": errors[:3],
+        "latencies_ms": [round(x, 3) for x in ms],
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import subprocess
 import time
@@ -11,18 +12,7 @@ import asyncssh
 
 from tests.support.sshd import Sshd
 
-Timed = Callable[[], Awaitable[object]]
-
-
-async def samples(call: Timed, n: int, warmup: int = 3) -> list[float]:
-    for _ in range(warmup):
-        await call()
-    out = []
-    for _ in range(n):
-        started = time.perf_counter()
-        await call()
-        out.append(time.perf_counter() - started)
-    return out
+Call = Callable[[], Awaitable[object]]
 
 
 async def connect(sshd: Sshd) -> asyncssh.SSHClientConnection:
@@ -32,48 +22,46 @@ async def connect(sshd: Sshd) -> asyncssh.SSHClientConnection:
     )
 
 
-async def raw_exec_warm(sshd: Sshd, n: int) -> list[float]:
+async def raw_exec(stack: contextlib.AsyncExitStack, sshd: Sshd) -> Call:
     """asyncssh exec of `hostname` on a connection that is already open."""
     conn = await connect(sshd)
-    try:
-        return await samples(lambda: conn.run("hostname", check=True), n)
-    finally:
-        conn.close()
+    stack.callback(conn.close)
+    return lambda: conn.run("hostname", check=True)
 
 
-async def raw_shell(sshd: Sshd, n: int, command: str = "hostname") -> list[float]:
+async def raw_shell(stack: contextlib.AsyncExitStack, sshd: Sshd, command: str) -> Call:
     """`command` on a persistent /bin/sh channel: end marker on both streams, nothing else."""
     conn = await connect(sshd)
-    try:
-        writer, reader, errors = await conn.open_session("exec /bin/sh", encoding=None)
+    stack.callback(conn.close)
+    writer, reader, errors = await conn.open_session("exec /bin/sh", encoding=None)
 
-        async def one() -> None:
-            token = secrets.token_hex(16)
-            writer.write(f"{command}; s=$?; echo E{token} $s >&2; echo E{token} $s\n".encode())
-            end = f"E{token}".encode()
-            out = err = b""
-            while end not in out:
-                out += await reader.read(65536)
-            while end not in err:
-                err += await errors.read(65536)
+    async def one() -> None:
+        token = secrets.token_hex(16)
+        writer.write(f"{command}; s=$?; echo E{token} $s >&2; echo E{token} $s\n".encode())
+        end = f"E{token}".encode()
+        out = err = b""
+        while end not in out:
+            out += await reader.read(65536)
+        while end not in err:
+            err += await errors.read(65536)
 
-        return await samples(one, n)
-    finally:
-        conn.close()
+    return one
 
 
 async def new_connection_per_command(sshd: Sshd, n: int) -> list[float]:
     """The seed's way: connect, run, close, every time."""
-
-    async def one() -> None:
+    out = []
+    for i in range(n + 1):
+        started = time.perf_counter()
         conn = await connect(sshd)
         try:
             await conn.run("hostname", check=True)
         finally:
             conn.close()
             await conn.wait_closed()
-
-    return await samples(one, n, warmup=1)
+        if i:  # the first one loads keys and warms caches
+            out.append(time.perf_counter() - started)
+    return out
 
 
 def openssh_per_call(sshd: Sshd, n: int) -> list[float]:

@@ -6,12 +6,17 @@ Uses the same real sshd as the tests and, where needed, the test tailnet
 (headscale + tailscaled on loopback). Prints one table of medians, p99 and
 ratios, marks each target met / not met, and writes bench-results/<stamp>.json
 and .txt so two runs can be compared.
+
+Figures that a target compares are sampled interleaved (one call of each, round
+after round), so that load from other processes on a shared machine falls on
+all of them alike instead of skewing one ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -19,6 +24,7 @@ import logging
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,6 +43,7 @@ from agent.ssh import SSHPool
 from agent.tailnet import socks_connector
 from tests.bench import bench_ssh
 from tests.bench.bench_servers import (
+    ServerProcess,
     agent_env,
     cpu_seconds,
     machine_busy_seconds,
@@ -45,65 +52,106 @@ from tests.bench.bench_servers import (
     start_floor,
     tree_cpu_seconds,
 )
-from tests.bench.bench_stats import Report, Row, Target, render, save
+from tests.bench.bench_stats import Report, Row, Target, percentile, render, save
 from tests.support.sshd import Sshd
 from whitelist import wrap_for_exec
 
 RESULTS = Path("bench-results")
 CLIENTS = 32
 MEMORY_CALLS = 10_000
+HOSTNAME = ("execute_command", {"command": "hostname"})
+THROUGHPUT = "throughput, 32 concurrent MCP clients in another process"
+WARM = "ours: warm tool call (hostname)"
+SSH_ALONE = "ours: the SSH layer alone (hostname)"
+STARTUP = "ours: start-up and memory"
+OVERVIEW = "ours: system_overview"
+
+Call = Callable[[], Awaitable[object]]
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    n: int  # samples per latency row
+    rounds: int  # interleaved rounds for the latency rows
     slow_n: int  # samples for the slow baselines (new connection, OpenSSH)
-    load_calls: int  # calls for the trivial tool's throughput
+    load_calls: int  # calls per throughput chunk for the trivial tool
     tailnet: bool
 
 
-async def timed(call: Callable[[], Awaitable[Any]], n: int, warmup: int = 5) -> list[float]:
+async def interleaved(calls: dict[str, Call], rounds: int, warmup: int = 5
+                      ) -> dict[str, list[float]]:
     for _ in range(warmup):
-        await call()
-    out = []
-    for _ in range(n):
-        started = time.perf_counter()
-        await call()
-        out.append(time.perf_counter() - started)
+        for call in calls.values():
+            await call()
+    out: dict[str, list[float]] = {key: [] for key in calls}
+    for _ in range(rounds):
+        for key, call in calls.items():
+            started = time.perf_counter()
+            await call()
+            out[key].append(time.perf_counter() - started)
     return out
 
 
-def checked(result: Any) -> Any:
-    if result.is_error:
-        raise RuntimeError(f"tool call failed: {result.content}")
-    return result
+def tool(client: Client, name: str, arguments: dict[str, Any]) -> Call:
+    async def call() -> object:
+        result = await client.call_tool(name, arguments)
+        if result.is_error:
+            raise RuntimeError(f"tool call {name} failed: {result.content}")
+        return result
+
+    return call
 
 
-def load(url: str, tool: str, arguments: dict[str, Any], calls: int, server_pid: int,
+def pool_call(pool: SSHPool, host: str) -> Call:
+    return lambda: pool.run(host, "hostname", command_name="hostname", timeout=10,
+                            max_output=65536)
+
+
+# -- throughput ----------------------------------------------------------------
+
+
+def load(url: str, tool_name: str, arguments: dict[str, Any], calls: int, server_pid: int,
          sshd: Sshd | None = None) -> dict[str, Any]:
-    """Run the load generator; add where the CPU went, per call, to its answer."""
-    before_server, before_children = cpu_seconds(server_pid), _children_cpu()
-    before_machine = machine_busy_seconds()
+    """Run the load generator; add the CPU seconds each party spent to its answer."""
     sshd_root = sshd_pid(sshd) if sshd is not None else None
-    before_sshd = tree_cpu_seconds(sshd_root) if sshd_root else 0.0
+    before = cpu_snapshot(server_pid, sshd_root)
     done = subprocess.run(
-        [sys.executable, "-m", "tests.bench.bench_load", url, tool, json.dumps(arguments),
+        [sys.executable, "-m", "tests.bench.bench_load", url, tool_name, json.dumps(arguments),
          "--clients", str(CLIENTS), "--calls", str(calls)],
         capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
     out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    per_call = 1000 / max(1, out["calls"])
-    out["cpu_ms"] = {
-        "server process": (cpu_seconds(server_pid) - before_server) * per_call,
-        "load generator": (_children_cpu() - before_children) * per_call,
-        "whole machine": (machine_busy_seconds() - before_machine) * per_call,
+    after = cpu_snapshot(server_pid, sshd_root)
+    out["cpu_s"] = {part: after[part] - before[part] for part in after}
+    return out
+
+
+def cpu_snapshot(server_pid: int, sshd_root: int | None) -> dict[str, float]:
+    times = os.times()
+    snapshot = {
+        "server process": cpu_seconds(server_pid),
+        "load generator": times.children_user + times.children_system,
+        "whole machine": machine_busy_seconds(),
     }
     if sshd_root:
-        out["cpu_ms"]["sshd and the commands"] = (
-            tree_cpu_seconds(sshd_root) - before_sshd) * per_call
-    return out
+        snapshot["sshd and the commands"] = tree_cpu_seconds(sshd_root)
+    return snapshot
+
+
+def merged(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    latencies = [x for c in chunks for x in c["latencies_ms"]]
+    calls = sum(c["calls"] for c in chunks)
+    return {
+        "calls": calls,
+        "calls_per_s": calls / sum(c["seconds"] for c in chunks),
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": percentile(latencies, 0.99),
+        "errors": sum(c["errors"] for c in chunks),
+        "first_errors": [e for c in chunks for e in c["first_errors"]][:3],
+        "cpu_ms": {part: 1000 * sum(c["cpu_s"][part] for c in chunks) / max(1, calls)
+                   for part in chunks[0]["cpu_s"]},
+    }
 
 
 def sshd_pid(sshd: Sshd) -> int | None:
@@ -111,55 +159,85 @@ def sshd_pid(sshd: Sshd) -> int | None:
     return None if proc is None else int(proc.pid)
 
 
-def _children_cpu() -> float:
-    times = os.times()
-    return times.children_user + times.children_system
-
-
-def cpu_rows(key: str, who: str, out: dict[str, Any]) -> list[Row]:
-    return [Row(f"{key}_cpu_{part.replace(' ', '_')}", f"CPU per call, {who}: {part}",
-                "throughput, 32 concurrent MCP clients in another process", value=ms,
-                unit="ms CPU") for part, ms in out["cpu_ms"].items()]
-
-
-def throughput_row(key: str, label: str, out: dict[str, Any]) -> Row:
+def throughput_rows(key: str, label: str, out: dict[str, Any]) -> list[Row]:
     note = "; ".join(out["first_errors"]) if out["errors"] else ""
-    return Row(key, label, "throughput, 32 concurrent MCP clients in another process",
-               p50_ms=out["p50_ms"], p99_ms=out["p99_ms"], n=out["calls"],
-               value=out["calls_per_s"], unit="calls/s", errors=out["errors"], note=note)
+    rows = [Row(key, label, THROUGHPUT, p50_ms=out["p50_ms"], p99_ms=out["p99_ms"],
+                n=out["calls"], value=out["calls_per_s"], unit="calls/s",
+                errors=out["errors"], note=note)]
+    rows += [Row(f"{key}_cpu_{part.replace(' ', '_')}", f"  CPU per call: {part}", THROUGHPUT,
+                 value=ms, unit="ms CPU") for part, ms in out["cpu_ms"].items()]
+    return rows
 
 
-HOSTNAME = ("execute_command", {"command": "hostname"})
+# -- the steps -------------------------------------------------------------------
 
 
-async def floors(report: Report, sshd: Sshd, plan: Plan) -> dict[str, Any]:
-    group = "floors"
-    floor, floor_url, _ = start_floor()
-    try:
-        async with Client(floor_url) as client:
-            seconds = await timed(lambda: checked_call(client, "echo", {"text": "hi"}), plan.n)
-        report.rows.append(Row.latency("trivial_tool", "trivial SDK tool (echo), HTTP loopback",
-                                       group, seconds))
-        report.rows.append(Row.latency("raw_exec", "raw asyncssh exec, warm connection",
-                                       group, await bench_ssh.raw_exec_warm(sshd, plan.n)))
-        report.rows.append(Row.latency("raw_shell", "raw persistent shell channel (hostname)",
-                                       group, await bench_ssh.raw_shell(sshd, plan.n)))
-        wrapped = wrap_for_exec("hostname", timeout=10)
-        report.rows.append(Row.latency(
-            "raw_shell_wrapped", "raw persistent shell, wrap_for_exec(hostname) (info)", group,
-            await bench_ssh.raw_shell(sshd, plan.n, wrapped),
-            note="+ timeout and sh -c, which every call needs"))
-        out = await asyncio.to_thread(load, floor_url, "echo", {"text": "hi"}, plan.load_calls,
-                                      floor.proc.pid)
-        report.rows.append(throughput_row("trivial_load", "trivial SDK tool (echo)", out))
-        report.rows += cpu_rows("trivial", "trivial tool", out)
-        return out
-    finally:
-        floor.stop()
+@dataclasses.dataclass
+class Running:
+    floor: ServerProcess
+    floor_url: str
+    agent: ServerProcess
+    agent_url: str
+    agent_client: Client
+    calls: int = 0  # tool calls the agent process has served so far
 
 
-async def checked_call(client: Client, tool: str, arguments: dict[str, Any]) -> Any:
-    return checked(await client.call_tool(tool, arguments))
+async def latency(report: Report, stack: contextlib.AsyncExitStack, sshd: Sshd, run: Running,
+                  plan: Plan) -> None:
+    host = sshd.host_config("bench")
+    settings = load_settings({}, env_file=None)
+    settings = dataclasses.replace(settings, hosts={"bench": host}, default_host="bench")
+    calls: dict[str, Call] = {}
+    floor_client = await stack.enter_async_context(Client(run.floor_url))
+    calls["trivial_tool"] = tool(floor_client, "echo", {"text": "hi"})
+    calls["raw_exec"] = await bench_ssh.raw_exec(stack, sshd)
+    calls["raw_shell"] = await bench_ssh.raw_shell(stack, sshd, "hostname")
+    calls["raw_shell_wrapped"] = await bench_ssh.raw_shell(
+        stack, sshd, wrap_for_exec("hostname", timeout=10))
+    for fast in (True, False):
+        service = build_service(settings, mode="local")
+        service.pool.fast_path = fast
+        stack.push_async_callback(service.pool.close)
+        client = await stack.enter_async_context(Client(build_mcp_server(service)))
+        calls["in_process" if fast else "in_process_exec"] = tool(client, *HOSTNAME)
+    calls["loopback"] = tool(run.agent_client, *HOSTNAME)
+    for fast in (True, False):
+        pool = SSHPool({"bench": host}, fast_path=fast)
+        stack.push_async_callback(pool.close)
+        calls["pool_fast" if fast else "pool_exec"] = pool_call(pool, "bench")
+    samples = await interleaved(calls, plan.rounds)
+    run.calls += plan.rounds + 5
+    labels = {
+        "trivial_tool": ("floors", "trivial SDK tool (echo), HTTP loopback", ""),
+        "raw_exec": ("floors", "raw asyncssh exec, warm connection", ""),
+        "raw_shell": ("floors", "raw persistent shell channel (hostname)", ""),
+        "raw_shell_wrapped": ("floors", "raw persistent shell, wrap_for_exec(hostname)",
+                              "info: + timeout and sh -c, which every call runs"),
+        "in_process": (WARM, "MCP in-process, Client(mcp_server), persistent shell", ""),
+        "in_process_exec": (WARM, "MCP in-process, Client(mcp_server), exec channel", ""),
+        "loopback": (WARM, "MCP over HTTP on loopback (agent process)", ""),
+        "pool_fast": (SSH_ALONE, "SSHPool.run alone, persistent shell", ""),
+        "pool_exec": (SSH_ALONE, "SSHPool.run alone, exec channel", ""),
+    }
+    for key, seconds in samples.items():
+        group, label, note = labels[key]
+        report.rows.append(Row.latency(key, label, group, seconds, note=note))
+
+
+async def overview(report: Report, run: Running, plan: Plan) -> None:
+    calls = {f"member_{name}": tool(run.agent_client, "execute_command", {"command": name})
+             for name in OVERVIEW_COMMANDS}
+    calls["overview"] = tool(run.agent_client, "system_overview", {})
+    rounds = max(20, plan.rounds // 4)
+    samples = await interleaved(calls, rounds)
+    run.calls += (rounds + 5) * len(calls)
+    rows = [Row.latency(key, f"member alone: {key[7:]}" if key != "overview" else
+                        "system_overview (6 commands at once)", OVERVIEW, seconds)
+            for key, seconds in samples.items()]
+    report.rows += rows
+    slowest = max(rows[:-1], key=lambda r: r.p50_ms or 0.0)
+    report.rows.append(dataclasses.replace(
+        slowest, key="slowest_member", label=f"slowest member ({slowest.key[7:]})"))
 
 
 async def others(report: Report, sshd: Sshd, plan: Plan) -> None:
@@ -176,143 +254,67 @@ async def others(report: Report, sshd: Sshd, plan: Plan) -> None:
         await asyncio.to_thread(bench_ssh.openssh_per_call, sshd, plan.slow_n)))
 
 
-async def in_process(report: Report, sshd: Sshd, plan: Plan) -> None:
-    group = "ours: warm tool call (hostname)"
-    settings = load_settings({}, env_file=None)
-    host = sshd.host_config("bench")
-    settings = dataclasses.replace(settings, hosts={"bench": host}, default_host="bench")
-    for fast in (True, False):
-        service = build_service(settings, mode="local")
-        service.pool.fast_path = fast
-        mcp = build_mcp_server(service)
-        try:
-            async with Client(mcp) as client:
-                seconds = await timed(lambda: checked_call(client, *HOSTNAME), plan.n)
-            path = "persistent shell" if fast else "exec channel"
-            report.rows.append(Row.latency(
-                "in_process" if fast else "in_process_exec",
-                f"MCP in-process, Client(mcp_server), {path}", group, seconds))
-        finally:
-            await service.pool.close()
-    # The SSH layer alone, both paths: what the fast path buys below MCP.
-    for fast in (True, False):
-        pool = SSHPool({"bench": host}, fast_path=fast)
-        try:
-            seconds = await timed(lambda pool=pool: pool.run(  # type: ignore[misc]
-                "bench", "hostname", command_name="hostname", timeout=10, max_output=65536),
-                plan.n)
-        finally:
-            await pool.close()
-        report.rows.append(Row.latency(
-            "pool_fast" if fast else "pool_exec",
-            f"SSHPool.run alone, {'persistent shell' if fast else 'exec channel'}",
-            "ours: the SSH layer alone (hostname)", seconds))
+async def throughput(report: Report, sshd: Sshd, run: Running, plan: Plan) -> None:
+    """Alternate trivial-tool and agent chunks so drifting load hits both alike."""
+    trivial, ours = [], []
+    ours_total = max(2000, MEMORY_CALLS - run.calls - 2 * 2 * CLIENTS)
+    for half in (ours_total // 2, ours_total - ours_total // 2):
+        trivial.append(await asyncio.to_thread(
+            load, run.floor_url, "echo", {"text": "hi"}, plan.load_calls, run.floor.proc.pid))
+        ours.append(await asyncio.to_thread(
+            load, run.agent_url, *HOSTNAME, half, run.agent.proc.pid, sshd))
+        run.calls += half + 2 * CLIENTS
+    report.rows += throughput_rows("trivial_load", "trivial SDK tool (echo)", merged(trivial))
+    report.rows += throughput_rows("ours_load", "ours: execute_command hostname", merged(ours))
 
 
-async def loopback(report: Report, sshd: Sshd, plan: Plan, work: Path) -> None:
-    group = "ours: warm tool call (hostname)"
-    agent, url, startup = start_agent(agent_env(sshd, work), "--local")
-    try:
-        report.rows.append(Row("startup_local", "start-up to ready (serve --local)",
-                               "ours: start-up and memory", value=startup, unit="s"))
-        calls = 0
-        async with Client(url) as client:
-            for _ in range(100):
-                checked(await client.call_tool(*HOSTNAME))
-            calls += 100
-            rss_100 = rss_mib(agent.proc.pid)
-            seconds = await timed(lambda: checked_call(client, *HOSTNAME), plan.n)
-            calls += plan.n + 5
-            report.rows.append(Row.latency("loopback", "MCP over HTTP on loopback (agent process)",
-                                           group, seconds))
-            members = []
-            for name in OVERVIEW_COMMANDS:
-                member = await timed(
-                    lambda name=name: checked_call(  # type: ignore[misc]
-                        client, "execute_command", {"command": name}),
-                    max(20, plan.n // 4))
-                calls += len(member) + 5
-                row = Row.latency(f"member_{name}", f"member alone: {name}",
-                                  "ours: system_overview", member)
-                members.append(row)
-                report.rows.append(row)
-            overview = await timed(lambda: checked_call(client, "system_overview", {}),
-                                   max(20, plan.n // 4))
-            calls += len(overview) + 5
-            report.rows.append(Row.latency("overview", "system_overview (6 commands at once)",
-                                           "ours: system_overview", overview))
-        slowest = max(members, key=lambda r: r.p50_ms or 0.0)
-        report.rows.append(dataclasses.replace(
-            slowest, key="slowest_member", label=f"slowest member ({slowest.label[14:]})"))
-        out = await asyncio.to_thread(load, url, *HOSTNAME, max(1000, MEMORY_CALLS - calls),
-                                      agent.proc.pid, sshd)
-        report.rows.append(throughput_row("ours_load", "ours: execute_command hostname", out))
-        report.rows += cpu_rows("ours", "ours", out)
-        calls += out["calls"] + 2 * CLIENTS
-        rss_10k = rss_mib(agent.proc.pid)
-        report.rows.append(Row("rss_100", "agent resident memory after 100 calls",
-                               "ours: start-up and memory", value=rss_100, unit="MiB"))
-        report.rows.append(Row("rss_10k", f"agent resident memory after {calls} calls",
-                               "ours: start-up and memory", value=rss_10k, unit="MiB",
-                               n=calls))
-    finally:
-        agent.stop()
-
-
-async def through_tailnet(report: Report, sshd: Sshd, plan: Plan, work: Path) -> None:
-    group = "ours: warm tool call (hostname)"
+async def through_tailnet(report: Report, sshd: Sshd, run: Running, plan: Plan,
+                          work: Path) -> None:
     from tests.bench.bench_tailnet import tailnet_topology
 
     try:
-        async with tailnet_topology(sshd, work) as topo:
+        async with tailnet_topology(sshd, work) as topo, contextlib.AsyncExitStack() as stack:
             report.rows.append(Row("startup_tailnet", "start-up to ready (serve, joins tailnet)",
-                                   "ours: start-up and memory", value=topo.startup, unit="s"))
-            async with topo.client() as client:
-                seconds = await timed(lambda: checked_call(client, *HOSTNAME), plan.n)
-            report.rows.append(Row.latency(
-                "tailnet", "MCP through the tailnet (SOCKS5 + DERP, SSH via tailnet)", group,
-                seconds))
-            # The floor through the tailnet: the trivial tool behind the server node.
+                                   STARTUP, value=topo.startup, unit="s"))
             floor, _, floor_port = start_floor(any_host=True)
-            try:
-                floor_url = f"http://{topo.server_ip.rsplit(':', 1)[0]}:{floor_port}/mcp"
-                async with topo.client(floor_url) as client:
-                    trivial = await timed(
-                        lambda: checked_call(client, "echo", {"text": "hi"}), plan.n)
-            finally:
-                floor.stop()
-            report.rows.append(Row.latency(
-                "trivial_tailnet", "trivial SDK tool through the tailnet (SOCKS5 + DERP)",
-                "floors", trivial))
-            # The SSH leg alone through the tailnet, both paths: an exec channel costs
-            # several round trips through DERP where a framed shell call costs one.
-            host = dataclasses.replace(sshd.host_config("bench-tailnet"),
-                                       address=topo.server_ip.rsplit(":", 1)[0],
+            stack.callback(floor.stop)
+            server_ip = topo.server_ip.rsplit(":", 1)[0]
+            agent = await stack.enter_async_context(topo.client())
+            trivial = await stack.enter_async_context(
+                topo.client(f"http://{server_ip}:{floor_port}/mcp"))
+            host = dataclasses.replace(sshd.host_config("bench-tailnet"), address=server_ip,
                                        known_hosts=topo.known_hosts)
+            calls: dict[str, Call] = {
+                "tailnet": tool(agent, *HOSTNAME),
+                "loopback_again": tool(run.agent_client, *HOSTNAME),
+                "trivial_tailnet": tool(trivial, "echo", {"text": "hi"}),
+            }
             for fast in (True, False):
                 pool = SSHPool({host.name: host}, fast_path=fast,
                                connector=socks_connector(lambda: topo.client_node.socks5))
-                try:
-                    seconds = await timed(lambda pool=pool: pool.run(  # type: ignore[misc]
-                        host.name, "hostname", command_name="hostname", timeout=10,
-                        max_output=65536), max(20, plan.n // 3))
-                finally:
-                    await pool.close()
-                report.rows.append(Row.latency(
-                    "tailnet_pool_fast" if fast else "tailnet_pool_exec",
-                    f"SSHPool.run through the tailnet, "
-                    f"{'persistent shell' if fast else 'exec channel'}",
-                    "ours: the SSH layer alone (hostname)", seconds))
-            # What identifying the caller costs when it is asked for every request.
-            whois = await timed(lambda: topo.client_node.localapi.whois(topo.server_ip),
-                                max(20, plan.n // 3))
-            report.rows.append(Row.latency(
-                "whois", "LocalAPI whois round trip (the agent asks once per request)",
-                "ours: warm tool call (hostname)", whois, note="info"))
+                stack.push_async_callback(pool.close)
+                calls["tailnet_pool_fast" if fast else "tailnet_pool_exec"] = pool_call(
+                    pool, host.name)
+            calls["whois"] = lambda: topo.client_node.localapi.whois(topo.server_ip)
+            samples = await interleaved(calls, max(50, plan.rounds // 2))
+            run.calls += len(samples["loopback_again"]) + 5
     except Exception as exc:  # a missing Go toolchain must not sink the other figures
         traceback.print_exc()
-        report.rows.append(Row.missing("tailnet", "MCP through the tailnet", group,
+        report.rows.append(Row.missing("tailnet", "MCP through the tailnet", WARM,
                                        describe(exc)[:300]))
+        return
+    labels = {
+        "tailnet": (WARM, "MCP through the tailnet (SOCKS5 + DERP, SSH via tailnet)", ""),
+        "loopback_again": (WARM, "MCP over HTTP on loopback, sampled with the tailnet row", ""),
+        "trivial_tailnet": ("floors", "trivial SDK tool through the tailnet (SOCKS5 + DERP)", ""),
+        "tailnet_pool_fast": (SSH_ALONE, "SSHPool.run through the tailnet, persistent shell",
+                              ""),
+        "tailnet_pool_exec": (SSH_ALONE, "SSHPool.run through the tailnet, exec channel", ""),
+        "whois": (WARM, "LocalAPI whois round trip (asked once per HTTP request)", "info"),
+    }
+    for key, seconds in samples.items():
+        group, label, note = labels[key]
+        report.rows.append(Row.latency(key, label, group, seconds, note=note))
 
 
 def describe(exc: BaseException) -> str:
@@ -327,36 +329,44 @@ def targets(report: Report) -> list[Target]:
         row = report.row(key)
         return None if row is None else row.p50_ms
 
+    def value(key: str) -> float | None:
+        row = report.row(key)
+        return None if row is None else row.value
+
     def ratio(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None or b == 0 else a / b
 
     loop, trivial, shell = p50("loopback"), p50("trivial_tool"), p50("raw_shell")
     floor = None if trivial is None or shell is None else trivial + shell
-    def value(key: str) -> float | None:
-        row = report.row(key)
-        return None if row is None else row.value
-
+    wrapped = p50("raw_shell_wrapped")
+    wrapped_floor = None if trivial is None or wrapped is None else trivial + wrapped
     ours_load = report.row("ours_load")
     return [
         Target("loopback_vs_floor",
                "warm call on loopback / (trivial tool + raw shell) p50", ratio(loop, floor), 1.3,
-               detail=f"{loop and round(loop, 2)} ms vs {floor and round(floor, 2)} ms"),
+               detail=f"{_r(loop)} ms vs {_r(floor)} ms; with the wrapped command as the shell "
+                      f"floor: {_r(ratio(loop, wrapped_floor))}"),
         Target("vs_new_connection", "new connection per command / warm call p50",
                ratio(p50("new_connection"), loop), 10.0, sense="ge"),
         Target("overview", "system_overview / slowest member p50",
                ratio(p50("overview"), p50("slowest_member")), 1.5),
         Target("throughput", "throughput, 32 clients: ours / trivial tool",
-               ratio(value("ours_load"), value("trivial_load")), 0.8,
-               sense="ge"),
+               ratio(value("ours_load"), value("trivial_load")), 0.8, sense="ge",
+               detail=f"machine CPU per call: ours {_r(value('ours_load_cpu_whole_machine'))} ms, "
+                      f"trivial {_r(value('trivial_load_cpu_whole_machine'))} ms"),
         Target("throughput_p99", "throughput, 32 clients: our p99 ms (zero errors required)",
                None if ours_load is None else
                (ours_load.p99_ms if not ours_load.errors else float("inf")), 100.0,
                detail="" if ours_load is None else f"errors: {ours_load.errors}"),
         Target("memory", "resident memory after 10,000 / after 100 calls",
                ratio(value("rss_10k"), value("rss_100")), 1.2),
-        Target("tailnet", "warm call through the tailnet / on loopback p50",
-               ratio(p50("tailnet"), loop), 2.0),
+        Target("tailnet", "warm call through the tailnet / on loopback p50 (interleaved)",
+               ratio(p50("tailnet"), p50("loopback_again")), 2.0),
     ]
+
+
+def _r(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
 
 
 def quiet_logging(path: Path) -> None:
@@ -369,36 +379,63 @@ def quiet_logging(path: Path) -> None:
     logging.getLogger("tailnet_agent.calls").setLevel(logging.INFO)
 
 
+async def measure(report: Report, sshd: Sshd, plan: Plan, work: Path) -> None:
+    def step(name: str) -> None:
+        print(f"bench: {name} ({time.monotonic() - begun:.0f} s)", file=sys.stderr, flush=True)
+
+    begun = time.monotonic()
+    async with contextlib.AsyncExitStack() as stack:
+        step("starting the floor server and the agent")
+        floor, floor_url, _ = start_floor()
+        stack.callback(floor.stop)
+        agent, agent_url, startup = start_agent(agent_env(sshd, work), "--local")
+        stack.callback(agent.stop)
+        report.rows.append(Row("startup_local", "start-up to ready (serve --local)", STARTUP,
+                               value=startup, unit="s"))
+        agent_client = await stack.enter_async_context(Client(agent_url))
+        run = Running(floor, floor_url, agent, agent_url, agent_client)
+        for _ in range(100):
+            await tool(agent_client, *HOSTNAME)()
+        run.calls += 100
+        rss_100 = rss_mib(agent.proc.pid)
+        step("latency, interleaved")
+        await latency(report, stack, sshd, run, plan)
+        step("system_overview")
+        await overview(report, run, plan)
+        step("new connection per command, OpenSSH client")
+        await others(report, sshd, plan)
+        step("throughput")
+        await throughput(report, sshd, run, plan)
+        rss_10k = rss_mib(agent.proc.pid)
+        report.rows.append(Row("rss_100", "agent resident memory after 100 calls", STARTUP,
+                               value=rss_100, unit="MiB", n=100))
+        report.rows.append(Row("rss_10k", f"agent resident memory after {run.calls} calls",
+                               STARTUP, value=rss_10k, unit="MiB", n=run.calls))
+        if plan.tailnet:
+            step("through the tailnet")
+            await through_tailnet(report, sshd, run, plan, work)
+        step("done")
+
+
 async def main_async(args: argparse.Namespace) -> Report:
-    plan = (Plan(n=60, slow_n=8, load_calls=1000, tailnet=not args.no_tailnet) if args.quick
-            else Plan(n=300, slow_n=25, load_calls=3000, tailnet=not args.no_tailnet))
+    plan = (Plan(rounds=60, slow_n=8, load_calls=500, tailnet=not args.no_tailnet)
+            if args.quick else
+            Plan(rounds=300, slow_n=25, load_calls=2000, tailnet=not args.no_tailnet))
     report = Report(
         started=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         machine={"cpus": os.cpu_count(), "python": platform.python_version(),
-                 "load1": round(os.getloadavg()[0], 2)},
+                 "load1_at_start": round(os.getloadavg()[0], 2)},
     )
     sshd = Sshd()
     sshd.start()
     work = Path(tempfile.mkdtemp(prefix="tnagent-bench-"))
     quiet_logging(work / "in-process.log")
     try:
-        steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
-            ("floors", lambda: floors(report, sshd, plan)),
-            ("other ways", lambda: others(report, sshd, plan)),
-            ("in-process", lambda: in_process(report, sshd, plan)),
-            ("loopback agent", lambda: loopback(report, sshd, plan, work)),
-        ]
-        if plan.tailnet:
-            steps.append(("tailnet", lambda: through_tailnet(report, sshd, plan, work)))
-        for name, step in steps:
-            started = time.monotonic()
-            print(f"bench: {name} ...", file=sys.stderr, flush=True)
-            await step()
-            print(f"bench: {name} done in {time.monotonic() - started:.0f} s",
-                  file=sys.stderr, flush=True)
+        await measure(report, sshd, plan, work)
     finally:
         sshd.cleanup()
         shutil.rmtree(work, ignore_errors=True)
+    report.machine["load1_at_end"] = round(os.getloadavg()[0], 2)
     report.targets = targets(report)
     return report
 
@@ -409,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare", type=Path, metavar="OLD.json",
                         help="print each figure next to the same one from an earlier run")
     parser.add_argument("--no-tailnet", action="store_true",
-                        help="skip the tailnet row (needs headscale/tailscaled built with Go)")
+                        help="skip the tailnet rows (they need headscale/tailscaled built with Go)")
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
     args = parser.parse_args(argv)
