@@ -310,7 +310,7 @@ from pathlib import Path
 from tailscale_userspace import NodeOptions, TailscaleNode
 
 async def main():
-    node = TailscaleNode(NodeOptions(tailscaled=Path(sys.argv[1])))
+    node = TailscaleNode(NodeOptions(tailscaled=Path(sys.argv[1]), runtime_dir=Path(sys.argv[2])))
     await node.start()
     print(node.pid, flush=True)
     await asyncio.sleep(3600)
@@ -319,12 +319,15 @@ asyncio.run(main())
 """
 
 
-async def test_tailscaled_dies_with_a_sigkilled_owner(tailnet_binaries: TailnetBinaries) -> None:
+async def test_tailscaled_dies_with_a_sigkilled_owner(
+    tailnet_binaries: TailnetBinaries, tmp_path: Path
+) -> None:
     owner = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         _OWNER_SCRIPT,
         str(tailnet_binaries.tailscaled),
+        str(tmp_path / "run"),  # not a stray /tmp/tsu-* dir: the owner never cleans up
         stdout=subprocess.PIPE,
     )
     assert owner.stdout is not None
