@@ -361,6 +361,10 @@ class ChannelSlots:
         shell.finish()
         self.busy -= 1
         self.idle.append(shell)
+        # Reuse is most-recent-first, so shells left over from a burst sink to the
+        # front; close those nobody needed for a while.
+        while len(self.idle) > 1 and not self.idle[0].usable(self.idle[0].conn):
+            self.idle.pop(0).kill()
         self._wake()
 
     def discard(self, shell: Shell) -> None:

@@ -261,3 +261,18 @@ def test_frame_parser_doubts_stray_output() -> None:
     bad = FrameStream(token, cap=MiB)
     bad.feed(f"S{token}\nE{token} x\n".encode())
     assert bad.doubt == "a malformed end marker"
+
+
+async def test_shells_idle_too_long_are_closed(
+    ssh_host: HostConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agent.shellpool.IDLE_SECONDS", 0.5)
+    pool = SSHPool({"test": ssh_host}, max_sessions=4)
+    try:
+        await asyncio.gather(*(run(pool, "sleep 0.2") for _ in range(3)))
+        assert pool.shells("test") == 3
+        await asyncio.sleep(0.7)
+        assert (await run(pool, "echo fresh")).stdout == "fresh\n"
+        assert pool.shells("test") == 1
+    finally:
+        await pool.close()
