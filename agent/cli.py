@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import dataclasses
 import logging
-import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -260,13 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 from .tailnet import serve_tailnet
 
-                # serve_tailnet loads the settings itself: hand it the flags the way the
-                # environment would (the environment is what load_settings reads first).
-                for flag, variable in (("policy", "TAILNET_AGENT_POLICY"),
-                                       ("audit_log", "TAILNET_AGENT_AUDIT_LOG")):
-                    if getattr(args, flag, None):
-                        os.environ[variable] = str(getattr(args, flag).resolve())
-                asyncio.run(serve_tailnet(args))
+                asyncio.run(serve_tailnet(args, _settings(args)))
         elif args.command == "demo":
             asyncio.run(_local_serve(args, demo=True))
         elif args.command == "mcp":

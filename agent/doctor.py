@@ -59,6 +59,28 @@ def _check_known_hosts(report: Report, host: HostConfig) -> None:
                     f"tailnet-agent trust {host.name}")
 
 
+def _check_policy_and_audit(report: Report, settings: Settings) -> None:
+    from .audit import default_audit_path
+    from .config import ConfigError
+    from .policy import load_policy
+
+    try:
+        load_policy(settings.policy_file)
+        report.ok(f"policy: {settings.policy_file or 'the shipped default (read-only for users)'}")
+    except ConfigError as exc:
+        report.fail(f"policy: {exc}", "correct the policy file (see README, Security)")
+    path = settings.audit_log or default_audit_path()
+    directory = path.parent
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent  # the agent creates the missing folders
+    target = path if path.exists() else directory
+    if os.access(target, os.W_OK):
+        report.ok(f"audit log: {path} is writable")
+    else:
+        report.fail(f"audit log: {path} is not writable, so every tool call would be refused",
+                    "fix its permissions or set --audit-log / TAILNET_AGENT_AUDIT_LOG")
+
+
 async def run_doctor(settings: Settings, *, extra_catalogs: Sequence[str] = ()) -> int:
     report = Report()
     for name in DEPENDENCIES:
@@ -72,6 +94,7 @@ async def run_doctor(settings: Settings, *, extra_catalogs: Sequence[str] = ()) 
         report.ok(f"catalog: {len(catalog)} commands")
     except WhitelistError as exc:
         report.fail(f"catalog: {exc}", "correct the file and field named above")
+    _check_policy_and_audit(report, settings)
     if settings.anthropic_api_key:
         report.ok("ANTHROPIC_API_KEY is set (chat enabled)")
     else:

@@ -28,7 +28,7 @@ from tailscale_userspace import (
 )
 
 from . import __version__
-from .config import load_settings
+from .config import Settings
 from .hostcheck import LOOPBACK_NAMES
 from .identity import tailnet_resolver
 from .mcp_server import build_mcp_server
@@ -93,8 +93,7 @@ async def joined_node(
         await node.stop()
 
 
-async def serve_tailnet(args: argparse.Namespace) -> None:
-    settings = load_settings(env_file=args.env_file, inventory=args.inventory)
+async def serve_tailnet(args: argparse.Namespace, settings: Settings) -> None:
     node = node_from_args(args, default_hostname="tailnet-agent")
 
     # Until uvicorn takes over signal handling, SIGTERM must still unwind through the

@@ -18,7 +18,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.support.sshd import Sshd
-from tests.support.tailnet import TestTailnet, free_port
+from tests.support.tailnet import TestTailnet, free_port, wait_peer
 
 from .frozen import (
     exe_of,
@@ -77,6 +77,9 @@ async def test_serve_on_the_tailnet_with_the_embedded_tailscaled(
         record_figure("serve: cold start to Ready on the test tailnet",
                       (time.monotonic() - agent.started) * 1000, "ms")
         assert url == f"http://{AGENT}.{server_name.split('.', 1)[1]}:{port}/mcp", url
+        # Peers learn a new node's DERP region a few seconds after it joins.
+        for node in (client, server):
+            await wait_peer(node, url.split("//")[1].rsplit(":", 1)[0], within=60)
 
         # The tailscaled serving us is the one unpacked from the executable.
         unpacked = unpack_dirs(tmpdir)

@@ -33,7 +33,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tailscale_userspace import TailscaleNode
 from tests.support.sshd import Sshd
-from tests.support.tailnet import TestTailnet
+from tests.support.tailnet import TestTailnet, wait_peer
 
 AGENT_HOSTNAME = "agent-e2e"
 pytestmark = pytest.mark.e2e
@@ -56,14 +56,15 @@ class AgentProcess:
     def output(self) -> str:
         return "".join(self.lines)
 
-    def wait_for(self, pattern: str, timeout: float = 90.0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, pattern: str, within: float = 90.0) -> re.Match[str]:
+        # Async, so the session's tailscaled log readers keep running while we wait.
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if match := re.search(pattern, self.output):
                 return match
             if self.proc.poll() is not None:
                 break
-            time.sleep(0.1)
+            await asyncio.sleep(0.1)
         raise AssertionError(f"agent never printed {pattern!r}; output:\n{self.output}")
 
     def stop(self) -> int:
@@ -167,8 +168,12 @@ async def topology(tailnet: TestTailnet, sshd: Sshd, tmp_path_factory: pytest.Te
     }
     agent = spawn_agent(env, "--port", str(port))
     try:
-        url = agent.wait_for(r"MCP endpoint: (http://\S+/mcp)").group(1)
-        agent.wait_for(r"Ready\.")
+        url = (await agent.wait_for(r"MCP endpoint: (http://\S+/mcp)")).group(1)
+        await agent.wait_for(r"Ready\.")
+        # Peers learn a new node's DERP region a few seconds after it joins.
+        agent_name = url.split("//")[1].rsplit(":", 1)[0]
+        for node in (client, server):
+            await wait_peer(node, agent_name, within=60)
         yield Topology(tailnet, sshd, server, client, agent, url, port)
     finally:
         agent.stop()
@@ -195,7 +200,7 @@ async def test_client_node_runs_tools_on_the_server_through_the_agent(topology: 
     # The request reached the agent through the tailnet, from the client node:
     who = pong.structured_content["identity"]
     assert who.startswith(t.tailnet.login_name("bob")) and "client" in who, who
-    t.agent.wait_for(r"bob \(client[^)]*\) runs disk_usage on server", timeout=10)
+    await t.agent.wait_for(r"bob \(client[^)]*\) runs disk_usage on server", within=10)
 
 
 async def test_ssh_goes_through_socks5_to_the_servers_tailnet_address(topology: Topology) -> None:
@@ -241,7 +246,7 @@ async def test_agent_restarts_a_killed_tailscaled_and_keeps_serving(topology: To
     t = topology
     (old,) = tailscaled_children(t.agent.proc.pid)
     os.kill(old, signal.SIGKILL)
-    t.agent.wait_for(r"tailscaled exited unexpectedly", timeout=15)
+    await t.agent.wait_for(r"tailscaled exited unexpectedly", within=15)
     deadline = time.monotonic() + 90
     last_error: object = None
     while time.monotonic() < deadline:
@@ -280,9 +285,9 @@ async def test_without_an_auth_key_the_agent_prints_the_login_url_and_waits(
     env = tailnet.env(user=None, hostname="agent-login")
     agent = spawn_agent(env, "--port", str(free_port()))
     try:
-        match = agent.wait_for(r"open (http://\S+/register/\S+)", timeout=60)
+        match = await agent.wait_for(r"open (http://\S+/register/\S+)", within=60)
         assert match.group(1).startswith(tailnet.control_url)
-        time.sleep(2)
+        await asyncio.sleep(2)
         assert agent.proc.poll() is None, agent.output
         owned = tailscaled_children(agent.proc.pid)
         assert owned
@@ -313,8 +318,9 @@ async def test_trust_over_the_tailnet_pins_the_servers_key(
         "REMOTE_SSH_KEY_PATH": str(sshd.client_key),
         "REMOTE_SSH_KNOWN_HOSTS": str(known),
     }
-    expected = subprocess.run(["ssh-keygen", "-lf", f"{sshd.host_key}.pub"], capture_output=True,
-                              text=True, check=True).stdout.split()[1]
+    expected = (await asyncio.to_thread(
+        subprocess.run, ["ssh-keygen", "-lf", f"{sshd.host_key}.pub"], capture_output=True,
+        text=True, check=True)).stdout.split()[1]
     result = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "agent.cli", "trust", "default", "--tailnet", "--yes",

@@ -139,8 +139,8 @@ async def topology(policy_tailnet: TestTailnet, sshd: Sshd, scratch: Path,
                         "--audit-log", str(work / "audit.jsonl"),
                         "--catalog", str(work / "extra.yaml"))
     try:
-        url = agent.wait_for(r"MCP endpoint: (http://\S+/mcp)").group(1)
-        agent.wait_for(r"Ready\.")
+        url = (await agent.wait_for(r"MCP endpoint: (http://\S+/mcp)")).group(1)
+        await agent.wait_for(r"Ready\.")
         # A first dial before a client knows the agent's DERP region fails in SOCKS5.
         agent_name = url.split("//")[1].rsplit(":", 1)[0]
         for node in (alice, bob, ci):
