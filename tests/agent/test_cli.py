@@ -88,7 +88,9 @@ def test_trust_shows_the_fingerprint_and_pins_only_when_confirmed(
 
 def test_a_malformed_catalog_is_refused_with_file_command_and_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("commands:\n  oops:\n    description: x\n    category: X\n    template: 'ls {p}'\n")
+    bad.write_text(
+        "commands:\n  oops:\n    description: x\n    category: X\n    template: 'ls {p}'\n"
+    )
     result = run_cli("serve", "--local", "--port", "0", "--catalog", str(bad),
                      "--env-file", "/dev/null")
     assert result.returncode == 2

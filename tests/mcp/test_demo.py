@@ -46,8 +46,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subpro
         proc.wait(timeout=15)
 
 
-async def test_demo_answers_check_disk_with_real_df(demo: tuple[str, subprocess.Popen[str]]) -> None:
-    url, proc = demo
+async def test_demo_answers_check_disk_with_real_df(
+    demo: tuple[str, subprocess.Popen[str]],
+) -> None:
+    url, _proc = demo
     async with Client(url) as client:
         tools = {t.name for t in (await client.list_tools()).tools}
         assert "check_disk" in tools

@@ -34,7 +34,7 @@ IDENTITY = local_user_identity()
 
 
 def twin(command: Command) -> Command:
-    fields = " ".join("{%s}" % p.name for p in command.parameters)
+    fields = " ".join(f"{{{p.name}}}" for p in command.parameters)
     return dataclasses.replace(
         command, name=f"{command.name}_argv", template=f"printf '<%s>\\n' {fields}"
     )
