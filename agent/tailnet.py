@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from tailscale_userspace import (
     NodeInfo,
     NodeOptions,
+    SocksError,
     TailscaleNode,
     find_tailscaled,
     open_socks5_connection,
@@ -46,7 +47,14 @@ def socks_connector(proxy: Callable[[], tuple[str, int]]) -> Connector:
     """
 
     async def connect(host: str, port: int) -> socket.socket:
-        return await open_socks5_connection(proxy(), host, port)
+        try:
+            return await open_socks5_connection(proxy(), host, port)
+        except SocksError as exc:
+            # Right after this node joins, peers do not know its DERP region yet and the
+            # first dial can fail ("general SOCKS server failure"); one more try settles it.
+            log.info("SOCKS5 dial to %s:%d failed (%s); retrying once", host, port, exc)
+            await asyncio.sleep(1.0)
+            return await open_socks5_connection(proxy(), host, port)
 
     return connect
 
