@@ -299,7 +299,7 @@ async def open_shell(conn: asyncssh.SSHClientConnection, timeout: float) -> Shel
     call = shell.hello()
     try:
         await asyncio.wait_for(call.done.wait(), timeout)
-    except TimeoutError:
+    except BaseException:  # timed out, or our caller was cancelled: never leave it open
         shell.kill()
         raise
     if not call.clean:

@@ -483,15 +483,13 @@ class SSHPool:
                 client_killed = True
             # A command the remote `timeout` stopped leaves a shell we no longer trust.
             keep = call.clean and call.exit_status not in (124, 137)
-            if call.lost is None and call.doubt is not None:
-                call.lost = ConnectionError(f"the shell's output framing broke: {call.doubt}")
         finally:
             # Also runs when our caller is cancelled: a half-read frame is never reused.
             if keep:
                 state.slots.give_back(shell)
             else:
                 state.slots.discard(shell)
-        if call.lost is not None and not call.started:
+        if call.lost is not None and not call.started and call.doubt is None:
             # The shell was gone before it printed anything for this call, so the
             # command almost certainly did not start, and fast-path commands are
             # read-only: running it on an exec channel (which reconnects) is safe.
@@ -499,6 +497,9 @@ class SSHPool:
             if state.conn is conn and conn.is_closed():
                 state.conn = None
             return None
+        if call.lost is None and call.doubt is not None:
+            # Not a lost connection, but the result is as uncertain: say so in stderr.
+            call.lost = ConnectionError(f"the shell's output framing broke: {call.doubt}")
         elapsed = time.monotonic() - started
         return self._result(
             state, command_name, rendered, call, max_output, timeout, elapsed, client_killed

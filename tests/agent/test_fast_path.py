@@ -276,3 +276,17 @@ async def test_shells_idle_too_long_are_closed(
         assert pool.shells("test") == 1
     finally:
         await pool.close()
+
+
+async def test_a_cancelled_caller_does_not_leave_its_shell_in_the_pool(pool: SSHPool) -> None:
+    await run(pool, "true")
+    assert pool.shells("test") == 1
+    task = asyncio.create_task(run(pool, "sleep 3; echo never", timeout=4))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Half a frame may still be on its way: that shell is never reused.
+    assert pool.shells("test") == 0
+    results = await asyncio.gather(*(run(pool, f"echo {i}") for i in range(3)))
+    assert [r.stdout for r in results] == ["0\n", "1\n", "2\n"]
