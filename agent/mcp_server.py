@@ -7,13 +7,19 @@ says what is allowed. Nothing here builds a command string.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.elicitation import (
+    AcceptedElicitation,
+    CancelledElicitation,
+    DeclinedElicitation,
+    ElicitationResult,
+)
+from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ClientCapabilities, ElicitationCapability, ToolAnnotations
+from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from whitelist import Command, WhitelistError
@@ -29,8 +35,6 @@ from .ssh import SSHError
 log = logging.getLogger(__name__)
 
 IDENTITY_META_KEY = "tailnet-agent/identity"
-# An unanswered confirmation must not hold a call open forever.
-CONFIRM_TIMEOUT = 600.0
 
 OVERVIEW_COMMANDS = ("hostname", "uptime", "uname", "disk_usage", "memory_usage", "process_count")
 
@@ -173,30 +177,68 @@ def caller(service: AgentService, ctx: Context) -> Identity:
     return service.identity_tokens.resolve(token) or local_user_identity("local-operator")
 
 
-async def confirm_destructive(ctx: Context, command: Command, rendered_hint: str) -> None:
-    """Destructive commands need a person's yes, asked through MCP elicitation."""
-    wanted = ClientCapabilities(elicitation=ElicitationCapability())
-    if not ctx.request_context.session.check_client_capability(wanted):
-        raise ToolError(
-            f"'{command.name}' is destructive and needs a confirmation, but this MCP client "
-            "does not support elicitation. Run it from the agent's chat page, which asks for a "
-            "confirmation click, or use a client that supports elicitation."
-        )
+NOT_ASKED = "not asked"
+
+NO_ELICITATION = (
+    "'{name}' is destructive and needs a confirmation, but this MCP client does not support "
+    "elicitation. Run it from the agent's chat page, which asks for a confirmation click, or "
+    "use a client that supports elicitation."
+)
+
+
+def supports_form_elicitation(ctx: Context) -> bool:
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
+
+
+def confirmation_check(name: str, outcome: ElicitationResult[Confirm] | None) -> Callable[
+        [], Awaitable[None]]:
+    """The `confirm` step AgentService.run calls for a destructive command."""
+
+    async def confirm() -> None:
+        # A resolver that did not ask returns NOT_ASKED, which arrives as "accepted" data.
+        if not isinstance(outcome, AcceptedElicitation) or not isinstance(outcome.data, Confirm):
+            if isinstance(outcome, DeclinedElicitation | CancelledElicitation):
+                raise ToolError(f"'{name}' was not confirmed, so it did not run.")
+            raise ToolError(NO_ELICITATION.format(name=name))
+        if not outcome.data.confirm:
+            raise ToolError(f"'{name}' was not confirmed, so it did not run.")
+
+    return confirm
+
+
+async def ask_confirmation(
+    command: str, ctx: Context, host: str | None = None
+) -> Elicit[Confirm] | str:
+    """Resolver for execute_command: ask a person before a destructive command runs.
+
+    The SDK turns the `Elicit` into an elicitation request in the protocol the client
+    speaks (mid-call on older protocols, an input-required round trip on newer ones).
+    Nobody is asked about a command the policy would refuse anyway.
+    """
+    service = ctx.mcp_server.service  # type: ignore[attr-defined]
+    assert isinstance(service, AgentService)
+    found = service.catalog.commands.get(command)
+    if found is None or not found.destructive or not supports_form_elicitation(ctx):
+        return NOT_ASKED
     try:
-        answer = await asyncio.wait_for(ctx.elicit(
-            f"Run destructive command '{command.name}' on {rendered_hint}?", schema=Confirm
-        ), CONFIRM_TIMEOUT)
-    except TimeoutError:
-        raise ToolError(
-            f"'{command.name}' was not confirmed within {CONFIRM_TIMEOUT:g} s, so it did not "
-            "run. Call it again when someone can answer the confirmation."
-        ) from None
-    if answer.action != "accept" or not getattr(answer, "data", None) or not answer.data.confirm:
-        raise ToolError(f"'{command.name}' was not confirmed, so it did not run.")
+        target = service.host(host)
+    except ConfigError:
+        return NOT_ASKED
+    if not service.policy.decide(caller(service, ctx), found, target.name).allowed:
+        return NOT_ASKED
+    return Elicit(f"Run destructive command '{found.name}' on host '{target.name}'?", Confirm)
+
+
+class AgentMCPServer(MCPServer):
+    """The SDK server, plus the service its module-level resolvers reach through `ctx`."""
+
+    service: AgentService
 
 
 def build_mcp_server(service: AgentService) -> MCPServer:
-    mcp = MCPServer(
+    mcp = AgentMCPServer(
         "tailnet-agent",
         version=__version__,
         instructions=(
@@ -205,16 +247,17 @@ def build_mcp_server(service: AgentService) -> MCPServer:
             "There is no shell access: only catalog commands with validated parameters."
         ),
     )
+    mcp.service = service
 
     async def run(
-        ctx: Context, name: str, arguments: dict[str, Any], host: str | None
+        ctx: Context,
+        name: str,
+        arguments: dict[str, Any],
+        host: str | None,
+        confirmation: ElicitationResult[Confirm] | None = None,
     ) -> ToolResult:
         identity = caller(service, ctx)
-
-        async def confirm() -> None:
-            command = service.catalog.get(name)
-            await confirm_destructive(ctx, command, f"host '{service.host(host).name}'")
-
+        confirm = confirmation_check(name, confirmation)
         try:
             result = await service.run(name, arguments, host=host, identity=identity,
                                        confirm=confirm)
@@ -277,9 +320,12 @@ def build_mcp_server(service: AgentService) -> MCPServer:
             Field(description="Values for the command's parameters, by name (see list_commands)."),
         ] = None,
         host: HostArg = None,
+        confirmation: Annotated[
+            ElicitationResult[Confirm], Resolve(ask_confirmation)
+        ] = None,  # type: ignore[assignment]
     ) -> ToolResult:
         """Run one whitelisted catalog command by name with typed, validated parameters."""
-        return await run(ctx, command, parameters or {}, host)
+        return await run(ctx, command, parameters or {}, host, confirmation)
 
     @mcp.tool(annotations=READ_ONLY)
     async def check_disk(ctx: Context, host: HostArg = None) -> ToolResult:
