@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -37,8 +38,7 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / TICKS
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """CPU time of `root` and every live descendant (sshd, its sessions, their shells)."""
+def descendants(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -47,14 +47,20 @@ def tree_cpu_seconds(root: int) -> float:
             except OSError:
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0.0, [root]
+    found, todo = [], [root]
     while todo:
-        pid = todo.pop()
-        try:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time of `root` and every live descendant (sshd, its sessions, their shells)."""
+    total = 0.0
+    for pid in [root, *descendants(root)]:
+        with contextlib.suppress(OSError):
             total += cpu_seconds(pid)
-        except OSError:
-            continue
-        todo += children.get(pid, [])
     return total
 
 

@@ -46,6 +46,7 @@ from tests.bench.bench_servers import (
     ServerProcess,
     agent_env,
     cpu_seconds,
+    descendants,
     machine_busy_seconds,
     rss_mib,
     start_agent,
@@ -270,9 +271,9 @@ async def throughput(report: Report, sshd: Sshd, run: Running, plan: Plan) -> No
 
 async def through_tailnet(report: Report, sshd: Sshd, run: Running, plan: Plan,
                           work: Path) -> None:
-    from tests.bench.bench_tailnet import tailnet_topology
-
     try:
+        from tests.bench.bench_tailnet import tailnet_topology
+
         async with tailnet_topology(sshd, work) as topo, contextlib.AsyncExitStack() as stack:
             report.rows.append(Row("startup_tailnet", "start-up to ready (serve, joins tailnet)",
                                    STARTUP, value=topo.startup, unit="s"))
@@ -315,6 +316,20 @@ async def through_tailnet(report: Report, sshd: Sshd, run: Running, plan: Plan,
     for key, seconds in samples.items():
         group, label, note = labels[key]
         report.rows.append(Row.latency(key, label, group, seconds, note=note))
+
+
+def leftovers(sshd: Sshd) -> Row:
+    """Processes sshd still runs once every client and agent has closed (want: none)."""
+    root = sshd_pid(sshd)
+    left: list[int] = []
+    deadline = time.monotonic() + 5
+    while root and time.monotonic() < deadline:
+        left = descendants(root)
+        if not left:
+            break
+        time.sleep(0.1)
+    return Row("leftover_processes", "processes left under sshd after everything closed",
+               STARTUP, value=float(len(left)), unit="procs")
 
 
 def describe(exc: BaseException) -> str:
@@ -432,6 +447,7 @@ async def main_async(args: argparse.Namespace) -> Report:
     quiet_logging(work / "in-process.log")
     try:
         await measure(report, sshd, plan, work)
+        report.rows.append(leftovers(sshd))
     finally:
         sshd.cleanup()
         shutil.rmtree(work, ignore_errors=True)
