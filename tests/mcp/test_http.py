@@ -78,7 +78,8 @@ async def test_every_default_command_runs_or_fails_cleanly(agent: RunningAgent) 
                 unavailable.append(command.name)
                 continue
             assert out["exit_status"] == 0, (command.name, out["stderr"])
-            if command.name != "logged_in_users":  # nobody is logged in on a test box
+            # Nobody is logged in on a test box; a loopback-only namespace has no routes.
+            if command.name not in ("logged_in_users", "routing_table"):
                 assert out["stdout"].strip(), command.name
     ran = len(catalog) - len(unavailable)
     assert ran >= 18, f"only {ran} commands ran; unavailable: {unavailable}"
