@@ -14,9 +14,8 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import anthropic
 import mcp
 import mcp_types
 from mcp.client.session import ClientRequestContext
@@ -28,6 +27,11 @@ from whitelist import Catalog, WhitelistError, render
 from .cards import ToolCard, cards_for, declined_card, result_text
 from .history import Conversation, DisplayItem, Turn
 from .tooldefs import anthropic_tools
+
+if TYPE_CHECKING:
+    # Imported where a chat turn runs: the SDK costs ~45 MiB and 0.8 s at start-up, and
+    # an agent without an API key never needs it.
+    import anthropic
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +111,8 @@ class TurnError(Exception):
 
 
 def api_error_message(exc: Exception, base_url: str | None) -> str:
+    import anthropic
+
     where = f"the Anthropic API at {base_url}" if base_url else "the Anthropic API"
     if isinstance(exc, anthropic.AuthenticationError):
         return (f"{where} refused the API key (401). Check ANTHROPIC_API_KEY and restart "
@@ -291,6 +297,8 @@ class ChatTurn:
         )
 
     async def _ask(self, messages: list[dict[str, Any]], tools: Sequence[dict[str, Any]]) -> Any:
+        import anthropic
+
         delay = self.options.overloaded_backoff
         attempt = 0
         while True:
@@ -312,6 +320,8 @@ class ChatTurn:
     async def _stream(
         self, messages: list[dict[str, Any]], tools: Sequence[dict[str, Any]]
     ) -> Any:
+        import anthropic
+
         blocks: dict[int, str] = {}
         texts: dict[int, list[str]] = {}
         try:

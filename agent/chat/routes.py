@@ -17,9 +17,8 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anthropic
 import mcp
 import mcp_types
 from mcp.client.session import ClientRequestContext
@@ -40,6 +39,9 @@ from .history import HistoryStore
 from .palette import arguments_from_form, palette
 from .prompt import system_prompt
 from .sessions import ChatSession, PendingRun, Sessions
+
+if TYPE_CHECKING:
+    import anthropic
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,8 @@ class Chat:
         return bool(self.service.settings.anthropic_api_key)
 
     def _anthropic(self) -> anthropic.AsyncAnthropic:
+        import anthropic  # only when a chat turn needs it: see agent_loop.py
+
         settings = self.service.settings
         return anthropic.AsyncAnthropic(
             api_key=settings.anthropic_api_key,
