@@ -44,5 +44,9 @@ measure: dist
 # dist before pytest: tests/build smoke-tests the built executable itself.
 test: machine install tailnet-bin lint dist pytest
 
+# Benchmarks against the physical floor (not tests): prints one table, saves bench-results/.
+bench: install tailnet-bin
+	sh tests/run-isolated.sh $(BIN)/python -m tests.bench.run $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .cache dist build/work test-artifacts
