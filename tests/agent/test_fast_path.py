@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +13,7 @@ from agent.config import HostConfig
 from agent.results import CommandResult
 from agent.shellpool import FrameStream, frame
 from agent.ssh import SSHPool
-from tests.support.sshd import Sshd
+from tests.support.sshd import Sshd, accepted_logins, wait_until_gone
 from whitelist import wrap_for_exec
 
 MiB = 1024 * 1024
@@ -33,21 +32,6 @@ async def run(
         destructive=destructive,
     )
 
-
-def accepted_logins(server: Sshd) -> int:
-    return server.log_text().count("Accepted publickey")
-
-
-def remote_processes(user: str, pattern: str) -> list[str]:
-    found = subprocess.run(["pgrep", "-a", "-u", user, "-f", pattern], capture_output=True)
-    return found.stdout.decode().splitlines()
-
-
-def wait_until_gone(user: str, pattern: str, seconds: float = 5.0) -> list[str]:
-    deadline = time.monotonic() + seconds
-    while (left := remote_processes(user, pattern)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return left
 
 
 async def test_fast_path_is_used_for_read_only_commands_only(ssh_host: HostConfig) -> None:

@@ -25,25 +25,17 @@ from agent.ssh import (
     ShellNotPosix,
     SSHPool,
 )
-from tests.support.sshd import PASSPHRASE, Sshd, ensure_user
+from tests.support.sshd import (
+    PASSPHRASE,
+    Sshd,
+    accepted_logins,
+    ensure_user,
+    remote_processes,
+    wait_until_gone,
+)
 
 MiB = 1024 * 1024
 
-
-def accepted_logins(server: Sshd) -> int:
-    return server.log_text().count("Accepted publickey")
-
-
-def remote_processes(user: str, pattern: str) -> list[str]:
-    found = subprocess.run(["pgrep", "-a", "-u", user, "-f", pattern], capture_output=True)
-    return found.stdout.decode().splitlines()
-
-
-def wait_until_gone(user: str, pattern: str, seconds: float = 5.0) -> list[str]:
-    deadline = time.monotonic() + seconds
-    while (left := remote_processes(user, pattern)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return left
 
 
 def host_key_fingerprint(server: Sshd) -> str:

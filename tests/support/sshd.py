@@ -265,6 +265,22 @@ class Sshd:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def accepted_logins(server: Sshd) -> int:
+    return server.log_text().count("Accepted publickey")
+
+
+def remote_processes(user: str, pattern: str) -> list[str]:
+    found = subprocess.run(["pgrep", "-a", "-u", user, "-f", pattern], capture_output=True)
+    return found.stdout.decode().splitlines()
+
+
+def wait_until_gone(user: str, pattern: str, seconds: float = 5.0) -> list[str]:
+    deadline = time.monotonic() + seconds
+    while (left := remote_processes(user, pattern)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
 def _descendants(root: int) -> list[int]:
     """All processes below `root` (sshd's per-connection processes and their children)."""
     children: dict[int, list[int]] = {}
