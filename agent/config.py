@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,16 +240,21 @@ def _load_inventory(path: Path, env: Mapping[str, str]) -> tuple[dict[str, HostC
     return hosts, default
 
 
+def reject_unknown_fields(entry: Mapping[Any, Any], allowed: Iterable[str], where: str) -> None:
+    """A typo in a YAML key must be an error, not a silently ignored setting."""
+    unknown = set(entry) - set(allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+
+
 def _inventory_host(path: Path, index: int, entry: Any, env: Mapping[str, str]) -> HostConfig:
     where = f"inventory {path}, hosts[{index}]"
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a mapping with name, address and user")
-    unknown = set(entry) - _INVENTORY_FIELDS
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
-            f"allowed: {', '.join(sorted(_INVENTORY_FIELDS))}"
-        )
+    reject_unknown_fields(entry, _INVENTORY_FIELDS, where)
     for required in ("name", "address", "user"):
         if not isinstance(entry.get(required), str) or not entry[required].strip():
             raise ConfigError(f"{where}: `{required}` is required and must be a string")

@@ -28,7 +28,7 @@ import yaml
 
 from whitelist import Command
 
-from .config import ConfigError
+from .config import ConfigError, reject_unknown_fields
 from .identity import CAPABILITY, Identity
 
 log = logging.getLogger(__name__)
@@ -207,12 +207,7 @@ def _strings(value: Any, where: str, default: tuple[str, ...]) -> tuple[str, ...
 def _grant(entry: Any, where: str, *, name: str, fields: set[str]) -> Grant:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a mapping with hosts, commands, destructive")
-    unknown = set(entry) - fields
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
-            f"allowed: {', '.join(sorted(fields))}"
-        )
+    reject_unknown_fields(entry, fields, where)
     destructive = entry.get("destructive", False)
     if not isinstance(destructive, bool):
         raise ConfigError(f"{where}: destructive must be true or false")
@@ -229,12 +224,7 @@ def parse_policy(data: Any, source: str) -> Policy:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"policy {source}: expected a mapping with groups, default, rules")
-    unknown = set(data) - _TOP_FIELDS
-    if unknown:
-        raise ConfigError(
-            f"policy {source}: unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
-            f"allowed: {', '.join(sorted(_TOP_FIELDS))}"
-        )
+    reject_unknown_fields(data, _TOP_FIELDS, f"policy {source}")
     groups: dict[str, frozenset[str]] = {}
     for group, members in (data.get("groups") or {}).items():
         if not isinstance(group, str) or not _GROUP.match(group):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -13,6 +12,7 @@ from agent.config import HostConfig
 from agent.results import CommandResult
 from agent.shellpool import FrameStream, frame
 from agent.ssh import SSHPool
+from tests.support.memory import peak_rss_bytes, reset_peak_rss
 from tests.support.sshd import Sshd, accepted_logins, wait_until_gone
 from whitelist import wrap_for_exec
 
@@ -125,33 +125,19 @@ async def test_a_timeout_in_the_middle_of_the_pool_leaves_the_others_alone(
         await pool.close()
 
 
-def _reset_peak_rss() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def _peak_rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM in /proc/self/status")
-
 
 async def test_50_mb_of_output_is_capped_on_the_fast_path(pool: SSHPool, sshd: Sshd) -> None:
     await run(pool, "true")
     assert pool.shells("test") == 1
-    if not _reset_peak_rss():
+    if not reset_peak_rss():
         pytest.skip("cannot reset the peak RSS counter (/proc/self/clear_refs)")
-    peak_before = _peak_rss_bytes()
+    peak_before = peak_rss_bytes()
     started = time.monotonic()
     result = await run(
         pool, "head -c 52428800 /dev/zero | tr '\\000' f; echo tail-marker", timeout=30
     )
     elapsed = time.monotonic() - started
-    growth = _peak_rss_bytes() - peak_before
+    growth = peak_rss_bytes() - peak_before
     assert result.truncated
     assert result.stdout.startswith("f" * 1000)
     assert result.stdout.endswith(f"\n[output truncated at {MiB} bytes]\n")

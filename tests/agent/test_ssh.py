@@ -25,6 +25,7 @@ from agent.ssh import (
     ShellNotPosix,
     SSHPool,
 )
+from tests.support.memory import peak_rss_bytes, reset_peak_rss
 from tests.support.sshd import (
     PASSPHRASE,
     Sshd,
@@ -139,28 +140,14 @@ async def test_timeout_kills_the_command_and_leaves_nothing_behind(
     assert again.stdout == "ok\n"
 
 
-def _reset_peak_rss() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def _peak_rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM in /proc/self/status")
-
 
 async def test_huge_output_is_capped_without_holding_it_in_memory(
     pool: SSHPool, sshd: Sshd
 ) -> None:
     await pool.run("test", "true", command_name="warm", timeout=10, max_output=MiB)
-    if not _reset_peak_rss():
+    if not reset_peak_rss():
         pytest.skip("cannot reset the peak RSS counter (/proc/self/clear_refs)")
-    peak_before = _peak_rss_bytes()
+    peak_before = peak_rss_bytes()
     started = time.monotonic()
     result = await pool.run(
         "test",
@@ -170,7 +157,7 @@ async def test_huge_output_is_capped_without_holding_it_in_memory(
         max_output=MiB,
     )
     elapsed = time.monotonic() - started
-    growth = _peak_rss_bytes() - peak_before
+    growth = peak_rss_bytes() - peak_before
     assert result.truncated
     assert result.stdout.startswith("a" * 1000)
     assert result.stdout.endswith(f"\n[output truncated at {MiB} bytes]\n")
