@@ -1,23 +1,22 @@
-"""`tailnet-agent`: the command line. Thin: parse, load settings, hand over."""
+"""`tailnet-agent`: the command line. Thin: parse flags, load settings, run one command.
+
+Flags become setting overrides here (by the field names of agent.settings), so no
+argparse Namespace travels further. Every error a user can cause at start-up ends
+as one line on stderr that says what to do next, and a non-zero exit.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import sys
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from . import __version__
-
-if TYPE_CHECKING:
-    from .config import Settings
-
-log = logging.getLogger("tailnet_agent")
+from agent import __version__
+from agent.settings import BY_FIELD, SETTINGS, Settings
 
 DEFAULT_PORT = 8765
 
@@ -26,41 +25,55 @@ quick start:
   tailnet-agent demo                 try it: a local SSH target, MCP on 127.0.0.1, no set-up
   tailnet-agent serve --authkey file:~/.ts-key   join the tailnet and serve tailnet peers
   tailnet-agent doctor               check configuration, keys, hosts and catalog
+  tailnet-agent hosts                list the configured SSH hosts
   tailnet-agent audit --since 1h     who ran what, where, and what the policy decided
 
-configuration comes from the environment and a .env file: REMOTE_HOST, REMOTE_USER,
-REMOTE_SSH_KEY_PATH, REMOTE_SSH_KNOWN_HOSTS, ... (see README.md, "Configuration").
-"""
+settings come from flags, the environment and a .env file (strongest first):
+""" + "\n".join(f"  {s.env:<31} {s.meaning}" for s in SETTINGS)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (0-65535; 0 picks a free one)")
+    return value
+
+
+def _flag(parser: argparse.ArgumentParser, field: str, help_text: str, **kwargs: Any) -> None:
+    setting = BY_FIELD[field]
+    assert setting.flag is not None
+    parser.add_argument(setting.flag, dest=field, help=f"{help_text} (or ${setting.env})",
+                        **kwargs)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env-file", type=Path, default=Path(".env"),
-                        help="read settings from this file too (default: ./.env)")
-    parser.add_argument("--inventory", type=Path,
-                        help="YAML inventory of SSH hosts (or TAILNET_AGENT_INVENTORY)")
-    parser.add_argument("--catalog", action="append", default=[], metavar="FILE",
-                        help="extra command catalog YAML; adds or replaces commands (repeatable)")
+    parser.add_argument("--env-file", type=Path, default=None,
+                        help="read settings from this file too (default: ./.env if it exists)")
+    _flag(parser, "inventory", "YAML inventory of SSH hosts", type=Path)
+    _flag(parser, "catalog_files", "extra command catalog YAML; adds or replaces commands "
+          "(repeatable)", action="append", type=Path, metavar="FILE")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more logging (-vv includes tailscaled's own log)")
 
 
 def _security_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--policy", type=Path, help="who may run what (YAML; default: "
-                        "$TAILNET_AGENT_POLICY, else tailnet users get read-only commands)")
-    parser.add_argument("--audit-log", type=Path, help="append-only JSON lines log of every "
-                        "call (default: $TAILNET_AGENT_AUDIT_LOG, else "
-                        "~/.local/state/tailnet-agent/audit.jsonl)")
+    _flag(parser, "policy_file", "who may run what (YAML; default: tailnet users get "
+          "read-only commands)", type=Path)
+    _flag(parser, "audit_log", "append-only JSON lines log of every call (default: "
+          "~/.local/state/tailnet-agent/audit.jsonl)", type=Path)
 
 
 def _tailnet_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--authkey", help="tailnet auth key, or file:PATH (default: $TS_AUTHKEY); "
-                        "without one, a login URL is printed")
-    parser.add_argument("--hostname", help="tailnet hostname for this node (default: "
-                        "$TS_HOSTNAME or tailnet-agent)")
-    parser.add_argument("--control-url", help="control server URL, e.g. your Headscale "
-                        "(default: $TS_CONTROL_URL or Tailscale's)")
-    parser.add_argument("--tailscaled", help="tailscaled binary to run (default: $TAILSCALED, "
-                        "the embedded one, then PATH)")
+    _flag(parser, "authkey", "tailnet auth key, or file:PATH; without one, a login URL is "
+          "printed")
+    _flag(parser, "hostname", "tailnet hostname for this node (default tailnet-agent)")
+    _flag(parser, "control_url", "control server URL, e.g. your Headscale (default: "
+          "Tailscale's)")
+    _flag(parser, "tailscaled", "tailscaled binary to run (default: the embedded one, then "
+          "PATH)", type=Path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,52 +84,79 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version",
+                        version=f"tailnet-agent {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="serve MCP and the chat page (tailnet peers only)",
-                           description="Join the tailnet with an embedded userspace tailscaled "
-                           "and serve MCP at /mcp and the chat page at / to tailnet peers only.")
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=description)
+
+    serve = command("serve", "serve MCP and the chat page (tailnet peers only)",
+                    "Join the tailnet with an embedded userspace tailscaled and serve MCP at "
+                    "/mcp and the chat page at / to tailnet peers only. With --local, serve "
+                    "127.0.0.1 to this machine's user instead (no tailnet needed).")
     _common(serve)
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT,
-                       help=f"port on the tailnet address and on loopback (default {DEFAULT_PORT})")
+    serve.add_argument("--port", type=_port, default=DEFAULT_PORT,
+                       help=f"port on the tailnet address and on loopback (default {DEFAULT_PORT}"
+                       "; 0 picks a free one)")
     serve.add_argument("--local", action="store_true",
                        help="development mode: no tailnet; serve on 127.0.0.1 to local callers")
     _tailnet_flags(serve)
     serve.add_argument("--state-dir", type=Path, help="keep node state here (a persistent node); "
-                       "default: in memory, an ephemeral node that leaves the tailnet on exit")
+                       "default: an ephemeral node that leaves the tailnet on exit")
     serve.add_argument("--allow-local-operator", action="store_true",
                        help="also accept plain loopback connections, as the local operator")
     _security_flags(serve)
 
-    mcp = sub.add_parser("mcp", help="serve MCP over stdio (for Claude Desktop and similar)")
+    mcp = command("mcp", "serve MCP over stdio (for Claude Desktop and similar)",
+                  "Serve MCP over stdin/stdout, as the local user. Messages for you go to "
+                  "stderr.")
     _common(mcp)
     mcp.add_argument("--stdio", action="store_true", required=True, help="use stdin/stdout")
     _security_flags(mcp)
 
-    demo = sub.add_parser("demo", help="try it now: an embedded SSH target on this machine, "
-                          "MCP and chat on 127.0.0.1; no tailnet, API key or SSH set-up")
+    demo = command("demo", "try it now: an embedded SSH target, MCP and chat on 127.0.0.1",
+                   "Start an SSH target on 127.0.0.1 that runs whitelisted commands on this "
+                   "machine as you, and serve MCP and the chat page for it on 127.0.0.1. No "
+                   "tailnet, API key or SSH set-up needed; everything it creates is removed "
+                   "when it stops.")
     _common(demo)
-    demo.add_argument("--port", type=int, default=DEFAULT_PORT,
+    demo.add_argument("--port", type=_port, default=DEFAULT_PORT,
                       help=f"HTTP port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)")
     _security_flags(demo)
 
-    doctor = sub.add_parser("doctor", help="check the set-up; one line per check with the fix")
+    doctor = command("doctor", "check the set-up; one line per check with the fix",
+                     "Check packages, catalog, policy, audit log, API key, tailscaled, and "
+                     "each host's key, host key and shell. Prints OK or FAIL with the fix.")
     _common(doctor)
+    doctor.add_argument("--tailnet", action="store_true",
+                        help="check tailnet hosts through the tailnet (joins briefly as an "
+                        "ephemeral node; takes the tailnet flags)")
+    _tailnet_flags(doctor)
+    _security_flags(doctor)
 
-    trust = sub.add_parser("trust", help="show a host's SSH key fingerprint and pin it in "
-                           "known_hosts after you confirm")
+    trust = command("trust", "show a host's SSH key fingerprint and pin it in known_hosts",
+                    "Fetch a host's SSH host key, show its fingerprint, and pin it in that "
+                    "host's known_hosts after you confirm (or with --yes).")
     _common(trust)
-    trust.add_argument("host", help="host name from the configuration (see list_hosts)")
+    trust.add_argument("host", help="host name from the configuration (`tailnet-agent hosts` "
+                       "lists them)")
     trust.add_argument("--yes", action="store_true", help="pin without asking")
     trust.add_argument("--tailnet", action="store_true",
                        help="reach the host through the tailnet, as `serve` does: joins briefly "
-                       "as an ephemeral node (takes the same --authkey/--control-url flags)")
+                       "as an ephemeral node (takes the tailnet flags)")
     _tailnet_flags(trust)
 
-    audit = sub.add_parser("audit", help="show the audit log: one line per call, newest last")
-    audit.add_argument("--env-file", type=Path, default=Path(".env"),
-                       help="read settings from this file too (default: ./.env)")
-    audit.add_argument("--audit-log", type=Path, help="the log to read (default: as serve)")
+    hosts = command("hosts", "list the configured SSH hosts",
+                    "List the SSH hosts from REMOTE_* and the inventory, with their host-key "
+                    "state.")
+    _common(hosts)
+
+    audit = command("audit", "show the audit log: one line per call, newest last",
+                    "Show who ran what, where, and what the policy decided.")
+    audit.add_argument("--env-file", type=Path, default=None,
+                       help="read settings from this file too (default: ./.env if it exists)")
+    _flag(audit, "audit_log", "the log to read (default: as serve)", type=Path)
     audit.add_argument("--since", help="only calls since: 90s, 15m, 1h, 2d or an ISO time")
     audit.add_argument("--identity", help="only this caller (login name, or tag list)")
     audit.add_argument("--host", help="only this host")
@@ -125,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true", help="one JSON object per call")
     audit.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
 
-    sub.add_parser("version", help="print versions")
+    command("version", "print versions", "Print our version and the tailscaled version.")
     return parser
 
 
@@ -142,100 +182,70 @@ def _setup_logging(verbose: int) -> None:
         logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    from .config import load_settings
+def load(args: argparse.Namespace) -> Settings:
+    """Settings from the environment and .env, with the flags this command has applied."""
+    from agent.core.errors import ConfigError
+    from agent.settings import load_settings
 
-    settings = load_settings(env_file=args.env_file, inventory=getattr(args, "inventory", None))
-    if getattr(args, "policy", None):
-        settings = dataclasses.replace(settings, policy_file=args.policy)
-    if getattr(args, "audit_log", None):
-        settings = dataclasses.replace(settings, audit_log=args.audit_log)
-    return settings
-
-
-def cmd_audit(args: argparse.Namespace) -> int:
-    from .audit import AuditFilter, default_audit_path, parse_since, show
-
-    path = _settings(args).audit_log or default_audit_path()
-    try:
-        since = parse_since(args.since) if args.since else None
-    except ValueError as exc:
-        print(f"tailnet-agent audit: {exc}", file=sys.stderr)
-        return 2
-    if not path.exists():
-        print(f"tailnet-agent audit: no audit log at {path} yet (nothing has run, or the "
-              "agent writes elsewhere: --audit-log / TAILNET_AGENT_AUDIT_LOG)", file=sys.stderr)
-        return 1
-    flt = AuditFilter(since=since, identity=args.identity, host=args.host,
-                      command=args.audit_command)
-    for line in show(path, flt, as_json=args.json):
-        print(line)
-    return 0
+    env_file = args.env_file
+    if env_file is not None and not env_file.exists():
+        raise ConfigError(f"--env-file {env_file}: no such file; fix the path or leave the "
+                          "flag out (./.env is read when it exists)")
+    overrides = {field: getattr(args, field) for field in BY_FIELD if hasattr(args, field)}
+    return load_settings(env_file=env_file or Path(".env"), overrides=overrides)
 
 
-def cmd_version() -> int:
-    print(f"tailnet-agent {__version__}")
-    try:
-        from tailscale_userspace import find_tailscaled, tailscaled_version
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the chosen command; its imports happen here so `--help` stays fast."""
+    run: Callable[[Coroutine[Any, Any, Any]], Any] = asyncio.run
+    command = args.command
+    if command == "version":
+        from agent.commands.version import run_version
 
-        path = find_tailscaled()
-        frozen_dir = getattr(sys, "_MEIPASS", None)
-        where = "embedded" if frozen_dir and path.parent == Path(frozen_dir) else str(path)
-        print(f"tailscaled {tailscaled_version(path)} ({where})")
-    except Exception as exc:  # version must never fail because tailscaled is absent
-        print(f"tailscaled: not found ({exc})")
-    return 0
+        return run_version()
+    settings = load(args)
+    if command == "serve":
+        from agent.commands.serve import serve_local, serve_tailnet
 
+        if args.local:
+            run(serve_local(settings, port=args.port))
+        else:
+            run(serve_tailnet(settings, port=args.port, state_dir=args.state_dir,
+                              allow_local_operator=args.allow_local_operator))
+        return 0
+    if command == "demo":
+        from agent.commands.demo import run_demo
 
-async def _local_serve(args: argparse.Namespace, *, demo: bool) -> None:
-    from .hostcheck import LOOPBACK_NAMES
-    from .identity import fixed_resolver, local_user_identity
-    from .mcp_server import build_mcp_server
-    from .server import build_service, chat_routes, serve_app
-    from .web import build_app
+        run(run_demo(settings, port=args.port))
+        return 0
+    if command == "mcp":
+        from agent.commands.stdio import run_stdio
 
-    settings = _settings(args)
-    target = None
-    banner: list[str] = []
-    if demo:
-        from .demo import start_demo_target
+        run(run_stdio(settings))
+        return 0
+    if command == "doctor":
+        from agent.commands.doctor import run_doctor
 
-        workdir = Path(tempfile.mkdtemp(prefix="tailnet-agent-demo-"))
-        target = await start_demo_target(workdir)
-        settings = dataclasses.replace(
-            settings, hosts={"demo": target.host}, default_host="demo"
-        )
-        banner.append(
-            f"Demo SSH target: {target.host.user}@127.0.0.1:{target.host.port} (commands run "
-            "on this machine as you; host key pinned in a private known_hosts)"
-        )
-    service = build_service(settings, mode="demo" if demo else "local", extra_catalogs=args.catalog)
-    mcp = build_mcp_server(service)
-    app = build_app(
-        service,
-        mcp,
-        resolver=fixed_resolver(local_user_identity("local")),
-        allowed_names=LOOPBACK_NAMES,
-        extra_routes=chat_routes(service, mcp),
-    )
-    banner.insert(0, f"tailnet-agent {__version__}: {'demo' if demo else 'local'} mode, "
-                  f"{len(service.catalog)} commands, hosts: {', '.join(settings.hosts) or 'none'}")
-    try:
-        await serve_app(service, app, port=args.port, banner=banner)
-    finally:
-        if target is not None:
-            target.close()
+        return int(run(run_doctor(settings, tailnet=args.tailnet)))
+    if command == "trust":
+        from agent.commands.trust import run_trust
+
+        return int(run(run_trust(settings, args.host, yes=args.yes, through_tailnet=args.tailnet)))
+    if command == "hosts":
+        from agent.commands.hosts import run_hosts
+
+        return run_hosts(settings)
+    if command == "audit":
+        from agent.commands.audit import run_audit
+
+        return run_audit(settings, since=args.since, identity=args.identity, host=args.host,
+                         command=args.audit_command, as_json=args.json)
+    raise AssertionError(f"unhandled command {command!r}")
 
 
-async def _stdio(args: argparse.Namespace) -> None:
-    from .mcp_server import build_mcp_server
-    from .server import build_service
-
-    service = build_service(_settings(args), mode="stdio", extra_catalogs=args.catalog)
-    try:
-        await build_mcp_server(service).run_stdio_async()
-    finally:
-        await service.pool.close()
+def _fail(message: str, hint: str = "") -> int:
+    print(f"tailnet-agent: {message}{hint}", file=sys.stderr)
+    return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -244,42 +254,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command == "version":
-        return cmd_version()
-    _setup_logging(args.verbose)
+    _setup_logging(getattr(args, "verbose", 0))
 
+    from agent.core.errors import ConfigError
+    from tailscale_userspace import TailscaledNotFound, TailscaleError
     from whitelist import WhitelistError
 
-    from .config import ConfigError
-
     try:
-        if args.command == "serve":
-            if args.local:
-                asyncio.run(_local_serve(args, demo=False))
-            else:
-                from .tailnet import serve_tailnet
-
-                asyncio.run(serve_tailnet(args, _settings(args)))
-        elif args.command == "demo":
-            asyncio.run(_local_serve(args, demo=True))
-        elif args.command == "mcp":
-            asyncio.run(_stdio(args))
-        elif args.command == "doctor":
-            from .doctor import run_doctor
-
-            return asyncio.run(run_doctor(_settings(args), extra_catalogs=args.catalog))
-        elif args.command == "audit":
-            return cmd_audit(args)
-        elif args.command == "trust":
-            from .trust import run_trust
-
-            return asyncio.run(run_trust(_settings(args), args))
+        return _dispatch(args)
     except (ConfigError, WhitelistError) as exc:
         print(f"tailnet-agent: {exc}", file=sys.stderr)
         return 2
+    except TailscaledNotFound as exc:
+        return _fail(str(exc), " (`serve --local`, `mcp --stdio` and `demo` need no tailscaled)")
+    except TailscaleError as exc:
+        if exc.details and args.verbose:
+            print(exc.details, file=sys.stderr)
+        return _fail(str(exc))
+    except OSError as exc:
+        # A file or directory the user named cannot be used (permissions, a full disk, ...).
+        where = f" ({exc.filename})" if exc.filename else ""
+        return _fail(f"{exc.strerror or exc}{where}; check the path and its permissions")
     except KeyboardInterrupt:
         return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 
 class TailscaleError(Exception):
-    """Something about the tailscaled child or its LocalAPI failed."""
+    """Something about the tailscaled child or its LocalAPI failed.
+
+    The message is one line a person can act on; `details` (tailscaled's last log
+    lines, when there are any) is for a verbose view.
+    """
+
+    def __init__(self, message: str, *, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class TailscaledNotFound(TailscaleError):

@@ -1,8 +1,8 @@
 """A tailnet node backed by a tailscaled child in userspace-networking mode.
 
-Joining follows `tailscale up`: POST start (prefs + auth key), then, while the
-backend says NeedsLogin, POST login-interactive, which uses the auth key or
-produces a login URL; then poll status until Running.
+Joining follows `tailscale up`: watch the IPN bus, POST start (prefs + auth key),
+then, when the backend says NeedsLogin, POST login-interactive, which uses the
+auth key or produces a login URL; then wait on the bus until Running.
 
 Ephemeral nodes (no state_dir) keep their state in the private runtime
 directory for the life of this object rather than in memory (`--state=mem:`):
@@ -24,14 +24,14 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from .errors import LocalAPIError, TailscaleError
-from .localapi import LocalAPI
+from .localapi import NOTIFY_INITIAL_STATE, LocalAPI
 from .process import TailscaledProcess, tailscaled_argv
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,9 @@ _BACKOFF_START = 1.0
 _BACKOFF_MAX = 30.0
 _STABLE_AFTER = 60.0  # a run this long resets the restart backoff
 _SPAWN_TIMEOUT = 30.0
-_POLL_INTERVAL = 0.25
+# ipn.State as the IPN bus sends it (tailscale.com/ipn/backend.go).
+_STATES = ("NoState", "InUseOtherUser", "NeedsLogin", "NeedsMachineAuth", "Stopped",
+           "Starting", "Running")
 
 
 @dataclass(frozen=True)
@@ -125,10 +127,6 @@ class TailscaleNode:
         return self._process.pid
 
     @property
-    def restarts(self) -> int:
-        return self._restarts
-
-    @property
     def ephemeral(self) -> bool:
         return self.options.state_dir is None
 
@@ -196,12 +194,14 @@ class TailscaleNode:
                 if process.returncode is not None:
                     raise TailscaleError(
                         f"tailscaled exited with code {process.returncode} while starting; "
-                        f"its last log lines:\n{process.log_tail()}"
+                        "run with -v to see its log",
+                        details=process.log_tail(),
                     ) from None
                 if time.monotonic() > deadline:
                     raise TailscaleError(
                         f"tailscaled's LocalAPI did not answer within {_SPAWN_TIMEOUT:g}s "
-                        f"({exc}); its last log lines:\n{process.log_tail()}"
+                        f"({exc}); run with -v to see its log",
+                        details=process.log_tail(),
                     ) from None
             await asyncio.sleep(0.05)
 
@@ -217,67 +217,113 @@ class TailscaleNode:
     async def _join(self, within: float | None) -> NodeInfo:
         process = self._process
         assert process is not None
-        opts = self.options
         info = NodeInfo.from_status(await self.localapi.status())
         if info.state == "Running" and info.ips:
             # Already joined (up() called twice, or saved state): Start would reset the
             # control client and make the node rejoin for nothing.
             self._info = info
             return info
-        await self.localapi.start(
-            auth_key=opts.auth_key, control_url=opts.control_url, hostname=opts.hostname
-        )
-        deadline = None if within is None else time.monotonic() + within
-        last_state = ""
-        login_requested = False
-        reported_url = ""
-        while True:
-            if process.returncode is not None:
-                raise TailscaleError(
-                    f"tailscaled exited with code {process.returncode} while joining the "
-                    f"tailnet; its last log lines:\n{process.log_tail()}"
-                )
+        try:
+            async with asyncio.timeout(within):
+                return await self._join_on_bus(process)
+        except TimeoutError:
             status = await self.localapi.status()
-            info = NodeInfo.from_status(status)
-            self._info = info
-            if info.state != last_state:
-                last_state = info.state
-                self._progress(f"tailscale: {info.state}")
-            if info.state == "Running" and info.ips:
-                self._progress(
-                    f"tailscale: joined as {info.dns_name or info.hostname} ({', '.join(info.ips)})"
-                )
-                return info
-            if info.state == "NeedsLogin" and not login_requested:
-                # Start() alone does not log in a node without a node key: like
-                # `tailscale up`, ask for a login, which uses the auth key if one was given
-                # and otherwise produces a login URL.
-                login_requested = True
-                await self.localapi.login_interactive()
-            auth_url = str(status.get("AuthURL") or "")
-            if auth_url and auth_url != reported_url:
-                reported_url = auth_url
-                self._progress(f"tailscale: to join the tailnet, open {auth_url}")
-                if self._on_login_url is not None:
-                    self._on_login_url(auth_url)
-            if deadline is not None and time.monotonic() > deadline:
-                raise TailscaleError(self._join_timeout_message(within, status, process))
-            await asyncio.sleep(_POLL_INTERVAL)
+            raise TailscaleError(self._join_timeout_message(within, status),
+                                 details=process.log_tail()) from None
 
-    def _join_timeout_message(
-        self, timeout: float | None, status: Mapping[str, Any], process: TailscaledProcess
-    ) -> str:
+    async def _join_on_bus(self, process: TailscaledProcess) -> NodeInfo:
+        """Start the backend and follow its state changes on the IPN bus until Running."""
+        opts = self.options
+        bus = self.localapi.watch_ipn_bus(NOTIFY_INITIAL_STATE)
+        died = asyncio.ensure_future(process.wait())
+        try:
+            # The first message is the current state: from here on no change is missed.
+            await self._next_notify(bus, died, process)
+            await self.localapi.start(
+                auth_key=opts.auth_key, control_url=opts.control_url, hostname=opts.hostname
+            )
+            # The state right after Start, in case Start left it unchanged (no message).
+            status = await self.localapi.status()
+            notify: dict[str, Any] = {"BrowseToURL": status.get("AuthURL") or ""}
+            if status.get("BackendState") in _STATES:
+                notify["State"] = _STATES.index(str(status["BackendState"]))
+            last_state = ""
+            reported_url = ""
+            login_requested = False
+            while True:
+                url = str(notify.get("BrowseToURL") or "")
+                if url and url != reported_url:
+                    reported_url = url
+                    self._progress(f"tailscale: to join the tailnet, open {url}")
+                    if self._on_login_url is not None:
+                        self._on_login_url(url)
+                state_index = notify.get("State")
+                if isinstance(state_index, int) and 0 <= state_index < len(_STATES):
+                    state = _STATES[state_index]
+                    if state != last_state:
+                        last_state = state
+                        self._progress(f"tailscale: {state}")
+                    if state == "NeedsLogin" and not login_requested:
+                        # Start() alone does not log in a node without a node key: like
+                        # `tailscale up`, ask for a login, which uses the auth key if one
+                        # was given and otherwise produces a login URL.
+                        login_requested = True
+                        await self.localapi.login_interactive()
+                if last_state == "Running":
+                    info = NodeInfo.from_status(await self.localapi.status())
+                    self._info = info
+                    if info.ips:
+                        self._progress(f"tailscale: joined as {info.dns_name or info.hostname} "
+                                       f"({', '.join(info.ips)})")
+                        return info
+                notify = await self._next_notify(bus, died, process)
+        finally:
+            died.cancel()
+            await bus.aclose()
+
+    async def _next_notify(
+        self,
+        bus: AsyncGenerator[dict[str, Any], None],
+        died: asyncio.Future[int],
+        process: TailscaledProcess,
+    ) -> dict[str, Any]:
+        """The next IPN bus message; a TailscaleError if tailscaled exits first."""
+        message: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(anext(bus))
+        try:
+            pending: list[asyncio.Future[Any]] = [message, died]
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not message.done():
+                message.cancel()
+                with contextlib.suppress(BaseException):
+                    await message
+        if message.done() and not message.cancelled():
+            try:
+                return message.result()
+            except StopAsyncIteration:
+                raise TailscaleError(
+                    "tailscaled closed its IPN bus while joining the tailnet; run with -v to "
+                    "see its log",
+                    details=process.log_tail(),
+                ) from None
+        raise TailscaleError(
+            f"tailscaled exited with code {process.returncode} while joining the "
+            "tailnet; run with -v to see its log",
+            details=process.log_tail(),
+        )
+
+    def _join_timeout_message(self, timeout: float | None, status: Mapping[str, Any]) -> str:
         health = "; ".join(str(h) for h in status.get("Health") or ()) or "none reported"
         hint = (
-            "check that the auth key is valid and unexpired (a reusable key if several "
-            "nodes or restarts share it)"
+            "check the control URL (TS_CONTROL_URL / --control-url) and that the auth key is "
+            "valid and unexpired (a reusable key if several nodes or restarts share it)"
             if self.options.auth_key
             else "open the login URL and approve the node"
         )
         return (
             f"tailscale node did not reach Running within {timeout:g}s (state "
             f"{status.get('BackendState')!r}, control {self.options.control_url or 'default'}, "
-            f"health: {health}); {hint}. tailscaled's last log lines:\n{process.log_tail()}"
+            f"health: {health}); {hint}. Run with -v to see tailscaled's log"
         )
 
     async def run_supervised(self) -> None:

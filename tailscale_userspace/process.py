@@ -138,7 +138,9 @@ class TailscaledProcess:
             self._socks5.set_exception(
                 TailscaleError(
                     f"tailscaled (pid {self.pid}) exited with code {code} before opening its "
-                    f"SOCKS5 proxy; its last log lines:\n{self.log_tail()}"
+                    "SOCKS5 proxy; run with -v to see its log, or check that it is a tailscaled "
+                    "for this platform",
+                    details=self.log_tail(),
                 )
             )
 
@@ -148,7 +150,8 @@ class TailscaledProcess:
         except TimeoutError:
             raise TailscaleError(
                 f"tailscaled (pid {self.pid}) did not report its SOCKS5 port within "
-                f"{within:g}s; its last log lines:\n{self.log_tail()}"
+                f"{within:g}s; run with -v to see its log",
+                details=self.log_tail(),
             ) from None
 
     async def wait(self) -> int:

@@ -12,7 +12,7 @@ from mcp.server.mcpserver import MCPServer
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from agent.service import AgentService
+from agent.core.service import AgentService
 
 from .routes import Chat, ChatOptions
 

@@ -21,7 +21,8 @@ import mcp_types
 from mcp.client.session import ClientRequestContext
 from mcp.server.mcpserver import MCPServer
 
-from agent.mcp_server import IDENTITY_META_KEY
+from agent.mcp.context import IDENTITY_META_KEY
+from agent.settings import DEFAULT_MODEL
 from whitelist import Catalog, WhitelistError, render
 
 from .cards import ToolCard, cards_for, declined_card, result_text
@@ -41,7 +42,7 @@ MODEL_OUTPUT_LIMIT = 16_000
 
 @dataclass(frozen=True)
 class LoopOptions:
-    model: str
+    model: str = DEFAULT_MODEL
     max_rounds: int = 8
     max_tokens: int = 2048
     overloaded_retries: int = 2  # on top of the SDK's own retries
@@ -172,7 +173,7 @@ def tool_result_for_model(result: mcp_types.CallToolResult) -> str:
 
 
 def identity_meta(token: str) -> mcp_types.RequestParamsMeta:
-    """The call's `_meta`: names the chat user to our MCP server (see agent.mcp_server.caller)."""
+    """The call's `_meta`: names the chat user to our MCP server (agent.mcp.context.caller)."""
     return cast(mcp_types.RequestParamsMeta, {IDENTITY_META_KEY: token})
 
 

@@ -90,6 +90,6 @@ def cards_for(
     return [ToolCard(tool=tool, host=host, duration_ms=elapsed_ms, output=output)]
 
 
-def declined_card(tool: str, host: str, rendered: str) -> ToolCard:
-    return ToolCard(tool=tool, host=host, rendered=rendered, declined=True,
+def declined_card(tool: str, host: str, rendered: str, *, command: str = "") -> ToolCard:
+    return ToolCard(tool=tool, host=host, command=command, rendered=rendered, declined=True,
                     error="You declined this command, so it did not run.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.config import Settings
+from agent.settings import Settings
 from whitelist import Catalog, Command
 
 SAFETY_RULES = """\

@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import mcp
@@ -26,16 +26,17 @@ from mcp.server.mcpserver import MCPServer
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 
-from agent.identity import Identity, request_identity
-from agent.mcp_server import tools_for
-from agent.service import AgentService
+from agent.core.identity import Identity
+from agent.core.service import AgentService
+from agent.mcp.tools import tools_for
+from agent.web.middleware.identity import request_identity
 from whitelist import WhitelistError, render
 
 from . import views
 from .agent_loop import ChatTurn, LoopOptions, TurnFinished, accept_confirmation, identity_meta
-from .cards import ToolCard, cards_for
+from .cards import ToolCard, cards_for, declined_card
 from .csrf import TOKEN_HEADER, same_origin
-from .history import HistoryStore
+from .history import MAX_BYTES, MAX_TURNS, HistoryStore
 from .palette import arguments_from_form, palette
 from .prompt import system_prompt
 from .sessions import ChatSession, PendingRun, Sessions
@@ -76,14 +77,11 @@ def forbidden() -> Response:
 
 @dataclass(frozen=True)
 class ChatOptions:
-    max_rounds: int = 8
-    max_tokens: int = 2048
-    overloaded_retries: int = 2
-    overloaded_backoff: float = 2.0
+    # The turn loop's options; its model is replaced by ANTHROPIC_MODEL for each turn.
+    loop: LoopOptions = field(default_factory=LoopOptions)
     sdk_max_retries: int = 2
-    confirm_timeout: float = 600.0
-    history_turns: int = 30
-    history_bytes: int = 2_000_000
+    history_turns: int = MAX_TURNS
+    history_bytes: int = MAX_BYTES
 
 
 class Chat:
@@ -182,14 +180,7 @@ class Chat:
             system=system_prompt(catalog, self.service.settings),
             allowed_tools=frozenset(tools_for(self.service, identity, tool_names)),
             identity_token=token,
-            options=LoopOptions(
-                model=self.service.settings.anthropic_model,
-                max_rounds=self.options.max_rounds,
-                max_tokens=self.options.max_tokens,
-                overloaded_retries=self.options.overloaded_retries,
-                overloaded_backoff=self.options.overloaded_backoff,
-                confirm_timeout=self.options.confirm_timeout,
-            ),
+            options=replace(self.options.loop, model=self.service.settings.anthropic_model),
             base_url=self.service.settings.anthropic_base_url,
         )
 
@@ -288,10 +279,8 @@ class Chat:
         if pending is None:
             return html(views.message_fragment("error", "That command is no longer pending."))
         if (await self._form(request)).get("decision") != "confirm":
-            return html(views.cards([ToolCard(
-                tool="execute_command", host=pending.host or "", command=pending.command,
-                rendered=pending.rendered, declined=True,
-                error="You cancelled this command, so it did not run.")]))
+            return html(views.cards([declined_card("execute_command", pending.host or "",
+                                                   pending.rendered, command=pending.command)]))
         cards = await self._execute(identity, pending.command, pending.arguments, pending.host,
                                     confirmed=True)
         return html(views.cards(cards))

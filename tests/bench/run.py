@@ -36,11 +36,10 @@ from typing import Any
 
 from mcp import Client
 
-from agent.config import load_settings
-from agent.mcp_server import OVERVIEW_COMMANDS, build_mcp_server
-from agent.server import build_service
-from agent.ssh import SSHPool
-from agent.tailnet import socks_connector
+from agent.app import build_service
+from agent.mcp.tools import OVERVIEW_COMMANDS, build_mcp_server
+from agent.settings import load_settings
+from agent.ssh import SSHPool, socks_connector
 from tests.bench import bench_ssh
 from tests.bench.bench_servers import (
     ServerProcess,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import HostConfig
+from agent.inventory import HostConfig
 from tests.support.components import missing
 
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")

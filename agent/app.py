@@ -1,0 +1,75 @@
+"""Composing the agent: settings -> service -> MCP server -> HTTP app (with the chat page).
+
+Every way of running the agent builds it here, so the chain is written once:
+`serve` (tailnet and --local), `demo`, `mcp --stdio` (service and MCP server only)
+and the tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mcp.server.mcpserver import MCPServer
+
+from agent.chat import ChatOptions, chat_routes
+from agent.core.service import AgentService, StatusProvider
+from agent.mcp import build_mcp_server
+from agent.settings import Settings
+from agent.ssh import Connector, SSHPool
+from agent.web.app import build_http_app
+from agent.web.middleware.host_origin import HostOriginMiddleware
+from agent.web.middleware.identity import IdentityResolver
+from whitelist import Catalog, load_catalog
+
+
+@dataclass(frozen=True)
+class Agent:
+    service: AgentService
+    mcp: MCPServer
+    app: HostOriginMiddleware  # the ASGI app; `.allow(names)` adds Host names learned later
+
+
+def build_service(
+    settings: Settings,
+    *,
+    mode: str,
+    connector: Connector | None = None,
+    catalog: Catalog | None = None,
+    tailnet_status: StatusProvider | None = None,
+) -> AgentService:
+    """The service with its SSH pool, policy and audit log (catalog files from settings)."""
+    if catalog is None:
+        catalog = load_catalog(settings.catalog_files)
+    pool = SSHPool(
+        settings.hosts,
+        connector=connector,
+        max_sessions=settings.max_sessions_per_host,
+        connect_timeout=settings.connect_timeout,
+    )
+    return AgentService(settings, catalog, pool, mode=mode, tailnet_status=tailnet_status)
+
+
+def build_agent(
+    settings: Settings,
+    *,
+    mode: str,
+    resolver: IdentityResolver,
+    allowed_names: Iterable[str],
+    connector: Connector | None = None,
+    catalog: Catalog | None = None,
+    tailnet_status: StatusProvider | None = None,
+    chat_options: ChatOptions | None = None,
+) -> Agent:
+    """Service, MCP server and the HTTP app serving both (MCP at /mcp, the chat at /)."""
+    service = build_service(settings, mode=mode, connector=connector, catalog=catalog,
+                            tailnet_status=tailnet_status)
+    mcp = build_mcp_server(service)
+    app = build_http_app(
+        service,
+        mcp,
+        resolver=resolver,
+        allowed_names=allowed_names,
+        extra_routes=chat_routes(service, mcp, chat_options),
+    )
+    return Agent(service=service, mcp=mcp, app=app)

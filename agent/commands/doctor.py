@@ -1,0 +1,152 @@
+"""`tailnet-agent doctor`: one line per check, OK or FAIL with the fix.
+
+Checks, in order: the Python packages the agent imports, the catalog, the policy,
+the audit log, the API key, tailscaled, then per host its key file and a real
+connection (host key, authentication, POSIX shell). Hosts only the tailnet reaches
+are checked through it with `--tailnet`, and reported as not checked without it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+from agent.core.errors import ConfigError
+from agent.core.policy import load_policy
+from agent.settings import Settings
+from agent.ssh import (
+    AuthenticationFailed,
+    Connector,
+    HostKeyChanged,
+    HostKeyUnknown,
+    SSHError,
+    SSHPool,
+    trusted_keys,
+)
+from agent.tailnet import dialer
+from whitelist import WhitelistError, load_catalog
+
+from .checks import Finding, key_finding, needs_tailnet
+
+# Import name of every third-party package the agent imports (a test keeps this in
+# step with pyproject.toml and with the imports in the source).
+DEPENDENCIES = (
+    "anthropic", "mcp", "asyncssh", "bcrypt", "starlette", "uvicorn", "yaml", "python_socks",
+    "httpx", "jinja2", "markupsafe", "markdown_it", "pydantic",
+)
+
+
+class Report:
+    def __init__(self) -> None:
+        self.failures = 0
+
+    def show(self, finding: Finding) -> None:
+        if finding.level == "ok":
+            print(f"OK    {finding.what}", flush=True)
+        elif finding.level == "warn":
+            print(f"WARN  {finding.what} -- {finding.fix}", flush=True)
+        else:
+            self.failures += 1
+            print(f"FAIL  {finding.what} -- fix: {finding.fix}", flush=True)
+
+    def ok(self, what: str) -> None:
+        self.show(Finding("ok", what))
+
+    def warn(self, what: str, advice: str) -> None:
+        self.show(Finding("warn", what, advice))
+
+    def fail(self, what: str, fix: str) -> None:
+        self.show(Finding("fail", what, fix))
+
+
+def _check_packages(report: Report) -> None:
+    for name in DEPENDENCIES:
+        try:
+            module = importlib.import_module(name)
+            report.ok(f"python package {name} {getattr(module, '__version__', '')}".rstrip())
+        except ImportError:
+            report.fail(f"python package {name} is missing", "pip install tailnet-agent")
+
+
+def _check_policy_and_audit(report: Report, settings: Settings) -> None:
+    try:
+        load_policy(settings.policy_file)
+        report.ok(f"policy: {settings.policy_file or 'the shipped default (read-only for users)'}")
+    except ConfigError as exc:
+        report.fail(f"policy: {exc}", "correct the policy file (README, Security)")
+    path = settings.audit_path
+    directory = path.parent
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent  # the agent creates the missing folders
+    target = path if path.exists() else directory
+    if os.access(target, os.W_OK):
+        report.ok(f"audit log: {path} is writable")
+    else:
+        report.fail(f"audit log: {path} is not writable, so every tool call would be refused",
+                    "fix its permissions or set --audit-log / TAILNET_AGENT_AUDIT_LOG")
+
+
+def _connect_finding(name: str, exc: SSHError) -> Finding:
+    if isinstance(exc, HostKeyUnknown):
+        return Finding("fail", f"{name}: its host key is not pinned (it presents "
+                       f"{exc.fingerprint or 'an unknown key'})", f"tailnet-agent trust {name}")
+    if isinstance(exc, HostKeyChanged):
+        return Finding("fail", f"{name}: {exc}", f"check with the host's administrator, then "
+                       f"tailnet-agent trust {name}")
+    if isinstance(exc, AuthenticationFailed):
+        return Finding("fail", f"{name}: {exc}", "check the key file and the user name")
+    return Finding("fail", f"{name}: {exc}", "see the message")
+
+
+async def _check_hosts(report: Report, settings: Settings, connector: Connector | None,
+                       tailnet: bool) -> None:
+    pool = SSHPool(settings.hosts, connector=connector,
+                   connect_timeout=min(settings.connect_timeout, 10.0))
+    try:
+        for host in settings.hosts.values():
+            report.show(key_finding(host))
+            if connector is None and needs_tailnet(host):
+                report.warn(f"{host.name}: {host.address} not checked: it needs the tailnet",
+                            "run `tailnet-agent doctor --tailnet` to check it through the tailnet")
+                continue
+            try:
+                ms = await pool.check_host(host.name)
+            except SSHError as exc:
+                report.show(_connect_finding(host.name, exc))
+                continue
+            pinned = "host key pinned" if trusted_keys(host) else "host key checked"
+            via = " through the tailnet" if tailnet else ""
+            report.ok(f"{host.name}: {host.target} reachable{via}, {pinned}, POSIX shell "
+                      f"({ms:.0f} ms)")
+    finally:
+        await pool.close()
+
+
+async def run_doctor(settings: Settings, *, tailnet: bool = False) -> int:
+    report = Report()
+    _check_packages(report)
+    try:
+        catalog = load_catalog(settings.catalog_files)
+        report.ok(f"catalog: {len(catalog)} commands")
+    except WhitelistError as exc:
+        report.fail(f"catalog: {exc}", "correct the file and field named above")
+    _check_policy_and_audit(report, settings)
+    if settings.anthropic_api_key:
+        report.ok("ANTHROPIC_API_KEY is set (chat enabled)")
+    else:
+        report.warn("ANTHROPIC_API_KEY is not set", "the chat page offers the command palette "
+                    "only; set it to chat with Claude")
+    try:
+        from tailscale_userspace import find_tailscaled
+
+        report.ok(f"tailscaled: {find_tailscaled(settings.tailscaled)}")
+    except Exception as exc:
+        report.warn(f"tailscaled: {exc}", "needed for `serve` (not for --local, stdio or demo)")
+    if not settings.hosts:
+        report.fail("no SSH host configured", "set REMOTE_HOST, REMOTE_USER, REMOTE_SSH_KEY_PATH "
+                    "(or TAILNET_AGENT_INVENTORY), or try `tailnet-agent demo`")
+    else:
+        async with dialer(settings, through_tailnet=tailnet, purpose="doctor") as connector:
+            await _check_hosts(report, settings, connector, tailnet)
+    print(f"{report.failures} problem(s) found." if report.failures else "All checks passed.")
+    return 1 if report.failures else 0

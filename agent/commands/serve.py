@@ -1,0 +1,110 @@
+"""`tailnet-agent serve`: become a tailnet node and serve tailnet peers only
+(or, with --local, serve the person at this machine on loopback).
+
+The HTTP server binds 127.0.0.1 only, so nothing off this machine reaches it
+except through the agent's own tailscaled (see agent/tailnet.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from agent import __version__
+from agent.app import build_agent
+from agent.core.identity import local_user_identity
+from agent.settings import Settings
+from agent.ssh import socks_connector
+from agent.tailnet import make_node, node_names, progress
+from agent.web.middleware.host_origin import LOOPBACK_NAMES
+from agent.web.middleware.identity import fixed_resolver, tailnet_resolver
+from agent.web.server import serve_app
+
+from .checks import warn_about_hosts
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def sigterm_cancels() -> Iterator[None]:
+    """Until uvicorn's own handling starts, SIGTERM cancels the main task, so `finally`
+    blocks still run (tailscaled stopped, temporary files removed)."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def hosts_line(settings: Settings) -> str:
+    return ", ".join(settings.hosts) or "none"
+
+
+async def serve_local(
+    settings: Settings, *, port: int, mode: str = "local", banner: Sequence[str] = ()
+) -> None:
+    """Serve MCP and the chat on 127.0.0.1 to the local user (`serve --local`, `demo`)."""
+    agent = build_agent(
+        settings,
+        mode=mode,
+        resolver=fixed_resolver(local_user_identity("local")),
+        allowed_names=LOOPBACK_NAMES,
+    )
+    if mode == "local":
+        await warn_about_hosts(settings)
+    lines = [f"tailnet-agent {__version__}: {mode} mode, {len(agent.service.catalog)} commands, "
+             f"hosts: {hosts_line(settings)}", *banner]
+    await serve_app(agent.service, agent.app, port=port, banner=lines)
+
+
+async def serve_tailnet(
+    settings: Settings, *, port: int, state_dir: Path | None, allow_local_operator: bool
+) -> None:
+    """Join the tailnet with our own tailscaled, then serve tailnet peers only.
+
+    Shutdown order: HTTP stops accepting and drains, SSH closes (serve_app), then
+    tailscaled stops and an ephemeral node logs out (the `finally` below).
+    """
+    node = make_node(settings, state_dir=state_dir)
+    supervisor: asyncio.Task[None] | None = None
+    with sigterm_cancels():
+        try:
+            info = await node.up(timeout=settings.join_timeout if settings.authkey else None)
+            supervisor = asyncio.create_task(node.run_supervised())
+            names = node_names(info)
+            if allow_local_operator:
+                names += LOOPBACK_NAMES
+            agent = build_agent(
+                settings,
+                mode="tailnet",
+                resolver=tailnet_resolver(node.localapi, local_operator=allow_local_operator),
+                allowed_names=names,
+                connector=socks_connector(lambda: node.socks5),
+                tailnet_status=node.health,
+            )
+            banner = [
+                f"tailnet-agent {__version__}: serving tailnet peers as "
+                f"{info.dns_name or info.hostname} ({', '.join(info.ips)}); "
+                f"{len(agent.service.catalog)} commands; hosts: {hosts_line(settings)}",
+                "Listening on 127.0.0.1 only; tailnet peers reach it through tailscaled."
+                + (" Local callers are accepted as the local operator." if allow_local_operator
+                   else " Local callers get 403."),
+            ]
+            await serve_app(agent.service, agent.app, port=port, banner=banner,
+                            url_host=info.dns_name or info.ips[0])
+        except asyncio.CancelledError:
+            log.info("stopping on signal")
+        finally:
+            if supervisor is not None:
+                supervisor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await supervisor
+            progress("stopping tailscaled")
+            await node.stop()

@@ -1,0 +1,147 @@
+"""Reading the audit log back: records, calls (start + end merged), filters, one-line views.
+
+Used by `tailnet-agent audit` and by tests that count records. Tolerant: a line
+that is not JSON is skipped with a warning, a start without an end is an
+"unfinished" call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CallRecord:
+    """A call's start and end records merged (end may be missing: unfinished)."""
+
+    call: str
+    start: dict[str, Any]
+    end: dict[str, Any] | None = None
+    extra: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def time(self) -> datetime:
+        return datetime.fromisoformat(self.start["time"])
+
+    def merged(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.start.items() if k != "event"}
+        if self.end is not None:
+            data.update({k: v for k, v in self.end.items() if k not in ("event", "time")})
+            data["end_time"] = self.end["time"]
+        else:
+            data["outcome"] = "unfinished"
+        return data
+
+
+def log_files(path: Path) -> list[Path]:
+    """The log and its rotated files, oldest first."""
+    rotated = sorted(
+        (p for p in path.parent.glob(f"{path.name}.*") if p.name.rsplit(".", 1)[1].isdigit()),
+        key=lambda p: int(p.name.rsplit(".", 1)[1]),
+        reverse=True,
+    )
+    return [*rotated, *([path] if path.exists() else [])]
+
+
+def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    for file in log_files(path):
+        with open(file, encoding="utf-8", errors="replace") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    log.warning("%s:%d is not a JSON line; skipped", file, number)
+                    continue
+                if isinstance(record, dict):
+                    yield record
+
+
+def read_calls(path: Path) -> list[CallRecord]:
+    calls: dict[str, CallRecord] = {}
+    for record in read_records(path):
+        call = str(record.get("call", ""))
+        if record.get("event") == "start" and call not in calls:
+            calls[call] = CallRecord(call, record)
+        elif record.get("event") == "end" and call in calls and calls[call].end is None:
+            calls[call].end = record
+        elif call in calls:
+            calls[call].extra.append(record)  # a duplicate: shown by --json, counted by tests
+    return list(calls.values())
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    since: datetime | None = None
+    identity: str | None = None
+    host: str | None = None
+    command: str | None = None
+
+    def keep(self, call: CallRecord) -> bool:
+        start = call.start
+        if self.since is not None and call.time < self.since:
+            return False
+        if self.identity is not None and self.identity.lower() not in (
+            str(start.get("identity", "")).lower(), str(start.get("login") or "").lower()
+        ):
+            return False
+        if self.host is not None and start.get("host") != self.host:
+            return False
+        return self.command is None or start.get("command") == self.command
+
+
+def parse_since(text: str, now: float | None = None) -> datetime:
+    """'90s', '15m', '1h', '2d', or an ISO time."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip()
+    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+        seconds = float(text[:-1]) * units[text[-1]]
+        return datetime.fromtimestamp((now or time.time()) - seconds, UTC)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"--since {text!r}: use a duration like 90s, 15m, 1h, 2d or an ISO time"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_call(call: CallRecord) -> str:
+    data = call.merged()
+    decision = data.get("decision") or {}
+    outcome = data.get("outcome", "?")
+    status = data.get("exit_status")
+    detail = f"exit {status}" if outcome == "ran" else outcome
+    if outcome == "refused":
+        detail += f" ({decision.get('rule', '')})"
+    elif data.get("error"):
+        detail += f" ({data['error'][:120]})"
+    duration = data.get("duration_ms")
+    took = f" {duration:.0f}ms" if isinstance(duration, int | float) else ""
+    return (f"{data['time'][:23]} {data.get('identity', '?')} "
+            f"[{data.get('node') or data.get('source', '')}] {data.get('command', '?')} "
+            f"on {data.get('host') or '?'}: {detail}{took}")
+
+
+def _printable(text: str) -> str:
+    """Escape what a terminal would act on: a caller chose some of these values."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def show(path: Path, flt: AuditFilter, *, as_json: bool) -> Sequence[str]:
+    lines: list[str] = []
+    for call in read_calls(path):
+        if flt.keep(call):
+            lines.append(json.dumps(call.merged(), ensure_ascii=True) if as_json
+                         else _printable(format_call(call)))
+    return lines

@@ -1,0 +1,95 @@
+"""A grant: which commands a caller may run on which hosts, and whether destructive ones.
+
+Grants come from the policy file's rules and from the tailnet: a Tailscale grant
+gives a caller our app capability (`CAPABILITY`), and WhoIs carries its values in
+the caller's CapMap. Those values are decoded here, once, when the caller is
+identified; a malformed value grants nothing and is logged for the tailnet admin.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from whitelist import Command
+
+from .errors import ConfigError, reject_unknown_fields
+
+log = logging.getLogger(__name__)
+
+# The app capability a tailnet policy grant uses to give rights in this service
+# (Tailscale's `<domain>/cap/<name>` style).
+CAPABILITY = "tailnet-agent.dev/cap/run"
+GRANT_FIELDS = frozenset({"hosts", "commands", "destructive"})
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one rule or tailnet grant allows: command patterns on host patterns."""
+
+    name: str
+    hosts: tuple[str, ...] = ("*",)
+    commands: tuple[str, ...] = ("*",)
+    destructive: bool = False
+
+    def covers_host(self, host: str) -> bool:
+        return any(fnmatch.fnmatchcase(host, pattern) for pattern in self.hosts)
+
+    def covers_command(self, command: Command) -> bool:
+        for pattern in self.commands:
+            if pattern.lower().startswith("category:"):
+                if command.category.lower() == pattern.split(":", 1)[1].strip().lower():
+                    return True
+            elif fnmatch.fnmatchcase(command.name, pattern):
+                return True
+        return False
+
+    def allows(self, command: Command) -> bool:
+        return self.covers_command(command) and (self.destructive or not command.destructive)
+
+
+def strings(value: Any, where: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A YAML/JSON value that must be a string or a non-empty list of strings."""
+    if value is None:
+        return default
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(
+        isinstance(v, str) and v.strip() for v in value
+    ):
+        raise ConfigError(f"{where} must be a non-empty list of strings")
+    return tuple(v.strip() for v in value)
+
+
+def parse_grant(entry: Any, where: str, *, name: str) -> Grant:
+    """A grant from a mapping with hosts, commands and destructive (all optional)."""
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a mapping with hosts, commands, destructive")
+    reject_unknown_fields(entry, GRANT_FIELDS, where)
+    destructive = entry.get("destructive", False)
+    if not isinstance(destructive, bool):
+        raise ConfigError(f"{where}: destructive must be true or false")
+    return Grant(
+        name=name,
+        hosts=strings(entry.get("hosts"), f"{where}: hosts", ("*",)),
+        commands=strings(entry.get("commands"), f"{where}: commands", ("*",)),
+        destructive=destructive,
+    )
+
+
+def capability_grants(cap_map: Mapping[str, Any], who: str) -> tuple[Grant, ...]:
+    """Our capability's values in a WhoIs CapMap, as grants (malformed ones skipped, logged)."""
+    values = cap_map.get(CAPABILITY) or ()
+    if not isinstance(values, list | tuple):
+        values = (values,)
+    grants: list[Grant] = []
+    for index, value in enumerate(values):
+        name = f"tailnet grant {CAPABILITY} #{index + 1}"
+        try:
+            grants.append(parse_grant(value, name, name=name))
+        except ConfigError as exc:
+            log.warning("ignored %s for %s: %s", name, who, exc)
+    return tuple(grants)

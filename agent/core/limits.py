@@ -1,0 +1,69 @@
+"""Limits: calls per identity over time, calls in flight per host.
+
+The rate limit is a token bucket per identity (`Identity.key`): `burst` calls at
+once, refilled at `per_minute`. It applies to tailnet callers; the person at the
+machine (local mode, stdio) holds the SSH keys anyway. The host limit bounds how
+many calls may be in flight (running or waiting for an SSH channel) for one host,
+so one caller's flood cannot queue without end; beyond it calls are refused at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .errors import HostBusy, RateLimited
+from .identity import Identity
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    def __init__(self, per_minute: float, burst: int) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = burst
+        self._buckets: dict[str, _Bucket] = {}
+
+    def take(self, identity: Identity, now: float | None = None) -> None:
+        """Use one call of `identity`'s budget, or raise LimitExceeded."""
+        if identity.is_operator:
+            return
+        now = time.monotonic() if now is None else now
+        bucket = self._buckets.setdefault(identity.key, _Bucket(float(self.burst), now))
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+        bucket.updated = now
+        if bucket.tokens < 1:
+            wait = (1 - bucket.tokens) / self.rate if self.rate > 0 else float("inf")
+            raise RateLimited(
+                f"rate limit: {identity.principal} made more than {self.burst} calls in a "
+                f"burst (limit {self.rate * 60:g} per minute); retry in {wait:.0f} s. The "
+                "operator sets it with TAILNET_AGENT_RATE_PER_MINUTE / TAILNET_AGENT_RATE_BURST."
+            )
+        bucket.tokens -= 1
+
+
+class HostGate:
+    def __init__(self, max_in_flight: int) -> None:
+        self.max_in_flight = max_in_flight
+        self._in_flight: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def enter(self, host: str) -> Iterator[None]:
+        count = self._in_flight.get(host, 0)
+        if count >= self.max_in_flight:
+            raise HostBusy(
+                f"host {host!r} already has {count} calls in flight (limit "
+                f"{self.max_in_flight}); retry when some have finished. The operator sets it "
+                "with TAILNET_AGENT_HOST_CONCURRENCY."
+            )
+        self._in_flight[host] = count + 1
+        try:
+            yield
+        finally:
+            self._in_flight[host] -= 1

@@ -1,0 +1,191 @@
+"""Who may run what, where: the policy every tool call is decided by.
+
+Rights come from three places, all turned into the same `Grant` (agent.core.grants):
+1. the policy file's `rules` (YAML, in the style of the catalog);
+2. Tailscale grants: the tailnet policy gives a caller our app capability, WhoIs
+   carries its values, and they arrive decoded in `Identity.grants`;
+3. the shipped default: tailnet users (not tagged nodes) may run read-only
+   commands on every host. A policy file may turn it off with `default: none`.
+
+Everything no grant covers is refused, and the refusal names the rule that
+refused. The person at the machine (local mode, stdio, `--allow-local-operator`)
+already holds the SSH keys, so they get everything; destructive commands still
+need a confirmation, which the service asks for.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from whitelist import Command
+
+from .errors import ConfigError, PolicyDenied, reject_unknown_fields
+from .grants import GRANT_FIELDS, Grant, parse_grant, strings
+from .identity import Identity
+
+DEFAULT_RULE = "default: tailnet users may run read-only commands"
+LOCAL_RULE = "local operator: the person at this machine"
+DENY_RULE = "default deny"
+TAGGED_RULE = "default deny: tagged nodes get nothing unless a rule names their tag"
+
+_GROUP = re.compile(r"^group:[A-Za-z0-9][A-Za-z0-9._-]*$")
+_TOP_FIELDS = {"groups", "default", "rules"}
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    rule: str  # the rule that allowed, or the one that refused
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"allowed": self.allowed, "rule": self.rule, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Rule:
+    grant: Grant
+    who: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Policy:
+    rules: tuple[Rule, ...] = ()
+    groups: Mapping[str, frozenset[str]] | None = None
+    default_read_only: bool = True
+    source: str = "the shipped default policy"
+
+    def _matches(self, selector: str, identity: Identity) -> bool:
+        login = (identity.login or "").lower()
+        if selector == "*":
+            return True
+        if selector == "autogroup:member":
+            return bool(login) and not identity.tags
+        if selector.startswith("tag:"):
+            return selector in identity.tags
+        if selector.startswith("group:"):
+            members = (self.groups or {}).get(selector, frozenset())
+            return bool(login) and login in members
+        return bool(login) and login == selector.lower()
+
+    def grants_for(self, identity: Identity) -> list[Grant]:
+        if identity.is_operator:
+            return [Grant(LOCAL_RULE, destructive=True)]
+        grants = [r.grant for r in self.rules if any(self._matches(w, identity) for w in r.who)]
+        grants += identity.grants
+        if self.default_read_only and identity.login and not identity.tags:
+            grants.append(Grant(DEFAULT_RULE))
+        return grants
+
+    def decide(self, identity: Identity, command: Command, host: str) -> Decision:
+        grants = self.grants_for(identity)
+        short_of_destructive: Grant | None = None
+        for grant in grants:
+            if not (grant.covers_host(host) and grant.covers_command(command)):
+                continue
+            if command.destructive and not grant.destructive:
+                short_of_destructive = short_of_destructive or grant
+                continue
+            return Decision(True, grant.name, f"granted by {grant.name!r}")
+        who = identity.principal
+        if short_of_destructive is not None:
+            return Decision(
+                False,
+                short_of_destructive.name,
+                f"rule {short_of_destructive.name!r} lets {who} run {command.name!r} on "
+                f"{host!r} but not destructive commands; a rule with `destructive: true` "
+                "is needed",
+            )
+        if not grants:
+            rule = TAGGED_RULE if identity.tags and not identity.login else DENY_RULE
+            return Decision(False, rule, f"no rule in {self.source} grants {who} anything")
+        names = ", ".join(repr(g.name) for g in grants)
+        return Decision(
+            False,
+            DENY_RULE,
+            f"no rule in {self.source} grants {who} {command.name!r} on host {host!r} "
+            f"(rules for {who}: {names})",
+        )
+
+    def check(self, identity: Identity, command: Command, host: str) -> Decision:
+        """`decide`, raising PolicyDenied with a message naming the rule when refused."""
+        decision = self.decide(identity, command, host)
+        if not decision.allowed:
+            raise PolicyDenied(
+                f"refused by policy: {identity.principal} may not run {command.name!r} on host "
+                f"{host!r}: {decision.reason} [rule: {decision.rule}]. Ask the agent's operator "
+                "for a grant.",
+                decision,
+            )
+        return decision
+
+    def visible(self, identity: Identity, command: Command) -> bool:
+        """May this caller run `command` on some host? (What list_commands shows them.)"""
+        return any(g.allows(command) for g in self.grants_for(identity))
+
+    def hosts_for(self, identity: Identity, hosts: Iterable[str]) -> list[str]:
+        grants = self.grants_for(identity)
+        return [h for h in hosts if any(g.covers_host(h) for g in grants)]
+
+
+def parse_policy(data: Any, source: str) -> Policy:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"policy {source}: expected a mapping with groups, default, rules")
+    reject_unknown_fields(data, _TOP_FIELDS, f"policy {source}")
+    groups: dict[str, frozenset[str]] = {}
+    for group, members in (data.get("groups") or {}).items():
+        if not isinstance(group, str) or not _GROUP.match(group):
+            raise ConfigError(f"policy {source}: group names look like group:ops, got {group!r}")
+        names = strings(members, f"policy {source}: {group}", ())
+        groups[group] = frozenset(n.lower() for n in names)
+    default = data.get("default", "read-only")
+    if default not in ("read-only", "none"):
+        raise ConfigError(f"policy {source}: default must be read-only or none, got {default!r}")
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    raw_rules = data.get("rules") or []
+    if not isinstance(raw_rules, list):
+        raise ConfigError(f"policy {source}: rules must be a list")
+    for index, entry in enumerate(raw_rules):
+        where = f"policy {source}, rules[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a mapping with name, who, hosts, commands")
+        name = entry.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where}: `name` is required (refusals quote it)")
+        if name in seen:
+            raise ConfigError(f"{where}: rule name {name!r} is used twice")
+        seen.add(name)
+        who = strings(entry.get("who"), f"{where} ({name}): who", ())
+        for selector in who:
+            if selector.startswith("group:") and selector not in groups:
+                raise ConfigError(f"{where} ({name}): {selector} is not defined under groups")
+        reject_unknown_fields(entry, {"name", "who", *GRANT_FIELDS}, f"{where} ({name})")
+        grant = parse_grant({k: v for k, v in entry.items() if k not in ("name", "who")},
+                            f"{where} ({name})", name=name)
+        rules.append(Rule(grant=grant, who=who))
+    return Policy(tuple(rules), groups, default == "read-only", source=f"policy {source}")
+
+
+def load_policy(path: Path | None) -> Policy:
+    """The policy file at `path`, or the shipped default when there is none."""
+    if path is None:
+        return Policy()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read policy {path}: {exc.strerror}; check --policy / TAILNET_AGENT_POLICY"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"policy {path} is not valid YAML: {exc}") from None
+    return parse_policy(data, str(path))
+

@@ -1,0 +1,255 @@
+"""The agent's one way to run a catalog command: resolve the host, decide, record, run.
+
+Every front end (MCP over HTTP or stdio, the chat page, the palette) goes through
+`AgentService.run`, so the checks cannot differ between them: the policy, the
+limits and the audit log all sit here. The service does not know how commands
+reach a host; it is given a `Runner` (agent.ssh.SSHPool in practice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from agent.inventory import HostConfig
+from agent.settings import Settings
+from whitelist import Catalog, Command, WhitelistError, render
+
+from .audit import AuditLog
+from .errors import (
+    AuditUnavailable,
+    CallRefused,
+    ConfigError,
+    HostError,
+    LimitExceeded,
+    NotConfirmed,
+    PolicyDenied,
+    UnknownHost,
+)
+from .identity import Identity, IdentityTokens
+from .limits import HostGate, RateLimiter
+from .policy import Decision, Policy, load_policy
+from .results import CommandResult
+
+log = logging.getLogger("tailnet_agent.calls")
+
+StatusProvider = Callable[[], Awaitable[dict[str, Any]]]
+Confirm = Callable[[], Awaitable[None]]
+
+
+class Runner(Protocol):
+    """Runs an already rendered command on a named host (agent.ssh.SSHPool)."""
+
+    async def run(
+        self,
+        host: str,
+        rendered: str,
+        *,
+        command_name: str,
+        timeout: float,  # noqa: ASYNC109 - enforced on the host
+        max_output: int,
+        destructive: bool = False,
+    ) -> CommandResult: ...
+
+    async def connection_status(self) -> dict[str, dict[str, Any]]: ...
+
+    async def close(self) -> None: ...
+
+
+def _outcome(exc: BaseException) -> str:
+    if isinstance(exc, LimitExceeded):
+        return "limited"
+    if isinstance(exc, NotConfirmed):
+        return "not-confirmed"
+    if isinstance(exc, CallRefused):
+        return "refused"
+    if isinstance(exc, WhitelistError | ConfigError):
+        return "invalid"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(exc, HostError):
+        return "failed"
+    return "not-run"
+
+
+class AgentService:
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        pool: Runner,
+        *,
+        tailnet_status: StatusProvider | None = None,
+        mode: str = "local",
+        policy: Policy | None = None,
+        audit: AuditLog | None = None,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.pool = pool
+        self.policy = policy if policy is not None else load_policy(settings.policy_file)
+        self.audit = audit if audit is not None else AuditLog(
+            settings.audit_path,
+            max_bytes=settings.audit_max_bytes,
+            backups=settings.audit_backups,
+            secrets_to_hide=settings.secret_values(),
+        )
+        self.rate = RateLimiter(settings.rate_per_minute, settings.rate_burst)
+        self.host_gate = HostGate(settings.host_concurrency)
+        self.identity_tokens = IdentityTokens()
+        self.mode = mode
+        self.tailnet_status = tailnet_status
+        self.started = time.monotonic()
+
+    def host(self, name: str | None, identity: Identity | None = None) -> HostConfig:
+        """The named (or default) host; with `identity`, an unknown-host error lists only
+        the hosts that caller may use."""
+        try:
+            return self.settings.host(name)
+        except UnknownHost as exc:
+            if identity is None:
+                raise
+            raise UnknownHost(exc.name, self.visible_hosts(identity)) from None
+
+    def visible_hosts(self, identity: Identity) -> list[str]:
+        return self.policy.hosts_for(identity, self.settings.hosts)
+
+    async def run(
+        self,
+        command_name: str,
+        arguments: Mapping[str, object],
+        *,
+        host: str | None,
+        identity: Identity,
+        confirm: Confirm | None = None,
+    ) -> CommandResult:
+        """Decide, record, render and run one catalog command.
+
+        Order: look the command and host up, ask the policy, validate the arguments,
+        take the caller's rate budget, ask for a destructive command's confirmation
+        (`confirm`, which raises NotConfirmed to decline; refused outright without one),
+        take a host slot, write the audit start record (no record, no run), run, write
+        the end record. A call stopped at any step gets its start and end records too.
+        Raises WhitelistError / ConfigError / HostError / CallRefused.
+        """
+        call = self.audit.new_call_id()
+        record: dict[str, Any] = {"command": command_name, "host": host,
+                                  "parameters": dict(arguments)}
+        audit_started = False
+
+        def begin(decision: dict[str, Any] | None) -> None:
+            nonlocal audit_started
+            self.audit.start(call, identity, **record, decision=decision)
+            audit_started = True
+
+        try:
+            command = self.catalog.get(command_name)
+            target = self.host(host, identity)
+            record["host"] = target.name
+            decision = self.policy.check(identity, command, target.name)
+            record["decision"] = decision.to_dict()
+            record["rendered"] = rendered = render(command, arguments)
+            self.rate.take(identity)
+            if command.destructive:
+                if confirm is None:
+                    raise PolicyDenied(
+                        f"{command.name!r} is destructive and needs a person's confirmation, "
+                        "which this caller cannot give; nothing ran.",
+                        Decision(False, "destructive commands need a confirmation",
+                                 "no confirmation"),
+                    )
+                record["confirmed"] = False
+                await confirm()
+                record["confirmed"] = True
+            with self.host_gate.enter(target.name):
+                begin(record.pop("decision"))
+                log.info("%s runs %s on %s: %s", identity.display, command.name, target.name,
+                         rendered)
+                result = await self.pool.run(
+                    target.name,
+                    rendered,
+                    command_name=command.name,
+                    timeout=command.timeout,
+                    max_output=command.max_output,
+                    destructive=command.destructive,
+                )
+        except BaseException as exc:
+            confirming = record.get("confirmed") is False
+            outcome = "not-confirmed" if confirming else _outcome(exc)
+            if not audit_started and not isinstance(exc, AuditUnavailable):
+                decision_data = record.pop("decision", None)
+                if isinstance(exc, PolicyDenied):
+                    decision_data = exc.decision.to_dict()
+                try:
+                    begin(decision_data)
+                except AuditUnavailable:
+                    raise exc from None
+            if audit_started:
+                self.audit.end(call, identity, outcome=outcome, error=str(exc)[:500])
+            if not isinstance(exc, asyncio.CancelledError | GeneratorExit):
+                # The operator watches this terminal: a failure is worth a line there.
+                log.warning("%s: %s on %s %s: %s", identity.display, command_name,
+                            record.get("host") or "(no host)", outcome, _short(exc))
+            raise
+        self.audit.end(
+            call,
+            identity,
+            outcome="ran",
+            exit_status=result.exit_status,
+            duration_ms=round(result.duration_ms, 1),
+            bytes_out=len(result.stdout.encode()) + len(result.stderr.encode()),
+            truncated=result.truncated,
+            timed_out=result.timed_out,
+        )
+        log.info(
+            "%s: %s on %s exited %s in %.0f ms%s",
+            identity.display,
+            command.name,
+            target.name,
+            result.exit_status,
+            result.duration_ms,
+            " (truncated)" if result.truncated else "",
+        )
+        return result
+
+    def visible_commands(self, identity: Identity, category: str | None = None) -> list[Command]:
+        """The catalog commands this caller may run somewhere (what list_commands shows),
+        optionally only those of one category."""
+        wanted = category.lower() if category else None
+        return [
+            c for c in self.catalog
+            if (wanted is None or c.category.lower() == wanted) and self.policy.visible(identity, c)
+        ]
+
+    def catalog_for(self, identity: Identity) -> Catalog:
+        """The catalog as this caller sees it (the chat's prompt and palette)."""
+        return Catalog(commands={c.name: c for c in self.visible_commands(identity)})
+
+    async def run_many(
+        self, command_names: Sequence[str], *, host: str | None, identity: Identity
+    ) -> list[CommandResult]:
+        """Run several parameterless commands concurrently on one host's connection."""
+        return list(
+            await asyncio.gather(
+                *(self.run(name, {}, host=host, identity=identity) for name in command_names)
+            )
+        )
+
+    async def status(self) -> dict[str, Any]:
+        tailnet = await self.tailnet_status() if self.tailnet_status else {"mode": self.mode}
+        return {
+            "mode": self.mode,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "catalog_commands": len(self.catalog),
+            "default_host": self.settings.default_host,
+            "hosts": await self.pool.connection_status(),
+            "tailnet": tailnet,
+        }
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "..."

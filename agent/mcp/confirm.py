@@ -1,0 +1,75 @@
+"""Asking a person before a destructive command runs, through MCP elicitation.
+
+`ask_confirmation` is the SDK resolver of execute_command's `confirmation`
+argument: the SDK turns its `Elicit` into an elicitation request in the protocol
+the client speaks (mid-call on older protocols, an input-required round trip on
+newer ones). `confirmation_check` is the `confirm` step AgentService.run awaits;
+it raises NotConfirmed unless a person said yes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from mcp.server.elicitation import (
+    AcceptedElicitation,
+    CancelledElicitation,
+    DeclinedElicitation,
+    ElicitationResult,
+)
+from mcp.server.mcpserver import Context, Elicit
+
+from agent.core.errors import ConfigError, NotConfirmed
+
+from .context import caller, service_of
+from .models import Confirm
+
+NOT_ASKED = "not asked"
+
+NO_ELICITATION = (
+    "'{name}' is destructive and needs a confirmation, but this MCP client does not support "
+    "elicitation. Run it from the agent's chat page, which asks for a confirmation click, or "
+    "use a client that supports elicitation."
+)
+
+
+def supports_form_elicitation(ctx: Context) -> bool:
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
+
+
+def confirmation_check(name: str, outcome: ElicitationResult[Confirm] | None) -> Callable[
+        [], Awaitable[None]]:
+    """The `confirm` step AgentService.run awaits for a destructive command."""
+
+    async def confirm() -> None:
+        # A resolver that did not ask returns NOT_ASKED, which arrives as "accepted" data.
+        if not isinstance(outcome, AcceptedElicitation) or not isinstance(outcome.data, Confirm):
+            if isinstance(outcome, DeclinedElicitation | CancelledElicitation):
+                raise NotConfirmed(f"'{name}' was not confirmed, so it did not run.")
+            raise NotConfirmed(NO_ELICITATION.format(name=name))
+        if not outcome.data.confirm:
+            raise NotConfirmed(f"'{name}' was not confirmed, so it did not run.")
+
+    return confirm
+
+
+async def ask_confirmation(
+    command: str, ctx: Context, host: str | None = None
+) -> Elicit[Confirm] | str:
+    """Resolver for execute_command: ask a person before a destructive command runs.
+
+    Nobody is asked about a command the policy would refuse anyway.
+    """
+    service = service_of(ctx)
+    found = service.catalog.commands.get(command)
+    if found is None or not found.destructive or not supports_form_elicitation(ctx):
+        return NOT_ASKED
+    try:
+        target = service.host(host)
+    except ConfigError:
+        return NOT_ASKED
+    if not service.policy.decide(caller(service, ctx), found, target.name).allowed:
+        return NOT_ASKED
+    return Elicit(f"Run destructive command '{found.name}' on host '{target.name}'?", Confirm)

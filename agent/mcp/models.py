@@ -1,0 +1,97 @@
+"""What the MCP tools return: structured results with JSON Schemas clients can read."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from agent.core.results import CommandResult
+from whitelist import Command
+
+
+class ToolResult(BaseModel):
+    """The outcome of one whitelisted command on one host."""
+
+    host: str
+    command: str = Field(description="Catalog command name")
+    rendered: str = Field(description="The exact command line that ran on the host")
+    stdout: str
+    stderr: str
+    exit_status: int | None = Field(description="Exit status; null if the command was killed")
+    duration_ms: float
+    truncated: bool = Field(description="True if output was cut at the command's max_output")
+    timed_out: bool = False
+
+    @classmethod
+    def of(cls, result: CommandResult) -> ToolResult:
+        return cls.model_validate(result.to_dict())
+
+
+class Overview(BaseModel):
+    host: str
+    results: list[ToolResult]
+
+
+class ParameterInfo(BaseModel):
+    name: str
+    type: str
+    description: str
+    required: bool
+    default: str | int | None = None
+    choices: list[str] | None = None
+
+
+class CommandInfo(BaseModel):
+    name: str
+    category: str
+    description: str
+    destructive: bool
+    parameters: list[ParameterInfo]
+
+
+class CommandList(BaseModel):
+    commands: list[CommandInfo]
+    categories: list[str]
+
+
+class HostInfo(BaseModel):
+    name: str
+    address: str
+    user: str
+    port: int
+    default: bool
+
+
+class HostList(BaseModel):
+    hosts: list[HostInfo]
+
+
+class Pong(BaseModel):
+    pong: bool
+    version: str
+    identity: str
+
+
+class Confirm(BaseModel):
+    confirm: bool = Field(description="Run this destructive command now?")
+
+
+def command_info(command: Command) -> CommandInfo:
+    return CommandInfo(
+        name=command.name,
+        category=command.category,
+        description=command.description,
+        destructive=command.destructive,
+        parameters=[
+            ParameterInfo(
+                name=p.name,
+                type=str(p.type),
+                description=p.description,
+                required=p.required,
+                default=p.default,
+                choices=list(p.choices) or None,
+            )
+            for p in command.parameters
+        ],
+    )
+
+

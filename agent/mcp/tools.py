@@ -1,0 +1,218 @@
+"""The MCP tools, served with the official SDK's `MCPServer`.
+
+Tools are thin: they find the caller's identity, hand the work to
+`AgentService`, and turn our exceptions into tool errors (`isError`) whose text
+says what is allowed. Nothing here builds a command string.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from mcp.server.elicitation import ElicitationResult
+from mcp.server.mcpserver import Context, MCPServer, Resolve
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import Field
+
+from agent import __version__
+from agent.core.errors import CallRefused, ConfigError, HostError
+from agent.core.identity import Identity
+from agent.core.service import AgentService
+from whitelist import WhitelistError
+
+from .confirm import ask_confirmation, confirmation_check
+from .context import AgentMCPServer, caller
+from .models import (
+    CommandList,
+    Confirm,
+    HostInfo,
+    HostList,
+    Overview,
+    Pong,
+    ToolResult,
+    command_info,
+)
+
+log = logging.getLogger(__name__)
+
+# What a tool call can fail with that the caller can act on: shown as a tool error.
+CALL_ERRORS = (WhitelistError, ConfigError, HostError, CallRefused)
+
+OVERVIEW_COMMANDS = ("hostname", "uptime", "uname", "disk_usage", "memory_usage", "process_count")
+
+# The catalog commands behind each tool, so a caller's tool list can leave out
+# tools the policy gives them nothing to do with (execute_command: any command).
+TOOL_COMMANDS: dict[str, tuple[str, ...]] = {
+    "check_disk": ("disk_usage",),
+    "check_memory": ("memory_usage",),
+    "check_service": ("service_status",),
+    "check_path_size": ("disk_usage_path",),
+    "system_overview": OVERVIEW_COMMANDS,
+}
+
+
+def tools_for(service: AgentService, identity: Identity, tool_names: list[str]) -> list[str]:
+    """The tools worth offering this caller: those that can run something they may run."""
+    visible = {c.name for c in service.visible_commands(identity)}
+    kept: list[str] = []
+    for name in tool_names:
+        if name == "execute_command" and not visible:
+            continue
+        needs = TOOL_COMMANDS.get(name)
+        if needs is not None and not set(needs) <= visible:
+            continue
+        kept.append(name)
+    return kept
+
+
+HostArg = Annotated[
+    str | None,
+    Field(description="Name of the target host from list_hosts; omit for the default host."),
+]
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                            open_world_hint=False)
+
+
+def build_mcp_server(service: AgentService) -> MCPServer:
+    mcp = AgentMCPServer(
+        "tailnet-agent",
+        version=__version__,
+        instructions=(
+            "Operate Linux servers read-mostly through a whitelist of named commands. "
+            "Use list_commands to see what can run and list_hosts for targets. "
+            "There is no shell access: only catalog commands with validated parameters."
+        ),
+    )
+    mcp.service = service
+
+    async def run(
+        ctx: Context,
+        name: str,
+        arguments: dict[str, Any],
+        host: str | None,
+        confirmation: ElicitationResult[Confirm] | None = None,
+    ) -> ToolResult:
+        identity = caller(service, ctx)
+        confirm = confirmation_check(name, confirmation)
+        try:
+            result = await service.run(name, arguments, host=host, identity=identity,
+                                       confirm=confirm)
+        except CALL_ERRORS as exc:
+            log.info("%s: %s refused: %s", identity.display, name, exc)
+            raise ToolError(str(exc)) from exc
+        if result.exit_status in (126, 127):
+            raise ToolError(
+                f"'{name}' could not run on host '{result.host}': the program is missing or not "
+                f"executable there (exit status {result.exit_status}): {result.stderr.strip()}"
+            )
+        return ToolResult.of(result)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def ping(ctx: Context) -> Pong:
+        """Check that the agent answers, and see who it thinks you are."""
+        return Pong(pong=True, version=__version__, identity=caller(service, ctx).display)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def server_status(ctx: Context) -> dict[str, Any]:
+        """The agent's own state: mode, tailnet state, SSH connections per host."""
+        status = await service.status()
+        # Only the hosts this caller may use: addresses and users are worth hiding.
+        allowed = set(service.policy.hosts_for(caller(service, ctx), status["hosts"]))
+        status["hosts"] = {k: v for k, v in status["hosts"].items() if k in allowed}
+        return status
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def list_commands(
+        ctx: Context,
+        category: Annotated[
+            str | None, Field(description="Only this category (e.g. Disk, Memory); omit for all.")
+        ] = None,
+    ) -> CommandList:
+        """List the whitelisted commands you may run, their categories and typed parameters."""
+        identity = caller(service, ctx)
+        known = sorted({c.category for c in service.visible_commands(identity)})
+        commands = service.visible_commands(identity, category)
+        if category and not commands:
+            raise ToolError(f"unknown category {category!r} (or nothing in it that you may "
+                            f"run); categories you can use: {', '.join(known) or 'none'}")
+        return CommandList(commands=[command_info(c) for c in commands], categories=known)
+
+    has_destructive = any(c.destructive for c in service.catalog)
+
+    @mcp.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=not has_destructive,
+            destructive_hint=has_destructive,
+            open_world_hint=False,
+        )
+    )
+    async def execute_command(
+        ctx: Context,
+        command: Annotated[str, Field(description="Catalog command name, from list_commands.")],
+        parameters: Annotated[
+            dict[str, Any] | None,
+            Field(description="Values for the command's parameters, by name (see list_commands)."),
+        ] = None,
+        host: HostArg = None,
+        confirmation: Annotated[
+            ElicitationResult[Confirm], Resolve(ask_confirmation)
+        ] = None,  # type: ignore[assignment]
+    ) -> ToolResult:
+        """Run one whitelisted catalog command by name with typed, validated parameters."""
+        return await run(ctx, command, parameters or {}, host, confirmation)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def check_disk(ctx: Context, host: HostArg = None) -> ToolResult:
+        """Filesystem usage (df -h): size, used, available and use% per mount."""
+        return await run(ctx, "disk_usage", {}, host)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def check_memory(ctx: Context, host: HostArg = None) -> ToolResult:
+        """Memory and swap usage (free -h)."""
+        return await run(ctx, "memory_usage", {}, host)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def check_service(
+        ctx: Context,
+        unit: Annotated[str, Field(description="systemd unit name, e.g. nginx or nginx.service")],
+        host: HostArg = None,
+    ) -> ToolResult:
+        """Status of one systemd service (systemctl status)."""
+        return await run(ctx, "service_status", {"unit": unit}, host)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def check_path_size(
+        ctx: Context,
+        path: Annotated[str, Field(description="Absolute path of a file or directory")],
+        host: HostArg = None,
+    ) -> ToolResult:
+        """Total size of a file or directory (du -sh)."""
+        return await run(ctx, "disk_usage_path", {"path": path}, host)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def system_overview(ctx: Context, host: HostArg = None) -> Overview:
+        """Hostname, uptime, kernel, disk, memory and process count, gathered concurrently."""
+        identity = caller(service, ctx)
+        try:
+            results = await service.run_many(OVERVIEW_COMMANDS, host=host, identity=identity)
+        except CALL_ERRORS as exc:
+            raise ToolError(str(exc)) from exc
+        return Overview(host=results[0].host, results=[ToolResult.of(r) for r in results])
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def list_hosts(ctx: Context) -> HostList:
+        """The SSH hosts you may run commands on, and which one is the default."""
+        default = service.settings.default_host
+        allowed = set(service.visible_hosts(caller(service, ctx)))
+        return HostList(
+            hosts=[
+                HostInfo(name=h.name, address=h.address, user=h.user, port=h.port,
+                         default=h.name == default)
+                for h in service.settings.hosts.values() if h.name in allowed
+            ]
+        )
+
+    return mcp

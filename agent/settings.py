@@ -1,0 +1,293 @@
+"""Every setting in one table: its variable, flag, parser, default and meaning.
+
+`SETTINGS` drives loading (environment, then `.env`, then command-line flags),
+the defaults of `Settings`, validation with messages that name the variable, and
+the README's configuration table (`python -m agent.settings` prints it; a test
+checks that the README agrees). Add a setting here and it exists everywhere.
+
+Sources, strongest first: a command-line flag, the real environment, a `.env`
+file in the working directory. Hosts come from REMOTE_* (one host) and an
+inventory file (several); see agent/inventory.py.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.core.errors import ConfigError, NoDefaultHost, NoHostConfigured, UnknownHost
+from agent.envfile import parse_env_file
+from agent.inventory import HostConfig, host_from_env, load_inventory
+
+DEFAULT_MODEL = "claude-sonnet-4-5"
+# sshd's MaxSessions defaults to 10 channels per connection; we open one extra
+# channel for the shell probe, so the per-host bound must stay below that.
+SSHD_MAX_SESSIONS = 10
+
+Parser = Callable[[str], Any]
+
+
+def text(raw: str) -> str:
+    return raw
+
+
+def path(raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+def paths(raw: str) -> tuple[Path, ...]:
+    return tuple(Path(p.strip()).expanduser() for p in raw.split(os.pathsep) if p.strip())
+
+
+def integer(low: int, high: int, why: str) -> Parser:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"is not an integer; use {low}-{high}") from None
+        if not low <= value <= high:
+            raise ValueError(f"is out of range {low}-{high}: {why}")
+        return value
+
+    return parse
+
+
+def seconds(high: float) -> Parser:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("is not a number of seconds") from None
+        if not 0 < value <= high:
+            raise ValueError(f"must be between 0 and {high:g} seconds")
+        return value
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    field: str  # attribute of Settings; "host" for the REMOTE_* variables of the one host
+    default: Any
+    meaning: str
+    parse: Parser = text
+    flag: str | None = None
+    shown_default: str | None = None  # for the README, when `default` does not say it
+    secret: bool = False  # never echoed in messages
+    additive: bool = False  # a flag adds to the variable's value instead of replacing it
+
+    @property
+    def name(self) -> str:
+        return self.env if self.field == "host" else self.field
+
+
+_HOST = "host"
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("REMOTE_HOST", _HOST, None,
+            "address of the SSH host (DNS name, IP or tailnet MagicDNS name)"),
+    Setting("REMOTE_USER", _HOST, None, "SSH user"),
+    Setting("REMOTE_SSH_KEY_PATH", _HOST, None, "private key file (key authentication only)",
+            path, shown_default="`~/.ssh/id_ed25519` or `id_rsa`"),
+    Setting("REMOTE_SSH_KEY_PASSPHRASE", _HOST, None, "passphrase of that key", secret=True),
+    Setting("REMOTE_SSH_PORT", _HOST, 22, "SSH port", integer(1, 65535, "it is a TCP port")),
+    Setting("REMOTE_SSH_KNOWN_HOSTS", _HOST, None, "known_hosts file used to verify host keys",
+            path, shown_default="`~/.ssh/known_hosts`"),
+    Setting("REMOTE_HOST_NAME", _HOST, "default", "name of that host in tools and logs"),
+    Setting("TAILNET_AGENT_INVENTORY", "inventory", None,
+            "YAML inventory of several hosts (below)", path, flag="--inventory"),
+    Setting("TAILNET_AGENT_CATALOG", "catalog_files", (),
+            "extra catalog files, separated by `:`; `--catalog` adds more", paths,
+            flag="--catalog", additive=True),
+    Setting("TAILNET_AGENT_MAX_SESSIONS", "max_sessions_per_host", 8,
+            "SSH channels per host connection (keep below sshd's `MaxSessions`, 10)",
+            integer(1, SSHD_MAX_SESSIONS - 1,
+                    f"it must stay below sshd's MaxSessions ({SSHD_MAX_SESSIONS})")),
+    Setting("TAILNET_AGENT_CONNECT_TIMEOUT", "connect_timeout", 15.0,
+            "seconds to connect to a host, SOCKS5 dial included", seconds(600)),
+    Setting("TAILNET_AGENT_POLICY", "policy_file", None,
+            "who may run what (see [Security](#security))", path, flag="--policy",
+            shown_default="read-only for tailnet users"),
+    Setting("TAILNET_AGENT_AUDIT_LOG", "audit_log", None, "the audit log", path,
+            flag="--audit-log", shown_default="`$XDG_STATE_HOME/tailnet-agent/audit.jsonl`"),
+    Setting("TAILNET_AGENT_AUDIT_MAX_BYTES", "audit_max_bytes", 10_000_000,
+            "size at which the audit log rotates",
+            integer(10_000, 10**12, "it is the size at which the log rotates")),
+    Setting("TAILNET_AGENT_AUDIT_BACKUPS", "audit_backups", 5,
+            "rotated audit files kept", integer(0, 1000, "it is how many rotated files are kept")),
+    Setting("TAILNET_AGENT_RATE_PER_MINUTE", "rate_per_minute", 120,
+            "calls per minute per tailnet identity (refill rate)",
+            integer(1, 1_000_000, "it is calls per minute per identity")),
+    Setting("TAILNET_AGENT_RATE_BURST", "rate_burst", 60,
+            "calls at once per tailnet identity",
+            integer(1, 1_000_000, "it is calls at once per identity")),
+    Setting("TAILNET_AGENT_HOST_CONCURRENCY", "host_concurrency", 32,
+            "calls in flight per host; beyond it calls are refused at once",
+            integer(1, 10_000, "it is calls in flight per host")),
+    Setting("TS_AUTHKEY", "authkey", None, "tailnet auth key, or `file:/path/to/key`",
+            flag="--authkey", shown_default="none: a login URL is printed", secret=True),
+    Setting("TS_HOSTNAME", "hostname", "tailnet-agent", "the agent's tailnet hostname",
+            flag="--hostname"),
+    Setting("TS_CONTROL_URL", "control_url", None,
+            "control server (for example your Headscale)", flag="--control-url",
+            shown_default="Tailscale's"),
+    Setting("TAILNET_AGENT_JOIN_TIMEOUT", "join_timeout", 60.0,
+            "seconds to join the tailnet with an auth key (without one, the agent waits for "
+            "the login URL to be approved)", seconds(3600)),
+    Setting("TAILSCALED", "tailscaled", None, "tailscaled binary", path, flag="--tailscaled",
+            shown_default="embedded, then `PATH`"),
+    Setting("ANTHROPIC_API_KEY", "anthropic_api_key", None, "enables the chat with Claude",
+            shown_default="none: the page offers the command palette", secret=True),
+    Setting("ANTHROPIC_MODEL", "anthropic_model", DEFAULT_MODEL, "model for the chat"),
+    Setting("ANTHROPIC_BASE_URL", "anthropic_base_url", None, "another Messages API endpoint",
+            shown_default="Anthropic's"),
+    Setting("ANTHROPIC_TIMEOUT", "anthropic_timeout", 120.0,
+            "seconds to wait for the Messages API (the SDK retries too)", seconds(600)),
+)
+
+BY_FIELD: Mapping[str, Setting] = {s.field: s for s in SETTINGS if s.field != _HOST}
+
+
+def _default(name: str) -> Any:
+    return BY_FIELD[name].default
+
+
+def default_audit_path() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path("~/.local/state").expanduser())
+    return Path(state) / "tailnet-agent" / "audit.jsonl"
+
+
+@dataclass(frozen=True)
+class Settings:
+    hosts: Mapping[str, HostConfig] = field(default_factory=dict)
+    default_host: str | None = None
+    inventory: Path | None = _default("inventory")
+    catalog_files: tuple[Path, ...] = _default("catalog_files")
+    max_sessions_per_host: int = _default("max_sessions_per_host")
+    connect_timeout: float = _default("connect_timeout")
+    policy_file: Path | None = _default("policy_file")  # None: the shipped default policy
+    audit_log: Path | None = _default("audit_log")  # None: default_audit_path()
+    audit_max_bytes: int = _default("audit_max_bytes")
+    audit_backups: int = _default("audit_backups")
+    rate_per_minute: int = _default("rate_per_minute")
+    rate_burst: int = _default("rate_burst")
+    host_concurrency: int = _default("host_concurrency")
+    authkey: str | None = field(default=_default("authkey"), repr=False)
+    hostname: str = _default("hostname")
+    control_url: str | None = _default("control_url")
+    join_timeout: float = _default("join_timeout")
+    tailscaled: Path | None = _default("tailscaled")
+    anthropic_api_key: str | None = field(default=_default("anthropic_api_key"), repr=False)
+    anthropic_model: str = _default("anthropic_model")
+    anthropic_base_url: str | None = _default("anthropic_base_url")
+    anthropic_timeout: float = _default("anthropic_timeout")
+
+    @property
+    def audit_path(self) -> Path:
+        return self.audit_log or default_audit_path()
+
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold, so the audit log can keep them out."""
+        values = [self.anthropic_api_key or "", self.authkey or ""]
+        values += [h.key_passphrase or "" for h in self.hosts.values()]
+        return [v for v in values if v]
+
+    def host(self, name: str | None) -> HostConfig:
+        """The named host, or the default one; errors say which hosts exist."""
+        if not self.hosts:
+            raise NoHostConfigured()
+        chosen = name if name is not None else self.default_host
+        if chosen is None:
+            raise NoDefaultHost(self.hosts)
+        try:
+            return self.hosts[chosen]
+        except KeyError:
+            raise UnknownHost(chosen, self.hosts) from None
+
+
+def _parse(setting: Setting, raw: str) -> Any:
+    try:
+        return setting.parse(raw)
+    except ValueError as exc:
+        shown = "(hidden)" if setting.secret else repr(raw[:200])
+        raise ConfigError(f"{setting.env}={shown} {exc}") from None
+
+
+def read_environment(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> dict[str, str]:
+    """The `.env` file's variables, overridden by the real environment's."""
+    env: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        env.update(parse_env_file(env_file))
+    # The real environment wins over .env, as with docker compose and python-dotenv.
+    env.update(os.environ if environ is None else environ)
+    return env
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    env_file: Path | None = Path(".env"),
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Settings from the environment and `.env`, then `overrides` (flags, by field name).
+
+    An override of None means "flag not given". Raises ConfigError naming the variable.
+    """
+    env = read_environment(environ, env_file)
+    values: dict[str, Any] = {}
+    host_values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = env.get(setting.env, "").strip()
+        value = _parse(setting, raw) if raw else setting.default
+        if setting.field == _HOST:
+            host_values[setting.env] = value
+        else:
+            values[setting.field] = value
+    for name, value in (overrides or {}).items():
+        if value is None or value == () or value == []:
+            continue
+        setting = BY_FIELD[name]
+        values[name] = (*values[name], *value) if setting.additive else value
+
+    hosts: dict[str, HostConfig] = {}
+    default_host: str | None = None
+    if values["inventory"] is not None:
+        hosts, default_host = load_inventory(values["inventory"], env)
+    env_host = host_from_env(host_values)
+    if env_host is not None:
+        if env_host.name in hosts:
+            raise ConfigError(
+                f"host {env_host.name!r} is defined both by REMOTE_HOST and in the inventory "
+                f"{values['inventory']}; set REMOTE_HOST_NAME to a different name or remove one"
+            )
+        hosts[env_host.name] = env_host
+        if default_host is None:
+            default_host = env_host.name
+    if default_host is None and len(hosts) == 1:
+        default_host = next(iter(hosts))
+    return Settings(hosts=hosts, default_host=default_host, **values)
+
+
+def markdown_table() -> str:
+    """The README's configuration table, generated from SETTINGS."""
+    lines = ["| variable | meaning | default |", "| --- | --- | --- |"]
+    for s in SETTINGS:
+        name = f"`{s.env}`" + (f" / `{s.flag}`" if s.flag else "")
+        if s.shown_default is not None:
+            default = s.shown_default
+        elif s.default in (None, ()):
+            default = "none"
+        else:
+            default = f"`{s.default}`"
+        lines.append(f"| {name} | {s.meaning} | {default} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

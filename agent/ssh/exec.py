@@ -1,0 +1,89 @@
+"""The exec path: one SSH exec channel per command, output collected up to fixed caps.
+
+Destructive and long commands always take this path, and so does anything the
+fast path (agent/ssh/shell.py) cannot take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+
+import asyncssh
+
+from .output import STDERR, STDOUT
+
+# After the remote `timeout` should have fired (and its KILL 2 s later), give the
+# channel this long before killing it from our side.
+CLIENT_GRACE_SECONDS = 5.0
+
+
+class CappedSession(asyncssh.SSHClientSession[bytes]):
+    """Collects stdout/stderr up to fixed caps; past a cap it closes the channel."""
+
+    def __init__(self, stdout_cap: int, stderr_cap: int) -> None:
+        self._caps = {STDOUT: stdout_cap, STDERR: stderr_cap}
+        self._chunks: dict[int | None, list[bytes]] = {STDOUT: [], STDERR: []}
+        self._kept: dict[int | None, int] = {STDOUT: 0, STDERR: 0}
+        self.overflow: dict[int | None, bool] = {STDOUT: False, STDERR: False}
+        self.exit_status: int | None = None
+        self.exit_signal: str | None = None
+        self.lost: Exception | None = None  # set when the connection died under the channel
+        self.done: asyncio.Event = asyncio.Event()
+        self._chan: asyncssh.SSHClientChannel[bytes] | None = None
+
+    def connection_made(self, chan: asyncssh.SSHClientChannel[bytes]) -> None:
+        self._chan = chan
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        stream = STDERR if datatype else STDOUT
+        if self.overflow[stream]:
+            return
+        room = self._caps[stream] - self._kept[stream]
+        if len(data) > room:
+            data = data[:room]
+            self.overflow[stream] = True
+            # Stop the transfer: keeping memory bounded is not enough, a 50 MB
+            # answer should not cross the tailnet only to be thrown away.
+            if self._chan is not None:
+                self._chan.close()
+        if data:
+            self._chunks[stream].append(data)
+            self._kept[stream] += len(data)
+
+    def exit_status_received(self, status: int) -> None:
+        self.exit_status = status
+
+    def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
+        self.exit_signal = signal
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc
+        self.done.set()
+
+    def text(self, stderr: bool) -> str:
+        stream = STDERR if stderr else STDOUT
+        return b"".join(self._chunks[stream]).decode("utf-8", errors="replace")
+
+
+async def wait_exec(
+    chan: asyncssh.SSHClientChannel[bytes],
+    session: CappedSession,
+    timeout: float,  # noqa: ASYNC109 - the remote `timeout` enforces it, we back it up
+) -> bool:
+    """Wait for the command to end; True when we had to kill it from our side."""
+    client_killed = False
+    try:
+        try:
+            await asyncio.wait_for(session.done.wait(), timeout + CLIENT_GRACE_SECONDS)
+        except TimeoutError:
+            client_killed = True
+            with suppress(Exception):
+                chan.send_signal("KILL")
+    finally:
+        # Also runs when our caller is cancelled: never leave a channel open.
+        chan.close()
+    if client_killed:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(chan.wait_closed(), CLIENT_GRACE_SECONDS)
+    return client_killed

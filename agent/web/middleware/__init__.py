@@ -1,0 +1,1 @@
+"""ASGI middleware, outermost first: host_origin, identity, body_limit."""

@@ -1,0 +1,135 @@
+"""Running the HTTP app: bind, announce, serve, and shut down in a fixed order.
+
+Shutdown order (each step only after the one before it finished):
+1. stop accepting HTTP and let in-flight requests finish (uvicorn's graceful exit);
+2. close the SSH connections (in-flight commands have ended with their requests);
+3. stop tailscaled, if we own one: SIGTERM so an ephemeral node logs out, then wait,
+   then SIGKILL after a timeout (done by the caller's `finally`, see commands/serve.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import signal
+import socket
+from collections.abc import Iterator, Sequence
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from agent.core.errors import ConfigError, PortInUse
+from agent.core.service import AgentService
+
+log = logging.getLogger(__name__)
+
+
+def client_config(url: str) -> str:
+    """A ready-to-paste MCP client configuration for Streamable HTTP."""
+    return json.dumps({"mcpServers": {"tailnet-agent": {"type": "http", "url": url}}}, indent=2)
+
+
+class _Uvicorn(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn would re-raise SIGTERM after its own shutdown and kill the process
+        # before our later shutdown steps ran; `serve_app` handles signals instead.
+        yield
+
+
+class HTTPServer:
+    """uvicorn on one loopback port, started in the background of the current loop."""
+
+    def __init__(self, app: ASGIApp, *, port: int, log_level: str = "warning") -> None:
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",  # never a non-loopback interface; tailnet peers arrive via tailscaled
+            port=port,
+            log_level=log_level,
+            lifespan="on",
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
+        self.server = _Uvicorn(config)
+        self._task: asyncio.Task[None] | None = None
+
+    def _bind(self) -> socket.socket:
+        """Our own loopback socket, so a port in use is a clear error and not uvicorn's exit."""
+        port = self.server.config.port
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(
+                    f"port {port} on 127.0.0.1 is already in use (another tailnet-agent?); "
+                    "stop that program, or choose another port with --port (--port 0 picks "
+                    "a free one)"
+                ) from None
+            raise ConfigError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}; choose "
+                              "another port with --port") from None
+        sock.set_inheritable(False)
+        return sock
+
+    async def start(self) -> int:
+        """Start serving; return the bound port once the server accepts connections."""
+        self._task = asyncio.create_task(self.server.serve(sockets=[self._bind()]))
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()  # re-raise the bind error
+                raise RuntimeError("the HTTP server stopped before it started")
+            await asyncio.sleep(0.02)
+        sockets = self.server.servers[0].sockets
+        return int(sockets[0].getsockname()[1])
+
+    async def wait(self) -> None:
+        assert self._task is not None
+        await self._task
+
+    def request_exit(self) -> None:
+        """Stop accepting and finish in-flight requests; a second call stops at once."""
+        if self.server.should_exit:
+            self.server.force_exit = True
+        self.server.should_exit = True
+
+
+def announce(lines: Sequence[str]) -> None:
+    for line in lines:
+        print(line, flush=True)
+
+
+async def serve_app(
+    service: AgentService,
+    app: ASGIApp,
+    *,
+    port: int,
+    banner: Sequence[str],
+    url_host: str = "127.0.0.1",
+) -> None:
+    """Serve until SIGINT/SIGTERM, then shut down in the order written above."""
+    http = HTTPServer(app, port=port)
+    bound = await http.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, http.request_exit)
+    url = f"http://{url_host}:{bound}/mcp"
+    announce(
+        [
+            *banner,
+            f"MCP endpoint: {url}",
+            f"Chat page:    http://{url_host}:{bound}/",
+            "Client configuration (Claude Code: claude mcp add --transport http tailnet-agent "
+            f"{url}):",
+            client_config(url),
+            "Ready. Press Ctrl-C to stop.",
+        ]
+    )
+    try:
+        await http.wait()  # returns after a signal: stopped accepting, requests finished
+    finally:
+        await service.pool.close()

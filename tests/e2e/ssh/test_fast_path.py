@@ -1,0 +1,262 @@
+"""The fast path (persistent shell channels) against a real OpenSSH sshd on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+
+from agent.core.results import CommandResult
+from agent.inventory import HostConfig
+from agent.ssh import SSHPool
+from agent.ssh.shell import FrameStream, frame
+from tests.support.memory import peak_rss_bytes, reset_peak_rss
+from tests.support.sshd import Sshd, accepted_logins, wait_until_gone
+from whitelist import wrap_for_exec
+
+MiB = 1024 * 1024
+
+
+async def run(
+    pool: SSHPool,
+    command: str,
+    *,
+    timeout: float = 10,  # noqa: ASYNC109 - the command's catalog timeout, passed through
+    max_output: int = MiB,
+    destructive: bool = False,
+) -> CommandResult:
+    return await pool.run(
+        "test", command, command_name="t", timeout=timeout, max_output=max_output,
+        destructive=destructive,
+    )
+
+
+
+async def test_fast_path_is_used_for_read_only_commands_only(ssh_host: HostConfig) -> None:
+    pool = SSHPool({"test": ssh_host})
+    try:
+        await run(pool, "true", destructive=True)
+        assert pool.shells("test") == 0
+        await run(pool, "true", timeout=61)  # long commands keep the exec path
+        assert pool.shells("test") == 0
+        for _ in range(5):
+            result = await run(pool, "echo out; echo err >&2; exit 3")
+            assert (result.stdout, result.stderr, result.exit_status) == ("out\n", "err\n", 3)
+        assert pool.shells("test") == 1  # one shell served all five
+    finally:
+        await pool.close()
+
+
+async def test_fast_path_can_be_switched_off(ssh_host: HostConfig) -> None:
+    pool = SSHPool({"test": ssh_host}, fast_path=False)
+    try:
+        assert (await run(pool, "echo x")).stdout == "x\n"
+        assert pool.shells("test") == 0
+    finally:
+        await pool.close()
+
+
+async def test_output_that_looks_like_markers_is_just_output(pool: SSHPool) -> None:
+    await run(pool, "true")  # a warm shell, so the next calls are framed on it
+    fake = "S0123456789abcdef0123456789abcdef\nE0123456789abcdef0123456789abcdef 0\n"
+    script = (
+        f"printf '%s' '{fake}'; printf '%s' '{fake}' >&2; "
+        "printf 'E%s 0\\n' deadbeef; printf 'no newline at the end E'; exit 7"
+    )
+    result = await run(pool, script)
+    assert result.stdout == fake + "Edeadbeef 0\nno newline at the end E"
+    assert result.stderr == fake
+    assert result.exit_status == 7
+    assert pool.shells("test") == 1
+    # The same shell still frames correctly afterwards.
+    assert (await run(pool, "printf abc")).stdout == "abc"
+
+
+async def test_a_command_reading_stdin_gets_eof_and_cannot_eat_later_calls(
+    pool: SSHPool,
+) -> None:
+    result = await run(
+        pool, 'cat; read -r line; echo "got:${line}:"; head -c 10 /dev/stdin | wc -c'
+    )
+    assert result.stdout == "got::\n0\n"
+    assert result.exit_status == 0
+    follow = await asyncio.gather(*(run(pool, f"echo {i}") for i in range(3)))
+    assert [r.stdout for r in follow] == ["0\n", "1\n", "2\n"]
+
+
+async def test_binary_output_arrives_byte_for_byte(pool: SSHPool) -> None:
+    every_byte = bytes(range(256))
+    octal = "".join(f"\\{b:03o}" for b in every_byte)
+    result = await run(pool, f"printf '{octal}'; printf '{octal}' >&2")
+    expected = every_byte.decode("utf-8", errors="replace")
+    assert result.stdout == expected
+    assert result.stderr == expected
+    assert result.exit_status == 0
+
+
+async def test_a_timeout_in_the_middle_of_the_pool_leaves_the_others_alone(
+    ssh_host: HostConfig, sshd: Sshd
+) -> None:
+    pool = SSHPool({"test": ssh_host}, max_sessions=4)
+    try:
+        await asyncio.gather(*(run(pool, "true") for _ in range(4)))  # four warm shells
+        started = time.monotonic()
+        results = await asyncio.gather(
+            run(pool, "sleep 0.5; echo a"),
+            run(pool, "sleep 96 | cat; echo never", timeout=1),
+            run(pool, "sleep 0.5; echo b"),
+            run(pool, "sleep 1.5; echo c"),
+        )
+        elapsed = time.monotonic() - started
+        assert [r.stdout for r in results] == ["a\n", "", "b\n", "c\n"]
+        stuck = results[1]
+        assert stuck.timed_out and stuck.exit_status in (124, 137)
+        assert "timed out after 1 s" in stuck.stderr
+        assert elapsed < 4
+        assert wait_until_gone(sshd.user, "sleep 96") == []
+        # The timed-out shell was thrown away; the pool refills and keeps answering.
+        assert pool.shells("test") == 3
+        again = await asyncio.gather(*(run(pool, f"echo {i}") for i in range(6)))
+        assert [r.stdout for r in again] == [f"{i}\n" for i in range(6)]
+        assert pool.shells("test") <= 4
+    finally:
+        await pool.close()
+
+
+
+async def test_50_mb_of_output_is_capped_on_the_fast_path(pool: SSHPool, sshd: Sshd) -> None:
+    await run(pool, "true")
+    assert pool.shells("test") == 1
+    if not reset_peak_rss():
+        pytest.skip("cannot reset the peak RSS counter (/proc/self/clear_refs)")
+    peak_before = peak_rss_bytes()
+    started = time.monotonic()
+    result = await run(
+        pool, "head -c 52428800 /dev/zero | tr '\\000' f; echo tail-marker", timeout=30
+    )
+    elapsed = time.monotonic() - started
+    growth = peak_rss_bytes() - peak_before
+    assert result.truncated
+    assert result.stdout.startswith("f" * 1000)
+    assert result.stdout.endswith(f"\n[output truncated at {MiB} bytes]\n")
+    assert "tail-marker" not in result.stdout
+    assert growth < 20 * MiB, f"peak RSS grew by {growth / MiB:.1f} MiB"
+    assert elapsed < 10
+    assert wait_until_gone(sshd.user, "head -c 52428800") == []
+    # The cut shell was discarded, not reused with half a frame in it.
+    assert pool.shells("test") == 0
+    assert (await run(pool, "echo after")).stdout == "after\n"
+
+
+async def test_pooled_shells_survive_an_sshd_restart(sshd_factory: Callable[..., Sshd]) -> None:
+    server = sshd_factory()
+    pool = SSHPool({"test": server.host_config()}, max_sessions=4)
+    try:
+        first = await asyncio.gather(*(run(pool, "sleep 0.2; echo one") for _ in range(4)))
+        assert pool.shells("test") == 4
+        server.restart()  # no pause: the pool still holds four dead shells
+        second = await asyncio.gather(*(run(pool, "echo two") for _ in range(4)))
+        await asyncio.sleep(0.2)
+        server.restart()
+        await asyncio.sleep(0.5)  # this time the client has noticed
+        third = await asyncio.gather(*(run(pool, "echo three") for _ in range(4)))
+    finally:
+        await pool.close()
+    assert [r.stdout for r in first] == ["one\n"] * 4
+    assert [r.stdout for r in second] == ["two\n"] * 4
+    assert [r.stdout for r in third] == ["three\n"] * 4
+    assert accepted_logins(server) == 3
+
+
+async def test_exec_takes_a_slot_from_an_idle_shell_when_all_are_taken(
+    ssh_host: HostConfig,
+) -> None:
+    pool = SSHPool({"test": ssh_host}, max_sessions=2)
+    try:
+        await asyncio.gather(run(pool, "sleep 0.2"), run(pool, "sleep 0.2"))
+        assert pool.shells("test") == 2
+        result = await run(pool, "echo exec", destructive=True)
+        assert result.stdout == "exec\n"
+        assert pool.shells("test") == 1
+    finally:
+        await pool.close()
+
+
+async def test_many_concurrent_calls_stay_within_the_channel_limit(ssh_host: HostConfig) -> None:
+    pool = SSHPool({"test": ssh_host}, max_sessions=3)
+    try:
+        results = await asyncio.gather(
+            *(run(pool, f"echo {i}", destructive=i % 5 == 0) for i in range(40))
+        )
+    finally:
+        await pool.close()
+    assert [r.stdout for r in results] == [f"{i}\n" for i in range(40)]
+
+
+def test_the_frame_holds_the_wrapped_command_verbatim_and_nothing_else_of_the_caller() -> None:
+    wrapped = wrap_for_exec("echo {a} $(b) `c` '\"'", timeout=5)
+    token = "0" * 32
+    text = frame(wrapped, token)
+    assert text.count(wrapped) == 1
+    assert text.replace(wrapped, "WRAPPED").count("{") == text.replace(wrapped, "WRAPPED").count(
+        "}"
+    )
+    with pytest.raises(ValueError):
+        frame(wrapped, "x; rm -rf /")
+
+
+def test_frame_parser_handles_markers_split_anywhere() -> None:
+    token = "ab" * 16
+    body = b"x" * 70 + b"E" + token.encode()[:5] + b"\n"
+    stream = f"S{token}\n".encode() + body + f"E{token} 42\n".encode()
+    for size in (1, 2, 3, 7, 33, 1000):
+        parser = FrameStream(token, cap=MiB)
+        for at in range(0, len(stream), size):
+            parser.feed(stream[at : at + size])
+        assert parser.done and parser.doubt is None
+        assert parser.status == 42
+        assert b"".join(parser.chunks) == body
+
+
+def test_frame_parser_doubts_stray_output() -> None:
+    token = "cd" * 16
+    before = FrameStream(token, cap=MiB)
+    before.feed(b"late output from someone\n")
+    assert before.doubt == "output before the start marker"
+    after = FrameStream(token, cap=MiB)
+    after.feed(f"S{token}\nok\nE{token} 0\nmore".encode())
+    assert after.doubt == "output after the end marker"
+    bad = FrameStream(token, cap=MiB)
+    bad.feed(f"S{token}\nE{token} x\n".encode())
+    assert bad.doubt == "a malformed end marker"
+
+
+async def test_shells_idle_too_long_are_closed(
+    ssh_host: HostConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agent.ssh.shell.IDLE_SECONDS", 0.5)
+    pool = SSHPool({"test": ssh_host}, max_sessions=4)
+    try:
+        await asyncio.gather(*(run(pool, "sleep 0.2") for _ in range(3)))
+        assert pool.shells("test") == 3
+        await asyncio.sleep(0.7)
+        assert (await run(pool, "echo fresh")).stdout == "fresh\n"
+        assert pool.shells("test") == 1
+    finally:
+        await pool.close()
+
+
+async def test_a_cancelled_caller_does_not_leave_its_shell_in_the_pool(pool: SSHPool) -> None:
+    await run(pool, "true")
+    assert pool.shells("test") == 1
+    task = asyncio.create_task(run(pool, "sleep 3; echo never", timeout=4))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Half a frame may still be on its way: that shell is never reused.
+    assert pool.shells("test") == 0
+    results = await asyncio.gather(*(run(pool, f"echo {i}") for i in range(3)))
+    assert [r.stdout for r in results] == ["0\n", "1\n", "2\n"]

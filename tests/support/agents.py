@@ -1,0 +1,74 @@
+"""An agent served over real HTTP on loopback, built exactly as `serve --local` builds it
+(agent.app.build_agent), for tests that talk to it as MCP clients or browsers do."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.app import Agent, build_agent
+from agent.chat import ChatOptions
+from agent.core.identity import Identity, local_user_identity
+from agent.core.service import AgentService
+from agent.inventory import HostConfig
+from agent.settings import Settings
+from agent.web.middleware.host_origin import LOOPBACK_NAMES
+from agent.web.middleware.identity import fixed_resolver
+from agent.web.server import HTTPServer
+from whitelist import Catalog
+
+
+@dataclass
+class RunningAgent:
+    base: str
+    agent: Agent
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/mcp"
+
+    @property
+    def service(self) -> AgentService:
+        return self.agent.service
+
+
+def settings_for(host: HostConfig, **values: object) -> Settings:
+    """Settings with one host (the default) and whatever else a test needs."""
+    return dataclasses.replace(Settings(), hosts={host.name: host}, default_host=host.name,
+                               **values)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def running_agent(
+    settings: Settings,
+    *,
+    identity: Identity | None = None,
+    catalog: Catalog | None = None,
+    catalogs: Sequence[Path] = (),
+    mode: str = "local",
+    chat_options: ChatOptions | None = None,
+) -> AsyncIterator[RunningAgent]:
+    """Serve the agent on 127.0.0.1:<free port>; every caller is `identity` (default: the
+    local user, as in `serve --local`)."""
+    if catalogs:
+        settings = dataclasses.replace(
+            settings, catalog_files=(*settings.catalog_files, *catalogs))
+    agent = build_agent(
+        settings,
+        mode=mode,
+        resolver=fixed_resolver(identity or local_user_identity("local")),
+        allowed_names=LOOPBACK_NAMES,
+        catalog=catalog,
+        chat_options=chat_options,
+    )
+    http = HTTPServer(agent.app, port=0)
+    port = await http.start()
+    try:
+        yield RunningAgent(base=f"http://127.0.0.1:{port}", agent=agent)
+    finally:
+        http.request_exit()
+        await http.wait()
+        await agent.service.pool.close()

@@ -1,0 +1,75 @@
+"""`tailnet-agent audit`: show and filter the log by identity, host, command and time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.core.audit import AuditLog
+from agent.core.identity import Identity
+
+ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
+BOB = Identity(login="bob@example.com", node="phone.tailnet.test")
+
+
+def write_log(path: Path) -> None:
+    log = AuditLog(path)
+    old = {"time": "2020-01-01T00:00:00.000+00:00", "event": "start", "call": "old1",
+           "identity": "alice@example.com", "login": "alice@example.com", "host": "web",
+           "command": "uptime", "decision": {"allowed": True, "rule": "r", "reason": ""}}
+    log.write(old)
+    log.write({"time": "2020-01-01T00:00:01.000+00:00", "event": "end", "call": "old1",
+               "identity": "alice@example.com", "outcome": "ran", "exit_status": 0})
+    for identity, host, command, outcome in (
+        (ALICE, "web", "disk_usage", "ran"),
+        (BOB, "db", "make_marker", "refused"),
+        (BOB, "web", "hostname", "ran"),
+    ):
+        call = log.new_call_id()
+        allowed = outcome == "ran"
+        log.start(call, identity, host=host, command=command, parameters={},
+                  decision={"allowed": allowed, "rule": "rule-x" if allowed else "default deny",
+                            "reason": "because"})
+        log.end(call, identity, outcome=outcome, exit_status=0 if allowed else None,
+                duration_ms=5.0)
+    log.write({"time": "2026-01-01T00:00:00.000+00:00", "event": "start", "call": "crash",
+               "identity": "carol", "host": "web", "command": "uptime"})
+
+
+def run(capsys: pytest.CaptureFixture[str], path: Path, *args: str) -> list[str]:
+    assert main(["audit", "--env-file", "/dev/null", "--audit-log", str(path), *args]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_audit_shows_one_line_per_call_and_filters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path)
+    lines = run(capsys, path)
+    assert len(lines) == 5
+    assert "bob@example.com [phone.tailnet.test] make_marker on db: refused (default deny)" in (
+        lines[2])
+    assert lines[4].endswith("uptime on web: unfinished")
+    assert len(run(capsys, path, "--since", "1h")) == 3
+    assert len(run(capsys, path, "--since", "2025-12-31T00:00:00")) == 4
+    assert len(run(capsys, path, "--identity", "bob@example.com")) == 2
+    assert len(run(capsys, path, "--host", "web")) == 4
+    (only,) = run(capsys, path, "--command", "disk_usage", "--identity", "ALICE@example.com")
+    assert "disk_usage on web: exit 0" in only
+    records = [json.loads(line) for line in run(capsys, path, "--json", "--host", "db")]
+    assert len(records) == 1
+    assert records[0]["outcome"] == "refused" and records[0]["decision"]["rule"] == "default deny"
+
+
+def test_audit_says_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "audit.jsonl"
+    assert main(["audit", "--env-file", "/dev/null", "--audit-log", str(path)]) == 1
+    assert "no audit log at" in capsys.readouterr().err
+    write_log(path)
+    assert main(["audit", "--env-file", "/dev/null", "--audit-log", str(path),
+                 "--since", "yesterday"]) == 2
+    assert "use a duration like 90s" in capsys.readouterr().err

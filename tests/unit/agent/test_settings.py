@@ -1,0 +1,284 @@
+"""Settings from the environment, a .env file and an inventory YAML."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from agent.core.errors import ConfigError
+from agent.inventory import HostConfig
+from agent.settings import DEFAULT_MODEL, load_settings
+
+SEED_ENV = {
+    "REMOTE_HOST": "web1.tail1234.ts.net",
+    "REMOTE_USER": "ops",
+    "REMOTE_SSH_KEY_PATH": "~/keys/id_ed25519",
+    "REMOTE_SSH_KEY_PASSPHRASE": "s3cret-passphrase",
+    "REMOTE_SSH_PORT": "2222",
+    "REMOTE_SSH_KNOWN_HOSTS": "/etc/tnagent/known_hosts",
+}
+
+
+def test_nothing_configured_is_valid_but_host_lookup_explains() -> None:
+    settings = load_settings({}, env_file=None)
+    assert dict(settings.hosts) == {}
+    assert settings.default_host is None
+    assert settings.anthropic_model == DEFAULT_MODEL
+    assert settings.max_sessions_per_host == 8
+    assert settings.catalog_files == ()
+    with pytest.raises(ConfigError, match="no SSH host is configured: set REMOTE_HOST"):
+        settings.host(None)
+
+
+def test_seed_environment_names_make_one_default_host() -> None:
+    settings = load_settings(SEED_ENV, env_file=None)
+    host = settings.host(None)
+    assert host == HostConfig(
+        name="default",
+        address="web1.tail1234.ts.net",
+        user="ops",
+        port=2222,
+        key_path=Path("~/keys/id_ed25519").expanduser(),
+        key_passphrase="s3cret-passphrase",
+        known_hosts=Path("/etc/tnagent/known_hosts"),
+    )
+    assert settings.default_host == "default"
+    assert "s3cret-passphrase" not in repr(settings)
+
+
+def test_host_name_and_defaults() -> None:
+    env = {"REMOTE_HOST": "10.0.0.5", "REMOTE_USER": "ops", "REMOTE_HOST_NAME": "db"}
+    host = load_settings(env, env_file=None).host("db")
+    assert host.port == 22
+    assert host.key_path is None
+    assert host.known_hosts == Path("~/.ssh/known_hosts").expanduser()
+
+
+def test_real_environment_wins_over_dotenv(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "# comment\n"
+        "export REMOTE_HOST=from-file.example\n"
+        "REMOTE_USER='file user'\n"
+        'ANTHROPIC_API_KEY="sk-file-#1"  # trailing comment\n'
+        "ANTHROPIC_MODEL=claude-from-file # comment\n"
+        "\n"
+    )
+    settings = load_settings({"REMOTE_USER": "envuser"}, env_file=env_file)
+    host = settings.host(None)
+    assert host.address == "from-file.example"
+    assert host.user == "envuser"
+    assert settings.anthropic_api_key == "sk-file-#1"
+    assert settings.anthropic_model == "claude-from-file"
+    assert "sk-file" not in repr(settings)
+
+
+def test_malformed_dotenv_line_is_located(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("OK=1\nthis is not an assignment\n")
+    with pytest.raises(ConfigError, match=rf"{env_file}:2: expected KEY=VALUE"):
+        load_settings({}, env_file=env_file)
+
+
+def test_anthropic_and_catalog_settings() -> None:
+    env = {
+        "ANTHROPIC_API_KEY": "sk-test",
+        "ANTHROPIC_MODEL": "claude-x",
+        "ANTHROPIC_BASE_URL": "http://127.0.0.1:9/",
+        "TAILNET_AGENT_CATALOG": os.pathsep.join(["/a/one.yaml", "~/two.yaml", ""]),
+        "TAILNET_AGENT_MAX_SESSIONS": "4",
+        "TAILNET_AGENT_CONNECT_TIMEOUT": "2.5",
+    }
+    settings = load_settings(env, env_file=None)
+    assert settings.anthropic_api_key == "sk-test"
+    assert settings.anthropic_model == "claude-x"
+    assert settings.anthropic_base_url == "http://127.0.0.1:9/"
+    assert settings.catalog_files == (Path("/a/one.yaml"), Path("~/two.yaml").expanduser())
+    assert settings.max_sessions_per_host == 4
+    assert settings.connect_timeout == 2.5
+
+
+INVENTORY = """
+default: web1
+hosts:
+  - name: web1
+    address: web1.tail1234.ts.net
+    user: ops
+    port: 22
+    key: ~/.ssh/id_ed25519
+    known_hosts: ~/.ssh/known_hosts
+  - name: db
+    address: 100.64.0.7
+    user: postgres
+    port: 2200
+    key_passphrase_env: DB_KEY_PASSPHRASE
+"""
+
+
+def test_inventory_lists_hosts(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text(INVENTORY)
+    settings = load_settings({"DB_KEY_PASSPHRASE": "pp"}, env_file=None, overrides={"inventory": inventory})
+    assert sorted(settings.hosts) == ["db", "web1"]
+    assert settings.host(None).name == "web1"
+    web1 = settings.host("web1")
+    assert web1.key_path == Path("~/.ssh/id_ed25519").expanduser()
+    assert web1.known_hosts == Path("~/.ssh/known_hosts").expanduser()
+    db = settings.host("db")
+    assert (db.address, db.user, db.port, db.key_passphrase) == (
+        "100.64.0.7",
+        "postgres",
+        2200,
+        "pp",
+    )
+    with pytest.raises(ConfigError, match="unknown host 'nope'; hosts you can use: db, web1"):
+        settings.host("nope")
+
+
+def test_inventory_from_environment_plus_seed_host(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text(INVENTORY.replace("    key_passphrase_env: DB_KEY_PASSPHRASE\n", ""))
+    env = {"TAILNET_AGENT_INVENTORY": str(inventory), "REMOTE_HOST": "x", "REMOTE_USER": "u"}
+    settings = load_settings(env, env_file=None)
+    assert sorted(settings.hosts) == ["db", "default", "web1"]
+    assert settings.default_host == "web1"  # the inventory's choice stands
+
+
+def test_without_default_several_hosts_need_a_name(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text(
+        "hosts:\n  - {name: a, address: a.example, user: u}\n"
+        "  - {name: b, address: b.example, user: u}\n"
+    )
+    settings = load_settings({}, env_file=None, overrides={"inventory": inventory})
+    assert settings.default_host is None
+    with pytest.raises(
+        ConfigError, match="no host given and no default host set; choose one of: a, b"
+    ):
+        settings.host(None)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REMOTE_HOST": "h"}, "REMOTE_HOST is set (h) but REMOTE_USER is not"),
+        (
+            {"REMOTE_HOST": "h", "REMOTE_USER": "u", "REMOTE_SSH_PORT": "ssh"},
+            "REMOTE_SSH_PORT='ssh' is not an integer",
+        ),
+        (
+            {"REMOTE_HOST": "h", "REMOTE_USER": "u", "REMOTE_SSH_PORT": "70000"},
+            "REMOTE_SSH_PORT='70000' is out of range 1-65535",
+        ),
+        (
+            {"REMOTE_HOST": "h", "REMOTE_USER": "u", "REMOTE_HOST_NAME": "bad name"},
+            "host name 'bad name' must be",
+        ),
+        ({"TAILNET_AGENT_MAX_SESSIONS": "10"}, "below sshd's MaxSessions (10)"),
+        (
+            {"TAILNET_AGENT_CONNECT_TIMEOUT": "soon"},
+            "TAILNET_AGENT_CONNECT_TIMEOUT='soon' is not a number",
+        ),
+        (
+            {"TAILNET_AGENT_INVENTORY": "/nonexistent/hosts.yaml"},
+            "cannot read inventory /nonexistent/hosts.yaml",
+        ),
+    ],
+)
+def test_environment_errors_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env, env_file=None)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("hosts: [{name: a, address: x}]", "hosts[0]: `user` is required"),
+        ("hosts: [{name: a, address: x, user: u, prot: 22}]", "unknown field(s) prot"),
+        (
+            "hosts: [{name: a, address: x, user: u, port: '22'}]",
+            "(a): port must be an integer 1-65535",
+        ),
+        (
+            "hosts: [{name: a, address: x, user: u}, {name: a, address: y, user: u}]",
+            "host 'a' is listed twice",
+        ),
+        (
+            "default: b\nhosts: [{name: a, address: x, user: u}]",
+            "default 'b' is not one of the listed hosts (a)",
+        ),
+        (
+            "hosts: [{name: a, address: x, user: u, key_passphrase_env: NOPE}]",
+            "names NOPE, which is not set",
+        ),
+        ("hosts: {a: 1}", "expected a mapping with `hosts:` (a list)"),
+        ("hosts: [", "is not valid YAML"),
+    ],
+)
+def test_inventory_errors_name_the_file_and_field(
+    tmp_path: Path, yaml_text: str, message: str
+) -> None:
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text(yaml_text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, env_file=None, overrides={"inventory": inventory})
+    assert message in str(caught.value)
+    assert str(inventory) in str(caught.value)
+
+
+def test_same_name_in_env_and_inventory_is_an_error(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text("hosts: [{name: default, address: x, user: u}]")
+    env = {"REMOTE_HOST": "y", "REMOTE_USER": "u"}
+    with pytest.raises(ConfigError, match="defined both by REMOTE_HOST and in the inventory"):
+        load_settings(env, env_file=None, overrides={"inventory": inventory})
+
+
+def test_default_key_paths_are_the_usual_ones_that_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    host = HostConfig(name="h", address="a", user="u")
+    assert host.client_key_paths() == []
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_rsa").write_text("x")
+    assert host.client_key_paths() == [tmp_path / ".ssh" / "id_rsa"]
+    assert HostConfig(name="h", address="a", user="u", key_path=Path("/k")).client_key_paths() == [
+        Path("/k")
+    ]
+
+
+def test_defaults_and_environment_names() -> None:
+    default = load_settings({}, env_file=None)
+    assert default.policy_file is None and default.audit_log is None
+    assert (default.rate_per_minute, default.rate_burst, default.host_concurrency) == (120, 60, 32)
+    settings = load_settings({
+        "TAILNET_AGENT_POLICY": "/etc/tailnet-agent/policy.yaml",
+        "TAILNET_AGENT_AUDIT_LOG": "/var/log/tailnet-agent/audit.jsonl",
+        "TAILNET_AGENT_AUDIT_MAX_BYTES": "200000",
+        "TAILNET_AGENT_AUDIT_BACKUPS": "3",
+        "TAILNET_AGENT_RATE_PER_MINUTE": "30",
+        "TAILNET_AGENT_RATE_BURST": "5",
+        "TAILNET_AGENT_HOST_CONCURRENCY": "4",
+        "ANTHROPIC_TIMEOUT": "45",
+        "ANTHROPIC_API_KEY": "sk-ant-secret-value",
+    }, env_file=None)
+    assert settings.policy_file == Path("/etc/tailnet-agent/policy.yaml")
+    assert settings.audit_log == Path("/var/log/tailnet-agent/audit.jsonl")
+    assert (settings.audit_max_bytes, settings.audit_backups) == (200000, 3)
+    assert (settings.rate_per_minute, settings.rate_burst, settings.host_concurrency) == (30, 5, 4)
+    assert settings.anthropic_timeout == 45.0
+    assert settings.secret_values() == ["sk-ant-secret-value"]
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("TAILNET_AGENT_RATE_PER_MINUTE", "0"), ("TAILNET_AGENT_RATE_BURST", "many"),
+    ("TAILNET_AGENT_HOST_CONCURRENCY", "-1"), ("TAILNET_AGENT_AUDIT_MAX_BYTES", "10"),
+    ("ANTHROPIC_TIMEOUT", "0"),
+])
+def test_bad_values_name_the_setting(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value}, env_file=None)
