@@ -7,10 +7,7 @@ happens to call the broken command.
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -18,14 +15,10 @@ from typing import Any
 
 import yaml
 
-from .errors import CatalogError, ParameterError
+from .errors import CatalogError
 from .model import Catalog, Command, Parameter
-from .param_types import ParamType
+from .parameters import MAX_NAME_LENGTH, load_parameter, text_field, unknown_key, valid_name
 from .render import placeholders
-from .values import check_value, normalize_path
-
-NAME = re.compile(r"[a-z][a-z0-9_]*")
-MAX_NAME_LENGTH = 64  # MCP clients commonly cap tool names at 64 characters
 
 _COMMAND_KEYS = {
     "description",
@@ -37,15 +30,6 @@ _COMMAND_KEYS = {
     "max_output",
 }
 _REQUIRED_COMMAND_KEYS = ("description", "category", "template")
-_PARAMETER_KEYS = {"type", "description", "default", "max_length"}
-_TYPE_KEYS: dict[ParamType, set[str]] = {
-    ParamType.STRING: {"pattern"},
-    ParamType.ENUM: {"choices"},
-    ParamType.INTEGER: {"minimum", "maximum"},
-    ParamType.PATH: {"roots"},
-    ParamType.UNIT: set(),
-    ParamType.CONTAINER: set(),
-}
 
 Key = tuple[Any, ...]
 
@@ -120,9 +104,11 @@ class _FileLoader:
         except (OSError, UnicodeDecodeError) as error:
             self._problem(None, None, f"cannot read the file ({error}); check the path")
             return None
+        loader = yaml.SafeLoader(text)
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            data = yaml.safe_load(text)
+            # One parse: the node tree gives line numbers, the same tree gives the data.
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
@@ -132,6 +118,8 @@ class _FileLoader:
                 )
             )
             return None
+        finally:
+            loader.dispose()
         if node is not None:
             self._index(node, ())
         if not isinstance(data, dict):
@@ -195,7 +183,7 @@ class _FileLoader:
         return commands
 
     def _command(self, name: Any, entry: Any) -> Command | None:
-        if not _valid_name(name):
+        if not valid_name(name):
             self._problem(
                 str(name),
                 None,
@@ -300,225 +288,21 @@ class _FileLoader:
         parameters: list[Parameter] = []
         ok = True
         for name, spec in raw.items():
-            parameter = self._parameter(command, name, spec)
+            parameter = load_parameter(self._problem, command, name, spec)
             if parameter is None:
                 ok = False
             else:
                 parameters.append(parameter)
         return parameters if ok else None
 
-    def _parameter(self, command: str, name: Any, spec: Any) -> Parameter | None:
-        where = f"parameters.{name}"
-        if not _valid_name(name):
-            self._problem(
-                command,
-                where,
-                f"bad parameter name {name!r}: use lower-case letters, digits and '_', "
-                "starting with a letter",
-            )
-            return None
-        if not isinstance(spec, dict):
-            self._problem(command, where, f"expected a mapping, got {type(spec).__name__}")
-            return None
-        raw_type = spec.get("type")
-        if raw_type is None:
-            allowed = ", ".join(t.value for t in ParamType)
-            self._problem(command, f"{where}.type", f"'type' is required; use one of: {allowed}")
-            return None
-        try:
-            kind = ParamType(str(raw_type))
-        except ValueError:
-            allowed = ", ".join(t.value for t in ParamType)
-            self._problem(
-                command, f"{where}.type", f"unknown type {raw_type!r}; use one of: {allowed}"
-            )
-            return None
-        ok = True
-        allowed_keys = _PARAMETER_KEYS | _TYPE_KEYS[kind]
-        for key in spec:
-            if key not in allowed_keys:
-                self._unknown_key(command, where, key, allowed_keys, kind=kind)
-                ok = False
-        description = self._text(command, f"{where}.description", spec.get("description"))
-        max_length = spec.get("max_length", 256)
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0:
-            self._problem(
-                command, f"{where}.max_length", f"expected a positive integer, got {max_length!r}"
-            )
-            ok = False
-        fields: dict[str, Any] = {}
-        match kind:
-            case ParamType.STRING:
-                ok = self._string_fields(command, where, spec, fields) and ok
-            case ParamType.ENUM:
-                ok = self._enum_fields(command, where, spec, fields) and ok
-            case ParamType.INTEGER:
-                ok = self._integer_fields(command, where, spec, fields) and ok
-            case ParamType.PATH:
-                ok = self._path_fields(command, where, spec, fields) and ok
-        if not ok or description is None:
-            return None
-        parameter = Parameter(
-            name=name, type=kind, description=description, max_length=max_length, **fields
-        )
-        return self._checked_default(command, where, parameter, spec.get("default"))
-
-    def _checked_default(
-        self, command: str, where: str, parameter: Parameter, default: Any
-    ) -> Parameter | None:
-        if default is None:
-            return parameter
-        valid_type = (
-            isinstance(default, int) and not isinstance(default, bool)
-            if parameter.type is ParamType.INTEGER
-            else isinstance(default, str)
-        )
-        if not valid_type:
-            wanted = "an integer" if parameter.type is ParamType.INTEGER else "a string"
-            self._problem(command, f"{where}.default", f"default must be {wanted}, got {default!r}")
-            return None
-        try:
-            text = check_value(command, parameter, default)
-        except ParameterError as error:
-            self._problem(command, f"{where}.default", f"default fails its own validation: {error}")
-            return None
-        # Store the canonical form (normalized path) so schemas show what runs.
-        canonical: str | int = int(text) if parameter.type is ParamType.INTEGER else text
-        return dataclasses.replace(parameter, default=canonical)
-
-    def _string_fields(
-        self, command: str, where: str, spec: dict[Any, Any], fields: dict[str, Any]
-    ) -> bool:
-        pattern = spec.get("pattern")
-        if not isinstance(pattern, str) or pattern == "":
-            self._problem(
-                command,
-                f"{where}.pattern",
-                "string parameters need a 'pattern' (a regular expression the whole value "
-                "must match, e.g. '[A-Za-z0-9_.-]+')",
-            )
-            return False
-        try:
-            re.compile(pattern, re.ASCII)
-        except re.error as error:
-            self._problem(command, f"{where}.pattern", f"invalid regular expression: {error}")
-            return False
-        fields["pattern"] = pattern
-        return True
-
-    def _enum_fields(
-        self, command: str, where: str, spec: dict[Any, Any], fields: dict[str, Any]
-    ) -> bool:
-        choices = spec.get("choices")
-        if (
-            not isinstance(choices, list)
-            or not choices
-            or not all(isinstance(c, str) for c in choices)
-        ):
-            self._problem(
-                command,
-                f"{where}.choices",
-                f"enum parameters need 'choices': a non-empty list of strings, got {choices!r}",
-            )
-            return False
-        if len(set(choices)) != len(choices):
-            self._problem(command, f"{where}.choices", f"choices repeat a value: {choices!r}")
-            return False
-        probe = Parameter(name=where, type=ParamType.ENUM, description="", choices=tuple(choices))
-        for choice in choices:
-            try:
-                check_value(command, probe, choice)
-            except ParameterError as error:
-                self._problem(command, f"{where}.choices", f"choice {choice!r} is unsafe: {error}")
-                return False
-        fields["choices"] = tuple(choices)
-        return True
-
-    def _integer_fields(
-        self, command: str, where: str, spec: dict[Any, Any], fields: dict[str, Any]
-    ) -> bool:
-        ok = True
-        for key in ("minimum", "maximum"):
-            value = spec.get(key)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int):
-                self._problem(command, f"{where}.{key}", f"expected an integer, got {value!r}")
-                ok = False
-            elif value < 0:
-                self._problem(
-                    command,
-                    f"{where}.{key}",
-                    f"{value} is negative, but values starting with '-' are always "
-                    "rejected; use 0 or more",
-                )
-                ok = False
-            else:
-                fields[key] = value
-        low, high = fields.get("minimum"), fields.get("maximum")
-        if ok and low is not None and high is not None and low > high:
-            self._problem(
-                command, f"{where}.minimum", f"minimum {low} is greater than maximum {high}"
-            )
-            ok = False
-        return ok
-
-    def _path_fields(
-        self, command: str, where: str, spec: dict[Any, Any], fields: dict[str, Any]
-    ) -> bool:
-        roots = spec.get("roots")
-        if not isinstance(roots, list) or not roots:
-            self._problem(
-                command,
-                f"{where}.roots",
-                "path parameters need 'roots': a list of absolute directories values "
-                "must be under, e.g. ['/var/log'] (or ['/'] for anywhere)",
-            )
-            return False
-        normalized: list[str] = []
-        for root in roots:
-            if not isinstance(root, str) or not root.startswith("/") or ".." in root.split("/"):
-                self._problem(
-                    command,
-                    f"{where}.roots",
-                    f"root {root!r} must be an absolute path without '..' components",
-                )
-                return False
-            normalized.append(normalize_path(root))
-        fields["roots"] = tuple(dict.fromkeys(normalized))
-        return True
-
     # -- small helpers -----------------------------------------------------
 
     def _text(self, command: str, field: str, value: Any) -> str | None:
-        if not isinstance(value, str) or not value.strip():
-            self._problem(command, field, f"expected a non-empty string, got {value!r}")
-            return None
-        return value
+        return text_field(self._problem, command, field, value)
 
-    def _unknown_key(
-        self,
-        command: str | None,
-        where: str | None,
-        key: Any,
-        allowed: set[str],
-        *,
-        kind: ParamType | None = None,
-    ) -> None:
-        field = f"{where}.{key}" if where else str(key)
-        hint = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-        applies = f" for a {kind.value} parameter" if kind is not None else ""
-        self._problem(
-            command,
-            field,
-            f"unknown key {key!r}{applies}{suggestion}; allowed keys: {', '.join(sorted(allowed))}",
-        )
-
-
-def _valid_name(name: Any) -> bool:
-    return isinstance(name, str) and len(name) <= MAX_NAME_LENGTH and bool(NAME.fullmatch(name))
-
+    def _unknown_key(self, command: str | None, where: str | None, key: Any,
+                     allowed: set[str]) -> None:
+        unknown_key(self._problem, command, where, key, allowed)
 
 def _split_key(key: Key) -> tuple[str | None, str | None]:
     if len(key) >= 2 and key[0] == "commands":

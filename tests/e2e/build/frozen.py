@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tests.support.components import missing
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 EXECUTABLE = REPO / "dist" / "tailnet-agent"
 FIGURES = REPO / "test-artifacts" / "build-figures.json"
 MAX_SIZE = 80 * 1024 * 1024

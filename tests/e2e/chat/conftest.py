@@ -35,7 +35,7 @@ from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.sshd import ssh_host, sshd  # noqa: F401
 from whitelist import Catalog, load_catalog
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

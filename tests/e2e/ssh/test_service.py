@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.core.audit_records import read_calls, read_records
-from agent.core.errors import AuditUnavailable
-from agent.core.errors import LimitExceeded
+from agent.core.errors import AuditUnavailable, LimitExceeded
 from agent.core.identity import Identity
 from agent.core.policy import DENY_RULE, TAGGED_RULE, PolicyDenied
 from tests.support.services import ServiceFactory

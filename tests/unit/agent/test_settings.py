@@ -120,7 +120,8 @@ hosts:
 def test_inventory_lists_hosts(tmp_path: Path) -> None:
     inventory = tmp_path / "hosts.yaml"
     inventory.write_text(INVENTORY)
-    settings = load_settings({"DB_KEY_PASSPHRASE": "pp"}, env_file=None, overrides={"inventory": inventory})
+    settings = load_settings({"DB_KEY_PASSPHRASE": "pp"}, env_file=None,
+                             overrides={"inventory": inventory})
     assert sorted(settings.hosts) == ["db", "web1"]
     assert settings.host(None).name == "web1"
     web1 = settings.host("web1")
