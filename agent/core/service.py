@@ -29,6 +29,7 @@ from .errors import (
     PolicyDenied,
     UnknownHost,
 )
+from .hosts import HostView
 from .identity import Identity, IdentityTokens
 from .limits import HostGate, RateLimiter
 from .policy import Decision, Policy, load_policy
@@ -116,6 +117,13 @@ class AgentService:
 
     def visible_hosts(self, identity: Identity) -> list[str]:
         return self.policy.hosts_for(identity, self.settings.hosts)
+
+    def host_views(self, identity: Identity) -> list[HostView]:
+        """The hosts this caller may use, as list_hosts, the hosts panel and the prompt show
+        them."""
+        default = self.settings.default_host
+        return [HostView.of(self.settings.hosts[name], default=name == default)
+                for name in self.visible_hosts(identity)]
 
     async def run(
         self,

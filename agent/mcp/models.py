@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from agent.core.hosts import HostView
 from agent.core.results import CommandResult
 from whitelist import Command
 
@@ -59,6 +60,19 @@ class HostInfo(BaseModel):
     user: str
     port: int
     default: bool
+    source: str = Field(description="Where the host comes from: file (inventory/REMOTE_*) or "
+                        "tailnet")
+    online: bool | None = Field(description="Online in the tailnet; null when not known")
+    os: str = ""
+    tags: list[str] = []
+    auth: str = Field(description="How the agent logs in")
+    host_key_source: str = Field(description="Where the accepted SSH host key comes from")
+
+    @classmethod
+    def of(cls, view: HostView) -> HostInfo:
+        return cls(name=view.name, address=view.address, user=view.user, port=view.port,
+                   default=view.default, source=view.source, online=view.online, os=view.os,
+                   tags=list(view.tags), auth=view.auth, host_key_source=view.host_key_source)
 
 
 class HostList(BaseModel):

@@ -205,14 +205,7 @@ def build_mcp_server(service: AgentService) -> MCPServer:
     @mcp.tool(annotations=READ_ONLY)
     async def list_hosts(ctx: Context) -> HostList:
         """The SSH hosts you may run commands on, and which one is the default."""
-        default = service.settings.default_host
-        allowed = set(service.visible_hosts(caller(service, ctx)))
-        return HostList(
-            hosts=[
-                HostInfo(name=h.name, address=h.address, user=h.user, port=h.port,
-                         default=h.name == default)
-                for h in service.settings.hosts.values() if h.name in allowed
-            ]
-        )
+        views = service.host_views(caller(service, ctx))
+        return HostList(hosts=[HostInfo.of(view) for view in views])
 
     return mcp

@@ -123,7 +123,9 @@ async def test_list_commands_and_hosts(agent: RunningAgent) -> None:
     assert all(c["category"] == "Disk" for c in listed["commands"])
     hosts = (await call(agent.url, "list_hosts")).structured_content["hosts"]
     assert hosts == [{"name": "test", "address": "127.0.0.1", "user": hosts[0]["user"],
-                      "port": hosts[0]["port"], "default": True}]
+                      "port": hosts[0]["port"], "default": True, "source": "file",
+                      "online": None, "os": "", "tags": [], "auth": "key",
+                      "host_key_source": "known_hosts"}]
     bad = await call(agent.url, "list_commands", {"category": "Nope"})
     assert bad.is_error and "Disk" in bad.content[0].text
 
