@@ -5,16 +5,24 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install machine tailnet-bin lint pytest dist measure bench clean
+# Quiet installs: pip's own notices and setuptools' editable-install warning are not what a
+# newcomer needs to read first.
+PIP := PYTHONWARNINGS=ignore $(BIN)/pip install -q --disable-pip-version-check
+
+.PHONY: demo app test install machine tailnet-bin lint pytest dist measure bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(PIP) --upgrade pip
+
+# What the app needs and nothing else (no test or build tools).
+app: $(BIN)/python
+	$(PIP) -e .
 
 install: $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(PIP) -e '.[test]'
 
-demo: install
+demo: app
 	$(BIN)/tailnet-agent demo
 
 # Debian packages (openssh-server, chromium, iproute2) and the sshd test user; needs root,
@@ -35,7 +43,7 @@ pytest: install
 
 # dist/tailnet-agent: one executable with its own tailscaled (see build/README.md).
 dist: install
-	$(BIN)/pip install -q -e '.[build]'
+	$(PIP) -e '.[build]'
 	PYTHON=$(BIN)/python sh build/build.sh
 
 measure: dist

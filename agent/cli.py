@@ -258,10 +258,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from agent.core.errors import ConfigError
     from tailscale_userspace import TailscaledNotFound, TailscaleError
-    from whitelist import WhitelistError
+    from whitelist import CatalogError, WhitelistError
 
     try:
         return _dispatch(args)
+    except CatalogError as exc:
+        print(f"tailnet-agent: {exc}", file=sys.stderr)
+        if len(exc.problems) > 1:
+            print(f"tailnet-agent: fix the {len(exc.problems)} problems above in {exc.file}, "
+                  "then start again", file=sys.stderr)
+        return 2
     except (ConfigError, WhitelistError) as exc:
         print(f"tailnet-agent: {exc}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ import yaml
 
 from agent.core.errors import ConfigError, reject_unknown_fields
 from agent.envfile import ENV_KEY
+from whitelist import yaml_problem
 
 DEFAULT_SSH_PORT = 22
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -94,7 +95,8 @@ def load_inventory(
             "check --inventory / TAILNET_AGENT_INVENTORY points at an existing file"
         ) from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"inventory {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"inventory {path} is not valid YAML: {yaml_problem(exc)}; fix the "
+                          "syntax") from None
     if data is None:
         return {}, None
     if not isinstance(data, dict) or not isinstance(data.get("hosts", []), list):

@@ -45,6 +45,12 @@ def make_node(
     return TailscaleNode(options, on_progress=progress, on_login_url=_login_url)
 
 
+def join_timeout(settings: Settings) -> float | None:
+    """With an auth key a join is quick or broken; without one a person must approve the
+    login URL, which takes as long as it takes."""
+    return settings.join_timeout if settings.authkey else None
+
+
 def node_names(info: NodeInfo) -> list[str]:
     """Every name a peer may put in the Host header to reach this node."""
     names = [*info.ips, info.hostname]
@@ -58,7 +64,7 @@ async def joined_node(settings: Settings, *, hostname: str) -> AsyncIterator[Tai
     """A node joined for the length of a `with` block (`trust --tailnet`, `doctor`)."""
     node = make_node(settings, hostname=hostname)
     try:
-        await node.up(timeout=None)
+        await node.up(timeout=join_timeout(settings))
         yield node
     finally:
         await node.stop()

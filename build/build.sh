@@ -3,7 +3,8 @@
 # tailscaled, the default command catalog and the web assets.
 #
 #   sh build/build.sh                         build tailscaled (Go) and the executable
-#   TAILSCALED=/path/tailscaled sh build/build.sh   embed this tailscaled instead
+#   TAILSCALED=/path/tailscaled sh build/build.sh   embed this tailscaled instead (any file name)
+#   DIST=/some/dir sh build/build.sh          put the executable there (default: dist/)
 #
 # Needs: the project installed in the Python that runs PyInstaller
 # (`pip install -e '.[build]'`), and Go 1.26 unless TAILSCALED is given.
@@ -16,8 +17,13 @@ case "${TAILSCALED:-}" in
     ""|/*) ;;
     *) TAILSCALED="$(pwd)/$TAILSCALED" ;;
 esac
+case "${DIST:-}" in
+    ""|/*) ;;
+    *) DIST="$(pwd)/$DIST" ;;
+esac
 cd "$root"
 PYTHON="${PYTHON:-python3}"
+dist="${DIST:-$root/dist}"
 work="$root/build/work"
 mkdir -p "$work"
 
@@ -33,6 +39,15 @@ else
     tailscaled="$work/tailscaled-bin/tailscaled"
 fi
 echo "embedding $("$tailscaled" --version | head -n 1) from $tailscaled" >&2
+# The agent looks for a file named exactly `tailscaled` next to itself in the bundle,
+# whatever the given file is called: embed a copy under that name.
+embed="$work/embed"
+rm -rf "$embed"
+mkdir -p "$embed"
+cp "$tailscaled" "$embed/tailscaled"
+chmod 755 "$embed/tailscaled"
+licence="$(dirname "$tailscaled")/LICENSE.tailscale"
+[ ! -f "$licence" ] || cp "$licence" "$embed/"
 
 if ! "$PYTHON" -c "import PyInstaller, agent" 2>/dev/null; then
     echo "build/build.sh: $PYTHON cannot import PyInstaller and the agent;" \
@@ -40,12 +55,11 @@ if ! "$PYTHON" -c "import PyInstaller, agent" 2>/dev/null; then
     exit 1
 fi
 
-TAILNET_AGENT_TAILSCALED="$tailscaled" "$PYTHON" -m PyInstaller \
+TAILNET_AGENT_TAILSCALED="$embed/tailscaled" "$PYTHON" -m PyInstaller \
     --noconfirm --clean --log-level WARN \
-    --distpath "$root/dist" --workpath "$work/pyinstaller" \
+    --distpath "$dist" --workpath "$work/pyinstaller" \
     "$root/build/tailnet-agent.spec"
 
-size=$(wc -c < "$root/dist/tailnet-agent")
-echo "built dist/tailnet-agent ($((size / 1048576)) MiB)" >&2
-# Without TAILSCALED, so it reports the embedded tailscaled, not the override.
-env -u TAILSCALED "$root/dist/tailnet-agent" version
+size=$(wc -c < "$dist/tailnet-agent")
+echo "built $dist/tailnet-agent ($((size / 1048576)) MiB)" >&2
+sh "$root/build/check-embedded.sh" "$dist/tailnet-agent"

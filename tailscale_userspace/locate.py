@@ -49,8 +49,8 @@ def find_tailscaled(
         if _is_executable(path):
             return path.resolve()
         raise TailscaledNotFound(
-            f"tailscaled given explicitly as {str(explicit)!r} is not an executable file; "
-            f"fix the path or {_HOW_TO_GET_IT}"
+            f"tailscaled {str(explicit)!r} (from --tailscaled or TAILSCALED) is not an "
+            f"executable file; fix the path or {_HOW_TO_GET_IT}"
         )
     from_env = env.get("TAILSCALED", "")
     if from_env:

@@ -17,13 +17,6 @@ class WhoIs:
     tailscale_ips: tuple[str, ...]
     cap_map: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
-    @property
-    def identity(self) -> str:
-        """Who is calling: the login name, or the tags for a tagged (user-less) node."""
-        if self.tags:
-            return ",".join(self.tags)
-        return self.login_name or self.node_name
-
     @classmethod
     def from_localapi(cls, answer: Mapping[str, Any]) -> WhoIs:
         node: Mapping[str, Any] = answer.get("Node") or {}

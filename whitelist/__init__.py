@@ -4,7 +4,13 @@ Loads YAML templates with typed parameters, validates arguments and renders the
 shell text to run. No I/O beyond reading YAML; knows nothing of SSH or HTTP.
 """
 
-from .errors import CatalogError, ParameterError, UnknownCommandError, WhitelistError
+from .errors import (
+    CatalogError,
+    ParameterError,
+    UnknownCommandError,
+    WhitelistError,
+    yaml_problem,
+)
 from .loader import default_catalog_path, load_catalog
 from .model import Catalog, Command, Parameter
 from .param_types import ParamType
@@ -23,4 +29,5 @@ __all__ = [
     "load_catalog",
     "render",
     "wrap_for_exec",
+    "yaml_problem",
 ]

@@ -74,3 +74,13 @@ class UnknownCommandError(WhitelistError):
             f"unknown command {name!r}: only whitelisted commands can run. "
             f"Available commands: {names}"
         )
+
+
+def yaml_problem(error: Exception) -> str:
+    """A YAML syntax error in one line: what is wrong and where (PyYAML's own text spans
+    several lines and quotes the parser's internals)."""
+    problem = getattr(error, "problem", None) or getattr(error, "context", None)
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    text = str(problem) if problem else str(error).splitlines()[0]
+    return f"{text}{where}"

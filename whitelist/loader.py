@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .errors import CatalogError
+from .errors import CatalogError, yaml_problem
 from .model import Catalog, Command, Parameter
 from .parameters import MAX_NAME_LENGTH, load_parameter, text_field, unknown_key, valid_name
 from .render import placeholders
@@ -114,7 +114,8 @@ class _FileLoader:
             line = mark.line + 1 if mark is not None else None
             self.problems.append(
                 CatalogError(
-                    self.file, None, None, f"not valid YAML: {error}; fix the syntax", line=line
+                    self.file, None, None, f"not valid YAML: {yaml_problem(error)}; fix the syntax",
+                    line=line,
                 )
             )
             return None

@@ -19,7 +19,7 @@ from agent.app import build_agent
 from agent.core.identity import local_user_identity
 from agent.settings import Settings
 from agent.ssh import socks_connector
-from agent.tailnet import make_node, node_names, progress
+from agent.tailnet import join_timeout, make_node, node_names, progress
 from agent.web.middleware.host_origin import LOOPBACK_NAMES
 from agent.web.middleware.identity import fixed_resolver, tailnet_resolver
 from agent.web.server import serve_app
@@ -76,7 +76,7 @@ async def serve_tailnet(
     supervisor: asyncio.Task[None] | None = None
     with sigterm_cancels():
         try:
-            info = await node.up(timeout=settings.join_timeout if settings.authkey else None)
+            info = await node.up(timeout=join_timeout(settings))
             supervisor = asyncio.create_task(node.run_supervised())
             names = node_names(info)
             if allow_local_operator:

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from whitelist import Command
+from whitelist import Command, yaml_problem
 
 from .errors import ConfigError, PolicyDenied, reject_unknown_fields
 from .grants import GRANT_FIELDS, Grant, parse_grant, strings
@@ -185,7 +185,8 @@ def load_policy(path: Path | None) -> Policy:
         raise ConfigError(
             f"cannot read policy {path}: {exc.strerror}; check --policy / TAILNET_AGENT_POLICY"
         ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"policy {path} is not valid YAML: {exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"policy {path} is not valid YAML: {yaml_problem(exc)}; fix the "
+                          "syntax") from None
     return parse_policy(data, str(path))
 

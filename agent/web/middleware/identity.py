@@ -9,6 +9,7 @@ the local user. The resolver is the one seam tests and modes replace.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -64,8 +65,9 @@ def tailnet_resolver(localapi: LocalAPI, *, local_operator: bool = False) -> Ide
         who = await localapi.whois(f"{host}:{port}")
         if who is None:
             return operator if local_operator and host in ("127.0.0.1", "::1") else None
-        return Identity(login=who.login_name, node=who.node_name, tags=tuple(who.tags),
-                        grants=capability_grants(who.cap_map, who.identity))
+        identity = Identity(login=who.login_name, node=who.node_name, tags=tuple(who.tags))
+        grants = capability_grants(who.cap_map, identity.principal)
+        return dataclasses.replace(identity, grants=grants) if grants else identity
 
     return resolve
 

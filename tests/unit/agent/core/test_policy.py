@@ -117,7 +117,7 @@ def test_a_tailnet_grant_in_the_whois_capmap_is_honoured() -> None:
     }
     who = WhoIs.from_localapi(answer)
     carol = Identity(login=who.login_name, node=who.node_name,
-                     grants=capability_grants(who.cap_map, who.identity))
+                     grants=capability_grants(who.cap_map, "carol"))
     strict = policy("default: none\n")
     decision = strict.decide(carol, REBOOT, "db-1")
     assert decision.allowed and decision.rule.startswith(f"tailnet grant {CAPABILITY}")
