@@ -9,21 +9,41 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from mcp import Client
 
+from agent.commands.demo import start_demo_target
+from agent.ssh import SSHPool
+from whitelist import load_catalog, render
+
+
+@dataclass
+class Demo:
+    url: str
+    proc: subprocess.Popen[str]
+    lines: list[str]
+    tmp: Path  # its TMPDIR
+    home: Path  # its HOME (XDG_STATE_HOME unset): where a stray audit log would land
+
 
 @pytest.fixture
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    cwd = tmp_path_factory.mktemp("demo")  # an empty directory: no .env, no config
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    cwd, tmp, home = tmp_path / "cwd", tmp_path / "tmp", tmp_path / "home"
+    for directory in (cwd, tmp, home):
+        directory.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("REMOTE_", "ANTHROPIC_", "XDG_", "TAILNET_AGENT_"))}
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent.cli", "demo", "--port", "0"],
-        cwd=cwd,
+        cwd=cwd,  # an empty directory: no .env, no config
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("REMOTE_", "ANTHROPIC_"))},
+        env={**env, "TMPDIR": str(tmp), "HOME": str(home),
+             "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     assert proc.stdout is not None
     url = None
@@ -40,26 +60,57 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subpro
             break
     assert url, "demo printed no MCP URL:\n" + "".join(lines)
     assert any('"url": "' + url + '"' in line for line in lines), "no client configuration"
-    yield url, proc
+    assert len(list(tmp.glob("tailnet-agent-demo-*"))) == 1  # its private directory
+    yield Demo(url, proc, lines, tmp, home)
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=15)
 
 
-async def test_demo_answers_check_disk_with_real_df(
-    demo: tuple[str, subprocess.Popen[str]],
-) -> None:
-    url, _proc = demo
-    async with Client(url) as client:
+def stop(demo: Demo, sig: signal.Signals) -> str:
+    demo.proc.send_signal(sig)
+    rest, _ = demo.proc.communicate(timeout=15)
+    assert demo.proc.returncode == 0
+    return "".join(demo.lines) + rest
+
+
+async def test_demo_answers_check_disk_with_real_df(demo: Demo) -> None:
+    async with Client(demo.url) as client:
         tools = {t.name for t in (await client.list_tools()).tools}
         assert "check_disk" in tools
         result = await client.call_tool("check_disk", {})
+        for _ in range(5):  # more calls: the fast path's shells are opened and reused
+            again = await client.call_tool("check_memory", {})
+            assert not again.is_error
     assert not result.is_error, result.content
     assert "Filesystem" in result.structured_content["stdout"]
     assert result.structured_content["host"] == "demo"
+    output = stop(demo, signal.SIGINT)
+    # The embedded target accepts shell channels, so the fast path works and warns of nothing.
+    assert "WARNING" not in output and "exec channels only" not in output, output
 
 
-async def test_demo_stops_cleanly_on_sigterm(demo: tuple[str, subprocess.Popen[str]]) -> None:
-    _url, proc = demo
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=15) == 0
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_demo_leaves_nothing_behind(demo: Demo, sig: signal.Signals) -> None:
+    async with Client(demo.url) as client:
+        assert not (await client.call_tool("check_disk", {})).is_error
+    stop(demo, sig)
+    # The private directory (it holds the demo's private key) is gone...
+    assert not list(demo.tmp.glob("tailnet-agent-demo-*"))
+    # ...and the call was audited there, not in the user's real audit log.
+    assert not list(demo.home.rglob("audit.jsonl*"))
+
+
+async def test_the_demo_target_serves_the_fast_path(tmp_path: Path) -> None:
+    target = await start_demo_target(tmp_path)
+    pool = SSHPool({"demo": target.host})
+    try:
+        command = load_catalog().get("hostname")
+        for _ in range(3):
+            result = await pool.run("demo", render(command, {}), command_name="hostname",
+                                    timeout=10, max_output=10_000)
+            assert result.exit_status == 0 and result.stdout.strip()
+        assert pool.shells("demo") == 1  # one persistent shell, reused
+    finally:
+        await pool.close()
+        target.close()

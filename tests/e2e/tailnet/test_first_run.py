@@ -31,7 +31,8 @@ def run_agent(tmp_path: Path, tailscaled: Path, *args: str,
     return subprocess.run(
         [sys.executable, "-m", "agent.cli", *args, "--env-file", "/dev/null"],
         env={**os.environ, **TEST_TAILSCALED_ENV, "TMPDIR": str(runtime),
-             "TAILSCALED": str(tailscaled), "TAILNET_AGENT_JOIN_TIMEOUT": "6", **env},
+             "TAILSCALED": str(tailscaled), "TAILNET_AGENT_JOIN_TIMEOUT": "6",
+             "PYTHONPATH": os.pathsep.join(sys.path), **env},
         capture_output=True, text=True, timeout=90, cwd=tmp_path,
     )
 
@@ -72,4 +73,7 @@ async def test_trust_tailnet_with_a_key_the_control_server_refuses(
                        "--yes", "--control-url", tailnet.control_url,
                        "--authkey", "0123456789abcdef0123456789abcdef0123456789abcdef",
                        env={"REMOTE_HOST": "web1", "REMOTE_USER": "ops"})
-    assert_one_line_and_clean(result, tmp_path, "tailnet-agent: ", "auth key")
+    last = assert_one_line_and_clean(result, tmp_path, "did not reach Running within 6s",
+                                     "auth key")
+    # What the control server said is on that line too.
+    assert "invalid pre auth key" in last

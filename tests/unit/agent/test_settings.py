@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -9,7 +10,16 @@ import pytest
 
 from agent.core.errors import ConfigError
 from agent.inventory import HostConfig
-from agent.settings import DEFAULT_MODEL, load_settings
+from agent.settings import (
+    DEFAULT_MODEL,
+    SETTINGS,
+    TABLE_END,
+    TABLE_START,
+    Settings,
+    default_audit_path,
+    load_settings,
+    markdown_table,
+)
 
 SEED_ENV = {
     "REMOTE_HOST": "web1.tail1234.ts.net",
@@ -283,3 +293,26 @@ def test_defaults_and_environment_names() -> None:
 def test_bad_values_name_the_setting(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         load_settings({name: value}, env_file=None)
+
+
+def test_the_readme_table_is_the_settings_table() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    start, end = readme.index(TABLE_START), readme.index(TABLE_END)
+    assert readme[start + len(TABLE_START):end].strip() == markdown_table(), (
+        "README's configuration table is out of date: paste `python -m agent.settings`")
+
+
+def test_every_setting_is_a_field_with_the_table_default() -> None:
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    for setting in SETTINGS:
+        if setting.field == "host":
+            continue
+        assert setting.field in fields, setting.env
+        assert getattr(Settings(), setting.field) == setting.default, setting.env
+    assert load_settings({"TAILNET_AGENT_RATE_BURST": "7"}, env_file=None).rate_burst == 7
+
+
+def test_the_suite_never_writes_the_real_audit_log() -> None:
+    # tests/conftest.py points XDG_STATE_HOME at a temporary directory for every agent
+    # the tests start, in process or as a subprocess.
+    assert not default_audit_path().is_relative_to(Path.home())
