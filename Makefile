@@ -12,12 +12,13 @@ PIP := PYTHONWARNINGS=ignore $(BIN)/pip install -q --disable-pip-version-check
 .PHONY: demo app test install machine tailnet-bin lint pytest dist measure bench clean
 
 $(BIN)/python:
-	$(PY) -m venv $(VENV)
-	$(PIP) --upgrade pip
+	@echo "Creating $(VENV) and installing tailnet-agent into it (a minute or two the first time)..."
+	@$(PY) -m venv $(VENV)
+	@$(PIP) --upgrade pip
 
 # What the app needs and nothing else (no test or build tools).
 app: $(BIN)/python
-	$(PIP) -e .
+	@$(PIP) -e .
 
 install: $(BIN)/python
 	$(PIP) -e '.[test]'

@@ -41,7 +41,8 @@ class HostOriginMiddleware:
         self.allowed.update(name.lower().rstrip(".") for name in names)
 
     def _host_ok(self, host: str | None) -> bool:
-        return bool(host) and _split_host(host or "") in self.allowed
+        # A fully qualified name may end with a dot (agent.tailnet.test.): the same name.
+        return bool(host) and _split_host(host or "").rstrip(".") in self.allowed
 
     def _origin_ok(self, origin: str | None) -> bool:
         if origin is None:
