@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # newcomer needs to read first.
 PIP := PYTHONWARNINGS=ignore $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: demo app test install machine tailnet-bin lint pytest dist measure bench clean
+.PHONY: demo app test install machine tailnet-bin wheels lint pytest dist measure bench clean
 
 $(BIN)/python:
 	@echo "Creating $(VENV) and installing tailnet-agent into it (a minute or two the first time)..."
@@ -35,6 +35,11 @@ machine:
 tailnet-bin: install
 	$(BIN)/python -m tests.support.tailnet build
 
+# The app's wheels, so a test can install `make app` into a fresh venv inside the tests'
+# network namespace (no internet there).
+wheels: install
+	$(BIN)/pip download -q --disable-pip-version-check -d .cache/wheels . "setuptools>=69" wheel pip
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -51,7 +56,7 @@ measure: dist
 	PYTHON=$(BIN)/python sh build/measure.sh
 
 # dist before pytest: tests/build smoke-tests the built executable itself.
-test: machine install tailnet-bin lint dist pytest
+test: machine install tailnet-bin wheels lint dist pytest
 
 # Benchmarks against the physical floor (not tests): prints one table, saves bench-results/.
 bench: install tailnet-bin
