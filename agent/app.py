@@ -11,13 +11,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mcp.server.mcpserver import MCPServer
+from starlette.types import ASGIApp
 
 from agent.chat import ChatOptions, chat_routes
+from agent.core.metrics import Recorder
+from agent.core.readiness import ReadinessCheck
 from agent.core.service import AgentService, StatusProvider
 from agent.mcp import build_mcp_server
 from agent.settings import Settings
 from agent.ssh import Connector, SSHPool
-from agent.web.app import build_http_app
+from agent.web.app import build_http_app, build_ops_app
+from agent.web.metrics import AgentMetrics
 from agent.web.middleware.host_origin import HostOriginMiddleware
 from agent.web.middleware.identity import IdentityResolver
 from whitelist import Catalog, load_catalog
@@ -28,6 +32,8 @@ class Agent:
     service: AgentService
     mcp: MCPServer
     app: HostOriginMiddleware  # the ASGI app; `.allow(names)` adds Host names learned later
+    ops_app: ASGIApp  # /healthz, /readyz, /metrics for the local socket (TAILNET_AGENT_SOCKET)
+    metrics: AgentMetrics
 
 
 def build_service(
@@ -37,6 +43,7 @@ def build_service(
     connector: Connector | None = None,
     catalog: Catalog | None = None,
     tailnet_status: StatusProvider | None = None,
+    recorder: Recorder | None = None,
 ) -> AgentService:
     """The service with its SSH pool, policy and audit log (catalog files from settings)."""
     if catalog is None:
@@ -47,7 +54,8 @@ def build_service(
         max_sessions=settings.max_sessions_per_host,
         connect_timeout=settings.connect_timeout,
     )
-    return AgentService(settings, catalog, pool, mode=mode, tailnet_status=tailnet_status)
+    return AgentService(settings, catalog, pool, mode=mode, tailnet_status=tailnet_status,
+                        recorder=recorder)
 
 
 def build_agent(
@@ -61,15 +69,21 @@ def build_agent(
     tailnet_status: StatusProvider | None = None,
     chat_options: ChatOptions | None = None,
 ) -> Agent:
-    """Service, MCP server and the HTTP app serving both (MCP at /mcp, the chat at /)."""
+    """Service, MCP server and the HTTP app serving both (MCP at /mcp, the chat at /, the
+    operator's routes), and the app for the local socket."""
+    metrics = AgentMetrics()
     service = build_service(settings, mode=mode, connector=connector, catalog=catalog,
-                            tailnet_status=tailnet_status)
+                            tailnet_status=tailnet_status, recorder=metrics)
     mcp = build_mcp_server(service)
+    readiness = ReadinessCheck(service)
     app = build_http_app(
         service,
         mcp,
         resolver=resolver,
         allowed_names=allowed_names,
+        readiness=readiness,
+        metrics=metrics,
         extra_routes=chat_routes(service, mcp, chat_options),
     )
-    return Agent(service=service, mcp=mcp, app=app)
+    return Agent(service=service, mcp=mcp, app=app,
+                 ops_app=build_ops_app(service, readiness, metrics), metrics=metrics)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent import __version__
+from agent import __version__, logs
 from agent.settings import BY_FIELD, SETTINGS, Settings
 
 DEFAULT_PORT = 8765
@@ -57,6 +58,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
           "(repeatable)", action="append", type=Path, metavar="FILE")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more logging (-vv includes tailscaled's own log)")
+    _flag(parser, "log_format", "text, or json: one JSON object per line on stderr",
+          choices=("text", "json"))
 
 
 def _security_flags(parser: argparse.ArgumentParser) -> None:
@@ -102,8 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--local", action="store_true",
                        help="development mode: no tailnet; serve on 127.0.0.1 to local callers")
     _tailnet_flags(serve)
-    serve.add_argument("--state-dir", type=Path, help="keep node state here (a persistent node); "
-                       "default: an ephemeral node that leaves the tailnet on exit")
+    _flag(serve, "state_dir", "keep the node's state here (a persistent node); default: an "
+          "ephemeral node that leaves the tailnet on exit", type=Path)
+    _flag(serve, "socket", "also serve /healthz, /readyz and /metrics to the local operator "
+          "on this unix socket (mode 0600)", type=Path)
     serve.add_argument("--allow-local-operator", action="store_true",
                        help="also accept plain loopback connections, as the local operator")
     _security_flags(serve)
@@ -165,21 +170,27 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true", help="one JSON object per call")
     audit.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
 
+    health = command("health", "ask a running agent whether it is ready (exit 0) or not (1)",
+                     "Ask the agent serving on the local socket (--socket, "
+                     "TAILNET_AGENT_SOCKET) for its readiness: tailnet Running and at least one "
+                     "host reachable. Prints one line; exits 0 when ready, 1 otherwise. The "
+                     "container image's health check.")
+    health.add_argument("--env-file", type=Path, default=None, help=argparse.SUPPRESS)
+    _flag(health, "socket", "the agent's local socket", type=Path)
+    health.add_argument("--live", action="store_true",
+                        help="only check that the agent answers (/healthz), not readiness")
+    health.add_argument("--timeout", type=float, default=5.0,
+                        help="seconds to wait for the answer (default 5)")
+    health.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+
     command("version", "print versions", "Print our version and the tailscaled version.")
     return parser
 
 
-def _setup_logging(verbose: int) -> None:
-    # Logs go to stderr: stdout carries the MCP stdio transport and the start-up banner.
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Tool calls are always worth a line: who ran what, where.
-    logging.getLogger("tailnet_agent.calls").setLevel(logging.INFO)
-    if verbose < 2:
-        logging.getLogger("tailscale_userspace.tailscaled").setLevel(logging.INFO)
-        # one line per LocalAPI poll and WhoIs is noise below -vv
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+def _early_log_format(args: argparse.Namespace) -> str:
+    """The log format before the settings are loaded (their errors are logged in it too)."""
+    chosen = getattr(args, "log_format", None) or os.environ.get("TAILNET_AGENT_LOG_FORMAT", "")
+    return "json" if chosen.strip().lower() == "json" else "text"
 
 
 def load(args: argparse.Namespace) -> Settings:
@@ -203,14 +214,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         from agent.commands.version import run_version
 
         return run_version()
+    if command == "health":
+        from agent.commands.health import run_health
+
+        return run_health(args, load)
     settings = load(args)
+    # Again, now that .env is read and the secrets to keep out of every record are known.
+    logs.configure(args.verbose, settings.log_format, settings.secret_values())
     if command == "serve":
         from agent.commands.serve import serve_local, serve_tailnet
 
         if args.local:
             run(serve_local(settings, port=args.port))
         else:
-            run(serve_tailnet(settings, port=args.port, state_dir=args.state_dir,
+            run(serve_tailnet(settings, port=args.port,
                               allow_local_operator=args.allow_local_operator))
         return 0
     if command == "demo":
@@ -243,9 +260,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(f"unhandled command {command!r}")
 
 
-def _fail(message: str, hint: str = "") -> int:
-    print(f"tailnet-agent: {message}{hint}", file=sys.stderr)
-    return 1
+def _stderr(text: str) -> None:
+    if logs.json_mode():
+        logging.getLogger("tailnet_agent").error("%s", text)
+    else:
+        print(text, file=sys.stderr)
+
+
+def _fail(message: str, hint: str = "", code: int = 1) -> int:
+    _stderr(f"tailnet-agent: {message}{hint}")
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -254,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    _setup_logging(getattr(args, "verbose", 0))
+    logs.configure(getattr(args, "verbose", 0), _early_log_format(args))
 
     from agent.core.errors import ConfigError
     from tailscale_userspace import TailscaledNotFound, TailscaleError
@@ -269,13 +293,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "then start again", file=sys.stderr)
         return 2
     except (ConfigError, WhitelistError) as exc:
-        print(f"tailnet-agent: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc), code=2)
     except TailscaledNotFound as exc:
         return _fail(str(exc), " (`serve --local`, `mcp --stdio` and `demo` need no tailscaled)")
     except TailscaleError as exc:
         if exc.details and args.verbose:
-            print(exc.details, file=sys.stderr)
+            _stderr(exc.details)
         return _fail(str(exc))
     except OSError as exc:
         # A file or directory the user named cannot be used (permissions, a full disk, ...).

@@ -55,6 +55,16 @@ def integer(low: int, high: int, why: str) -> Parser:
     return parse
 
 
+def choice(*allowed: str) -> Parser:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"must be one of: {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
 def seconds(high: float) -> Parser:
     def parse(raw: str) -> float:
         try:
@@ -135,11 +145,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TS_CONTROL_URL", "control_url", None,
             "control server (for example your Headscale)", flag="--control-url",
             shown_default="Tailscale's"),
+    Setting("TS_STATE_DIR", "state_dir", None,
+            "keep the node's state here: a restart is the same node (same name and address)",
+            path, flag="--state-dir",
+            shown_default="none: an ephemeral node that logs out when the agent stops"),
     Setting("TAILNET_AGENT_JOIN_TIMEOUT", "join_timeout", 60.0,
             "seconds to join the tailnet with an auth key (without one, the agent waits for "
             "the login URL to be approved)", seconds(3600)),
     Setting("TAILSCALED", "tailscaled", None, "tailscaled binary", path, flag="--tailscaled",
             shown_default="embedded, then `PATH`"),
+    Setting("TAILNET_AGENT_SOCKET", "socket", None,
+            "unix socket (mode 0600) where the local operator reads `/healthz`, `/readyz` and "
+            "`/metrics`; `tailnet-agent health` asks it", path, flag="--socket",
+            shown_default="none"),
+    Setting("TAILNET_AGENT_LOG_FORMAT", "log_format", "text",
+            "`text`, or `json`: one JSON object per line on stderr, for log shippers",
+            choice("text", "json"), flag="--log-format"),
     Setting("ANTHROPIC_API_KEY", "anthropic_api_key", None, "enables the chat with Claude",
             shown_default="none: the page offers the command palette", secret=True),
     Setting("ANTHROPIC_MODEL", "anthropic_model", DEFAULT_MODEL, "model for the chat"),
@@ -179,8 +200,11 @@ class Settings:
     authkey: str | None = field(default=_default("authkey"), repr=False)
     hostname: str = _default("hostname")
     control_url: str | None = _default("control_url")
+    state_dir: Path | None = _default("state_dir")  # None: an ephemeral node
     join_timeout: float = _default("join_timeout")
     tailscaled: Path | None = _default("tailscaled")
+    socket: Path | None = _default("socket")
+    log_format: str = _default("log_format")
     anthropic_api_key: str | None = field(default=_default("anthropic_api_key"), repr=False)
     anthropic_model: str = _default("anthropic_model")
     anthropic_base_url: str | None = _default("anthropic_base_url")
@@ -192,7 +216,7 @@ class Settings:
 
     def secret_values(self) -> list[str]:
         """Every secret these settings hold, so the audit log can keep them out."""
-        values = [self.anthropic_api_key or "", self.authkey or ""]
+        values = [self.anthropic_api_key or "", self.authkey or "", _key_in_file(self.authkey)]
         values += [h.key_passphrase or "" for h in self.hosts.values()]
         return [v for v in values if v]
 
@@ -207,6 +231,16 @@ class Settings:
             return self.hosts[chosen]
         except KeyError:
             raise UnknownHost(chosen, self.hosts) from None
+
+
+def _key_in_file(authkey: str | None) -> str:
+    """The auth key behind `file:/path` (TS_AUTHKEY), so it is hidden too; "" if unreadable."""
+    if not authkey or not authkey.startswith("file:"):
+        return ""
+    try:
+        return Path(authkey[len("file:"):]).expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""  # reading it for real (agent.tailnet) reports the problem
 
 
 def _parse(setting: Setting, raw: str) -> Any:

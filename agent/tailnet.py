@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from agent.logs import say
 from agent.settings import Settings
 from agent.ssh import Connector, socks_connector
 from tailscale_userspace import (
@@ -24,11 +25,11 @@ from tailscale_userspace import (
 
 
 def progress(message: str) -> None:
-    print(f"tailnet: {message}", flush=True)
+    say(f"tailnet: {message}")
 
 
 def _login_url(url: str) -> None:
-    print(f"tailnet: to add this agent to your tailnet, open {url}", flush=True)
+    say(f"tailnet: to add this agent to your tailnet, open {url}")
 
 
 def make_node(

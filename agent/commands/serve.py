@@ -12,7 +12,6 @@ import contextlib
 import logging
 import signal
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from agent import __version__
 from agent.app import build_agent
@@ -23,6 +22,7 @@ from agent.tailnet import join_timeout, make_node, node_names, progress
 from agent.web.middleware.host_origin import LOOPBACK_NAMES
 from agent.web.middleware.identity import fixed_resolver, tailnet_resolver
 from agent.web.server import serve_app
+from agent.web.unix_socket import serving_on_socket
 
 from .checks import warn_about_hosts
 
@@ -61,18 +61,19 @@ async def serve_local(
         await warn_about_hosts(settings)
     lines = [f"tailnet-agent {__version__}: {mode} mode, {len(agent.service.catalog)} commands, "
              f"hosts: {hosts_line(settings)}", *banner]
-    await serve_app(agent.service, agent.app, port=port, banner=lines)
+    async with serving_on_socket(agent.ops_app, settings.socket):
+        await serve_app(agent.service, agent.app, port=port, banner=lines)
 
 
-async def serve_tailnet(
-    settings: Settings, *, port: int, state_dir: Path | None, allow_local_operator: bool
-) -> None:
+async def serve_tailnet(settings: Settings, *, port: int, allow_local_operator: bool) -> None:
     """Join the tailnet with our own tailscaled, then serve tailnet peers only.
 
-    Shutdown order: HTTP stops accepting and drains, SSH closes (serve_app), then
-    tailscaled stops and an ephemeral node logs out (the `finally` below).
+    Shutdown order: HTTP stops accepting and drains, SSH closes (serve_app), the local
+    socket closes, then tailscaled stops and an ephemeral node logs out (the `finally`
+    below). A node with a state directory (TS_STATE_DIR) stays registered: it comes
+    back as the same node.
     """
-    node = make_node(settings, state_dir=state_dir)
+    node = make_node(settings, state_dir=settings.state_dir)
     supervisor: asyncio.Task[None] | None = None
     with sigterm_cancels():
         try:
@@ -97,8 +98,9 @@ async def serve_tailnet(
                 + (" Local callers are accepted as the local operator." if allow_local_operator
                    else " Local callers get 403."),
             ]
-            await serve_app(agent.service, agent.app, port=port, banner=banner,
-                            url_host=info.dns_name or info.ips[0])
+            async with serving_on_socket(agent.ops_app, settings.socket):
+                await serve_app(agent.service, agent.app, port=port, banner=banner,
+                                url_host=info.dns_name or info.ips[0])
         except asyncio.CancelledError:
             log.info("stopping on signal")
         finally:

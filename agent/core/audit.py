@@ -23,7 +23,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,8 @@ class AuditLog:
         self._secrets = sorted({s for s in secrets_to_hide if s and len(s) >= 6}, key=len,
                                reverse=True)
         self._lock = threading.Lock()
+        # Told of every record that could not be written (the metrics count them).
+        self.on_failure: Callable[[], None] | None = None
 
     def new_call_id(self) -> str:
         return secrets.token_hex(8)
@@ -120,6 +122,8 @@ class AuditLog:
                 if written != len(data):
                     raise OSError(f"short write ({written} of {len(data)} bytes)")
         except OSError as exc:
+            if self.on_failure is not None:
+                self.on_failure()
             raise AuditUnavailable(
                 f"cannot write the audit log {self.path}: {exc}. Nothing was run: every call "
                 "must be recorded first. Fix the file's directory or permissions (or set "

@@ -23,17 +23,19 @@ log = logging.getLogger(__name__)
 # The app capability a tailnet policy grant uses to give rights in this service
 # (Tailscale's `<domain>/cap/<name>` style).
 CAPABILITY = "tailnet-agent.dev/cap/run"
-GRANT_FIELDS = frozenset({"hosts", "commands", "destructive"})
+GRANT_FIELDS = frozenset({"hosts", "commands", "destructive", "metrics"})
 
 
 @dataclass(frozen=True)
 class Grant:
-    """What one rule or tailnet grant allows: command patterns on host patterns."""
+    """What one rule or tailnet grant allows: command patterns on host patterns, and
+    whether the caller may read the agent's metrics (`commands: []` grants only that)."""
 
     name: str
     hosts: tuple[str, ...] = ("*",)
     commands: tuple[str, ...] = ("*",)
     destructive: bool = False
+    metrics: bool = False
 
     def covers_host(self, host: str) -> bool:
         return any(fnmatch.fnmatchcase(host, pattern) for pattern in self.hosts)
@@ -51,32 +53,42 @@ class Grant:
         return self.covers_command(command) and (self.destructive or not command.destructive)
 
 
-def strings(value: Any, where: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    """A YAML/JSON value that must be a string or a non-empty list of strings."""
+def strings(
+    value: Any, where: str, default: tuple[str, ...], *, may_be_empty: bool = False
+) -> tuple[str, ...]:
+    """A YAML/JSON value that must be a string or a non-empty list of strings (or an empty
+    list, meaning "none", where `may_be_empty`)."""
     if value is None:
         return default
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, list) or not value or not all(
+    if not isinstance(value, list) or not (value or may_be_empty) or not all(
         isinstance(v, str) and v.strip() for v in value
     ):
         raise ConfigError(f"{where} must be a non-empty list of strings")
     return tuple(v.strip() for v in value)
 
 
+def _flag(entry: dict[str, Any], name: str, where: str) -> bool:
+    value = entry.get(name, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {name} must be true or false")
+    return value
+
+
 def parse_grant(entry: Any, where: str, *, name: str) -> Grant:
     """A grant from a mapping with hosts, commands and destructive (all optional)."""
     if not isinstance(entry, dict):
-        raise ConfigError(f"{where}: expected a mapping with hosts, commands, destructive")
+        raise ConfigError(f"{where}: expected a mapping with hosts, commands, destructive, "
+                          "metrics")
     reject_unknown_fields(entry, GRANT_FIELDS, where)
-    destructive = entry.get("destructive", False)
-    if not isinstance(destructive, bool):
-        raise ConfigError(f"{where}: destructive must be true or false")
     return Grant(
         name=name,
         hosts=strings(entry.get("hosts"), f"{where}: hosts", ("*",)),
-        commands=strings(entry.get("commands"), f"{where}: commands", ("*",)),
-        destructive=destructive,
+        commands=strings(entry.get("commands"), f"{where}: commands", ("*",),
+                         may_be_empty=True),
+        destructive=_flag(entry, "destructive", where),
+        metrics=_flag(entry, "metrics", where),
     )
 
 

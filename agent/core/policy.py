@@ -8,9 +8,12 @@ Rights come from three places, all turned into the same `Grant` (agent.core.gran
    commands on every host. A policy file may turn it off with `default: none`.
 
 Everything no grant covers is refused, and the refusal names the rule that
-refused. The person at the machine (local mode, stdio, `--allow-local-operator`)
-already holds the SSH keys, so they get everything; destructive commands still
-need a confirmation, which the service asks for.
+refused. The person at the machine (local mode, stdio, `--allow-local-operator`, the
+agent's local socket) already holds the SSH keys, so they get everything; destructive
+commands still need a confirmation, which the service asks for.
+
+Reading `/metrics` is a right of its own (`metrics: true` on a rule or a tailnet
+grant); the default grants it to nobody but the local operator.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ class Policy:
 
     def grants_for(self, identity: Identity) -> list[Grant]:
         if identity.is_operator:
-            return [Grant(LOCAL_RULE, destructive=True)]
+            return [Grant(LOCAL_RULE, destructive=True, metrics=True)]
         grants = [r.grant for r in self.rules if any(self._matches(w, identity) for w in r.who)]
         grants += identity.grants
         if self.default_read_only and identity.login and not identity.tags:
@@ -113,6 +116,19 @@ class Policy:
             f"(rules for {who}: {names})",
         )
 
+    def decide_metrics(self, identity: Identity) -> Decision:
+        """May this caller read the agent's metrics? Only a grant with `metrics: true` says
+        yes (the local operator's included); the default policy grants it nobody else."""
+        for grant in self.grants_for(identity):
+            if grant.metrics:
+                return Decision(True, grant.name, f"granted by {grant.name!r}")
+        return Decision(
+            False,
+            DENY_RULE,
+            f"no rule in {self.source} grants {identity.principal} the metrics; a rule or "
+            "tailnet grant with `metrics: true` is needed",
+        )
+
     def check(self, identity: Identity, command: Command, host: str) -> Decision:
         """`decide`, raising PolicyDenied with a message naming the rule when refused."""
         decision = self.decide(identity, command, host)
@@ -130,7 +146,8 @@ class Policy:
         return any(g.allows(command) for g in self.grants_for(identity))
 
     def hosts_for(self, identity: Identity, hosts: Iterable[str]) -> list[str]:
-        grants = self.grants_for(identity)
+        # A grant of no commands (`commands: []`, metrics only) shows no host.
+        grants = [g for g in self.grants_for(identity) if g.commands]
         return [h for h in hosts if any(g.covers_host(h) for g in grants)]
 
 

@@ -32,6 +32,7 @@ from .errors import (
 from .hosts import HostView
 from .identity import Identity, IdentityTokens
 from .limits import HostGate, RateLimiter
+from .metrics import UNKNOWN, NullRecorder, Recorder, refusal_reason
 from .policy import Decision, Policy, load_policy
 from .results import CommandResult
 
@@ -56,6 +57,10 @@ class Runner(Protocol):
     ) -> CommandResult: ...
 
     async def connection_status(self) -> dict[str, dict[str, Any]]: ...
+
+    async def check_host(self, host: str) -> float:
+        """Connect (or reuse the connection) and check the host's shell; milliseconds."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -87,6 +92,7 @@ class AgentService:
         mode: str = "local",
         policy: Policy | None = None,
         audit: AuditLog | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -98,6 +104,8 @@ class AgentService:
             backups=settings.audit_backups,
             secrets_to_hide=settings.secret_values(),
         )
+        self.recorder: Recorder = recorder if recorder is not None else NullRecorder()
+        self.audit.on_failure = self.recorder.audit_write_failed
         self.rate = RateLimiter(settings.rate_per_minute, settings.rate_burst)
         self.host_gate = HostGate(settings.host_concurrency)
         self.identity_tokens = IdentityTokens()
@@ -133,20 +141,26 @@ class AgentService:
         host: str | None,
         identity: Identity,
         confirm: Confirm | None = None,
+        tool: str = UNKNOWN,
     ) -> CommandResult:
-        """Decide, record, render and run one catalog command.
+        """Decide, record, render and run one catalog command (for the MCP tool `tool`).
 
         Order: look the command and host up, ask the policy, validate the arguments,
         take the caller's rate budget, ask for a destructive command's confirmation
         (`confirm`, which raises NotConfirmed to decline; refused outright without one),
         take a host slot, write the audit start record (no record, no run), run, write
-        the end record. A call stopped at any step gets its start and end records too.
+        the end record. A call stopped at any step gets its start and end records too,
+        and every call is reported to the metrics recorder.
         Raises WhitelistError / ConfigError / HostError / CallRefused.
         """
         call = self.audit.new_call_id()
         record: dict[str, Any] = {"command": command_name, "host": host,
                                   "parameters": dict(arguments)}
         audit_started = False
+        ran_from: float | None = None
+        labels = {"tool": tool, "command": command_name if command_name in self.catalog
+                  else UNKNOWN, "host": self._host_label(host)}
+        context = {"identity": identity.principal, **labels}
 
         def begin(decision: dict[str, Any] | None) -> None:
             nonlocal audit_started
@@ -173,9 +187,10 @@ class AgentService:
                 await confirm()
                 record["confirmed"] = True
             with self.host_gate.enter(target.name):
+                ran_from = time.monotonic()
                 begin(record.pop("decision"))
                 log.info("%s runs %s on %s: %s", identity.display, command.name, target.name,
-                         rendered)
+                         rendered, extra=context)
                 result = await self.pool.run(
                     target.name,
                     rendered,
@@ -197,10 +212,15 @@ class AgentService:
                     raise exc from None
             if audit_started:
                 self.audit.end(call, identity, outcome=outcome, error=str(exc)[:500])
+            reason = refusal_reason(exc)
+            if reason is not None:
+                self.recorder.refused(reason)
+            self.recorder.call_finished(**labels, outcome=outcome, seconds=None)
             if not isinstance(exc, asyncio.CancelledError | GeneratorExit):
                 # The operator watches this terminal: a failure is worth a line there.
                 log.warning("%s: %s on %s %s: %s", identity.display, command_name,
-                            record.get("host") or "(no host)", outcome, _short(exc))
+                            record.get("host") or "(no host)", outcome, _short(exc),
+                            extra={**context, "outcome": outcome})
             raise
         self.audit.end(
             call,
@@ -212,6 +232,11 @@ class AgentService:
             truncated=result.truncated,
             timed_out=result.timed_out,
         )
+        outcome = ("timed_out" if result.timed_out
+                   else "ok" if result.exit_status == 0 else "nonzero_exit")
+        assert ran_from is not None
+        self.recorder.call_finished(**labels, outcome=outcome,
+                                    seconds=time.monotonic() - ran_from)
         log.info(
             "%s: %s on %s exited %s in %.0f ms%s",
             identity.display,
@@ -220,8 +245,14 @@ class AgentService:
             result.exit_status,
             result.duration_ms,
             " (truncated)" if result.truncated else "",
+            extra={**context, "outcome": outcome},
         )
         return result
+
+    def _host_label(self, host: str | None) -> str:
+        """A host name for metrics and logs: a configured one, never a caller's string."""
+        name = self.settings.default_host if host is None else host
+        return name if name is not None and name in self.settings.hosts else UNKNOWN
 
     def visible_commands(self, identity: Identity, category: str | None = None) -> list[Command]:
         """The catalog commands this caller may run somewhere (what list_commands shows),
@@ -237,12 +268,14 @@ class AgentService:
         return Catalog(commands={c.name: c for c in self.visible_commands(identity)})
 
     async def run_many(
-        self, command_names: Sequence[str], *, host: str | None, identity: Identity
+        self, command_names: Sequence[str], *, host: str | None, identity: Identity,
+        tool: str = UNKNOWN,
     ) -> list[CommandResult]:
         """Run several parameterless commands concurrently on one host's connection."""
         return list(
             await asyncio.gather(
-                *(self.run(name, {}, host=host, identity=identity) for name in command_names)
+                *(self.run(name, {}, host=host, identity=identity, tool=tool)
+                  for name in command_names)
             )
         )
 

@@ -90,6 +90,7 @@ def build_mcp_server(service: AgentService) -> MCPServer:
 
     async def run(
         ctx: Context,
+        tool: str,
         name: str,
         arguments: dict[str, Any],
         host: str | None,
@@ -99,7 +100,7 @@ def build_mcp_server(service: AgentService) -> MCPServer:
         confirm = confirmation_check(name, confirmation)
         try:
             result = await service.run(name, arguments, host=host, identity=identity,
-                                       confirm=confirm)
+                                       confirm=confirm, tool=tool)
         except CALL_ERRORS as exc:
             log.info("%s: %s refused: %s", identity.display, name, exc)
             raise ToolError(str(exc)) from exc
@@ -162,17 +163,17 @@ def build_mcp_server(service: AgentService) -> MCPServer:
         ] = None,  # type: ignore[assignment]
     ) -> ToolResult:
         """Run one whitelisted catalog command by name with typed, validated parameters."""
-        return await run(ctx, command, parameters or {}, host, confirmation)
+        return await run(ctx, "execute_command", command, parameters or {}, host, confirmation)
 
     @mcp.tool(annotations=READ_ONLY)
     async def check_disk(ctx: Context, host: HostArg = None) -> ToolResult:
         """Filesystem usage (df -h): size, used, available and use% per mount."""
-        return await run(ctx, "disk_usage", {}, host)
+        return await run(ctx, "check_disk", "disk_usage", {}, host)
 
     @mcp.tool(annotations=READ_ONLY)
     async def check_memory(ctx: Context, host: HostArg = None) -> ToolResult:
         """Memory and swap usage (free -h)."""
-        return await run(ctx, "memory_usage", {}, host)
+        return await run(ctx, "check_memory", "memory_usage", {}, host)
 
     @mcp.tool(annotations=READ_ONLY)
     async def check_service(
@@ -181,7 +182,7 @@ def build_mcp_server(service: AgentService) -> MCPServer:
         host: HostArg = None,
     ) -> ToolResult:
         """Status of one systemd service (systemctl status)."""
-        return await run(ctx, "service_status", {"unit": unit}, host)
+        return await run(ctx, "check_service", "service_status", {"unit": unit}, host)
 
     @mcp.tool(annotations=READ_ONLY)
     async def check_path_size(
@@ -190,14 +191,15 @@ def build_mcp_server(service: AgentService) -> MCPServer:
         host: HostArg = None,
     ) -> ToolResult:
         """Total size of a file or directory (du -sh)."""
-        return await run(ctx, "disk_usage_path", {"path": path}, host)
+        return await run(ctx, "check_path_size", "disk_usage_path", {"path": path}, host)
 
     @mcp.tool(annotations=READ_ONLY)
     async def system_overview(ctx: Context, host: HostArg = None) -> Overview:
         """Hostname, uptime, kernel, disk, memory and process count, gathered concurrently."""
         identity = caller(service, ctx)
         try:
-            results = await service.run_many(OVERVIEW_COMMANDS, host=host, identity=identity)
+            results = await service.run_many(OVERVIEW_COMMANDS, host=host, identity=identity,
+                                             tool="system_overview")
         except CALL_ERRORS as exc:
             raise ToolError(str(exc)) from exc
         return Overview(host=results[0].host, results=[ToolResult.of(r) for r in results])

@@ -142,6 +142,9 @@ class SSHPool:
                 "connected": state.live() is not None,
                 "last_error": state.last_error,
                 "shell_ok": state.shell_ok,
+                "connects": state.attempts,
+                "channels_in_use": state.slots.busy,
+                "idle_shells": len(state.slots.idle),
             }
             for name, state in self._hosts.items()
         }

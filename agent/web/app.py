@@ -1,8 +1,10 @@
-"""The HTTP app: MCP at /mcp, /healthz, and the chat page, behind the identity gate.
+"""The HTTP app: MCP at /mcp, the chat page, and /healthz, /readyz, /metrics (health.py),
+behind the identity gate; and the local operator's app on a unix socket.
 
 Request path, outermost first: HostOriginMiddleware (is this request addressed to
-one of our names?), IdentityMiddleware (who is calling? nobody vouches -> 403),
-BodyLimitMiddleware (413 over 1 MiB on /mcp, 64 KiB elsewhere), then the routes.
+one of our names?), the response counter (metrics), IdentityMiddleware (who is
+calling? nobody vouches -> 403), BodyLimitMiddleware (413 over 1 MiB on /mcp, 64 KiB
+elsewhere), then the routes.
 The MCP SDK's own Host check is switched off because ours
 covers every route with the node's tailnet names, which the SDK cannot know.
 """
@@ -11,20 +13,22 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 
+from agent.core.identity import local_user_identity
+from agent.core.readiness import ReadinessCheck
 from agent.core.service import AgentService
 
+from .health import health_routes
+from .metrics import AgentMetrics
 from .middleware.body_limit import BodyLimitMiddleware
 from .middleware.host_origin import HostOriginMiddleware
-from .middleware.identity import IdentityMiddleware, IdentityResolver, request_identity
+from .middleware.identity import IdentityMiddleware, IdentityResolver, fixed_resolver
 
 # The SDK takes up to 4 MiB per MCP message; our tool arguments are a few KiB.
 MCP_BODY_LIMIT = 1024 * 1024
@@ -48,19 +52,11 @@ def build_http_app(
     *,
     resolver: IdentityResolver,
     allowed_names: Iterable[str],
+    readiness: ReadinessCheck,
+    metrics: AgentMetrics,
     extra_routes: Sequence[BaseRoute] = (),
 ) -> HostOriginMiddleware:
     """Return the ASGI app; call `.allow(names)` on it to add names learned later."""
-
-    async def healthz(request: Request) -> JSONResponse:
-        status: dict[str, Any] = {"status": "ok", "mode": service.mode}
-        if service.tailnet_status is not None:
-            tailnet = await service.tailnet_status()
-            status["tailnet"] = tailnet
-            if tailnet.get("state") != "Running":
-                status["status"] = "degraded"
-        status["you"] = request_identity(request).display
-        return JSONResponse(status, status_code=200 if status["status"] == "ok" else 503)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -69,9 +65,23 @@ def build_http_app(
 
     routes: list[BaseRoute] = [
         _mcp_route(mcp),
-        Route("/healthz", healthz, methods=["GET"]),
+        *health_routes(service, readiness, metrics),
         *extra_routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     limited = BodyLimitMiddleware(app, [("/mcp", MCP_BODY_LIMIT)], default=CHAT_BODY_LIMIT)
-    return HostOriginMiddleware(IdentityMiddleware(limited, resolver), allowed_names)
+    counted = metrics.count_responses(IdentityMiddleware(limited, resolver))
+    return HostOriginMiddleware(counted, allowed_names)
+
+
+def build_ops_app(
+    service: AgentService, readiness: ReadinessCheck, metrics: AgentMetrics
+) -> ASGIApp:
+    """/healthz, /readyz and /metrics for the local socket (TAILNET_AGENT_SOCKET).
+
+    Whoever can open the socket (mode 0600: this user, or root) is the local operator,
+    as with tailscaled's own LocalAPI socket. Nothing else is served there, and no
+    browser can reach a unix socket, so no Host/Origin check is needed.
+    """
+    app = Starlette(routes=health_routes(service, readiness, metrics))
+    return IdentityMiddleware(app, fixed_resolver(local_user_identity("local-operator")))

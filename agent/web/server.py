@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 
 from agent.core.errors import ConfigError, PortInUse
 from agent.core.service import AgentService
+from agent.logs import say
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class HTTPServer:
             lifespan="on",
             server_header=False,
             timeout_graceful_shutdown=10,
+            log_config=None,  # uvicorn's records go through our handler (text or JSON)
         )
         self.server = _Uvicorn(config)
         self._task: asyncio.Task[None] | None = None
@@ -84,8 +86,8 @@ class HTTPServer:
                 self._task.result()  # re-raise the bind error
                 raise RuntimeError("the HTTP server stopped before it started")
             await asyncio.sleep(0.02)
-        sockets = self.server.servers[0].sockets
-        return int(sockets[0].getsockname()[1])
+        name = self.server.servers[0].sockets[0].getsockname()
+        return int(name[1]) if isinstance(name, tuple) else 0  # 0: a unix socket
 
     async def wait(self) -> None:
         assert self._task is not None
@@ -100,7 +102,7 @@ class HTTPServer:
 
 def announce(lines: Sequence[str]) -> None:
     for line in lines:
-        print(line, flush=True)
+        say(line)
 
 
 async def serve_app(

@@ -4,7 +4,7 @@ and no module grows past what a reader takes in at one sitting.
 Layers, lowest first; a module may import from a lower layer or from its own package:
 
     0  agent.core.errors                      the shared exceptions (a leaf)
-    1  agent.envfile                          .env files
+    1  agent.envfile, agent.logs              .env files; log records and console lines
     2  agent.inventory                        the SSH hosts
     3  agent.settings                         every setting, one table
     4  agent.core                             identity, policy, audit, limits, service
@@ -34,7 +34,7 @@ MAX_LINES = 450
 
 LAYERS: dict[str, int] = {
     "agent.core.errors": 0,
-    "agent.envfile": 1,
+    "agent.envfile": 1, "agent.logs": 1,
     "agent.inventory": 2,
     "agent.settings": 3,
     "agent.core": 4,
