@@ -171,3 +171,49 @@ def test_visible_commands_are_what_list_commands_shows() -> None:
         c.name for c in CATALOG if c.category == "Disk"}
     assert REBOOT in [c for c in commands if p.visible(ALICE, c)]
     assert REBOOT not in [c for c in commands if p.visible(BOB, c)]
+
+
+METRICS_POLICY = """
+rules:
+  - name: prometheus
+    who: [tag:monitoring]
+    commands: []
+    metrics: true
+"""
+MONITOR = Identity(login=None, node="prom.tailnet.test", tags=("tag:monitoring",))
+
+
+def test_the_metrics_are_closed_by_default_and_open_to_the_local_operator() -> None:
+    default = Policy()
+    for caller in (BOB, CI, MONITOR):
+        decision = default.decide_metrics(caller)
+        assert not decision.allowed and decision.rule == DENY_RULE
+        assert "metrics: true" in decision.reason
+    assert default.decide_metrics(LOCAL).allowed
+    assert default.decide_metrics(dataclasses.replace(LOCAL, source="local-operator")).allowed
+
+
+def test_a_metrics_only_rule_grants_no_command_and_shows_no_host() -> None:
+    p = policy(METRICS_POLICY)
+    assert p.decide_metrics(MONITOR).rule == "prometheus"
+    assert not [c for c in CATALOG if p.visible(MONITOR, c)]
+    assert p.hosts_for(MONITOR, ["web-1", "db-1"]) == []
+    assert not p.decide(MONITOR, DISK, "web-1").allowed
+    # A user keeps the default's commands, and gets no metrics from it.
+    assert p.decide(BOB, DISK, "web-1").allowed and not p.decide_metrics(BOB).allowed
+
+
+def test_a_tailnet_grant_can_give_the_metrics() -> None:
+    grants = capability_grants({CAPABILITY: [{"commands": [], "metrics": True}]}, "prom")
+    prom = dataclasses.replace(MONITOR, grants=grants)
+    assert Policy().decide_metrics(prom).allowed
+    assert not Policy().visible(prom, DISK)
+
+
+@pytest.mark.parametrize(("text", "complaint"), [
+    ("rules: [{name: a, who: [bob], metrics: sometimes}]", "metrics must be true or false"),
+    ("rules: [{name: a, who: [bob], hosts: []}]", "non-empty list"),
+])
+def test_malformed_metrics_rules_are_refused(text: str, complaint: str) -> None:
+    with pytest.raises(ConfigError, match=complaint):
+        policy(text)
