@@ -34,6 +34,7 @@ class Agent:
     app: HostOriginMiddleware  # the ASGI app; `.allow(names)` adds Host names learned later
     ops_app: ASGIApp  # /healthz, /readyz, /metrics for the local socket (TAILNET_AGENT_SOCKET)
     metrics: AgentMetrics
+    readiness: ReadinessCheck
 
 
 def build_service(
@@ -85,5 +86,6 @@ def build_agent(
         metrics=metrics,
         extra_routes=chat_routes(service, mcp, chat_options),
     )
-    return Agent(service=service, mcp=mcp, app=app,
-                 ops_app=build_ops_app(service, readiness, metrics), metrics=metrics)
+    ops_app = build_ops_app(service, readiness, metrics)
+    return Agent(service=service, mcp=mcp, app=app, ops_app=ops_app, metrics=metrics,
+                 readiness=readiness)

@@ -12,7 +12,7 @@ from pathlib import Path
 from agent.app import Agent, build_agent
 from agent.chat import ChatOptions
 from agent.core.identity import Identity, local_user_identity
-from agent.core.service import AgentService
+from agent.core.service import AgentService, StatusProvider
 from agent.inventory import HostConfig
 from agent.settings import Settings
 from agent.web.middleware.host_origin import LOOPBACK_NAMES
@@ -50,6 +50,7 @@ async def running_agent(
     catalogs: Sequence[Path] = (),
     mode: str = "local",
     chat_options: ChatOptions | None = None,
+    tailnet_status: StatusProvider | None = None,
 ) -> AsyncIterator[RunningAgent]:
     """Serve the agent on 127.0.0.1:<free port>; every caller is `identity` (default: the
     local user, as in `serve --local`)."""
@@ -63,6 +64,7 @@ async def running_agent(
         allowed_names=LOOPBACK_NAMES,
         catalog=catalog,
         chat_options=chat_options,
+        tailnet_status=tailnet_status,
     )
     http = HTTPServer(agent.app, port=0)
     port = await http.start()
