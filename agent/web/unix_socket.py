@@ -75,6 +75,7 @@ class UnixHTTPServer(HTTPServer):
 
     def __init__(self, app: ASGIApp, *, path: Path) -> None:
         super().__init__(app, port=0)
+        self.server.config.lifespan = "off"  # the ops app has nothing to start or stop
         self.path = path
 
     def _bind(self) -> socket.socket:
@@ -93,7 +94,6 @@ async def serving_on_socket(app: ASGIApp, path: Path | None) -> AsyncIterator[No
         yield
     finally:
         server.request_exit()
-        server.request_exit()  # the second request stops at once: nothing to drain here
         with contextlib.suppress(Exception):
             await server.wait()
         with contextlib.suppress(FileNotFoundError):

@@ -1,15 +1,16 @@
-"""The container image, built from dist/tailnet-agent and run with podman, on the test tailnet.
+"""The container image, built from dist/tailnet-agent, run by the repository's compose.yaml
+(podman-compose on podman), on the test tailnet.
 
 User stories:
-- an operator runs the image (no capabilities, no devices, no host network: a network
-  namespace of its own that reaches only the control server), with the auth key and
-  the SSH key as secrets and the configuration mounted read-only; the agent joins the
-  tailnet, a client node lists the tools and runs check_disk on a server node (a
-  tailscaled in front of the real sshd); the health check passes; the metrics are
-  there for the identity the policy grants them and refused to another; the logs are
-  JSON lines without secrets; `podman stop` logs the ephemeral node out;
-- with the node's state on the volume (the image's default), a new container (an
-  upgrade) comes back as the same node.
+- an operator fills in tailnet-agent.env, secrets/ and config/ as the README says and
+  runs `compose up -d`. The container has no capabilities, no devices and no host
+  network (here: a network namespace of its own that reaches only the control server).
+  The agent joins the tailnet, a client node lists the tools and runs check_disk on a
+  server node (a tailscaled in front of the real sshd); the health check passes; the
+  metrics are there for the identity the policy grants them and refused to another;
+  the logs are JSON lines without secrets; `compose stop` logs the ephemeral node out;
+- with the node's state on the volume (the image's default), `compose down` and `up`
+  again (an upgrade) bring back the same node.
 
 The figures for the issue note (image size, start to Running, idle memory) go to
 test-artifacts/build-figures.json.
@@ -20,11 +21,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
+import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -34,13 +40,15 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tailscale_userspace import TailscaleNode
 from tests.e2e.build.frozen import executable, process_tree, record_figure, tree_pss_mib
+from tests.support.components import missing
 from tests.support.podman import ContainerNetwork, Podman, PortForward, build_image, podman_home
 from tests.support.sshd import Sshd
 from tests.support.tailnet import TEST_TAILSCALED_ENV, TestTailnet, wait_peer
 
 pytestmark = pytest.mark.e2e
 
-IMAGE = "tailnet-agent-test"
+REPO = Path(__file__).resolve().parents[3]
+IMAGE = "tailnet-agent"  # compose.yaml's image (in the tests' private store)
 PORT = 8765  # the image's default; nothing else listens in the container's namespace
 POLICY = """
 rules:
@@ -84,117 +92,122 @@ async def nodes(tailnet: TestTailnet) -> Nodes:
     return Nodes(server, ops, bob, server.info.dns_name)
 
 
-class Container:
-    """One container of the image, in a network namespace of its own."""
+class Project:
+    """A compose project as the README sets it up: compose.yaml (the repository's, as is),
+    tailnet-agent.env, secrets/ and config/; run with podman-compose."""
 
-    def __init__(self, podman: Podman, name: str) -> None:
+    def __init__(self, podman: Podman, directory: Path, name: str) -> None:
         self.podman = podman
+        self.directory = directory
         self.name = name
+        self.container = f"{name}_agent_1"
         self.network = ContainerNetwork()
         self.forward: PortForward | None = None
         self.started = 0.0
+        compose = shutil.which("podman-compose", path=f"{REPO / '.venv' / 'bin'}:"
+                               f"{os.environ['PATH']}")
+        if compose is None:
+            missing("podman-compose", "pip install -e '.[test]' (make install) installs it")
+        self.compose = compose
 
-    def run(self, image: str, env: dict[str, str], *, control_port: int, volume: str,
-            config: Path, secrets: dict[str, str]) -> None:
-        # The one way out of the namespace: 127.0.0.1:<control port> -> headscale.
+    def prepare(self, settings: dict[str, str], secrets: dict[str, str], config: dict[str, str],
+                control_port: int) -> None:
+        shutil.copy(REPO / "compose.yaml", self.directory / "compose.yaml")
+        (self.directory / "tailnet-agent.env").write_text(
+            "".join(f"{key}={value}\n" for key, value in settings.items()))
+        for folder, files, mode in (("secrets", secrets, 0o400), ("config", config, 0o644)):
+            (self.directory / folder).mkdir()
+            (self.directory / folder).chmod(0o755)
+            for name, text in files.items():
+                path = self.directory / folder / name
+                path.write_text(text)
+                path.chmod(mode)
+                os.chown(path, 10001 if folder == "secrets" else 0, 0)  # the README's chown
+        # The test's only addition: the container's network namespace (see tests/support/
+        # podman.py), and the one way out of it, to the control server.
+        (self.directory / "test.override.yaml").write_text(
+            f"services:\n  agent:\n    network_mode: \"{self.network.podman_network}\"\n")
         self.forward = PortForward(self.network.path, control_port)
-        args = ["run", "--detach", "--name", self.name, "--network", self.network.podman_network,
-                "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-                "--volume", f"{volume}:/var/lib/tailnet-agent",
-                "--volume", f"{config}:/etc/tailnet-agent:ro"]
-        for target, secret in secrets.items():  # at /run/secrets/<target>, for uid 10001 only
-            args += ["--secret", f"{secret},type=mount,target={target},uid=10001,gid=10001,"
-                     "mode=0400"]
-        for key, value in env.items():
-            args += ["--env", f"{key}={value}"]
+
+    def __call__(self, *args: str, timeout: float = 120) -> str:
+        argv = [self.compose, "--podman-path", self.podman.binary,
+                "--podman-args", self.podman.engine_args, "--in-pod", "false",
+                "-p", self.name, "-f", "compose.yaml", "-f", "test.override.yaml", *args]
+        done = subprocess.run(argv, cwd=self.directory, env=self.podman.env, text=True,
+                              capture_output=True, timeout=timeout, check=False)
+        assert done.returncode == 0, f"podman-compose {' '.join(args)}:\n{done.stdout}\n" \
+                                     f"{done.stderr}"
+        return done.stdout
+
+    async def up(self) -> None:
         self.started = time.monotonic()
-        self.podman.run(*args, image)
+        await asyncio.to_thread(self, "up", "-d")
 
     def output(self) -> str:
-        return self.podman.logs(self.name)
+        return self.podman.logs(self.container)
 
-    def running(self) -> bool:
-        return bool(self.podman.inspect(self.name)["State"]["Running"])
+    def state(self) -> dict[str, Any]:
+        return dict(self.podman.inspect(self.container)["State"])
 
     async def wait_for(self, pattern: str, seconds: float = 90) -> float:
-        """Seconds from `podman run` until the output matched `pattern`."""
+        """Seconds from `compose up` until the container's output matched `pattern`."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if re.search(pattern, await asyncio.to_thread(self.output)):
                 return time.monotonic() - self.started
-            if not await asyncio.to_thread(self.running):
+            if not (await asyncio.to_thread(self.state))["Running"]:
                 break
             await asyncio.sleep(0.1)
         raise AssertionError(f"the container never logged {pattern!r}; output:\n"
                              f"{self.output()}")
 
-    @property
-    def pid(self) -> int:
-        return int(self.podman.inspect(self.name)["State"]["Pid"])
-
     async def healthcheck(self) -> tuple[int, str]:
         """The image's HEALTHCHECK, run as podman's timer would run it: (exit, its output)."""
-        done = await asyncio.to_thread(self.podman.run, "healthcheck", "run", self.name,
+        done = await asyncio.to_thread(self.podman.run, "healthcheck", "run", self.container,
                                        check=False)
-        state = self.podman.inspect(self.name)["State"]
+        state = self.state()
         log = (state.get("Health") or state.get("Healthcheck") or {}).get("Log") or [{}]
         return done.returncode, str(log[-1].get("Output", "")) or done.stderr
 
-    async def stop(self) -> int:
-        await asyncio.to_thread(self.podman.run, "stop", "--time", "30", self.name, timeout=60)
-        return int(self.podman.inspect(self.name)["State"]["ExitCode"])
-
-    def remove(self) -> None:
-        self.podman.run("rm", "--force", "--time", "5", self.name, check=False)
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self("down", "--timeout", "5")
         if self.forward is not None:
             self.forward.close()
         self.network.close()
 
 
 @contextlib.contextmanager
-def container(podman: Podman, name: str) -> Iterator[Container]:
-    made = Container(podman, name)
+def project(podman: Podman, directory: Path, name: str) -> Iterator[Project]:
+    made = Project(podman, directory, name)
     try:
         yield made
     finally:
-        made.remove()
+        made.close()
 
 
-def agent_config(tmp: Path, sshd: Sshd, server_name: str) -> Path:
-    """The read-only configuration mount: known_hosts pinning the server, and the policy."""
-    config = tmp / "config"
-    config.mkdir()
-    config.chmod(0o755)
-    key_type, key_data = Path(f"{sshd.host_key}.pub").read_text().split()[:2]
-    (config / "known_hosts").write_text(f"[{server_name}]:{sshd.port} {key_type} {key_data}\n")
-    (config / "policy.yaml").write_text(POLICY)
-    for path in config.iterdir():
-        path.chmod(0o644)
-    return config
-
-
-def agent_env(tailnet: TestTailnet, sshd: Sshd, server_name: str, hostname: str,
-              **extra: str) -> dict[str, str]:
-    """The settings, exactly as the README documents them for the executable."""
+def settings(tailnet: TestTailnet, sshd: Sshd, server_name: str, hostname: str,
+             **extra: str) -> dict[str, str]:
+    """tailnet-agent.env: the settings exactly as the README documents them."""
     return {
         **TEST_TAILSCALED_ENV,  # only for the offline test tailnet (tests/support/tailnet.py)
-        "TS_AUTHKEY": "file:/run/secrets/ts_authkey",
         "TS_HOSTNAME": hostname,
         "TS_CONTROL_URL": tailnet.control_url,
         "REMOTE_HOST_NAME": "server",
         "REMOTE_HOST": server_name,
         "REMOTE_SSH_PORT": str(sshd.port),
         "REMOTE_USER": sshd.user,
-        "REMOTE_SSH_KEY_PATH": "/run/secrets/ssh_key",
-        "REMOTE_SSH_KNOWN_HOSTS": "/etc/tailnet-agent/known_hosts",
         "TAILNET_AGENT_POLICY": "/etc/tailnet-agent/policy.yaml",
         **extra,
     }
 
 
-def secret(podman: Podman, name: str, value: str) -> str:
-    podman.run("secret", "create", name, "-", input_text=value)
-    return name
+def files(sshd: Sshd, server_name: str, authkey: str) -> tuple[dict[str, str], dict[str, str]]:
+    """secrets/ (the auth key, the SSH key) and config/ (known_hosts, the policy)."""
+    key_type, key_data = Path(f"{sshd.host_key}.pub").read_text().split()[:2]
+    return ({"ts_authkey": authkey, "ssh_key": sshd.client_key.read_text()},
+            {"known_hosts": f"[{server_name}]:{sshd.port} {key_type} {key_data}\n",
+             "policy.yaml": POLICY})
 
 
 @contextlib.asynccontextmanager
@@ -205,7 +218,16 @@ async def through(node: TailscaleNode) -> AsyncIterator[httpx2.AsyncClient]:
         yield http
 
 
-def capabilities(pid: int) -> dict[str, str]:
+def timestamp(text: str) -> float:
+    """Seconds since the epoch of an RFC 3339 time (podman's has nanoseconds)."""
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)",
+                     text.strip())
+    assert match, text
+    base = datetime.fromisoformat(match[1] + ("+00:00" if match[3] == "Z" else match[3]))
+    return base.timestamp() + float(f"0.{match[2] or 0}")
+
+
+def credentials(pid: int) -> dict[str, str]:
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
@@ -226,32 +248,31 @@ def cgroup_memory_mib(pid: int) -> float | None:
     return None
 
 
-async def test_the_image_joins_serves_and_leaves_on_stop(
+async def test_compose_up_serves_the_tailnet_and_stop_logs_the_node_out(
     podman: Podman, image: str, tailnet: TestTailnet, nodes: Nodes, sshd: Sshd, tmp_path: Path
 ) -> None:
     hostname = "ctr-agent"
     authkey = tailnet.auth_key("agent", ephemeral=True)
-    secrets = {"ts_authkey": secret(podman, "eph-authkey", authkey),
-               "ssh_key": secret(podman, "eph-ssh-key", sshd.client_key.read_text())}
-    # TS_STATE_DIR empty: an ephemeral node, which logs out when the agent stops.
-    env = agent_env(tailnet, sshd, nodes.server_name, hostname, TS_STATE_DIR="",
-                    TAILNET_AGENT_LOG_FORMAT="json")
-    with container(podman, "tna-ephemeral") as agent:
-        agent.run(image, env, control_port=tailnet.headscale.port, volume="tna-eph-state",
-                  config=agent_config(tmp_path, sshd, nodes.server_name), secrets=secrets)
+    secrets, config = files(sshd, nodes.server_name, authkey)
+    with project(podman, tmp_path, "tna-ephemeral") as agent:
+        # TS_STATE_DIR empty: an ephemeral node, which logs out when the agent stops.
+        agent.prepare(settings(tailnet, sshd, nodes.server_name, hostname, TS_STATE_DIR=""),
+                      secrets, config, tailnet.headscale.port)
+        await agent.up()
         to_running = await agent.wait_for(r"tailnet: tailscale: joined as")
-        record_figure("image: podman run to tailnet Running", to_running * 1000, "ms")
+        record_figure("image: compose up to tailnet Running", to_running * 1000, "ms")
         await agent.wait_for(r"Ready\. Press Ctrl-C")
         name = f"{hostname}.{nodes.server_name.split('.', 1)[1]}"
         for node in (nodes.ops, nodes.bob, nodes.server):
             await wait_peer(node, name, within=60)
 
-        # The agent runs as uid 10001 with no capabilities, in the container's namespace.
-        tree = process_tree(agent.pid)
+        # uid 10001 and no capabilities, for every process of the container.
+        pid, started_at = int(agent.state()["Pid"]), str(agent.state()["StartedAt"])
+        tree = process_tree(pid)
         assert len(tree) >= 3, tree  # bootloader, agent, tailscaled
-        for pid in tree:
-            caps = capabilities(pid)
-            assert caps == {"Uid": "10001", "CapPrm": "0" * 16, "CapEff": "0" * 16}, (pid, caps)
+        for member in tree:
+            assert credentials(member) == {"Uid": "10001", "CapPrm": "0" * 16,
+                                           "CapEff": "0" * 16}, member
 
         url = f"http://{name}:{PORT}"
         async with through(nodes.ops) as http, Client(
@@ -265,8 +286,7 @@ async def test_the_image_joins_serves_and_leaves_on_stop(
         assert "Filesystem" in disk.structured_content["stdout"]
 
         code, said = await agent.healthcheck()
-        assert code == 0, said
-        assert said.startswith("ready (tailnet Running); hosts: server: connected"), said
+        assert (code, said) == (0, "ready (tailnet Running); hosts: server: connected")
 
         # Metrics: granted to ctr-ops by the policy, refused to bob; readiness for both.
         async with through(nodes.ops) as http:
@@ -286,49 +306,52 @@ async def test_the_image_joins_serves_and_leaves_on_stop(
 
         await asyncio.sleep(2.0)  # idle
         record_figure("image: idle memory, PSS of the container's processes",
-                      tree_pss_mib(agent.pid), "MiB")
-        cgroup = cgroup_memory_mib(agent.pid)
+                      tree_pss_mib(pid), "MiB")
+        cgroup = cgroup_memory_mib(pid)
         if cgroup is not None:
             record_figure("image: idle memory, the container's cgroup (incl. page cache)",
                           cgroup, "MiB")
 
-        assert await agent.stop() == 0, agent.output()
+        await asyncio.to_thread(agent, "stop")
+        assert agent.state()["ExitCode"] == 0, agent.output()
         gone = await asyncio.to_thread(tailnet.wait_node_gone, hostname, 20)
-        assert gone, f"{hostname} is still listed after podman stop:\n{agent.output()}"
+        assert gone, f"{hostname} is still listed after compose stop:\n{agent.output()}"
 
-        # Logs for shipping: every line is one JSON object; the call is there with who,
-        # what and where; no secret is.
+        # Logs for shipping (compose.yaml asks for JSON): every line one JSON object; the
+        # call is there with who, what and where; no secret is.
         output = agent.output()
         lines = [line for line in output.splitlines() if line.strip()]
         assert all(line.startswith("{") and line.endswith("}") for line in lines), output
         records = [json.loads(line) for line in lines]
         assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+        errors = [r for r in records if r["level"] in ("error", "critical")]
+        assert not errors, errors  # nothing went wrong, the shutdown included
+        joined = next(r for r in records if "joined as" in r["message"])
+        record_figure("image: container start to tailnet Running (its own clock)",
+                      (timestamp(joined["time"]) - timestamp(started_at)) * 1000, "ms")
         call = [r for r in records if r.get("command") == "disk_usage"]
         assert call and call[-1]["identity"] == "ctr-ops" and call[-1]["host"] == "server"
         assert authkey not in output and "PRIVATE KEY" not in output
 
 
-async def test_the_node_state_on_the_volume_survives_a_new_container(
+async def test_the_node_state_on_the_volume_survives_down_and_up(
     podman: Podman, image: str, tailnet: TestTailnet, nodes: Nodes, sshd: Sshd, tmp_path: Path
 ) -> None:
     hostname = "ctr-persistent"
     # A non-ephemeral key: the node stays registered while the container is gone.
-    secrets = {"ts_authkey": secret(podman, "keep-authkey",
-                                    tailnet.auth_key("agent", ephemeral=False)),
-               "ssh_key": secret(podman, "keep-ssh-key", sshd.client_key.read_text())}
-    env = agent_env(tailnet, sshd, nodes.server_name, hostname)  # the image's TS_STATE_DIR
-    config = agent_config(tmp_path, sshd, nodes.server_name)
-    addresses = []
-    for generation in ("first", "second"):
-        with container(podman, f"tna-{generation}") as agent:
-            agent.run(image, env, control_port=tailnet.headscale.port, volume="tna-keep-state",
-                      config=config, secrets=secrets)
+    secrets, config = files(sshd, nodes.server_name, tailnet.auth_key("agent", ephemeral=False))
+    addresses: list[str] = []
+    with project(podman, tmp_path, "tna-persistent") as agent:
+        agent.prepare(settings(tailnet, sshd, nodes.server_name, hostname), secrets, config,
+                      tailnet.headscale.port)
+        for _ in ("first", "after an upgrade"):
+            await agent.up()
             await agent.wait_for(r"Ready\. Press Ctrl-C")
             banner = re.findall(r"serving tailnet peers as \S+ \(([0-9.]+)", agent.output())
             addresses.append(banner[-1])
-            assert await agent.stop() == 0, agent.output()
-        listed = [n for n in tailnet.headscale.nodes() if n.get("name") == hostname]
-        assert len(listed) == 1, listed  # still registered (not ephemeral), and only once
+            await asyncio.to_thread(agent, "down")  # the container goes, the volume stays
+            listed = [n for n in tailnet.headscale.nodes() if n.get("name") == hostname]
+            assert len(listed) == 1, listed  # still registered (not ephemeral), and once
     assert addresses[0] == addresses[1], addresses
     for node in listed:
         tailnet.headscale.cli("nodes", "delete", "--identifier", str(node["id"]), "--force")
