@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # newcomer needs to read first.
 PIP := PYTHONWARNINGS=ignore $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: demo app test install machine tailnet-bin wheels lint pytest dist measure bench clean
+.PHONY: demo app test install machine tailnet-bin wheels lint pytest dist image measure bench clean
 
 $(BIN)/python:
 	@echo "Creating $(VENV) and installing tailnet-agent into it (a minute or two the first time)..."
@@ -51,6 +51,11 @@ pytest: install
 dist: install
 	$(PIP) -e '.[build]'
 	PYTHON=$(BIN)/python sh build/build.sh
+
+# The container image tailnet-agent:<version> from dist/tailnet-agent, FROM scratch (podman;
+# ENGINE=docker for docker). See README "Containers".
+image: dist
+	PYTHON=$(BIN)/python sh build/image.sh
 
 measure: dist
 	PYTHON=$(BIN)/python sh build/measure.sh

@@ -1,6 +1,7 @@
 #!/bin/sh
-# Install the system components the end-to-end tests use. Runs as root on CI (no stdin);
-# as another user it only reports what is missing (those tests then skip, outside CI).
+# Install the system components the end-to-end tests use (sshd, Chromium, Go, podman). Runs
+# as root on CI (no stdin); as another user it only reports what is missing (those tests
+# then skip, outside CI).
 set -eu
 TEST_USER="${TAILNET_AGENT_TEST_USER:-tnagent}"
 
@@ -10,6 +11,11 @@ command -v chromium >/dev/null 2>&1 || need="$need chromium"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v unshare >/dev/null 2>&1 || need="$need util-linux"
 command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] || need="$need golang-go"
+# The container image's tests: podman with runc (crun fails on hybrid cgroups), and the CA
+# bundle the image carries.
+command -v podman >/dev/null 2>&1 || need="$need podman"
+command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need="$need runc"
+[ -f /etc/ssl/certs/ca-certificates.crt ] || need="$need ca-certificates"
 
 if [ "$(id -u)" -ne 0 ]; then
   [ -z "$need" ] || echo "setup-machine: not root; missing:$need (those tests will skip)"
