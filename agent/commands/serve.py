@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from agent import __version__
 from agent.app import build_agent
 from agent.core.identity import local_user_identity
+from agent.core.service import AgentService
 from agent.settings import Settings
 from agent.ssh import socks_connector
 from agent.tailnet import join_timeout, make_node, node_names, progress
@@ -23,6 +24,7 @@ from agent.web.middleware.host_origin import LOOPBACK_NAMES
 from agent.web.middleware.identity import fixed_resolver, tailnet_resolver
 from agent.web.server import serve_app
 from agent.web.unix_socket import serving_on_socket
+from tailscale_userspace import NodeInfo
 
 from .checks import warn_about_hosts
 
@@ -68,6 +70,11 @@ async def serve_local(
 async def serve_tailnet(settings: Settings, *, port: int, allow_local_operator: bool) -> None:
     """Join the tailnet with our own tailscaled, then serve tailnet peers only.
 
+    The agent is built once tailscaled runs, before joining: a configuration error
+    stops us before the node joins, and the local socket (TAILNET_AGENT_SOCKET) answers
+    during the join, so a health check reads "not ready: the node is Starting" rather
+    than silence. The node's names are allowed as Host once it has them.
+
     Shutdown order: HTTP stops accepting and drains, SSH closes (serve_app), the local
     socket closes, then tailscaled stops and an ephemeral node logs out (the `finally`
     below). A node with a state directory (TS_STATE_DIR) stays registered: it comes
@@ -77,29 +84,22 @@ async def serve_tailnet(settings: Settings, *, port: int, allow_local_operator: 
     supervisor: asyncio.Task[None] | None = None
     with sigterm_cancels():
         try:
-            info = await node.up(timeout=join_timeout(settings))
-            supervisor = asyncio.create_task(node.run_supervised())
-            names = node_names(info)
-            if allow_local_operator:
-                names += LOOPBACK_NAMES
+            await node.start()
             agent = build_agent(
                 settings,
                 mode="tailnet",
                 resolver=tailnet_resolver(node.localapi, local_operator=allow_local_operator),
-                allowed_names=names,
+                allowed_names=LOOPBACK_NAMES if allow_local_operator else (),
                 connector=socks_connector(lambda: node.socks5),
                 tailnet_status=node.health,
             )
-            banner = [
-                f"tailnet-agent {__version__}: serving tailnet peers as "
-                f"{info.dns_name or info.hostname} ({', '.join(info.ips)}); "
-                f"{len(agent.service.catalog)} commands; hosts: {hosts_line(settings)}",
-                "Listening on 127.0.0.1 only; tailnet peers reach it through tailscaled."
-                + (" Local callers are accepted as the local operator." if allow_local_operator
-                   else " Local callers get 403."),
-            ]
             async with serving_on_socket(agent.ops_app, settings.socket):
-                await serve_app(agent.service, agent.app, port=port, banner=banner,
+                info = await node.up(timeout=join_timeout(settings))
+                supervisor = asyncio.create_task(node.run_supervised())
+                agent.app.allow(node_names(info))
+                await serve_app(agent.service, agent.app, port=port,
+                                banner=_banner(settings, agent.service, info,
+                                               allow_local_operator),
                                 url_host=info.dns_name or info.ips[0])
         except asyncio.CancelledError:
             log.info("stopping on signal")
@@ -110,3 +110,16 @@ async def serve_tailnet(settings: Settings, *, port: int, allow_local_operator: 
                     await supervisor
             progress("stopping tailscaled")
             await node.stop()
+
+
+def _banner(
+    settings: Settings, service: AgentService, info: NodeInfo, allow_local_operator: bool
+) -> list[str]:
+    return [
+        f"tailnet-agent {__version__}: serving tailnet peers as "
+        f"{info.dns_name or info.hostname} ({', '.join(info.ips)}); "
+        f"{len(service.catalog)} commands; hosts: {hosts_line(settings)}",
+        "Listening on 127.0.0.1 only; tailnet peers reach it through tailscaled."
+        + (" Local callers are accepted as the local operator." if allow_local_operator
+           else " Local callers get 403."),
+    ]

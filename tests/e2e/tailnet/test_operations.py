@@ -171,3 +171,22 @@ async def test_after_the_agent_stops_the_health_check_fails(t: Topology) -> None
 @pytest.fixture
 def t(topology: Topology) -> Topology:
     return topology
+
+
+async def test_while_the_node_waits_to_join_the_socket_says_why_it_is_not_ready(
+    ops_tailnet: TestTailnet, tmp_path: Path
+) -> None:
+    socket = tmp_path / "agent.sock"
+    # No auth key: the node waits for its login URL to be approved, for ever.
+    agent = spawn_agent(ops_tailnet.env(user=None, hostname="agent-waiting"), "--port",
+                        str(free_port()), "--socket", str(socket))
+    try:
+        await agent.wait_for(r"open http://\S+/register/", within=60)
+        done = await asyncio.to_thread(subprocess.run, [
+            sys.executable, "-m", "agent.cli", "health", "--socket", str(socket)],
+            capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 1
+        assert done.stdout.strip() == ("not ready: the tailnet node is NeedsLogin, not Running "
+                                       "(tailnet NeedsLogin)"), done.stdout
+    finally:
+        assert agent.stop() == 0
