@@ -32,7 +32,7 @@ from .checks import Finding, key_finding, needs_tailnet
 # step with pyproject.toml and with the imports in the source).
 DEPENDENCIES = (
     "anthropic", "mcp", "asyncssh", "bcrypt", "starlette", "uvicorn", "yaml", "python_socks",
-    "httpx", "jinja2", "markupsafe", "markdown_it", "pydantic",
+    "httpx", "jinja2", "markupsafe", "markdown_it", "pydantic", "prometheus_client",
 )
 
 
