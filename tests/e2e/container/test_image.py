@@ -329,6 +329,8 @@ async def test_compose_up_serves_the_tailnet_and_stop_logs_the_node_out(
         joined = next(r for r in records if "joined as" in r["message"])
         record_figure("image: container start to tailnet Running (its own clock)",
                       (timestamp(joined["time"]) - timestamp(started_at)) * 1000, "ms")
+        record_figure("image: container start to the agent's first record (unpack, imports)",
+                      (timestamp(records[0]["time"]) - timestamp(started_at)) * 1000, "ms")
         call = [r for r in records if r.get("command") == "disk_usage"]
         assert call and call[-1]["identity"] == "ctr-ops" and call[-1]["host"] == "server"
         assert authkey not in output and "PRIVATE KEY" not in output
