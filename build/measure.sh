@@ -1,13 +1,14 @@
 #!/bin/sh
 # Figures for the issue note, measured on the built executable itself: its size,
 # cold start to "Ready." (demo, and serve on the offline test tailnet), and idle
-# memory of the whole process tree (bootloader + Python + tailscaled).
+# memory of the whole process tree (bootloader + Python + tailscaled); and the same for
+# the container image (its size, start to Running, idle memory; needs podman and root).
 #
 #   sh build/measure.sh          (after `make dist`; PYTHON picks the test Python)
 #
-# The numbers come from the smoke tests in tests/build, which record them in
-# test-artifacts/build-figures.json while proving the executable works; single
-# runs, so expect some noise.
+# The numbers come from the smoke tests in tests/e2e/build and tests/e2e/container,
+# which record them in test-artifacts/build-figures.json while proving the executable
+# and the image work; single runs, so expect some noise.
 set -eu
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,7 +20,7 @@ if [ ! -x dist/tailnet-agent ]; then
     exit 1
 fi
 
-sh tests/run-isolated.sh "$PYTHON" -m pytest -q tests/build >&2
+sh tests/run-isolated.sh "$PYTHON" -m pytest -q tests/e2e/build tests/e2e/container >&2
 
 echo "dist/tailnet-agent, $(date -u +%Y-%m-%d), $(nproc) CPUs:"
 "$PYTHON" - <<'PY'
