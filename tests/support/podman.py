@@ -30,7 +30,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -241,13 +241,3 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
 
-
-def run_args(env: dict[str, str], secrets: Sequence[tuple[str, str]]) -> list[str]:
-    """`-e` and `--secret` options: secrets mounted at /run/secrets/<name>, readable by
-    the image's user (uid 10001) only."""
-    args: list[str] = []
-    for key, value in env.items():
-        args += ["--env", f"{key}={value}"]
-    for name, _ in secrets:
-        args += ["--secret", f"{name},type=mount,uid=10001,gid=10001,mode=0400"]
-    return args
