@@ -18,10 +18,13 @@ import yaml
 from agent.core.errors import ConfigError, reject_unknown_fields
 from agent.envfile import ENV_KEY
 from whitelist import yaml_problem
+from whitelist.model import USER_NAME
 
 DEFAULT_SSH_PORT = 22
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_INVENTORY_FIELDS = {"name", "address", "user", "port", "key", "key_passphrase_env", "known_hosts"}
+_INVENTORY_FIELDS = {"name", "address", "user", "port", "key", "key_passphrase_env", "known_hosts",
+                     "become"}
+DEFAULT_BECOME = "root"
 
 
 def default_known_hosts() -> Path:
@@ -37,6 +40,8 @@ class HostConfig:
     key_path: Path | None = None
     key_passphrase: str | None = field(default=None, repr=False)
     known_hosts: Path = field(default_factory=default_known_hosts)
+    # The user catalog commands with `become: true` run as here (through sudo -n).
+    become: str = DEFAULT_BECOME
 
     def client_key_paths(self) -> list[Path]:
         """The private keys to offer: the configured one, else the usual defaults that exist."""
@@ -80,7 +85,15 @@ def host_from_env(values: Mapping[str, Any]) -> HostConfig | None:
         key_path=values.get("REMOTE_SSH_KEY_PATH"),
         key_passphrase=values.get("REMOTE_SSH_KEY_PASSPHRASE"),
         known_hosts=values.get("REMOTE_SSH_KNOWN_HOSTS") or default_known_hosts(),
+        become=_become(values.get("REMOTE_BECOME") or DEFAULT_BECOME, "REMOTE_BECOME"),
     )
+
+
+def _become(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not USER_NAME.fullmatch(value):
+        raise ConfigError(f"{where}: the become user must be a user name like root or admin, "
+                          f"got {value!r}")
+    return value
 
 
 def load_inventory(
@@ -153,6 +166,7 @@ def _inventory_host(path: Path, index: int, entry: Any, env: Mapping[str, str]) 
         key_passphrase=passphrase,
         known_hosts=_optional_path(entry.get("known_hosts"), f"{where} ({name}): known_hosts")
         or default_known_hosts(),
+        become=_become(entry.get("become", DEFAULT_BECOME), f"{where} ({name}): become"),
     )
 
 

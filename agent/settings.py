@@ -108,6 +108,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REMOTE_SSH_KNOWN_HOSTS", _HOST, None, "known_hosts file used to verify host keys",
             path, shown_default="`~/.ssh/known_hosts`"),
     Setting("REMOTE_HOST_NAME", _HOST, "default", "name of that host in tools and logs"),
+    Setting("REMOTE_BECOME", _HOST, "root",
+            "user that catalog commands with `become: true` run as there (through `sudo -n`)"),
     Setting("TAILNET_AGENT_INVENTORY", "inventory", None,
             "YAML inventory of several hosts (below)", path, flag="--inventory"),
     Setting("TAILNET_AGENT_CATALOG", "catalog_files", (),

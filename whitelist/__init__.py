@@ -12,11 +12,13 @@ from .errors import (
     yaml_problem,
 )
 from .loader import default_catalog_path, load_catalog
-from .model import Catalog, Command, Parameter
+from .model import BECOME_DEFAULT, MAX_TIMEOUT, Catalog, Command, Parameter
 from .param_types import ParamType
-from .render import render, wrap_for_exec
+from .render import render, sudoers_line, wrap_for_exec
 
 __all__ = [
+    "BECOME_DEFAULT",
+    "MAX_TIMEOUT",
     "Catalog",
     "CatalogError",
     "Command",
@@ -28,6 +30,7 @@ __all__ = [
     "default_catalog_path",
     "load_catalog",
     "render",
+    "sudoers_line",
     "wrap_for_exec",
     "yaml_problem",
 ]

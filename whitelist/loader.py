@@ -16,7 +16,15 @@ from typing import Any
 import yaml
 
 from .errors import CatalogError, yaml_problem
-from .model import Catalog, Command, Parameter
+from .model import (
+    BECOME_DEFAULT,
+    MAX_OUTPUT,
+    MAX_TIMEOUT,
+    USER_NAME,
+    Catalog,
+    Command,
+    Parameter,
+)
 from .parameters import MAX_NAME_LENGTH, load_parameter, text_field, unknown_key, valid_name
 from .render import placeholders
 
@@ -28,6 +36,8 @@ _COMMAND_KEYS = {
     "destructive",
     "timeout",
     "max_output",
+    "become",
+    "redact",
 }
 _REQUIRED_COMMAND_KEYS = ("description", "category", "template")
 
@@ -219,22 +229,39 @@ class _FileLoader:
             or not isinstance(timeout, int | float)
             or not math.isfinite(timeout)
             or timeout <= 0
+            or timeout > MAX_TIMEOUT
         ):
             self._problem(
-                name, "timeout", f"expected a positive number of seconds, got {timeout!r}"
+                name, "timeout", f"expected a positive number of seconds up to {MAX_TIMEOUT:g} "
+                f"(30 minutes), got {timeout!r}"
             )
             ok = False
         max_output = entry.get("max_output", 1_000_000)
-        if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output <= 0:
+        if (isinstance(max_output, bool) or not isinstance(max_output, int) or max_output <= 0
+                or max_output > MAX_OUTPUT):
             self._problem(
-                name, "max_output", f"expected a positive whole number of bytes, got {max_output!r}"
+                name, "max_output", f"expected a positive whole number of bytes up to {MAX_OUTPUT} "
+                f"(1 GiB), got {max_output!r}"
             )
+            ok = False
+        become = self._become(name, entry.get("become", False))
+        if become is False:
+            ok = False
+        redact = entry.get("redact", True)
+        if not isinstance(redact, bool):
+            self._problem(name, "redact", f"expected true or false, got {redact!r}")
             ok = False
         parameters = self._parameters(name, entry.get("parameters"))
         if parameters is None or None in (description, category, template):
             return None
         assert template is not None and description is not None and category is not None
         if not self._template_matches(name, template, parameters):
+            ok = False
+        if become is not None and ("\n" in template or "\r" in template):
+            # sudoers matches one line: the rule for this command must be writable.
+            self._problem(name, "template", "a command with `become` must be a single line "
+                          "(no line break, not even a final one: use \"...\" or >-); join "
+                          "lines with ';' or '&&'")
             ok = False
         if not ok:
             return None
@@ -248,7 +275,21 @@ class _FileLoader:
             timeout=float(timeout),
             max_output=max_output,
             source=self.file,
+            become=become if isinstance(become, str) else None,
+            redact=redact,
         )
+
+    def _become(self, command: str, value: Any) -> str | bool | None:
+        """None (not elevated), a user name or BECOME_DEFAULT; False after a problem."""
+        if value is False or value is None:
+            return None
+        if value is True:
+            return BECOME_DEFAULT
+        if isinstance(value, str) and USER_NAME.fullmatch(value):
+            return value
+        self._problem(command, "become", "expected true (the host's become user, root by "
+                      f"default) or a user name like postgres, got {value!r}")
+        return False
 
     def _template_matches(self, command: str, template: str, parameters: list[Parameter]) -> bool:
         used = placeholders(template)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,14 @@ class Parameter:
         return schema
 
 
+# `become: true` in a catalog: the user named by the host (root by default).
+BECOME_DEFAULT = "*host*"
+# Who a command may become: a plain POSIX login name (no sudoers syntax, no '#uid').
+USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+MAX_TIMEOUT = 1800.0  # seconds: the longest a catalog command may run (30 minutes)
+MAX_OUTPUT = 1 << 30  # bytes: the most output a catalog command may keep
+
+
 @dataclass(frozen=True)
 class Command:
     name: str
@@ -69,6 +78,16 @@ class Command:
     timeout: float = 30.0  # seconds
     max_output: int = 1_000_000  # bytes of stdout kept
     source: str = ""  # file it was loaded from
+    # Run through `sudo -n -u USER`: None (as the login user), BECOME_DEFAULT (the host's
+    # become user, root unless the inventory says otherwise) or a user name.
+    become: str | None = None
+    redact: bool = True  # secrets in the output are redacted before anyone sees it
+
+    def runs_as(self, host_default: str = "root") -> str | None:
+        """The user this command runs as on a host whose default become user is given."""
+        if self.become is None:
+            return None
+        return host_default if self.become == BECOME_DEFAULT else self.become
 
     def parameter(self, name: str) -> Parameter:
         for parameter in self.parameters:

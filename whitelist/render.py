@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Mapping
 
 from .errors import ParameterError
-from .model import Command
+from .model import USER_NAME, Command
 from .values import check_value
 
 # A placeholder is {identifier}. Anything else with braces is left alone: awk's
@@ -62,7 +62,7 @@ def render(command: Command, arguments: Mapping[str, object]) -> str:
     return PLACEHOLDER.sub(substitute, command.template)
 
 
-def wrap_for_exec(rendered: str, *, timeout: float) -> str:
+def wrap_for_exec(rendered: str, *, timeout: float, become: str | None = None) -> str:
     """The exact string to hand to an SSH exec request.
 
     `timeout` runs the command in its own process group and signals the whole
@@ -71,8 +71,51 @@ def wrap_for_exec(rendered: str, *, timeout: float) -> str:
     for input on the channel. /bin/sh is named explicitly so the template is
     interpreted by a POSIX shell whatever the remote login shell is (the login
     shell only has to parse this one quoted line).
+
+    With `become`, the same line runs under `sudo -n -u USER --`: never a password
+    prompt (-n), and what sudo is asked to run is exactly `timeout ... /bin/sh -c
+    RENDERED`, so a sudoers rule can name that one command line (`sudoers_line`).
+    `timeout` runs as that user too, so it can still kill what it started; a TERM
+    sent to sudo from the login user's side is relayed to the command.
     """
+    line = f"{_timed(timeout)} /bin/sh -c {shlex.quote(rendered)}"
+    if become is not None:
+        line = f"sudo -n -u {_user(become)} -- {line}"
+    return f"{line} </dev/null"
+
+
+# Where sudoers must name `timeout` (coreutils; /usr/bin on Debian, Ubuntu, RHEL, Alpine).
+TIMEOUT_PATH = "/usr/bin/timeout"
+# Characters sudoers treats specially in a command's arguments: its own separators and
+# comment sign, and the glob characters it matches arguments with. Whitespace is escaped
+# too: sudoers folds runs of blanks, the command line does not.
+_SUDOERS_SPECIAL = frozenset(",:=#*?[] \t")
+
+
+def sudoers_line(login: str, become: str, rendered: str, *, timeout: float) -> str:
+    """The sudoers rule that lets `login` run exactly this command line as `become`.
+
+    Everything in the rendered command is escaped, so the rule matches this command
+    line and nothing wider: no wildcard, no other arguments. A backslash is doubled
+    twice: once for the sudoers parser, once for its argument matching.
+    """
+    escaped = "".join(
+        "\\\\\\\\" if c == "\\" else f"\\{c}" if c in _SUDOERS_SPECIAL else c
+        for c in rendered
+    )
+    who = login if USER_NAME.fullmatch(login) else f'"{login}"'
+    seconds = _timed(timeout).removeprefix("timeout ")
+    return (f"{who} ALL=({_user(become)}) NOPASSWD: {TIMEOUT_PATH} {seconds} /bin/sh -c "
+            f"{escaped}")
+
+
+def _timed(timeout: float) -> str:
     if not (timeout > 0 and math.isfinite(timeout)):
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    seconds = max(1, math.ceil(timeout))
-    return f"timeout -k 2 {seconds} /bin/sh -c {shlex.quote(rendered)} </dev/null"
+    return f"timeout -k 2 {max(1, math.ceil(timeout))}"
+
+
+def _user(name: str) -> str:
+    if not USER_NAME.fullmatch(name):
+        raise ValueError(f"not a user name sudo may switch to: {name!r}")
+    return name

@@ -25,6 +25,8 @@ def _command_line(command: Command) -> str:
         for p in command.parameters
     )
     flag = " [DESTRUCTIVE]" if command.destructive else ""
+    if command.become is not None:
+        flag += f" [runs as {command.runs_as()} via sudo]"
     return f"  - {command.name}({params}){flag}: {command.description}"
 
 

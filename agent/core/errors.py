@@ -96,3 +96,7 @@ class HostError(Exception):
     def __init__(self, host: str, message: str) -> None:
         super().__init__(message)
         self.host = host
+
+
+class ElevationRefused(HostError):
+    """sudo on the host would not run a `become` command without a password (or at all)."""

@@ -17,6 +17,7 @@ class CommandResult:
     duration_ms: float
     truncated: bool
     timed_out: bool = False
+    runs_as: str | None = None  # the user sudo ran it as (`become`), None: the login user
 
     @property
     def ok(self) -> bool:

@@ -9,6 +9,7 @@ reach a host; it is given a `Runner` (agent.ssh.SSHPool in practice).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -19,6 +20,7 @@ from agent.settings import Settings
 from whitelist import Catalog, Command, WhitelistError, render
 
 from .audit import AuditLog
+from .elevation import check_elevation
 from .errors import (
     AuditUnavailable,
     CallRefused,
@@ -54,6 +56,7 @@ class Runner(Protocol):
         timeout: float,  # noqa: ASYNC109 - enforced on the host
         max_output: int,
         destructive: bool = False,
+        become: str | None = None,
     ) -> CommandResult: ...
 
     async def connection_status(self) -> dict[str, dict[str, Any]]: ...
@@ -174,6 +177,9 @@ class AgentService:
             decision = self.policy.check(identity, command, target.name)
             record["decision"] = decision.to_dict()
             record["rendered"] = rendered = render(command, arguments)
+            runs_as = command.runs_as(target.become)
+            if runs_as is not None:
+                record["runs_as"] = runs_as
             self.rate.take(identity)
             if command.destructive:
                 if confirm is None:
@@ -198,7 +204,11 @@ class AgentService:
                     timeout=command.timeout,
                     max_output=command.max_output,
                     destructive=command.destructive,
+                    become=runs_as,
                 )
+                if runs_as is not None:
+                    check_elevation(result, command, target, runs_as, timeout=command.timeout)
+                    result = dataclasses.replace(result, runs_as=runs_as)
         except BaseException as exc:
             confirming = record.get("confirmed") is False
             outcome = "not-confirmed" if confirming else _outcome(exc)
@@ -253,6 +263,15 @@ class AgentService:
         """A host name for metrics and logs: a configured one, never a caller's string."""
         name = self.settings.default_host if host is None else host
         return name if name is not None and name in self.settings.hosts else UNKNOWN
+
+    def runs_as(self, command: Command, host: str | None = None) -> str | None:
+        """Who `command` runs as on `host` (default host when None); None: the login user."""
+        if command.become is None:
+            return None
+        try:
+            return command.runs_as(self.settings.host(host).become)
+        except ConfigError:
+            return command.runs_as()
 
     def visible_commands(self, identity: Identity, category: str | None = None) -> list[Command]:
         """The catalog commands this caller may run somewhere (what list_commands shows),

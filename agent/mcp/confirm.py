@@ -72,4 +72,7 @@ async def ask_confirmation(
         return NOT_ASKED
     if not service.policy.decide(caller(service, ctx), found, target.name).allowed:
         return NOT_ASKED
-    return Elicit(f"Run destructive command '{found.name}' on host '{target.name}'?", Confirm)
+    runs_as = service.runs_as(found, target.name)
+    elevated = f" as {runs_as}" if runs_as else ""
+    return Elicit(f"Run destructive command '{found.name}' on host '{target.name}'{elevated}?",
+                  Confirm)

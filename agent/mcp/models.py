@@ -21,6 +21,8 @@ class ToolResult(BaseModel):
     duration_ms: float
     truncated: bool = Field(description="True if output was cut at the command's max_output")
     timed_out: bool = False
+    runs_as: str | None = Field(default=None, description="The user sudo ran the command as "
+                                "(catalog `become`); null: the SSH login user")
 
     @classmethod
     def of(cls, result: CommandResult) -> ToolResult:
@@ -47,6 +49,8 @@ class CommandInfo(BaseModel):
     description: str
     destructive: bool
     parameters: list[ParameterInfo]
+    runs_as: str | None = Field(default=None, description="Runs elevated, as this user, through "
+                                "sudo (on the default host); null: as the SSH login user")
 
 
 class CommandList(BaseModel):
@@ -89,11 +93,13 @@ class Confirm(BaseModel):
     confirm: bool = Field(description="Run this destructive command now?")
 
 
-def command_info(command: Command) -> CommandInfo:
+def command_info(command: Command, runs_as: str | None = None) -> CommandInfo:
     return CommandInfo(
         name=command.name,
         category=command.category,
-        description=command.description,
+        description=(f"{command.description} Runs as {runs_as} (sudo)." if runs_as
+                     else command.description),
+        runs_as=runs_as,
         destructive=command.destructive,
         parameters=[
             ParameterInfo(

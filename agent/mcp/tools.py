@@ -139,7 +139,8 @@ def build_mcp_server(service: AgentService) -> MCPServer:
         if category and not commands:
             raise ToolError(f"unknown category {category!r} (or nothing in it that you may "
                             f"run); categories you can use: {', '.join(known) or 'none'}")
-        return CommandList(commands=[command_info(c) for c in commands], categories=known)
+        return CommandList(commands=[command_info(c, service.runs_as(c)) for c in commands],
+                           categories=known)
 
     has_destructive = any(c.destructive for c in service.catalog)
 

@@ -108,9 +108,10 @@ class SSHPool:
         timeout: float,  # noqa: ASYNC109 - the remote `timeout` enforces it, we back it up
         max_output: int,
         destructive: bool = False,  # state-changing commands always take the plain exec path
+        become: str | None = None,  # run through `sudo -n -u USER` (rendered by the whitelist)
     ) -> CommandResult:
         state = self._state(host)
-        wrapped = wrap_for_exec(rendered, timeout=timeout)
+        wrapped = wrap_for_exec(rendered, timeout=timeout, become=become)
         if (
             self.fast_path
             and not destructive

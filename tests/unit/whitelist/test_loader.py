@@ -236,6 +236,59 @@ ERROR_CASES = {
         "destructive",
         ["true or false"],
     ),
+    "timeout over 30 minutes": (
+        """
+        commands:
+          x:
+            description: d
+            category: c
+            template: "true"
+            timeout: 1801
+        """,
+        "x",
+        "timeout",
+        ["up to 1800", "30 minutes"],
+    ),
+    "become not a user name": (
+        """
+        commands:
+          x:
+            description: d
+            category: c
+            template: "true"
+            become: "root ALL"
+        """,
+        "x",
+        "become",
+        ["user name like postgres"],
+    ),
+    "become on a multi-line template": (
+        """
+        commands:
+          x:
+            description: d
+            category: c
+            template: |
+              whoami
+            become: true
+        """,
+        "x",
+        "template",
+        ["single line"],
+    ),
+    "redact not a bool": (
+        """
+        commands:
+          x:
+            description: d
+            category: c
+            template: "true"
+            redact: "off"
+        """,
+        "x",
+        "redact",
+        ["true or false"],
+    ),
     "max_output negative": (
         """
         commands:
@@ -728,3 +781,30 @@ def test_literal_braces_are_not_placeholders(tmp_path: Path) -> None:
     )
     catalog = load_catalog([path], include_default=False)
     assert catalog.get("x").parameter("n").default == 3
+
+
+def test_become_and_redact_are_read(tmp_path: Path) -> None:
+    extra = write(
+        tmp_path,
+        """
+        commands:
+          apt_check:
+            description: Simulate an upgrade.
+            category: Packages
+            template: "apt-get -s upgrade"
+            become: true
+            timeout: 1800
+          pg_size:
+            description: Database sizes.
+            category: Databases
+            template: "psql -c 'select 1'"
+            become: postgres
+            redact: false
+        """,
+    )
+    catalog = load_catalog([extra], include_default=False)
+    apt, pg = catalog.get("apt_check"), catalog.get("pg_size")
+    assert apt.runs_as() == "root" and apt.runs_as("admin") == "admin"
+    assert apt.timeout == 1800.0 and apt.redact
+    assert pg.runs_as("admin") == "postgres" and not pg.redact
+    assert load_catalog().get("hostname").runs_as() is None

@@ -7,7 +7,7 @@ import shlex
 import pytest
 
 from whitelist import Command, Parameter, ParameterError, ParamType, load_catalog, render
-from whitelist.render import wrap_for_exec
+from whitelist.render import sudoers_line, wrap_for_exec
 
 
 def single(parameter: Parameter, template: str | None = None) -> Command:
@@ -266,3 +266,33 @@ def test_input_schema() -> None:
     assert path["pattern"] == "^/" and "/var/log, /tmp" in path["description"]
     assert STRING.json_schema()["pattern"] == r"^(?:[\w.]+)$"
     assert CONTAINER.json_schema()["pattern"] == "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+def test_become_wraps_the_same_line_in_sudo_without_a_prompt() -> None:
+    plain = wrap_for_exec("whoami", timeout=10)
+    elevated = wrap_for_exec("whoami", timeout=10, become="root")
+    assert elevated == f"sudo -n -u root -- {plain}"
+    words = shlex.split(elevated.removesuffix(" </dev/null"))
+    # What sudo is asked to run: timeout, then /bin/sh -c and the rendered command, one word.
+    assert words[words.index("--") + 1:] == ["timeout", "-k", "2", "10", "/bin/sh", "-c",
+                                            "whoami"]
+    for bad in ("root -- id", "-s", "#0", "ALL", ""):
+        with pytest.raises(ValueError, match="user name"):
+            wrap_for_exec("whoami", timeout=10, become=bad)
+
+
+@pytest.mark.parametrize("rendered, escaped", [
+    ("whoami", "whoami"),
+    ("df -h -- /", "df\\ -h\\ --\\ /"),
+    ("ls /var/log/*.log", "ls\\ /var/log/\\*.log"),
+    ("echo a,b c:d e=f # [x]?", "echo\\ a\\,b\\ c\\:d\\ e\\=f\\ \\#\\ \\[x\\]\\?"),
+    ("printf '%s\\n' x", "printf\\ '%s\\\\\\\\n'\\ x"),
+    ("a  b\tc", "a\\ \\ b\\\tc"),
+])
+def test_the_sudoers_line_names_exactly_one_command_line(rendered: str, escaped: str) -> None:
+    line = sudoers_line("tnagent", "root", rendered, timeout=9.5)
+    assert line == f"tnagent ALL=(root) NOPASSWD: /usr/bin/timeout -k 2 10 /bin/sh -c {escaped}"
+
+
+def test_a_login_that_is_not_a_plain_name_is_quoted_in_the_sudoers_line() -> None:
+    assert sudoers_line("first.last", "root", "id", timeout=5).startswith('"first.last" ALL=')
