@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # newcomer needs to read first.
 PIP := PYTHONWARNINGS=ignore $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: demo app test install machine tailnet-bin wheels lint pytest dist image measure bench clean
+.PHONY: demo app test install machine tailnet-bin wheels ts-client lint pytest dist image measure bench clean
 
 $(BIN)/python:
 	@echo "Creating $(VENV) and installing tailnet-agent into it (a minute or two the first time)..."
@@ -40,6 +40,11 @@ tailnet-bin: install
 wheels: install
 	$(BIN)/pip download -q --disable-pip-version-check -d .cache/wheels . "setuptools>=69" wheel pip
 
+# The official MCP TypeScript SDK, a second client for the resource and prompt tests
+# (pinned by tests/clients/ts/package-lock.json; installed there, test-only).
+ts-client:
+	npm ci --prefix tests/clients/ts --no-audit --no-fund --loglevel=error
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -61,11 +66,11 @@ measure: dist
 	PYTHON=$(BIN)/python sh build/measure.sh
 
 # dist before pytest: tests/build smoke-tests the built executable itself.
-test: machine install tailnet-bin wheels lint dist pytest
+test: machine install tailnet-bin wheels ts-client lint dist pytest
 
 # Benchmarks against the physical floor (not tests): prints one table, saves bench-results/.
 bench: install tailnet-bin
 	sh tests/run-isolated.sh $(BIN)/python -m tests.bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .cache dist build/work test-artifacts
+	rm -rf $(VENV) .cache dist build/work test-artifacts tests/clients/ts/node_modules

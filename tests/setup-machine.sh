@@ -12,6 +12,8 @@ command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v unshare >/dev/null 2>&1 || need="$need util-linux"
 # `become` commands run through sudo -n on the test sshd (tests/e2e/ssh/test_become.py).
 command -v sudo >/dev/null 2>&1 || need="$need sudo"
+# The MCP TypeScript SDK client in tests/clients/ts (make ts-client).
+command -v npm >/dev/null 2>&1 || need="$need nodejs npm"
 command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] || need="$need golang-go"
 # The container image's tests: podman with runc (crun fails on hybrid cgroups), and the CA
 # bundle the image carries.

@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 from agent.core.service import AgentService
 
 from .routes import Chat, ChatOptions
+from .starters import Starters
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -25,7 +26,9 @@ def chat_routes(
     service: AgentService, mcp_server: MCPServer, options: ChatOptions | None = None
 ) -> list[BaseRoute]:
     chat = Chat(service, mcp_server, options or ChatOptions())
+    runbooks = Starters(chat)
     return [
+        Route("/chat/runbook", runbooks.start, methods=["POST"]),
         Route("/", chat.page, methods=["GET"]),
         Route("/chat/send", chat.send, methods=["POST"]),
         Route("/chat/stream/{turn}", chat.stream, methods=["GET"]),

@@ -28,6 +28,7 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 
 from agent.core.identity import Identity
 from agent.core.service import AgentService
+from agent.mcp.runbooks import offered
 from agent.mcp.tools import tools_for
 from agent.web.middleware.identity import request_identity
 from whitelist import WhitelistError, render
@@ -144,6 +145,7 @@ class Chat:
             default_host=settings.default_host,
             max_question=MAX_QUESTION,
             busy=session.busy,
+            starters=offered({c.name for c in self.service.visible_commands(identity)}),
         ))
 
     async def send(self, request: Request) -> Response:
@@ -157,6 +159,11 @@ class Chat:
         question = (await self._form(request)).get("message", "").strip()
         if not question:
             return html("")
+        return await self.start_turn(identity, session, question)
+
+    async def start_turn(self, identity: Identity, session: ChatSession,
+                         question: str) -> Response:
+        """Start a turn for this person's question (the question box, or a runbook starter)."""
         if len(question) > MAX_QUESTION:
             return html(views.message_fragment(
                 "error", f"That question is too long ({len(question)} characters; the limit is "

@@ -145,3 +145,41 @@ def show(path: Path, flt: AuditFilter, *, as_json: bool) -> Sequence[str]:
             lines.append(json.dumps(call.merged(), ensure_ascii=True) if as_json
                          else _printable(format_call(call)))
     return lines
+
+
+# `recent_calls` reads only the end of the log: enough for "what did I just do", and a
+# resource read must not parse 60 MB of rotated files.
+RECENT_SCAN_BYTES = 2_000_000
+
+
+def _tail_lines(path: Path, scan: int) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - scan))
+            data = f.read()
+    except OSError:
+        return []
+    lines = data.decode("utf-8", errors="replace").split("\n")
+    return lines[1:] if size > scan else lines  # the first line may be cut
+
+
+def recent_calls(path: Path, *, principal: str, source: str, limit: int = 50,
+                 scan: int = RECENT_SCAN_BYTES) -> list[dict[str, Any]]:
+    """The newest calls of one identity (merged start + end), newest first."""
+    calls: dict[str, CallRecord] = {}
+    for line in _tail_lines(path, scan):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        call = str(record.get("call", ""))
+        if record.get("event") == "start":
+            if record.get("identity") == principal and record.get("source") == source:
+                calls.setdefault(call, CallRecord(call, record))
+        elif record.get("event") == "end" and call in calls and calls[call].end is None:
+            calls[call].end = record
+    newest = list(calls.values())[-limit:]
+    return [c.merged() for c in reversed(newest)]

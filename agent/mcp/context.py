@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import InputRequiredResult
+from pydantic import AnyUrl
 
 from agent.core.identity import Identity, local_user_identity
 from agent.core.service import AgentService
 from agent.web.middleware.identity import request_identity
+
+from .resources import read_for_caller
 
 # The chat's in-process client names its user with a token under this `_meta` key.
 IDENTITY_META_KEY = "tailnet-agent/identity"
@@ -16,6 +23,16 @@ class AgentMCPServer(MCPServer):
     """The SDK server, plus the service its module-level resolvers reach through `ctx`."""
 
     service: AgentService
+
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context | None = None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        """Our resources answer with the caller's own view (agent/mcp/resources.py)."""
+        if context is not None and context._request_context is not None:
+            text = read_for_caller(self.service, str(uri), caller(self.service, context))
+            if text is not None:
+                return [ReadResourceContents(content=text, mime_type="application/json")]
+        return await super().read_resource(uri, context)
 
 
 def service_of(ctx: Context) -> AgentService:

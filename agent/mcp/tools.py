@@ -34,6 +34,8 @@ from .models import (
     ToolResult,
     command_info,
 )
+from .prompts import register_prompts
+from .resources import register_resources
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,8 @@ def build_mcp_server(service: AgentService) -> MCPServer:
         ),
     )
     mcp.service = service
+    register_resources(mcp)
+    register_prompts(mcp, service)
 
     async def run(
         ctx: Context,
