@@ -140,6 +140,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TAILNET_AGENT_HOST_CONCURRENCY", "host_concurrency", 32,
             "calls in flight per host; beyond it calls are refused at once",
             integer(1, 10_000, "it is calls in flight per host")),
+    Setting("TAILNET_AGENT_OUTPUT_HEAD", "output_head", 8000,
+            "bytes of a command's output shown at its start; more output gets a paging handle",
+            integer(100, 1_000_000, "it is how much output a result shows")),
+    Setting("TAILNET_AGENT_OUTPUT_TAIL", "output_tail", 2000,
+            "bytes of a long output shown at its end",
+            integer(0, 1_000_000, "it is how much of an output's end a result shows")),
+    Setting("TAILNET_AGENT_OUTPUT_TTL", "output_ttl", 1800.0,
+            "seconds a paging handle lasts", seconds(86_400)),
+    Setting("TAILNET_AGENT_OUTPUT_HANDLES", "output_handles", 64,
+            "paging handles kept at once (16 per caller); the oldest go first",
+            integer(1, 10_000, "it is how many outputs are kept for paging")),
+    Setting("TAILNET_AGENT_OUTPUT_DISK", "output_disk", 1 << 30,
+            "bytes of output kept for paging (in memory up to 64 KiB per stream, then in "
+            "unlinked temporary files)",
+            integer(1 << 20, 1 << 40, "it is how much output is kept for paging")),
+    Setting("TAILNET_AGENT_OUTPUT_DIR", "output_dir", None,
+            "directory for output spilled to disk", path, shown_default="`$TMPDIR`"),
     Setting("TS_AUTHKEY", "authkey", None, "tailnet auth key, or `file:/path/to/key`",
             flag="--authkey", shown_default="none: a login URL is printed", secret=True),
     Setting("TS_HOSTNAME", "hostname", "tailnet-agent", "the agent's tailnet hostname",
@@ -199,6 +216,12 @@ class Settings:
     rate_per_minute: int = _default("rate_per_minute")
     rate_burst: int = _default("rate_burst")
     host_concurrency: int = _default("host_concurrency")
+    output_head: int = _default("output_head")
+    output_tail: int = _default("output_tail")
+    output_ttl: float = _default("output_ttl")
+    output_handles: int = _default("output_handles")
+    output_disk: int = _default("output_disk")
+    output_dir: Path | None = _default("output_dir")
     authkey: str | None = field(default=_default("authkey"), repr=False)
     hostname: str = _default("hostname")
     control_url: str | None = _default("control_url")

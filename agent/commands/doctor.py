@@ -33,6 +33,7 @@ from .checks import Finding, key_finding, needs_tailnet
 DEPENDENCIES = (
     "anthropic", "mcp", "asyncssh", "bcrypt", "starlette", "uvicorn", "yaml", "python_socks",
     "httpx", "jinja2", "markupsafe", "markdown_it", "pydantic", "prometheus_client",
+    "detect_secrets",
 )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from .spool import CommandOutput
 
 
 @dataclass(frozen=True)
@@ -18,12 +20,27 @@ class CommandResult:
     truncated: bool
     timed_out: bool = False
     runs_as: str | None = None  # the user sudo ran it as (`become`), None: the login user
+    # What the agent added to each stream (cut, timed out, ...), also at the end of the text.
+    stdout_note: str = ""
+    stderr_note: str = ""
+    # Paging (agent/core/outputs.py): the whole output's size, and the handle to read the
+    # part that stdout/stderr do not show; redactions made in what is shown, by kind.
+    stdout_bytes: int | None = None
+    output_handle: str | None = None
+    redacted: dict[str, int] = field(default_factory=dict)
+    # The raw output as it arrived (the pool's spools), until the service has shown it.
+    output: CommandOutput | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
         return self.exit_status == 0 and not self.timed_out
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["duration_ms"] = round(self.duration_ms, 1)
-        return data
+        return {
+            "host": self.host, "command": self.command, "rendered": self.rendered,
+            "stdout": self.stdout, "stderr": self.stderr, "exit_status": self.exit_status,
+            "duration_ms": round(self.duration_ms, 1), "truncated": self.truncated,
+            "timed_out": self.timed_out, "runs_as": self.runs_as,
+            "stdout_bytes": self.stdout_bytes, "output_handle": self.output_handle,
+            "redacted": dict(self.redacted),
+        }

@@ -35,10 +35,15 @@ from .hosts import HostView
 from .identity import Identity, IdentityTokens
 from .limits import HostGate, RateLimiter
 from .metrics import UNKNOWN, NullRecorder, Recorder, refusal_reason
+from .outputs import OutputStore
 from .policy import Decision, Policy, load_policy
+from .redact import Redactor
 from .results import CommandResult
+from .spool import CommandOutput, stderr_cap
 
 log = logging.getLogger("tailnet_agent.calls")
+
+AUDIT_EXCERPT = 300  # characters of the (redacted) output the end record keeps
 
 StatusProvider = Callable[[], Awaitable[dict[str, Any]]]
 Confirm = Callable[[], Awaitable[None]]
@@ -57,6 +62,7 @@ class Runner(Protocol):
         max_output: int,
         destructive: bool = False,
         become: str | None = None,
+        output: CommandOutput | None = None,
     ) -> CommandResult: ...
 
     async def connection_status(self) -> dict[str, dict[str, Any]]: ...
@@ -109,6 +115,11 @@ class AgentService:
         )
         self.recorder: Recorder = recorder if recorder is not None else NullRecorder()
         self.audit.on_failure = self.recorder.audit_write_failed
+        self.redactor = Redactor()
+        self.outputs = OutputStore(
+            head=settings.output_head, tail=settings.output_tail, ttl=settings.output_ttl,
+            max_handles=settings.output_handles, max_bytes=settings.output_disk,
+            redactor=self.redactor)
         self.rate = RateLimiter(settings.rate_per_minute, settings.rate_burst)
         self.host_gate = HostGate(settings.host_concurrency)
         self.identity_tokens = IdentityTokens()
@@ -167,7 +178,7 @@ class AgentService:
 
         def begin(decision: dict[str, Any] | None) -> None:
             nonlocal audit_started
-            self.audit.start(call, identity, **record, decision=decision)
+            self.audit.start(call, identity, **self._scrubbed(record), decision=decision)
             audit_started = True
 
         try:
@@ -197,15 +208,24 @@ class AgentService:
                 begin(record.pop("decision"))
                 log.info("%s runs %s on %s: %s", identity.display, command.name, target.name,
                          rendered, extra=context)
-                result = await self.pool.run(
-                    target.name,
-                    rendered,
-                    command_name=command.name,
-                    timeout=command.timeout,
-                    max_output=command.max_output,
-                    destructive=command.destructive,
-                    become=runs_as,
-                )
+                output = CommandOutput(command.max_output, stderr_cap(command.max_output),
+                                       directory=self.settings.output_dir)
+                try:
+                    result = await self.pool.run(
+                        target.name,
+                        rendered,
+                        command_name=command.name,
+                        timeout=command.timeout,
+                        max_output=command.max_output,
+                        destructive=command.destructive,
+                        become=runs_as,
+                        output=output,
+                    )
+                except BaseException:
+                    output.close()
+                    raise
+                # Shown redacted, head and tail, the rest behind a handle (outputs.py).
+                result = self.outputs.present(result, identity, redact=command.redact)
                 if runs_as is not None:
                     check_elevation(result, command, target, runs_as, timeout=command.timeout)
                     result = dataclasses.replace(result, runs_as=runs_as)
@@ -221,7 +241,8 @@ class AgentService:
                 except AuditUnavailable:
                     raise exc from None
             if audit_started:
-                self.audit.end(call, identity, outcome=outcome, error=str(exc)[:500])
+                self.audit.end(call, identity, outcome=outcome,
+                               error=self._scrubbed(str(exc)[:500]))
             reason = refusal_reason(exc)
             if reason is not None:
                 self.recorder.refused(reason)
@@ -238,9 +259,14 @@ class AgentService:
             outcome="ran",
             exit_status=result.exit_status,
             duration_ms=round(result.duration_ms, 1),
-            bytes_out=len(result.stdout.encode()) + len(result.stderr.encode()),
+            bytes_out=(result.stdout_bytes or 0) + len(result.stderr.encode()),
             truncated=result.truncated,
             timed_out=result.timed_out,
+            redacted=result.redacted,
+            output_handle=result.output_handle,
+            # What the caller was shown first, for the record: redacted here too, also for a
+            # command whose output is shown unredacted (whole lines, then cut).
+            stdout_head=self._scrubbed(result.stdout[:8192])[:AUDIT_EXCERPT],
         )
         outcome = ("timed_out" if result.timed_out
                    else "ok" if result.exit_status == 0 else "nonzero_exit")
@@ -263,6 +289,16 @@ class AgentService:
         """A host name for metrics and logs: a configured one, never a caller's string."""
         name = self.settings.default_host if host is None else host
         return name if name is not None and name in self.settings.hosts else UNKNOWN
+
+    def _scrubbed(self, value: Any) -> Any:
+        """`value` (a record, a message) with secrets redacted, before it reaches the log."""
+        if isinstance(value, str):
+            return self.redactor.redact(value)[0]
+        if isinstance(value, dict):
+            return {k: self._scrubbed(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._scrubbed(v) for v in value]
+        return value
 
     def runs_as(self, command: Command, host: str | None = None) -> str | None:
         """Who `command` runs as on `host` (default host when None); None: the login user."""

@@ -23,10 +23,29 @@ class ToolResult(BaseModel):
     timed_out: bool = False
     runs_as: str | None = Field(default=None, description="The user sudo ran the command as "
                                 "(catalog `become`); null: the SSH login user")
+    stdout_bytes: int | None = Field(default=None, description="Size of the whole stdout; "
+                                     "stdout shows its head and tail when it is bigger")
+    output_handle: str | None = Field(default=None, description="Read the output not shown "
+                                      "with read_output(handle, offset)")
+    redacted: dict[str, int] = Field(default_factory=dict, description="Secrets replaced in "
+                                     "what is shown, by kind (e.g. AWS Access Key: 1)")
 
     @classmethod
     def of(cls, result: CommandResult) -> ToolResult:
         return cls.model_validate(result.to_dict())
+
+
+class OutputPage(BaseModel):
+    """A page of a command's output, read by handle."""
+
+    handle: str
+    stream: str
+    offset: int
+    next_offset: int | None = Field(description="Offset of the next page; null at the end")
+    total_bytes: int
+    text: str
+    redacted: dict[str, int] = Field(description="Secrets replaced in this page, by kind")
+    expires_in_s: float = Field(description="Seconds left before the handle expires")
 
 
 class Overview(BaseModel):

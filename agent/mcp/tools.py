@@ -7,8 +7,10 @@ says what is allowed. Nothing here builds a command string.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context, MCPServer, Resolve
@@ -19,6 +21,7 @@ from pydantic import Field
 from agent import __version__
 from agent.core.errors import CallRefused, ConfigError, HostError
 from agent.core.identity import Identity
+from agent.core.outputs import MAX_PAGE
 from agent.core.service import AgentService
 from whitelist import WhitelistError
 
@@ -29,6 +32,7 @@ from .models import (
     Confirm,
     HostInfo,
     HostList,
+    OutputPage,
     Overview,
     Pong,
     ToolResult,
@@ -60,7 +64,7 @@ def tools_for(service: AgentService, identity: Identity, tool_names: list[str]) 
     visible = {c.name for c in service.visible_commands(identity)}
     kept: list[str] = []
     for name in tool_names:
-        if name == "execute_command" and not visible:
+        if name in ("execute_command", "read_output") and not visible:
             continue
         needs = TOOL_COMMANDS.get(name)
         if needs is not None and not set(needs) <= visible:
@@ -208,6 +212,28 @@ def build_mcp_server(service: AgentService) -> MCPServer:
         except CALL_ERRORS as exc:
             raise ToolError(str(exc)) from exc
         return Overview(host=results[0].host, results=[ToolResult.of(r) for r in results])
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def read_output(
+        ctx: Context,
+        handle: Annotated[str, Field(description="output_handle from a command's result",
+                                     max_length=100)],
+        offset: Annotated[int, Field(description="Byte offset to start at (the result's note "
+                                     "or the previous page's next_offset)", ge=0)] = 0,
+        max_bytes: Annotated[int, Field(description="Bytes to read, at most 262144",
+                                        ge=1, le=MAX_PAGE)] = 65536,
+        stream: Annotated[Literal["stdout", "stderr"], Field(
+            description="Which stream")] = "stdout",
+    ) -> OutputPage:
+        """Read more of a long command output by its handle: a page of whole lines, secrets
+        redacted. Handles belong to whoever ran the command and expire."""
+        identity = caller(service, ctx)
+        try:
+            page = await asyncio.to_thread(service.outputs.read, identity, handle,
+                                           offset=offset, max_bytes=max_bytes, stream=stream)
+        except CALL_ERRORS as exc:
+            raise ToolError(str(exc)) from exc
+        return OutputPage(**dataclasses.asdict(page))
 
     @mcp.tool(annotations=READ_ONLY)
     async def list_hosts(ctx: Context) -> HostList:

@@ -11,6 +11,8 @@ from contextlib import suppress
 
 import asyncssh
 
+from agent.core.spool import CommandOutput
+
 from .output import STDERR, STDOUT
 
 # After the remote `timeout` should have fired (and its KILL 2 s later), give the
@@ -19,13 +21,10 @@ CLIENT_GRACE_SECONDS = 5.0
 
 
 class CappedSession(asyncssh.SSHClientSession[bytes]):
-    """Collects stdout/stderr up to fixed caps; past a cap it closes the channel."""
+    """Collects stdout/stderr into a CommandOutput; past a cap it closes the channel."""
 
-    def __init__(self, stdout_cap: int, stderr_cap: int) -> None:
-        self._caps = {STDOUT: stdout_cap, STDERR: stderr_cap}
-        self._chunks: dict[int | None, list[bytes]] = {STDOUT: [], STDERR: []}
-        self._kept: dict[int | None, int] = {STDOUT: 0, STDERR: 0}
-        self.overflow: dict[int | None, bool] = {STDOUT: False, STDERR: False}
+    def __init__(self, output: CommandOutput) -> None:
+        self.output = output
         self.exit_status: int | None = None
         self.exit_signal: str | None = None
         self.lost: Exception | None = None  # set when the connection died under the channel
@@ -35,21 +34,18 @@ class CappedSession(asyncssh.SSHClientSession[bytes]):
     def connection_made(self, chan: asyncssh.SSHClientChannel[bytes]) -> None:
         self._chan = chan
 
+    @property
+    def overflow(self) -> dict[int | None, bool]:
+        return {STDOUT: self.output.stdout.overflow, STDERR: self.output.stderr.overflow}
+
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
-        stream = STDERR if datatype else STDOUT
-        if self.overflow[stream]:
+        stderr = bool(datatype)
+        if self.output.spool(stderr).overflow:
             return
-        room = self._caps[stream] - self._kept[stream]
-        if len(data) > room:
-            data = data[:room]
-            self.overflow[stream] = True
-            # Stop the transfer: keeping memory bounded is not enough, a 50 MB
-            # answer should not cross the tailnet only to be thrown away.
-            if self._chan is not None:
-                self._chan.close()
-        if data:
-            self._chunks[stream].append(data)
-            self._kept[stream] += len(data)
+        if not self.output.feed(stderr, data) and self._chan is not None:
+            # Stop the transfer: keeping memory bounded is not enough, output past the
+            # cap should not cross the tailnet only to be thrown away.
+            self._chan.close()
 
     def exit_status_received(self, status: int) -> None:
         self.exit_status = status
@@ -61,9 +57,8 @@ class CappedSession(asyncssh.SSHClientSession[bytes]):
         self.lost = exc
         self.done.set()
 
-    def text(self, stderr: bool) -> str:
-        stream = STDERR if stderr else STDOUT
-        return b"".join(self._chunks[stream]).decode("utf-8", errors="replace")
+    def flush(self) -> None:
+        """Nothing is held back on an exec channel."""
 
 
 async def wait_exec(

@@ -7,23 +7,23 @@ Exec channels (agent.ssh.exec.CappedSession) and persistent-shell calls
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Protocol
 
 import asyncssh
 
 from agent.core.results import CommandResult
+from agent.core.spool import CommandOutput, stderr_cap
 
-STDERR_CAP = 64 * 1024
+INLINE_TEXT = 1 << 20  # bytes of each stream decoded into CommandResult.stdout / .stderr
 STDOUT: int | None = None
 STDERR: int | None = asyncssh.EXTENDED_DATA_STDERR
 
 
 class Collected(Protocol):
-    """Output of one command as it arrived: capped streams, exit status, how it ended."""
+    """Output of one command as it arrived (a CommandOutput), exit status, how it ended."""
 
     @property
-    def overflow(self) -> Mapping[int | None, bool]: ...
+    def output(self) -> CommandOutput: ...
 
     @property
     def exit_status(self) -> int | None: ...
@@ -34,11 +34,7 @@ class Collected(Protocol):
     @property
     def lost(self) -> Exception | None: ...
 
-    def text(self, stderr: bool) -> str: ...
-
-
-def stderr_cap(max_output: int) -> int:
-    return min(max_output, STDERR_CAP)
+    def flush(self) -> None: ...
 
 
 def to_result(
@@ -52,24 +48,27 @@ def to_result(
     elapsed: float,
     client_killed: bool,
 ) -> CommandResult:
-    stdout, stderr = collected.text(stderr=False), collected.text(stderr=True)
+    collected.flush()
+    output = collected.output
+    stdout_note = stderr_note = ""
     truncated = False
-    if collected.overflow[STDOUT]:
+    if output.stdout.overflow:
         truncated = True
-        stdout += f"\n[output truncated at {max_output} bytes]\n"
-    if collected.overflow[STDERR]:
+        stdout_note = f"\n[output truncated at {max_output} bytes]\n"
+    if output.stderr.overflow:
         truncated = True
-        stderr += f"\n[output truncated at {stderr_cap(max_output)} bytes]\n"
+        stderr_note = f"\n[output truncated at {stderr_cap(max_output)} bytes]\n"
     status = collected.exit_status
     # `timeout` exits 124 after TERM and 137 when it had to KILL; a command that
     # returns 124 by itself early is not a timeout, hence the elapsed-time check.
     timed_out = client_killed or (status in (124, 137) and elapsed >= timeout - 0.5)
     if timed_out:
-        stderr += f"\n[killed: command timed out after {timeout:g} s]\n"
+        stderr_note += f"\n[killed: command timed out after {timeout:g} s; the output so far is " \
+                       "kept]\n"
     elif collected.exit_signal and not truncated:
-        stderr += f"\n[terminated by signal {collected.exit_signal}]\n"
+        stderr_note += f"\n[terminated by signal {collected.exit_signal}]\n"
     elif status is None and collected.lost is not None and not truncated:
-        stderr += (
+        stderr_note += (
             f"\n[connection to {host} lost before the command finished: "
             f"{collected.lost}; it may have partly run]\n"
         )
@@ -77,10 +76,15 @@ def to_result(
         host=host,
         command=command_name,
         rendered=rendered,
-        stdout=stdout,
-        stderr=stderr,
+        # Decoded text for callers of the pool; the service shows a head and a tail of
+        # the spools instead and pages the rest (agent/core/outputs.py).
+        stdout=output.stdout.text(INLINE_TEXT) + stdout_note,
+        stderr=output.stderr.text(INLINE_TEXT) + stderr_note,
         exit_status=None if client_killed else status,
         duration_ms=elapsed * 1000,
         truncated=truncated,
         timed_out=timed_out,
+        stdout_note=stdout_note,
+        stderr_note=stderr_note,
+        output=output,
     )

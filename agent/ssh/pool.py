@@ -20,12 +20,14 @@ import time
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncssh
 
 from agent.core.errors import UnknownHost
 from agent.core.results import CommandResult
+from agent.core.spool import CommandOutput, stderr_cap
 from agent.inventory import HostConfig
 from whitelist import wrap_for_exec
 
@@ -39,7 +41,7 @@ from .errors import (
     TimeoutMissing,
 )
 from .exec import CLIENT_GRACE_SECONDS, CappedSession, wait_exec
-from .output import stderr_cap, to_result
+from .output import to_result
 from .shell import Shell, ShellUnusable, open_shell
 from .slots import ChannelSlots
 
@@ -87,12 +89,14 @@ class SSHPool:
         max_sessions: int = 8,
         connect_timeout: float = 15.0,
         fast_path: bool = True,
+        spool_dir: Path | None = None,  # where output beyond memory spills (default: $TMPDIR)
     ) -> None:
         if max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
         self._connector = connector
         self._connect_timeout = connect_timeout
         self.fast_path = fast_path
+        self.spool_dir = spool_dir
         self._hosts = {
             name: _HostState(cfg, ChannelSlots(max_sessions)) for name, cfg in hosts.items()
         }
@@ -109,9 +113,12 @@ class SSHPool:
         max_output: int,
         destructive: bool = False,  # state-changing commands always take the plain exec path
         become: str | None = None,  # run through `sudo -n -u USER` (rendered by the whitelist)
+        output: CommandOutput | None = None,  # where the output goes (and who listens live)
     ) -> CommandResult:
         state = self._state(host)
         wrapped = wrap_for_exec(rendered, timeout=timeout, become=become)
+        if output is None:
+            output = CommandOutput(max_output, stderr_cap(max_output), directory=self.spool_dir)
         if (
             self.fast_path
             and not destructive
@@ -119,13 +126,13 @@ class SSHPool:
             and state.shell_failures < SHELL_FAILURES_BEFORE_OFF
         ):
             fast = await self._run_on_shell(state, wrapped, rendered, command_name, timeout,
-                                            max_output)
+                                            max_output, output)
             if fast is not None:
                 return fast
         await state.slots.acquire()
         try:
             started = time.monotonic()
-            chan, session = await self._open_exec(state, wrapped, command_name, max_output)
+            chan, session = await self._open_exec(state, wrapped, command_name, output)
             client_killed = await wait_exec(chan, session, timeout)
             elapsed = time.monotonic() - started
         finally:
@@ -228,6 +235,7 @@ class SSHPool:
         command_name: str,
         timeout: float,  # noqa: ASYNC109
         max_output: int,
+        output: CommandOutput,
     ) -> CommandResult | None:
         """Run on a persistent shell; None when no shell could take it and nothing ran."""
         conn = await self._connection(state)  # connection errors are the same on both paths
@@ -237,7 +245,7 @@ class SSHPool:
             if shell is None:
                 return None
         started = time.monotonic()
-        call = shell.start(wrapped, max_output, stderr_cap(max_output))
+        call = shell.start(wrapped, output)
         client_killed = False
         keep = False
         try:
@@ -293,7 +301,7 @@ class SSHPool:
         return shell
 
     async def _open_exec(
-        self, state: _HostState, wrapped: str, command_name: str, max_output: int
+        self, state: _HostState, wrapped: str, command_name: str, output: CommandOutput
     ) -> tuple[asyncssh.SSHClientChannel[bytes], CappedSession]:
         host = state.config
         reconnected = False
@@ -306,7 +314,7 @@ class SSHPool:
                 # asyncssh calls this once the channel is open, just before the exec request.
                 nonlocal opened
                 opened = True
-                return CappedSession(max_output, stderr_cap(max_output))
+                return CappedSession(output)
 
             try:
                 chan, session = await conn.create_session(factory, wrapped, encoding=None)

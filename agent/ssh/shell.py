@@ -34,9 +34,12 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Callable
 from contextlib import suppress
 
 import asyncssh
+
+from agent.core.spool import CommandOutput
 
 SHELL_COMMAND = "exec /bin/sh"  # fixed; the login shell only has to parse this
 # Shells unused this long are closed when the pool next looks at them.
@@ -66,14 +69,12 @@ def frame(wrapped: str, token: str) -> str:
 class FrameStream:
     """One stream (stdout or stderr) of one call: start marker, body, end marker + status."""
 
-    def __init__(self, token: str, cap: int) -> None:
+    def __init__(self, token: str, keep: Callable[[bytes], bool]) -> None:
         self._start = f"S{token}\n".encode()
         self._end = f"E{token} ".encode()
         self._buf = b""
-        self._cap = cap
+        self._keep_body = keep  # stores body bytes; False once the stream's cap was reached
         self.state = "start"  # start -> body -> status -> done
-        self.chunks: list[bytes] = []
-        self.kept = 0
         self.overflow = False
         self.status: int | None = None
         self.doubt: str | None = None
@@ -137,13 +138,8 @@ class FrameStream:
                 self.doubt = "output after the end marker"
 
     def _keep(self, data: bytes) -> None:
-        room = self._cap - self.kept
-        if len(data) > room:
-            data = data[:room]
+        if data and not self._keep_body(data):
             self.overflow = True
-        if data:
-            self.chunks.append(data)
-            self.kept += len(data)
 
     def flush(self) -> None:
         """The call ended without an end marker: bytes held back are output after all."""
@@ -151,19 +147,17 @@ class FrameStream:
             self._keep(self._buf)
             self._buf = b""
 
-    def text(self) -> str:
-        self.flush()
-        return b"".join(self.chunks).decode("utf-8", errors="replace")
 
 
 class ShellCall:
     """What one framed call received; shaped like the exec path's collected output."""
 
-    def __init__(self, token: str, stdout_cap: int, stderr_cap: int) -> None:
+    def __init__(self, token: str, output: CommandOutput) -> None:
         self.token = token
+        self.output = output
         self.streams = {
-            None: FrameStream(token, stdout_cap),
-            asyncssh.EXTENDED_DATA_STDERR: FrameStream(token, stderr_cap),
+            None: FrameStream(token, lambda data: output.feed(False, data)),
+            asyncssh.EXTENDED_DATA_STDERR: FrameStream(token, lambda data: output.feed(True, data)),
         }
         self.done = asyncio.Event()
         self.lost: Exception | None = None
@@ -211,8 +205,10 @@ class ShellCall:
             self.lost = exc or ConnectionError("the shell channel closed")
         self.done.set()
 
-    def text(self, stderr: bool) -> str:
-        return self.streams[asyncssh.EXTENDED_DATA_STDERR if stderr else None].text()
+    def flush(self) -> None:
+        """The call is over: output held back as a possible marker is output after all."""
+        for stream in self.streams.values():
+            stream.flush()
 
 
 class ShellSession(asyncssh.SSHClientSession[bytes]):
@@ -258,15 +254,15 @@ class Shell:
             and time.monotonic() - self.last_used < IDLE_SECONDS
         )
 
-    def start(self, wrapped: str, stdout_cap: int, stderr_cap: int) -> ShellCall:
+    def start(self, wrapped: str, output: CommandOutput) -> ShellCall:
         token = secrets.token_hex(16)
-        call = ShellCall(token, stdout_cap, stderr_cap)
+        call = ShellCall(token, output)
         self._send(call, frame(wrapped, token))
         return call
 
     def hello(self) -> ShellCall:
         token = secrets.token_hex(16)
-        call = ShellCall(token, 0, 0)
+        call = ShellCall(token, CommandOutput(0, 0))
         self._send(call, _HELLO.format(token=token))
         return call
 

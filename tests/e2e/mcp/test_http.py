@@ -16,7 +16,7 @@ from tests.support.agents import RunningAgent, running_agent, settings_for
 
 EXPECTED_TOOLS = {
     "ping", "server_status", "list_commands", "execute_command", "check_disk", "check_memory",
-    "check_service", "check_path_size", "system_overview", "list_hosts",
+    "check_service", "check_path_size", "system_overview", "list_hosts", "read_output",
 }
 
 # Values for required parameters when every command is tried.

@@ -207,28 +207,37 @@ def test_the_frame_holds_the_wrapped_command_verbatim_and_nothing_else_of_the_ca
         frame(wrapped, "x; rm -rf /")
 
 
+def keep(into: list[bytes]) -> Callable[[bytes], bool]:
+    def store(data: bytes) -> bool:
+        into.append(data)
+        return True
+
+    return store
+
+
 def test_frame_parser_handles_markers_split_anywhere() -> None:
     token = "ab" * 16
     body = b"x" * 70 + b"E" + token.encode()[:5] + b"\n"
     stream = f"S{token}\n".encode() + body + f"E{token} 42\n".encode()
     for size in (1, 2, 3, 7, 33, 1000):
-        parser = FrameStream(token, cap=MiB)
+        kept: list[bytes] = []
+        parser = FrameStream(token, keep(kept))
         for at in range(0, len(stream), size):
             parser.feed(stream[at : at + size])
         assert parser.done and parser.doubt is None
         assert parser.status == 42
-        assert b"".join(parser.chunks) == body
+        assert b"".join(kept) == body
 
 
 def test_frame_parser_doubts_stray_output() -> None:
     token = "cd" * 16
-    before = FrameStream(token, cap=MiB)
+    before = FrameStream(token, keep([]))
     before.feed(b"late output from someone\n")
     assert before.doubt == "output before the start marker"
-    after = FrameStream(token, cap=MiB)
+    after = FrameStream(token, keep([]))
     after.feed(f"S{token}\nok\nE{token} 0\nmore".encode())
     assert after.doubt == "output after the end marker"
-    bad = FrameStream(token, cap=MiB)
+    bad = FrameStream(token, keep([]))
     bad.feed(f"S{token}\nE{token} x\n".encode())
     assert bad.doubt == "a malformed end marker"
 

@@ -1,0 +1,120 @@
+"""Head, tail and paging handles for big outputs (agent/core/outputs.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.core.identity import Identity
+from agent.core.outputs import OutputStore, UnknownOutput
+from agent.core.results import CommandResult
+from agent.core.spool import CommandOutput
+from tests.support.secrets_planted import AWS_KEY_ID, key_body, private_key
+
+ALICE = Identity(login="alice@example.com", node="a")
+BOB = Identity(login="bob@example.com", node="b")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def result_of(stdout: bytes, stderr: bytes = b"", cap: int = 1 << 30) -> CommandResult:
+    output = CommandOutput(cap, 65536)
+    output.feed(False, stdout)
+    output.feed(True, stderr)
+    return CommandResult(host="h", command="c", rendered="c", stdout="", stderr="",
+                         exit_status=0, duration_ms=1.0, truncated=False, output=output)
+
+
+def lines(count: int, width: int = 20) -> bytes:
+    return b"".join(f"{n:0{width - 1}d}\n".encode() for n in range(count))
+
+
+def test_a_small_output_is_shown_whole_without_a_handle() -> None:
+    store = OutputStore(head=1000, tail=200)
+    shown = store.present(result_of(b"hello\n", b"warn\n"), ALICE, redact=True)
+    assert (shown.stdout, shown.stderr, shown.output_handle) == ("hello\n", "warn\n", None)
+    assert shown.stdout_bytes == 6 and len(store) == 0
+
+
+def test_a_big_output_shows_head_and_tail_and_pages_read_back_everything() -> None:
+    store = OutputStore(head=1000, tail=200)
+    data = lines(5000)
+    shown = store.present(result_of(data), ALICE, redact=True)
+    handle = shown.output_handle
+    assert handle is not None and shown.stdout_bytes == len(data)
+    head = shown.stdout.split("\n[... ")[0]
+    tail = shown.stdout.split(" ...]\n")[-1]
+    assert data.decode().startswith(head) and head.endswith("\n")  # whole lines
+    assert f'read_output(handle="{handle}", offset={len(head)})' in shown.stdout
+    assert data.decode().endswith(tail) and 0 < len(tail) <= 200
+    pages, offset = [], 0
+    while True:
+        page = store.read(ALICE, handle, offset=offset, max_bytes=3001)
+        assert page.text.endswith("\n") and page.total_bytes == len(data)
+        pages.append(page.text)
+        if page.next_offset is None:
+            break
+        offset = page.next_offset
+    assert "".join(pages).encode() == data
+    assert len(pages) == len(data) // 3000 + 1  # 3001 bytes cut back to 150 whole lines
+
+
+def test_handles_belong_to_their_caller_and_expire() -> None:
+    clock = Clock()
+    store = OutputStore(head=100, tail=0, ttl=60, clock=clock)
+    handle = store.present(result_of(lines(100)), ALICE, redact=True).output_handle
+    assert handle is not None
+    with pytest.raises(UnknownOutput, match="belong to whoever ran the command"):
+        store.read(BOB, handle)
+    assert store.read(ALICE, handle).offset == 0
+    clock.now += 61
+    with pytest.raises(UnknownOutput):
+        store.read(ALICE, handle)
+    assert len(store) == 0
+
+
+def test_the_store_is_bounded_in_handles_per_caller_and_bytes() -> None:
+    store = OutputStore(head=100, tail=0, max_handles=5, per_identity=3, max_bytes=50_000)
+    alice = [store.present(result_of(lines(100)), ALICE, redact=True).output_handle
+             for _ in range(4)]
+    assert len(store) == 3  # Alice's oldest went first
+    with pytest.raises(UnknownOutput):
+        store.read(ALICE, alice[0] or "")
+    bob = [store.present(result_of(lines(100)), BOB, redact=True).output_handle
+           for _ in range(3)]
+    assert len(store) == 5 and store.read(BOB, bob[-1] or "").total_bytes == 2000
+    big = store.present(result_of(lines(2400)), BOB, redact=True)  # 48 kB: the rest goes
+    assert store.bytes_kept <= 50_000 and big.output_handle is not None
+    too_big = store.present(result_of(lines(3000)), BOB, redact=True)  # 60 kB: never kept
+    assert too_big.output_handle is None and "too big to keep" in too_big.stdout
+
+
+def test_secrets_are_redacted_in_head_tail_and_every_page_even_across_page_edges() -> None:
+    store = OutputStore(head=500, tail=300)
+    pem = private_key()
+    data = (lines(30) + pem.encode() + f"id {AWS_KEY_ID}\n".encode() + lines(60)
+            + pem.encode() + f"id {AWS_KEY_ID}\n".encode())
+    shown = store.present(result_of(data), ALICE, redact=True)
+    assert AWS_KEY_ID not in shown.stdout and "[REDACTED: AWS Access Key]" in shown.stdout
+    assert shown.redacted and all(body not in shown.stdout for body in key_body(pem))
+    handle = shown.output_handle or ""
+    offset: int | None = 0
+    seen = []
+    while offset is not None:  # small pages: the key spans several of them
+        page = store.read(ALICE, handle, offset=offset, max_bytes=70)
+        seen.append(page.text)
+        offset = page.next_offset
+    text = "".join(seen)
+    assert AWS_KEY_ID not in text and all(body not in text for body in key_body(pem))
+    assert text.count("[REDACTED: AWS Access Key]") == 2
+
+
+def test_redaction_can_be_turned_off_per_command() -> None:
+    store = OutputStore()
+    shown = store.present(result_of(f"id {AWS_KEY_ID}\n".encode()), ALICE, redact=False)
+    assert AWS_KEY_ID in shown.stdout and shown.redacted == {}
