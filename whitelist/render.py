@@ -78,7 +78,7 @@ def wrap_for_exec(rendered: str, *, timeout: float, become: str | None = None) -
     `timeout` runs as that user too, so it can still kill what it started; a TERM
     sent to sudo from the login user's side is relayed to the command.
     """
-    line = f"{_timed(timeout)} /bin/sh -c {shlex.quote(rendered)}"
+    line = f"{_timed(timeout)} /bin/sh -c {shlex.quote(_script(rendered))}"
     if become is not None:
         line = f"sudo -n -u {_user(become)} -- {line}"
     return f"{line} </dev/null"
@@ -107,6 +107,12 @@ def sudoers_line(login: str, become: str, rendered: str, *, timeout: float) -> s
     seconds = _timed(timeout).removeprefix("timeout ")
     return (f"{who} ALL=({_user(become)}) NOPASSWD: {TIMEOUT_PATH} {seconds} /bin/sh -c "
             f"{escaped}")
+
+
+def _script(rendered: str) -> str:
+    """What /bin/sh -c runs: the rendered command (one place, so the sudoers rule always
+    names exactly what wrap_for_exec sends)."""
+    return rendered
 
 
 def _timed(timeout: float) -> str:

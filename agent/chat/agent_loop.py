@@ -25,6 +25,7 @@ from agent.mcp.context import IDENTITY_META_KEY
 from agent.settings import DEFAULT_MODEL
 from whitelist import Catalog, WhitelistError, render
 
+from .api_errors import api_error_message
 from .cards import ToolCard, cards_for, declined_card, result_text
 from .history import Conversation, DisplayItem, Turn
 from .tooldefs import anthropic_tools
@@ -86,6 +87,14 @@ class ToolStarted:
 
 
 @dataclass(frozen=True)
+class ToolOutput:
+    """Lines a running command printed (MCP progress), shown in its card as they arrive."""
+
+    call: str
+    text: str
+
+
+@dataclass(frozen=True)
 class ToolFinished:
     call: str
     cards: tuple[ToolCard, ...]
@@ -102,50 +111,13 @@ class TurnFinished:
 
 
 Event = (
-    TextStarted | TextDelta | TextFinished | ConfirmNeeded | ToolStarted | ToolFinished
-    | TurnFailed | TurnFinished
+    TextStarted | TextDelta | TextFinished | ConfirmNeeded | ToolStarted | ToolOutput
+    | ToolFinished | TurnFailed | TurnFinished
 )
 
 
 class TurnError(Exception):
     """Claude could not be asked; the message is for the person at the page."""
-
-
-def api_error_message(exc: Exception, base_url: str | None) -> str:
-    import anthropic
-
-    where = f"the Anthropic API at {base_url}" if base_url else "the Anthropic API"
-    if isinstance(exc, anthropic.AuthenticationError):
-        return (f"{where} refused the API key (401). Check ANTHROPIC_API_KEY and restart "
-                "the agent.")
-    if isinstance(exc, anthropic.PermissionDeniedError):
-        return f"{where} refused this request (403): the key may not have access to this model."
-    if isinstance(exc, anthropic.RateLimitError):
-        return (f"{where} is rate-limiting this key (429), even after retries. Wait a minute, "
-                "then ask again.")
-    if isinstance(exc, anthropic.OverloadedError):
-        return (f"{where} is overloaded (529) and stayed so after retries. Try again in a "
-                "little while.")
-    if isinstance(exc, anthropic.NotFoundError):
-        return (f"{where} answered 404: is ANTHROPIC_MODEL a model this key can use, and "
-                "ANTHROPIC_BASE_URL right?")
-    if isinstance(exc, anthropic.APIStatusError):
-        return f"{where} answered HTTP {exc.status_code}: {_api_message(exc)}"
-    if isinstance(exc, anthropic.APITimeoutError):
-        return f"{where} did not answer in time. Check the network and ask again."
-    if isinstance(exc, anthropic.APIConnectionError):
-        return (f"could not reach {where}: {exc}. Check the network (and ANTHROPIC_BASE_URL "
-                "if set), then ask again.")
-    return f"asking Claude failed: {type(exc).__name__}: {exc}"
-
-
-def _api_message(exc: anthropic.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-    return str(exc.message)
 
 
 def _clip(text: str) -> str:
@@ -388,7 +360,8 @@ class ChatTurn:
         started = time.monotonic()
         try:
             result = await client.call_tool(
-                name, arguments, meta=identity_meta(self.identity_token)
+                name, arguments, meta=identity_meta(self.identity_token),
+                progress_callback=lambda _p, _t, text: self._live(call, text),
             )
         except Exception as exc:  # a protocol-level failure; tool errors come as is_error
             log.warning("tool call %s failed: %s", name, exc)
@@ -400,6 +373,10 @@ class ChatTurn:
         elapsed = (time.monotonic() - started) * 1000
         show(cards_for(name, result, host=host, elapsed_ms=elapsed))
         return answer(tool_result_for_model(result), is_error=result.is_error)
+
+    async def _live(self, call: str, text: str | None) -> None:
+        if text:
+            self._emit(ToolOutput(call, text))
 
     async def _confirm(self, card: ConfirmNeeded) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()

@@ -11,6 +11,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, Template, select_autoescape
 from markupsafe import Markup, escape
 
+from agent.mcp.progress import HEARTBEAT_PREFIX
+
 from .agent_loop import (
     ConfirmNeeded,
     Event,
@@ -18,6 +20,7 @@ from .agent_loop import (
     TextFinished,
     TextStarted,
     ToolFinished,
+    ToolOutput,
     ToolStarted,
     TurnFailed,
     TurnFinished,
@@ -77,8 +80,19 @@ def _running(event: ToolStarted, id: str, oob: bool) -> str:
     return str(Markup(
         '<div class="cards" id="{id}"{swap}><div class="card running">'
         '<span class="tool">{tool}</span> <span class="host">{host}</span> '
-        '<span class="status">running…</span></div></div>'
+        '<span class="status" id="st-{id}">running…</span>'
+        '<pre class="out live" id="live-{id}"></pre></div></div>'
     ).format(id=id, swap=swap, tool=event.tool, host=event.host))
+
+
+def _live(event: ToolOutput, id: str) -> str:
+    """New lines of a running command, appended to its card; a heartbeat replaces the
+    card's status instead."""
+    if event.text.startswith(HEARTBEAT_PREFIX):
+        return str(Markup('<span class="status" id="st-{id}" hx-swap-oob="true">{text}</span>'
+                          ).format(id=id, text=event.text.strip("[]")))
+    return str(Markup('<pre hx-swap-oob="beforeend:#live-{id}">{text}\n</pre>').format(
+        id=id, text=event.text))
 
 
 class StreamRenderer:
@@ -118,6 +132,8 @@ class StreamRenderer:
         if isinstance(event, ToolStarted):
             id, oob = self._card_slot(event.call)
             return sse_message("seg", _running(event, id, oob))
+        if isinstance(event, ToolOutput):
+            return sse_message("seg", _live(event, f"c-{event.call}"))
         if isinstance(event, ToolFinished):
             id, oob = self._card_slot(event.call)
             return sse_message("seg", cards(event.cards, id=id, oob=oob))

@@ -153,6 +153,13 @@ class Redactor:
         return "".join(pieces), False
 
     @staticmethod
+    def key_open_after(line: str, inside: bool) -> bool:
+        """Whether a key block is open after `line`, given whether it was before it."""
+        begin = max((m.end() for m in _KEY_BEGIN.finditer(line)), default=-1)
+        end = max((m.end() for m in _KEY_END.finditer(line)), default=-1)
+        return inside if begin == end == -1 else begin > end
+
+    @staticmethod
     def inside_key_at(before: str) -> bool:
         """Given text just before a point, is that point inside a private key block?"""
         begin = max((m.end() for m in _KEY_BEGIN.finditer(before)), default=-1)

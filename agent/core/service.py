@@ -35,6 +35,7 @@ from .hosts import HostView
 from .identity import Identity, IdentityTokens
 from .limits import HostGate, RateLimiter
 from .metrics import UNKNOWN, NullRecorder, Recorder, refusal_reason
+from .live import LiveOutput
 from .outputs import OutputStore
 from .policy import Decision, Policy, load_policy
 from .redact import Redactor
@@ -156,13 +157,15 @@ class AgentService:
         identity: Identity,
         confirm: Confirm | None = None,
         tool: str = UNKNOWN,
+        live: LiveOutput | None = None,
     ) -> CommandResult:
         """Decide, record, render and run one catalog command (for the MCP tool `tool`).
 
         Order: look the command and host up, ask the policy, validate the arguments,
         take the caller's rate budget, ask for a destructive command's confirmation
         (`confirm`, which raises NotConfirmed to decline; refused outright without one),
-        take a host slot, write the audit start record (no record, no run), run, write
+        take a host slot, write the audit start record (no record, no run), run (lines
+        reach `live` as they arrive), show the output (redacted, head and tail), write
         the end record. A call stopped at any step gets its start and end records too,
         and every call is reported to the metrics recorder.
         Raises WhitelistError / ConfigError / HostError / CallRefused.
@@ -208,8 +211,11 @@ class AgentService:
                 begin(record.pop("decision"))
                 log.info("%s runs %s on %s: %s", identity.display, command.name, target.name,
                          rendered, extra=context)
+                if live is not None:  # lines shown as they arrive are redacted too
+                    live.redactor = self.redactor if command.redact else None
                 output = CommandOutput(command.max_output, stderr_cap(command.max_output),
-                                       directory=self.settings.output_dir)
+                                       directory=self.settings.output_dir,
+                                       listener=live.feed if live is not None else None)
                 try:
                     result = await self.pool.run(
                         target.name,

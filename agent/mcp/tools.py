@@ -38,6 +38,7 @@ from .models import (
     ToolResult,
     command_info,
 )
+from .progress import live_progress
 from .prompts import register_prompts
 from .resources import register_resources
 
@@ -107,8 +108,9 @@ def build_mcp_server(service: AgentService) -> MCPServer:
         identity = caller(service, ctx)
         confirm = confirmation_check(name, confirmation)
         try:
-            result = await service.run(name, arguments, host=host, identity=identity,
-                                       confirm=confirm, tool=tool)
+            async with live_progress(ctx) as live:
+                result = await service.run(name, arguments, host=host, identity=identity,
+                                           confirm=confirm, tool=tool, live=live)
         except CALL_ERRORS as exc:
             log.info("%s: %s refused: %s", identity.display, name, exc)
             raise ToolError(str(exc)) from exc
