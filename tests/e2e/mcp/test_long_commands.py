@@ -50,7 +50,8 @@ async def agent(ssh_host: HostConfig, tmp_path: Path) -> AsyncIterator[RunningAg
 async def gone(user: str, pattern: str, within: float = 5.0) -> list[str]:
     """wait_until_gone without blocking the event loop the agent serves from."""
     deadline = time.monotonic() + within
-    while (left := remote_processes(user, pattern)) and time.monotonic() < deadline:
+    # Polling another host's process table: there is no event to wait for.
+    while (left := remote_processes(user, pattern)) and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.1)
     return left
 
@@ -111,7 +112,7 @@ async def test_the_catalog_timeout_ends_the_call_with_the_output_so_far(
     took = time.monotonic() - started
     data = result.structured_content
     assert data is not None and not result.is_error
-    assert data["timed_out"] and data["exit_status"] is None or data["exit_status"] == 124
+    assert data["timed_out"] and data["exit_status"] in (None, 124, 137)
     lines = data["stdout"].splitlines()
     assert lines[0] == "fuse-0" and 8 <= len(lines) <= 16
     assert "timed out after 3 s; the output so far is kept" in data["stderr"]
