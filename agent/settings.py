@@ -157,6 +157,9 @@ SETTINGS: tuple[Setting, ...] = (
             integer(1 << 20, 1 << 40, "it is how much output is kept for paging")),
     Setting("TAILNET_AGENT_OUTPUT_DIR", "output_dir", None,
             "directory for output spilled to disk", path, shown_default="`$TMPDIR`"),
+    Setting("TAILNET_AGENT_APPROVAL_TIMEOUT", "approval_timeout", 600.0,
+            "seconds a command under the two-person rule waits for a second person",
+            seconds(3600)),
     Setting("TS_AUTHKEY", "authkey", None, "tailnet auth key, or `file:/path/to/key`",
             flag="--authkey", shown_default="none: a login URL is printed", secret=True),
     Setting("TS_HOSTNAME", "hostname", "tailnet-agent", "the agent's tailnet hostname",
@@ -222,6 +225,7 @@ class Settings:
     output_handles: int = _default("output_handles")
     output_disk: int = _default("output_disk")
     output_dir: Path | None = _default("output_dir")
+    approval_timeout: float = _default("approval_timeout")
     authkey: str | None = field(default=_default("authkey"), repr=False)
     hostname: str = _default("hostname")
     control_url: str | None = _default("control_url")

@@ -14,6 +14,7 @@ from starlette.staticfiles import StaticFiles
 
 from agent.core.service import AgentService
 
+from .approvals import ApprovalsView
 from .routes import Chat, ChatOptions
 from .starters import Starters
 
@@ -27,8 +28,12 @@ def chat_routes(
 ) -> list[BaseRoute]:
     chat = Chat(service, mcp_server, options or ChatOptions())
     runbooks = Starters(chat)
+    approvals = ApprovalsView(chat)
     return [
         Route("/chat/runbook", runbooks.start, methods=["POST"]),
+        Route("/approvals", approvals.page, methods=["GET"]),
+        Route("/approvals/list", approvals.listing, methods=["GET"]),
+        Route("/approvals/{request}", approvals.decide, methods=["POST"]),
         Route("/", chat.page, methods=["GET"]),
         Route("/chat/send", chat.send, methods=["POST"]),
         Route("/chat/stream/{turn}", chat.stream, methods=["GET"]),

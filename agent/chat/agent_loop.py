@@ -149,8 +149,10 @@ def identity_meta(token: str) -> mcp_types.RequestParamsMeta:
     return cast(mcp_types.RequestParamsMeta, {IDENTITY_META_KEY: token})
 
 
-def accept_confirmation(params: mcp_types.ElicitRequestParams) -> mcp_types.ElicitResult:
-    """Accept a confirmation form: every yes/no field answered yes, nothing else filled in."""
+def accept_confirmation(params: mcp_types.ElicitRequestParams,
+                        minutes: int = 0) -> mcp_types.ElicitResult:
+    """Accept a confirmation form: every yes/no field answered yes, identical calls approved
+    for the `minutes` the person chose (within the form's bound), nothing else filled in."""
     if not isinstance(params, mcp_types.ElicitRequestFormParams):
         return mcp_types.ElicitResult(action="decline")
     properties = params.requested_schema.get("properties", {})
@@ -158,6 +160,9 @@ def accept_confirmation(params: mcp_types.ElicitRequestParams) -> mcp_types.Elic
         name: True for name, spec in properties.items()
         if isinstance(spec, dict) and spec.get("type") == "boolean"
     }
+    bound = properties.get("approve_minutes", {}).get("maximum")
+    if minutes > 0 and isinstance(bound, int):
+        content["approve_minutes"] = min(minutes, bound)
     return mcp_types.ElicitResult(action="accept", content=content)
 
 
@@ -188,16 +193,18 @@ class ChatTurn:
     # The one tool call whose elicitation we may accept: set after the person's click,
     # cleared when the call returns or its first elicitation is answered.
     _confirmed_call: str | None = None
+    _confirmed_minutes: int = 0  # identical calls approved for this long (0: this call only)
     _blocks: int = 0
 
     def _emit(self, event: Event) -> None:
         self.events.put_nowait(event)
 
-    def decide(self, call: str, confirmed: bool) -> ConfirmNeeded | None:
+    def decide(self, call: str, confirmed: bool, minutes: int = 0) -> ConfirmNeeded | None:
         """The person clicked confirm or cancel; returns the card, or None if not pending."""
         pending = self._pending.get(call)
         if pending is None or pending.future.done():
             return None
+        self._confirmed_minutes = minutes if confirmed else 0
         pending.future.set_result(confirmed)
         return pending.card
 
@@ -208,7 +215,7 @@ class ChatTurn:
             log.info("declined an elicitation that no click confirmed: %s", params.message)
             return mcp_types.ElicitResult(action="decline")
         self._confirmed_call = None
-        return accept_confirmation(params)
+        return accept_confirmation(params, self._confirmed_minutes)
 
     async def run(self) -> None:
         turn = Turn(

@@ -65,6 +65,12 @@ def html(content: str, status_code: int = 200, headers: dict[str, str] | None = 
     return HTMLResponse(content, status_code, headers={**SECURITY_HEADERS, **(headers or {})})
 
 
+def approve_minutes(form: dict[str, str]) -> int:
+    """The confirm box's "also approve identical calls for" choice (0: this call only)."""
+    raw = form.get("minutes", "0")
+    return int(raw) if raw.isdigit() and len(raw) <= 4 else 0
+
+
 def forbidden() -> Response:
     return Response(
         "403 Forbidden: this request did not come from the chat page itself "
@@ -236,9 +242,10 @@ class Chat:
         if checked is None:
             return forbidden()
         _, session = checked
-        decision = (await self._form(request)).get("decision")
+        form = await self._form(request)
         call = request.path_params["call"]
-        if session.turn is None or session.turn.decide(call, decision == "confirm") is None:
+        if session.turn is None or session.turn.decide(
+                call, form.get("decision") == "confirm", approve_minutes(form)) is None:
             return html(views.message_fragment(
                 "error", "That confirmation is no longer pending."), status_code=409)
         # The stream shows what happens next; a swap here could race with it.
@@ -285,15 +292,17 @@ class Chat:
         pending = session.pending_runs.pop(request.path_params["pending"], None)
         if pending is None:
             return html(views.message_fragment("error", "That command is no longer pending."))
-        if (await self._form(request)).get("decision") != "confirm":
+        form = await self._form(request)
+        if form.get("decision") != "confirm":
             return html(views.cards([declined_card("execute_command", pending.host or "",
                                                    pending.rendered, command=pending.command)]))
         cards = await self._execute(identity, pending.command, pending.arguments, pending.host,
-                                    confirmed=True)
+                                    confirmed=True, minutes=approve_minutes(form))
         return html(views.cards(cards))
 
     async def _execute(self, identity: Identity, name: str, arguments: dict[str, Any],
-                       host: str | None, *, confirmed: bool) -> list[ToolCard]:
+                       host: str | None, *, confirmed: bool, minutes: int = 0
+                       ) -> list[ToolCard]:
         """The palette's call: the same `execute_command` tool Claude and MCP clients use."""
         accepted = False
 
@@ -304,7 +313,7 @@ class Chat:
             if not confirmed or accepted:
                 return mcp_types.ElicitResult(action="decline")
             accepted = True
-            return accept_confirmation(params)
+            return accept_confirmation(params, minutes)
 
         token = self.service.identity_tokens.issue(identity)
         try:

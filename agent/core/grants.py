@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 # The app capability a tailnet policy grant uses to give rights in this service
 # (Tailscale's `<domain>/cap/<name>` style).
 CAPABILITY = "tailnet-agent.dev/cap/run"
-GRANT_FIELDS = frozenset({"hosts", "commands", "destructive", "metrics"})
+GRANT_FIELDS = frozenset({"hosts", "commands", "destructive", "metrics", "approval_minutes",
+                          "approvers"})
+DEFAULT_APPROVAL_MINUTES = 60  # how long a person confirming may approve identical calls for
+MAX_APPROVAL_MINUTES = 24 * 60
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,12 @@ class Grant:
     commands: tuple[str, ...] = ("*",)
     destructive: bool = False
     metrics: bool = False
+    # A person confirming a destructive command may approve identical calls for up to this
+    # many minutes (0: every call is confirmed on its own).
+    approval_minutes: int = DEFAULT_APPROVAL_MINUTES
+    # Two-person rule: destructive commands need a yes from another identity matching one
+    # of these selectors (login, group:..., "*"), never from the one asking.
+    approvers: tuple[str, ...] = ()
 
     def covers_host(self, host: str) -> bool:
         return any(fnmatch.fnmatchcase(host, pattern) for pattern in self.hosts)
@@ -82,6 +91,11 @@ def parse_grant(entry: Any, where: str, *, name: str) -> Grant:
         raise ConfigError(f"{where}: expected a mapping with hosts, commands, destructive, "
                           "metrics")
     reject_unknown_fields(entry, GRANT_FIELDS, where)
+    minutes = entry.get("approval_minutes", DEFAULT_APPROVAL_MINUTES)
+    if (isinstance(minutes, bool) or not isinstance(minutes, int)
+            or not 0 <= minutes <= MAX_APPROVAL_MINUTES):
+        raise ConfigError(f"{where}: approval_minutes must be a whole number of minutes from 0 "
+                          f"to {MAX_APPROVAL_MINUTES}")
     return Grant(
         name=name,
         hosts=strings(entry.get("hosts"), f"{where}: hosts", ("*",)),
@@ -89,6 +103,8 @@ def parse_grant(entry: Any, where: str, *, name: str) -> Grant:
                          may_be_empty=True),
         destructive=_flag(entry, "destructive", where),
         metrics=_flag(entry, "metrics", where),
+        approval_minutes=minutes,
+        approvers=strings(entry.get("approvers"), f"{where}: approvers", ()),
     )
 
 

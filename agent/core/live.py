@@ -76,6 +76,12 @@ class LiveOutput:
         batch.lines.append(line)
         batch.chars += len(line) + 1
 
+    def note(self, text: str) -> None:
+        """A line from the agent itself (e.g. waiting for an approval), shown like output."""
+        batch = self._streams[False].batch
+        batch.lines.append(f"[{text}]")
+        batch.chars += len(text) + 3
+
     def drain(self) -> str:
         """The lines since the last drain (stderr's marked), redacted; "" when none."""
         parts: list[str] = []

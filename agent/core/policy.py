@@ -46,9 +46,15 @@ class Decision:
     allowed: bool
     rule: str  # the rule that allowed, or the one that refused
     reason: str
+    approval_minutes: int = 0  # the longest time-limited approval the rule allows
+    approvers: tuple[str, ...] = ()  # two-person rule: who may approve (not the caller)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"allowed": self.allowed, "rule": self.rule, "reason": self.reason}
+        data: dict[str, Any] = {"allowed": self.allowed, "rule": self.rule,
+                                "reason": self.reason}
+        if self.approvers:
+            data["approvers"] = list(self.approvers)
+        return data
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,9 @@ class Policy:
             if command.destructive and not grant.destructive:
                 short_of_destructive = short_of_destructive or grant
                 continue
-            return Decision(True, grant.name, f"granted by {grant.name!r}")
+            return Decision(True, grant.name, f"granted by {grant.name!r}",
+                            approval_minutes=grant.approval_minutes,
+                            approvers=grant.approvers if command.destructive else ())
         who = identity.principal
         if short_of_destructive is not None:
             return Decision(
@@ -141,6 +149,14 @@ class Policy:
             )
         return decision
 
+    def may_approve(self, approver: Identity, requester: Identity,
+                    selectors: Iterable[str]) -> bool:
+        """Two-person rule: `approver` matches a selector and is not the one who asked."""
+        if not approver.login or approver.key == requester.key or (
+                requester.login and approver.login.lower() == requester.login.lower()):
+            return False
+        return any(self._matches(selector, approver) for selector in selectors)
+
     def visible(self, identity: Identity, command: Command) -> bool:
         """May this caller run `command` on some host? (What list_commands shows them.)"""
         return any(g.allows(command) for g in self.grants_for(identity))
@@ -182,7 +198,8 @@ def parse_policy(data: Any, source: str) -> Policy:
             raise ConfigError(f"{where}: rule name {name!r} is used twice")
         seen.add(name)
         who = strings(entry.get("who"), f"{where} ({name}): who", ())
-        for selector in who:
+        approvers = strings(entry.get("approvers"), f"{where} ({name}): approvers", ())
+        for selector in (*who, *approvers):
             if selector.startswith("group:") and selector not in groups:
                 raise ConfigError(f"{where} ({name}): {selector} is not defined under groups")
         reject_unknown_fields(entry, {"name", "who", *GRANT_FIELDS}, f"{where} ({name})")

@@ -19,6 +19,7 @@ from agent.inventory import HostConfig
 from agent.settings import Settings
 from whitelist import Catalog, Command, WhitelistError, render
 
+from .approvals import Approvals, PendingApprovals
 from .audit import AuditLog
 from .elevation import check_elevation
 from .errors import (
@@ -47,7 +48,9 @@ log = logging.getLogger("tailnet_agent.calls")
 AUDIT_EXCERPT = 300  # characters of the (redacted) output the end record keeps
 
 StatusProvider = Callable[[], Awaitable[dict[str, Any]]]
-Confirm = Callable[[], Awaitable[None]]
+# A destructive command's confirmation: raises NotConfirmed for no; for yes, returns the
+# minutes for which identical calls are approved too (0 or None: this call only).
+Confirm = Callable[[], Awaitable[int | None]]
 
 
 class Runner(Protocol):
@@ -121,6 +124,8 @@ class AgentService:
             head=settings.output_head, tail=settings.output_tail, ttl=settings.output_ttl,
             max_handles=settings.output_handles, max_bytes=settings.output_disk,
             redactor=self.redactor)
+        self.approvals = Approvals()
+        self.pending = PendingApprovals(self.policy.may_approve)
         self.rate = RateLimiter(settings.rate_per_minute, settings.rate_burst)
         self.host_gate = HostGate(settings.host_concurrency)
         self.identity_tokens = IdentityTokens()
@@ -196,16 +201,8 @@ class AgentService:
                 record["runs_as"] = runs_as
             self.rate.take(identity)
             if command.destructive:
-                if confirm is None:
-                    raise PolicyDenied(
-                        f"{command.name!r} is destructive and needs a person's confirmation, "
-                        "which this caller cannot give; nothing ran.",
-                        Decision(False, "destructive commands need a confirmation",
-                                 "no confirmation"),
-                    )
-                record["confirmed"] = False
-                await confirm()
-                record["confirmed"] = True
+                await self._approve(identity, command, target.name, arguments, rendered,
+                                    runs_as, decision, record, confirm, live)
             with self.host_gate.enter(target.name):
                 ran_from = time.monotonic()
                 begin(record.pop("decision"))
@@ -295,6 +292,52 @@ class AgentService:
         """A host name for metrics and logs: a configured one, never a caller's string."""
         name = self.settings.default_host if host is None else host
         return name if name is not None and name in self.settings.hosts else UNKNOWN
+
+    async def _approve(self, identity: Identity, command: Command, host: str,
+                       arguments: Mapping[str, object], rendered: str, runs_as: str | None,
+                       decision: Decision, record: dict[str, Any], confirm: Confirm | None,
+                       live: LiveOutput | None) -> None:
+        """A destructive command's yes: a time-limited approval still running for this exact
+        call, a second person's (two-person rule), or the caller's own confirmation. Each
+        is written into the call's start record; raises NotConfirmed / PolicyDenied."""
+        standing = self.approvals.find(identity, host, rendered)
+        if standing is not None:
+            record["confirmed"] = True
+            record["approval"] = standing.to_dict()
+            return
+        if decision.approvers:
+            request = self.pending.open(
+                identity, host=host, command=command.name, parameters=arguments,
+                rendered=rendered, runs_as=runs_as, approvers=decision.approvers,
+                max_minutes=decision.approval_minutes, timeout=self.settings.approval_timeout)
+            record["confirmed"] = False
+            record["approval_request"] = {"id": request.id, "approvers": list(request.approvers)}
+            waiting = (f"waiting for approval by {request.who_may_approve} (request "
+                       f"{request.id}); they decide on the agent's chat page, Approvals")
+            log.info("%s: %s on %s %s", identity.display, command.name, host, waiting)
+            if live is not None:
+                live.note(waiting)
+            verdict = await self.pending.wait(request)
+            record["approved_by"] = verdict.to_dict()
+            if not verdict.approved:
+                raise NotConfirmed(f"{verdict.by.principal} denied {command.name!r} on host "
+                                   f"{host!r}; nothing ran.")
+            minutes, approver = verdict.minutes, verdict.by
+        else:
+            if confirm is None:
+                raise PolicyDenied(
+                    f"{command.name!r} is destructive and needs a person's confirmation, "
+                    "which this caller cannot give; nothing ran.",
+                    Decision(False, "destructive commands need a confirmation",
+                             "no confirmation"),
+                )
+            record["confirmed"] = False
+            minutes, approver = (await confirm()) or 0, identity
+        record["confirmed"] = True
+        minutes = min(minutes, decision.approval_minutes)
+        if minutes > 0:
+            approval = self.approvals.grant(identity, host, rendered, minutes, approver)
+            record["approval_granted"] = approval.to_dict()
 
     def _scrubbed(self, value: Any) -> Any:
         """`value` (a record, a message) with secrets redacted, before it reaches the log."""

@@ -10,6 +10,7 @@ it raises NotConfirmed unless a person said yes.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from mcp.server.elicitation import (
     AcceptedElicitation,
@@ -20,9 +21,10 @@ from mcp.server.elicitation import (
 from mcp.server.mcpserver import Context, Elicit
 
 from agent.core.errors import ConfigError, NotConfirmed
+from whitelist import WhitelistError, render
 
 from .context import caller, service_of
-from .models import Confirm
+from .models import Confirm, confirm_for
 
 NOT_ASKED = "not asked"
 
@@ -40,10 +42,10 @@ def supports_form_elicitation(ctx: Context) -> bool:
 
 
 def confirmation_check(name: str, outcome: ElicitationResult[Confirm] | None) -> Callable[
-        [], Awaitable[None]]:
+        [], Awaitable[int]]:
     """The `confirm` step AgentService.run awaits for a destructive command."""
 
-    async def confirm() -> None:
+    async def confirm() -> int:
         # A resolver that did not ask returns NOT_ASKED, which arrives as "accepted" data.
         if not isinstance(outcome, AcceptedElicitation) or not isinstance(outcome.data, Confirm):
             if isinstance(outcome, DeclinedElicitation | CancelledElicitation):
@@ -51,28 +53,40 @@ def confirmation_check(name: str, outcome: ElicitationResult[Confirm] | None) ->
             raise NotConfirmed(NO_ELICITATION.format(name=name))
         if not outcome.data.confirm:
             raise NotConfirmed(f"'{name}' was not confirmed, so it did not run.")
+        minutes: int = getattr(outcome.data, "approve_minutes", 0)
+        return minutes
 
     return confirm
 
 
 async def ask_confirmation(
-    command: str, ctx: Context, host: str | None = None
+    command: str, ctx: Context, host: str | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> Elicit[Confirm] | str:
     """Resolver for execute_command: ask a person before a destructive command runs.
 
-    Nobody is asked about a command the policy would refuse anyway.
+    Nobody is asked about a command the policy would refuse anyway, about a call a
+    time-limited approval still covers, or about one a second person must approve.
     """
     service = service_of(ctx)
     found = service.catalog.commands.get(command)
     if found is None or not found.destructive or not supports_form_elicitation(ctx):
         return NOT_ASKED
+    identity = caller(service, ctx)
     try:
         target = service.host(host)
-    except ConfigError:
+        rendered = render(found, parameters or {})
+    except (ConfigError, WhitelistError):
         return NOT_ASKED
-    if not service.policy.decide(caller(service, ctx), found, target.name).allowed:
+    decision = service.policy.decide(identity, found, target.name)
+    if not decision.allowed or decision.approvers:
+        return NOT_ASKED
+    if service.approvals.find(identity, target.name, rendered) is not None:
         return NOT_ASKED
     runs_as = service.runs_as(found, target.name)
     elevated = f" as {runs_as}" if runs_as else ""
-    return Elicit(f"Run destructive command '{found.name}' on host '{target.name}'{elevated}?",
-                  Confirm)
+    message = f"Run destructive command '{found.name}' on host '{target.name}'{elevated}?"
+    if decision.approval_minutes:
+        message += (f" You may also approve identical calls ({rendered}) for up to "
+                    f"{decision.approval_minutes} minutes.")
+    return Elicit(message, confirm_for(decision.approval_minutes))

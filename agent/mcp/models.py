@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import functools
+
+from pydantic import BaseModel, Field, create_model
 
 from agent.core.hosts import HostView
 from agent.core.results import CommandResult
@@ -110,6 +112,20 @@ class Pong(BaseModel):
 
 class Confirm(BaseModel):
     confirm: bool = Field(description="Run this destructive command now?")
+
+
+@functools.cache
+def confirm_for(max_minutes: int) -> type[Confirm]:
+    """The confirmation form, with a time-limited approval of up to `max_minutes` (the
+    policy's bound) when the rule allows one."""
+    if max_minutes <= 0:
+        return Confirm
+    return create_model(
+        "ConfirmFor", __base__=Confirm,
+        approve_minutes=(int, Field(0, ge=0, le=max_minutes, description=(
+            "Also run identical calls (same command line, same host) without asking for "
+            f"this many minutes; 0 means only this call (at most {max_minutes})"))),
+    )
 
 
 def command_info(command: Command, runs_as: str | None = None) -> CommandInfo:

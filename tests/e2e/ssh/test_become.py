@@ -211,4 +211,5 @@ async def test_list_commands_and_the_confirmation_say_it_runs_as_root(
         assert "Runs as root (sudo)." in commands["root_whoami"]["description"]
         declined = await client.call_tool("execute_command", {"command": "root_touch"})
     assert declined.is_error
-    assert asked == ["Run destructive command 'root_touch' on host 'test' as root?"]
+    (message,) = asked
+    assert message.startswith("Run destructive command 'root_touch' on host 'test' as root? ")
