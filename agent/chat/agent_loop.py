@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -187,6 +187,8 @@ class ChatTurn:
     base_url: str | None = None
     # The tools this person may use (None: all); the policy still decides every call.
     allowed_tools: frozenset[str] | None = None
+    # Does a time-limited approval cover this command line on this host? (None: never.)
+    approved: Callable[[str, str], bool] | None = None
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     finished: bool = False
     _pending: dict[str, _Confirmation] = field(default_factory=dict)
@@ -352,9 +354,9 @@ class ChatTurn:
             except WhitelistError as exc:
                 show([ToolCard(tool=name, host=host, command=command.name, error=str(exc))])
                 return answer(str(exc), is_error=True)
-            confirmed = await self._confirm(
-                ConfirmNeeded(call, name, host, command.name, rendered)
-            )
+            # A time-limited approval still running covers it: no click (the service cites it).
+            confirmed = (self.approved is not None and self.approved(host, rendered)) or (
+                await self._confirm(ConfirmNeeded(call, name, host, command.name, rendered)))
             if not confirmed:
                 show([declined_card(name, host, rendered)])
                 return answer(

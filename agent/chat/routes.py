@@ -26,6 +26,7 @@ from mcp.server.mcpserver import MCPServer
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 
+from agent.core.errors import ConfigError
 from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.mcp.runbooks import offered
@@ -131,6 +132,14 @@ class Chat:
             return None
         return identity, session
 
+    def _approved(self, identity: Identity, host: str | None, rendered: str) -> bool:
+        """Whether a time-limited approval covers this call (then nobody is asked)."""
+        try:
+            target = self.service.host(host or None, identity).name
+        except ConfigError:
+            return False
+        return self.service.approvals.find(identity, target, rendered) is not None
+
     async def _form(self, request: Request) -> dict[str, str]:
         form = await request.form()
         return {k: v for k, v in form.items() if isinstance(v, str)}
@@ -192,6 +201,7 @@ class Chat:
             default_host=self.service.settings.default_host,
             system=system_prompt(catalog, self.service.settings),
             allowed_tools=frozenset(tools_for(self.service, identity, tool_names)),
+            approved=lambda host, rendered: self._approved(identity, host, rendered),
             identity_token=token,
             options=replace(self.options.loop, model=self.service.settings.anthropic_model),
             base_url=self.service.settings.anthropic_base_url,
@@ -276,7 +286,8 @@ class Chat:
                                               command=name, error=str(exc))]))
         # A command the policy refuses is not worth a confirmation click: run it, and
         # the refusal (recorded in the audit log) comes back as the card.
-        if command.destructive and self.service.policy.visible(identity, command):
+        if (command.destructive and self.service.policy.visible(identity, command)
+                and not self._approved(identity, host, rendered)):
             pending = secrets.token_hex(8)
             session.pending_runs[pending] = PendingRun(name, arguments, host, rendered)
             return html(views.confirm(f"run-{pending}", host or "", name, rendered,

@@ -74,3 +74,15 @@ async def running_agent(
         http.request_exit()
         await http.wait()
         await agent.service.pool.close()
+
+
+@contextlib.asynccontextmanager
+async def agent_with_catalog(host: HostConfig, work: Path, catalog: str
+                             ) -> AsyncIterator[RunningAgent]:
+    """`running_agent` for one host with an extra catalog (YAML text) and an audit log of its
+    own in `work`."""
+    path = work / "extra-catalog.yaml"
+    path.write_text(catalog)
+    settings = dataclasses.replace(settings_for(host), audit_log=work / "audit.jsonl")
+    async with running_agent(settings, catalogs=(path,)) as running:
+        yield running

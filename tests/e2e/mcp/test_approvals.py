@@ -3,7 +3,6 @@ minutes; those run without asking and cite the approval, in the result's audit r
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import tempfile
@@ -17,7 +16,7 @@ from mcp.types import ElicitResult
 
 from agent.core.audit_records import read_calls
 from agent.inventory import HostConfig
-from tests.support.agents import RunningAgent, running_agent, settings_for
+from tests.support.agents import RunningAgent, agent_with_catalog
 
 pytestmark = pytest.mark.e2e
 
@@ -43,10 +42,7 @@ def scratch() -> Iterator[Path]:
 
 @pytest.fixture
 async def agent(ssh_host: HostConfig, tmp_path: Path) -> AsyncIterator[RunningAgent]:
-    catalog = tmp_path / "approve.yaml"
-    catalog.write_text(CATALOG)
-    settings = dataclasses.replace(settings_for(ssh_host), audit_log=tmp_path / "audit.jsonl")
-    async with running_agent(settings, catalogs=(catalog,)) as running:
+    async with agent_with_catalog(ssh_host, tmp_path, CATALOG) as running:
         yield running
 
 

@@ -4,7 +4,6 @@ memory; planted secrets never reach the client or the audit log."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import shutil
@@ -17,7 +16,7 @@ import pytest
 from mcp import Client
 
 from agent.inventory import HostConfig
-from tests.support.agents import RunningAgent, running_agent, settings_for
+from tests.support.agents import RunningAgent, agent_with_catalog
 from tests.support.memory import peak_rss_bytes, reset_peak_rss
 from tests.support.secrets_planted import (
     AWS_KEY_ID,
@@ -58,10 +57,7 @@ commands:
 
 @pytest.fixture
 async def agent(ssh_host: HostConfig, tmp_path: Path) -> AsyncIterator[RunningAgent]:
-    catalog = tmp_path / "big.yaml"
-    catalog.write_text(CATALOG)
-    settings = dataclasses.replace(settings_for(ssh_host), audit_log=tmp_path / "audit.jsonl")
-    async with running_agent(settings, catalogs=(catalog,)) as running:
+    async with agent_with_catalog(ssh_host, tmp_path, CATALOG) as running:
         yield running
 
 

@@ -5,7 +5,6 @@ ends with the output so far, and a cancelled call ends the remote command."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
@@ -16,7 +15,7 @@ from mcp import Client
 
 from agent.inventory import HostConfig
 from agent.mcp import progress
-from tests.support.agents import RunningAgent, running_agent, settings_for
+from tests.support.agents import RunningAgent, agent_with_catalog
 from tests.support.sshd import Sshd, remote_processes
 
 pytestmark = pytest.mark.e2e
@@ -40,10 +39,7 @@ commands:
 
 @pytest.fixture
 async def agent(ssh_host: HostConfig, tmp_path: Path) -> AsyncIterator[RunningAgent]:
-    catalog = tmp_path / "long.yaml"
-    catalog.write_text(CATALOG)
-    settings = dataclasses.replace(settings_for(ssh_host), audit_log=tmp_path / "audit.jsonl")
-    async with running_agent(settings, catalogs=(catalog,)) as running:
+    async with agent_with_catalog(ssh_host, tmp_path, CATALOG) as running:
         yield running
 
 

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +85,34 @@ def spawn_agent(env: dict[str, str], *args: str) -> AgentProcess:
     )
     agent.start_reader()
     return agent
+
+
+def server_env(sshd: Sshd, server_ip: str, work: Path) -> dict[str, str]:
+    """REMOTE_* for the agent: the sshd behind the server node, its host key pinned under the
+    server's tailnet address (in work/known_hosts)."""
+    known_hosts = work / "known_hosts"
+    key = Path(f"{sshd.host_key}.pub").read_text().split()
+    known_hosts.write_text(f"[{server_ip}]:{sshd.port} {key[0]} {key[1]}\n")
+    return {
+        "REMOTE_HOST": server_ip,
+        "REMOTE_HOST_NAME": "server",
+        "REMOTE_USER": sshd.user,
+        "REMOTE_SSH_PORT": str(sshd.port),
+        "REMOTE_SSH_KEY_PATH": str(sshd.client_key),
+        "REMOTE_SSH_KNOWN_HOSTS": str(known_hosts),
+    }
+
+
+async def ready_url(agent: AgentProcess, peers: Iterable[TailscaleNode]) -> str:
+    """The spawned agent's MCP URL, once it is ready and every peer can reach it."""
+    url = (await agent.wait_for(r"MCP endpoint: (http://\S+/mcp)")).group(1)
+    await agent.wait_for(r"Ready\.")
+    # Peers learn a new node's DERP region a few seconds after it joins; a dial before
+    # that fails in SOCKS5.
+    agent_name = url.split("//")[1].rsplit(":", 1)[0]
+    for node in peers:
+        await wait_peer(node, agent_name, within=60)
+    return url
 
 
 def children(pid: int) -> list[int]:
@@ -153,27 +181,12 @@ async def topology(tailnet: TestTailnet, sshd: Sshd, tmp_path_factory: pytest.Te
     server_ip = server.info.ips[0] if server.info else ""
     # The agent trusts the sshd host key under the server's tailnet address.
     work = tmp_path_factory.mktemp("agent")
-    known_hosts = work / "known_hosts"
-    host_key = Path(f"{sshd.host_key}.pub").read_text().split()
-    known_hosts.write_text(f"[{server_ip}]:{sshd.port} {host_key[0]} {host_key[1]}\n")
     port = free_port()
-    env = {
-        **tailnet.env(user="agent", hostname=AGENT_HOSTNAME),
-        "REMOTE_HOST": server_ip,
-        "REMOTE_HOST_NAME": "server",
-        "REMOTE_USER": sshd.user,
-        "REMOTE_SSH_PORT": str(sshd.port),
-        "REMOTE_SSH_KEY_PATH": str(sshd.client_key),
-        "REMOTE_SSH_KNOWN_HOSTS": str(known_hosts),
-    }
+    env = {**tailnet.env(user="agent", hostname=AGENT_HOSTNAME),
+           **server_env(sshd, server_ip, work)}
     agent = spawn_agent(env, "--port", str(port))
     try:
-        url = (await agent.wait_for(r"MCP endpoint: (http://\S+/mcp)")).group(1)
-        await agent.wait_for(r"Ready\.")
-        # Peers learn a new node's DERP region a few seconds after it joins.
-        agent_name = url.split("//")[1].rsplit(":", 1)[0]
-        for node in (client, server):
-            await wait_peer(node, agent_name, within=60)
+        url = await ready_url(agent, (client, server))
         yield Topology(tailnet, sshd, server, client, agent, url, port)
     finally:
         agent.stop()

@@ -32,11 +32,17 @@ from mcp.client.streamable_http import streamable_http_client
 from agent.core.grants import CAPABILITY
 from agent.core.policy import DEFAULT_RULE, TAGGED_RULE
 from tailscale_userspace import TailscaleNode
-from tests.e2e.tailnet.test_agent import AgentProcess, free_port, spawn_agent
+from tests.e2e.tailnet.test_agent import (
+    AgentProcess,
+    free_port,
+    ready_url,
+    server_env,
+    spawn_agent,
+)
 from tests.support.headscale_policy import allow_all_with_grants, policy_tailnet_fixture
 from tests.support.payloads import payloads
 from tests.support.sshd import Sshd
-from tests.support.tailnet import TestTailnet, wait_peer
+from tests.support.tailnet import TestTailnet
 from whitelist import default_catalog_path, load_catalog
 from whitelist.values import check_value
 
@@ -102,14 +108,10 @@ def scratch() -> Iterator[Path]:
     directory.rmdir()
 
 
-def prepare(work: Path, sshd: Sshd, server_ip: str, scratch: Path) -> Path:
-    """The agent's files: known_hosts pinning sshd under the server's address, policy, catalog."""
-    known_hosts = work / "known_hosts"
-    key = Path(f"{sshd.host_key}.pub").read_text().split()
-    known_hosts.write_text(f"[{server_ip}]:{sshd.port} {key[0]} {key[1]}\n")
+def prepare(work: Path, scratch: Path) -> None:
+    """The agent's files: policy and catalog."""
     (work / "policy.yaml").write_text(AGENT_POLICY)
     extra_catalog(work / "extra.yaml", scratch / "marker")
-    return known_hosts
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -122,15 +124,10 @@ async def topology(policy_tailnet: TestTailnet, sshd: Sshd, scratch: Path,
     ci = await net.node("ci-runner", user="ops", tags=("tag:ci",))
     server_ip = server.info.ips[0] if server.info else ""
     work = tmp_path_factory.mktemp("agent-policy")
-    known_hosts = prepare(work, sshd, server_ip, scratch)
+    prepare(work, scratch)
     env = {
         **net.env(user="agent", hostname=AGENT_HOSTNAME),
-        "REMOTE_HOST": server_ip,
-        "REMOTE_HOST_NAME": "server",
-        "REMOTE_USER": sshd.user,
-        "REMOTE_SSH_PORT": str(sshd.port),
-        "REMOTE_SSH_KEY_PATH": str(sshd.client_key),
-        "REMOTE_SSH_KNOWN_HOSTS": str(known_hosts),
+        **server_env(sshd, server_ip, work),
         # The injection suite is hundreds of calls from one identity.
         "TAILNET_AGENT_RATE_PER_MINUTE": "100000",
         "TAILNET_AGENT_RATE_BURST": "100000",
@@ -139,22 +136,11 @@ async def topology(policy_tailnet: TestTailnet, sshd: Sshd, scratch: Path,
                         "--audit-log", str(work / "audit.jsonl"),
                         "--catalog", str(work / "extra.yaml"))
     try:
-        url = (await agent.wait_for(r"MCP endpoint: (http://\S+/mcp)")).group(1)
-        await agent.wait_for(r"Ready\.")
-        # A first dial before a client knows the agent's DERP region fails in SOCKS5.
-        agent_name = url.split("//")[1].rsplit(":", 1)[0]
-        for node in (alice, bob, ci):
-            await wait_peer(node, agent_name, within=60)
+        url = await ready_url(agent, (alice, bob, ci))
         yield Topology(net, sshd, alice, bob, ci, agent, url, work / "audit.jsonl",
                        scratch / "marker", scratch / "canary")
     finally:
         agent.stop()
-
-
-@pytest.fixture(autouse=True)
-def _no_internet_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
 
 
 class Confirmer:

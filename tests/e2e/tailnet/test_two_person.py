@@ -27,9 +27,15 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tailscale_userspace import TailscaleNode
-from tests.e2e.tailnet.test_agent import AgentProcess, free_port, spawn_agent
+from tests.e2e.tailnet.test_agent import (
+    AgentProcess,
+    free_port,
+    ready_url,
+    server_env,
+    spawn_agent,
+)
 from tests.support.sshd import Sshd
-from tests.support.tailnet import TestTailnet, wait_peer
+from tests.support.tailnet import TestTailnet
 
 pytestmark = pytest.mark.e2e
 
@@ -79,38 +85,21 @@ async def topology(tailnet: TestTailnet, sshd: Sshd, scratch: Path,
     carol = await tailnet.node("tp-carol", user="carol")
     server_ip = server.info.ips[0] if server.info else ""
     work = tmp_path_factory.mktemp("two-person")
-    key = Path(f"{sshd.host_key}.pub").read_text().split()
-    (work / "known_hosts").write_text(f"[{server_ip}]:{sshd.port} {key[0]} {key[1]}\n")
     (work / "policy.yaml").write_text(POLICY)
     marker = scratch / "marker"
     (work / "extra.yaml").write_text(
         "commands:\n  make_marker:\n    description: Create the marker file.\n"
         f"    category: Changes\n    template: \"touch -- {marker}\"\n    destructive: true\n")
-    env = {
-        **tailnet.env(user="agent", hostname="agent-two-person"),
-        "REMOTE_HOST": server_ip, "REMOTE_HOST_NAME": "server", "REMOTE_USER": sshd.user,
-        "REMOTE_SSH_PORT": str(sshd.port), "REMOTE_SSH_KEY_PATH": str(sshd.client_key),
-        "REMOTE_SSH_KNOWN_HOSTS": str(work / "known_hosts"),
-        "TAILNET_AGENT_APPROVAL_TIMEOUT": "60",
-    }
+    env = {**tailnet.env(user="agent", hostname="agent-two-person"),
+           **server_env(sshd, server_ip, work), "TAILNET_AGENT_APPROVAL_TIMEOUT": "60"}
     agent = spawn_agent(env, "--port", str(free_port()), "--policy", str(work / "policy.yaml"),
                         "--audit-log", str(work / "audit.jsonl"),
                         "--catalog", str(work / "extra.yaml"))
     try:
-        url = (await agent.wait_for(r"MCP endpoint: (http://\S+/mcp)")).group(1)
-        await agent.wait_for(r"Ready\.")
-        name = url.split("//")[1].rsplit(":", 1)[0]
-        for node in (alice, bob, carol):
-            await wait_peer(node, name, within=60)
+        url = await ready_url(agent, (alice, bob, carol))
         yield Topology(tailnet, alice, bob, carol, agent, url, work / "audit.jsonl", marker)
     finally:
         agent.stop()
-
-
-@pytest.fixture(autouse=True)
-def _no_internet_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
 
 
 def http(node: TailscaleNode) -> httpx2.AsyncClient:

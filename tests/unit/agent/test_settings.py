@@ -226,6 +226,8 @@ def test_environment_errors_name_the_variable(env: dict[str, str], message: str)
             "names NOPE, which is not set",
         ),
         ("hosts: {a: 1}", "expected a mapping with `hosts:` (a list)"),
+        ("hosts: [{name: a, address: x, user: u, become: 'root ALL'}]",
+         "(a): become: the become user must be a user name"),
         ("hosts: [", "is not valid YAML"),
     ],
 )
@@ -341,3 +343,16 @@ def test_deployment_settings(tmp_path: Path) -> None:
                        "text, json"):
         load_settings({"TAILNET_AGENT_LOG_FORMAT": "yaml"}, env_file=None)
 
+
+def test_the_become_user_is_per_host(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text("hosts:\n  - {name: a, address: x, user: u}\n"
+                         "  - {name: b, address: y, user: u, become: admin}\n")
+    settings = load_settings({}, env_file=None, overrides={"inventory": inventory})
+    assert (settings.hosts["a"].become, settings.hosts["b"].become) == ("root", "admin")
+    single = load_settings({"REMOTE_HOST": "h", "REMOTE_USER": "u", "REMOTE_BECOME": "ops"},
+                           env_file=None)
+    assert single.host(None).become == "ops"
+    with pytest.raises(ConfigError, match="REMOTE_BECOME"):
+        load_settings({"REMOTE_HOST": "h", "REMOTE_USER": "u", "REMOTE_BECOME": "-s"},
+                      env_file=None)

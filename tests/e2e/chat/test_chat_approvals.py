@@ -1,0 +1,43 @@
+"""A time-limited approval from the chat page: the confirm box's "approve the same command on
+this host for 15 minutes" lets the next identical run go without a second click."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.core.audit_records import read_calls
+from tests.e2e.chat.conftest import ChatFactory, screenshot
+from tests.e2e.chat.test_chat_page import TIMEOUT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_an_approval_for_15_minutes_spares_the_next_click(
+    chat_app: ChatFactory, page: Any, marker: Path
+) -> None:
+    app = chat_app(None)
+    page.goto(app.url + "/")
+    page.click("#palette details.cmd:has(.name:text-is('remove_marker')) summary")
+    run = "form[data-command='remove_marker'] button[type=submit]"
+    marker.touch()
+    page.click(run)
+    page.wait_for_selector(".confirm", timeout=TIMEOUT)
+    page.select_option(".confirm select[name=minutes]", "15")
+    screenshot(page, "confirm-approve-for")
+    page.click(".confirm button[value=confirm]")
+    page.wait_for_selector(".card:has(.status:text-is('exit 0'))", timeout=TIMEOUT)
+    assert not marker.exists()
+
+    marker.touch()
+    page.click(run)  # no confirm box this time: the card comes straight back
+    page.wait_for_function("() => document.querySelectorAll('.card.ok').length === 2",
+                           timeout=TIMEOUT)
+    assert page.locator(".confirm").count() == 0 and not marker.exists()
+    calls = [c.merged() for c in read_calls(app.service.audit.path)
+             if c.start.get("command") == "remove_marker"]
+    assert calls[-2]["approval_granted"]["minutes"] == 15
+    assert calls[-1]["approval"]["id"] == calls[-2]["approval_granted"]["id"]
+    assert not page.console_errors, page.console_errors
