@@ -23,7 +23,7 @@ from mcp.server.mcpserver import MCPServer
 
 from agent.mcp.context import IDENTITY_META_KEY
 from agent.settings import DEFAULT_MODEL
-from whitelist import Catalog, WhitelistError, render
+from whitelist import Catalog, Command, WhitelistError, render
 
 from .api_errors import api_error_message
 from .cards import ToolCard, cards_for, declined_card, result_text
@@ -76,6 +76,7 @@ class ConfirmNeeded:
     host: str
     command: str
     rendered: str
+    runs_as: str | None = None  # a `become` command: the user sudo runs it as
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,8 @@ class ChatTurn:
     allowed_tools: frozenset[str] | None = None
     # Does a time-limited approval cover this command line on this host? (None: never.)
     approved: Callable[[str, str], bool] | None = None
+    # Who a command runs as on a host (the confirm box says "as root").
+    runs_as: Callable[[Command, str], str | None] = lambda command, _host: command.runs_as()
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     finished: bool = False
     _pending: dict[str, _Confirmation] = field(default_factory=dict)
@@ -356,7 +359,8 @@ class ChatTurn:
                 return answer(str(exc), is_error=True)
             # A time-limited approval still running covers it: no click (the service cites it).
             confirmed = (self.approved is not None and self.approved(host, rendered)) or (
-                await self._confirm(ConfirmNeeded(call, name, host, command.name, rendered)))
+                await self._confirm(ConfirmNeeded(call, name, host, command.name, rendered,
+                                                  self.runs_as(command, host))))
             if not confirmed:
                 show([declined_card(name, host, rendered)])
                 return answer(

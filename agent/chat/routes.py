@@ -202,6 +202,7 @@ class Chat:
             system=system_prompt(catalog, self.service.settings),
             allowed_tools=frozenset(tools_for(self.service, identity, tool_names)),
             approved=lambda host, rendered: self._approved(identity, host, rendered),
+            runs_as=lambda command, host: self.service.runs_as(command, host or None),
             identity_token=token,
             options=replace(self.options.loop, model=self.service.settings.anthropic_model),
             base_url=self.service.settings.anthropic_base_url,
@@ -291,7 +292,8 @@ class Chat:
             pending = secrets.token_hex(8)
             session.pending_runs[pending] = PendingRun(name, arguments, host, rendered)
             return html(views.confirm(f"run-{pending}", host or "", name, rendered,
-                                      f"/chat/run/{pending}", replace_self=True))
+                                      f"/chat/run/{pending}", replace_self=True,
+                                      runs_as=self.service.runs_as(command, host)))
         cards = await self._execute(identity, name, arguments, host, confirmed=False)
         return html(views.cards(cards))
 

@@ -71,8 +71,9 @@ def cards(items: Sequence[ToolCard], *, id: str | None = None, oob: bool = False
 
 
 def confirm(id: str, host: str, command: str, rendered: str, post_url: str,
-            *, replace_self: bool) -> str:
-    return str(_macro("confirm_view")(id, host, command, rendered, post_url, replace_self))
+            *, replace_self: bool, runs_as: str | None = None) -> str:
+    return str(_macro("confirm_view")(id, host, command, rendered, post_url, replace_self,
+                                      runs_as))
 
 
 def _running(event: ToolStarted, id: str, oob: bool) -> str:
@@ -128,7 +129,7 @@ class StreamRenderer:
             id, _ = self._card_slot(event.call)
             url = self._confirm_url.format(call=event.call)
             return sse_message("seg", confirm(id, event.host, event.command, event.rendered, url,
-                                              replace_self=False))
+                                              replace_self=False, runs_as=event.runs_as))
         if isinstance(event, ToolStarted):
             id, oob = self._card_slot(event.call)
             return sse_message("seg", _running(event, id, oob))

@@ -9,10 +9,26 @@ from typing import Any
 import pytest
 
 from agent.core.audit_records import read_calls
-from tests.e2e.chat.conftest import ChatFactory, screenshot
+from tests.e2e.chat.conftest import EXTRA_CATALOG, ChatFactory, screenshot
 from tests.e2e.chat.test_chat_page import TIMEOUT
 
 pytestmark = pytest.mark.e2e
+
+ELEVATED = """
+  restart_cron:
+    description: Restart cron as root (test command, never confirmed here).
+    category: Test
+    template: "systemctl restart cron"
+    become: true
+    destructive: true
+"""
+
+
+@pytest.fixture
+def catalog_file(tmp_path: Path, marker: Path) -> Path:
+    path = tmp_path / "extra.yaml"
+    path.write_text(EXTRA_CATALOG.replace("{marker}", str(marker)) + ELEVATED)
+    return path
 
 
 def test_an_approval_for_15_minutes_spares_the_next_click(
@@ -41,3 +57,14 @@ def test_an_approval_for_15_minutes_spares_the_next_click(
     assert calls[-2]["approval_granted"]["minutes"] == 15
     assert calls[-1]["approval"]["id"] == calls[-2]["approval_granted"]["id"]
     assert not page.console_errors, page.console_errors
+
+
+def test_the_confirm_box_says_a_command_runs_as_root(chat_app: ChatFactory, page: Any) -> None:
+    app = chat_app(None)
+    page.goto(app.url + "/")
+    page.click("#palette details.cmd:has(.name:text-is('restart_cron')) summary")
+    page.click("form[data-command='restart_cron'] button[type=submit]")
+    confirm = page.wait_for_selector(".confirm", timeout=TIMEOUT)
+    assert "as root (sudo)" in confirm.inner_text()
+    page.click(".confirm button[value=cancel]")
+    page.wait_for_selector(".card:has(.status:text-is('declined'))", timeout=TIMEOUT)
