@@ -4,6 +4,7 @@ memory; planted secrets never reach the client or the audit log."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import shutil
@@ -176,3 +177,27 @@ async def test_a_short_output_with_a_secret_says_what_was_redacted(
     assert end["stdout_head"].startswith("[REDACTED: Private Key]")
     assert end["redacted"] == {"Private Key": 1, "AWS Access Key": 1}
     assert secrets_in(json.dumps(records)) == []
+
+
+async def test_guessed_handles_and_offsets_read_nothing(agent: RunningAgent) -> None:
+    async with Client(agent.url) as client:
+        real = (await client.call_tool("execute_command", {"command": "big_output"})
+                ).structured_content
+        assert real is not None
+        gate = asyncio.Semaphore(20)
+
+        async def guess(n: int) -> bool:
+            handle = real["output_handle"][:-2] + f"{n % 100:02d}" if n % 2 else f"out-{n}"
+            async with gate:
+                result = await client.call_tool("read_output", {"handle": handle,
+                                                                "offset": n * 7919})
+            return result.is_error and "Run the command again" in result.content[0].text
+
+        outcomes = await asyncio.gather(*(guess(n) for n in range(1, 1001)))
+        # Even the right handle with an offset past the end says so, and the agent answers on.
+        past = await client.call_tool("read_output", {"handle": real["output_handle"],
+                                                      "offset": SIZE + 1})
+        ping = await client.call_tool("ping", {})
+    assert sum(outcomes) >= 990  # a guess can only hit by a 1-in-100 suffix, then its offset
+    assert past.is_error and "outside the output" in past.content[0].text
+    assert not ping.is_error

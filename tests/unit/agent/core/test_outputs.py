@@ -118,3 +118,33 @@ def test_redaction_can_be_turned_off_per_command() -> None:
     store = OutputStore()
     shown = store.present(result_of(f"id {AWS_KEY_ID}\n".encode()), ALICE, redact=False)
     assert AWS_KEY_ID in shown.stdout and shown.redacted == {}
+
+
+def open_fds() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_flood_of_big_outputs_stays_within_the_bounds() -> None:
+    store = OutputStore(head=100, tail=100, max_handles=64, per_identity=16,
+                        max_bytes=20 << 20)
+    callers = [Identity(login=f"user{n}@example.com", node="n") for n in range(6)]
+    fds = open_fds()
+    handles: dict[str, list[str]] = {c.key: [] for c in callers}
+    for round_ in range(200):  # 1200 outputs of 100 kB, each spilled to an unlinked file
+        for caller in callers:
+            shown = store.present(result_of(lines(5000)), caller, redact=False)
+            handles[caller.key].append(shown.output_handle or "")
+        assert len(store) <= 64 and store.bytes_kept <= 20 << 20, round_
+    assert open_fds() - fds <= 64 + 2  # one file per kept output, no more
+    # Each caller keeps only their newest 16 at most; nobody reads anyone else's.
+    for caller in callers:
+        newest = handles[caller.key][-1]
+        assert store.read(caller, newest).total_bytes == 100_000
+        for other in callers:
+            if other != caller:
+                with pytest.raises(UnknownOutput):
+                    store.read(other, newest)
+    store.close()
+    assert open_fds() <= fds
