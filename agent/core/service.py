@@ -35,8 +35,8 @@ from .errors import (
 from .hosts import HostView
 from .identity import Identity, IdentityTokens
 from .limits import HostGate, RateLimiter
-from .metrics import UNKNOWN, NullRecorder, Recorder, refusal_reason
 from .live import LiveOutput
+from .metrics import UNKNOWN, NullRecorder, Recorder, refusal_reason
 from .outputs import OutputStore
 from .policy import Decision, Policy, load_policy
 from .redact import Redactor
