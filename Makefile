@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # newcomer needs to read first.
 PIP := PYTHONWARNINGS=ignore $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: demo app test install machine tailnet-bin wheels ts-client lint pytest dist image measure bench clean
+.PHONY: demo app test install machine tailnet-bin wheels ts-client lint pytest dist image measure bench soak clean
 
 $(BIN)/python:
 	@echo "Creating $(VENV) and installing tailnet-agent into it (a minute or two the first time)..."
@@ -71,6 +71,11 @@ test: machine install tailnet-bin wheels ts-client lint dist pytest
 # Benchmarks against the physical floor (not tests): prints one table, saves bench-results/.
 bench: install tailnet-bin
 	sh tests/run-isolated.sh $(BIN)/python -m tests.bench.run $(BENCH_ARGS)
+
+# A soak with faults (not a test): 16 clients, 5,000 calls, sshd restarted 3 times and, on the
+# test tailnet, the agent's tailscaled killed twice; prints the report, saves bench-results/.
+soak: install tailnet-bin
+	sh tests/run-isolated.sh $(BIN)/python -m tests.soak.run $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache dist build/work test-artifacts tests/clients/ts/node_modules

@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
           "on this unix socket (mode 0600)", type=Path)
     serve.add_argument("--allow-local-operator", action="store_true",
                        help="also accept plain loopback connections, as the local operator")
+    serve.add_argument("--allow-exposed-tailscaled", action="store_true",
+                       help="serve even if tailscaled listens beyond loopback (an untrimmed "
+                       "build's peerapi); refused otherwise")
     _security_flags(serve)
 
     mcp = command("mcp", "serve MCP over stdio (for Claude Desktop and similar)",
@@ -228,7 +231,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             run(serve_local(settings, port=args.port))
         else:
             run(serve_tailnet(settings, port=args.port,
-                              allow_local_operator=args.allow_local_operator))
+                              allow_local_operator=args.allow_local_operator,
+                              allow_exposed_tailscaled=args.allow_exposed_tailscaled))
         return 0
     if command == "demo":
         from agent.commands.demo import run_demo

@@ -129,8 +129,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TAILNET_AGENT_AUDIT_MAX_BYTES", "audit_max_bytes", 10_000_000,
             "size at which the audit log rotates",
             integer(10_000, 10**12, "it is the size at which the log rotates")),
-    Setting("TAILNET_AGENT_AUDIT_BACKUPS", "audit_backups", 5,
-            "rotated audit files kept", integer(0, 1000, "it is how many rotated files are kept")),
+    Setting("TAILNET_AGENT_AUDIT_BUDGET", "audit_budget", 500_000_000,
+            "bytes the audit log and its rotated files may take; past it the oldest file is "
+            "removed, a record and a warning say so, and `doctor` reports it",
+            integer(100_000, 10**15, "it is the bytes kept for the audit log")),
     Setting("TAILNET_AGENT_RATE_PER_MINUTE", "rate_per_minute", 120,
             "calls per minute per tailnet identity (refill rate)",
             integer(1, 1_000_000, "it is calls per minute per identity")),
@@ -138,7 +140,8 @@ SETTINGS: tuple[Setting, ...] = (
             "calls at once per tailnet identity",
             integer(1, 1_000_000, "it is calls at once per identity")),
     Setting("TAILNET_AGENT_HOST_CONCURRENCY", "host_concurrency", 32,
-            "calls in flight per host; beyond it calls are refused at once",
+            "calls in flight per host; beyond it calls are refused at once (the local "
+            "operator is never refused by it)",
             integer(1, 10_000, "it is calls in flight per host")),
     Setting("TAILNET_AGENT_OUTPUT_HEAD", "output_head", 8000,
             "bytes of a command's output shown at its start; more output gets a paging handle",
@@ -160,6 +163,30 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TAILNET_AGENT_APPROVAL_TIMEOUT", "approval_timeout", 600.0,
             "seconds a command under the two-person rule waits for a second person",
             seconds(3600)),
+    Setting("TAILNET_AGENT_IDENTITY_CONCURRENCY", "identity_concurrency", 8,
+            "calls in flight per host for one tailnet identity, so that one caller cannot take "
+            "every place (`system_overview` needs 6)",
+            integer(1, 10_000, "it is calls in flight per host for one identity")),
+    Setting("TAILNET_AGENT_MCP_SESSIONS_PER_IDENTITY", "mcp_sessions_per_identity", 16,
+            "open MCP sessions per identity; a new one closes that identity's oldest idle one",
+            integer(1, 10_000, "it is MCP sessions per identity")),
+    Setting("TAILNET_AGENT_MCP_MAX_SESSIONS", "mcp_max_sessions", 1000,
+            "open MCP sessions in all; at the limit a new one closes the oldest idle session "
+            "of the identity holding the most", integer(1, 100_000, "it is MCP sessions")),
+    Setting("TAILNET_AGENT_MCP_SESSION_IDLE", "mcp_session_idle", 600.0,
+            "seconds after which an MCP session nobody used is closed", seconds(86_400)),
+    Setting("TAILNET_AGENT_HTTP_MAX_CONNECTIONS", "http_max_connections", 1000,
+            "open HTTP connections in all (also kept below the descriptor limit); at the limit "
+            "a new one closes an idle one of the peer holding the most",
+            integer(16, 1_000_000, "it is HTTP connections")),
+    Setting("TAILNET_AGENT_HTTP_CONNECTIONS_PER_PEER", "http_connections_per_peer", 64,
+            "open HTTP connections per tailnet peer (per address in local mode)",
+            integer(1, 1_000_000, "it is HTTP connections per peer")),
+    Setting("TAILNET_AGENT_HTTP_HEADER_TIMEOUT", "http_header_timeout", 10.0,
+            "seconds a connection may take to send a request's headers (idle ones included)",
+            seconds(600)),
+    Setting("TAILNET_AGENT_HTTP_BODY_TIMEOUT", "http_body_timeout", 30.0,
+            "seconds a request may take to send its body", seconds(3600)),
     Setting("TS_AUTHKEY", "authkey", None, "tailnet auth key, or `file:/path/to/key`",
             flag="--authkey", shown_default="none: a login URL is printed", secret=True),
     Setting("TS_HOSTNAME", "hostname", "tailnet-agent", "the agent's tailnet hostname",
@@ -215,7 +242,7 @@ class Settings:
     policy_file: Path | None = _default("policy_file")  # None: the shipped default policy
     audit_log: Path | None = _default("audit_log")  # None: default_audit_path()
     audit_max_bytes: int = _default("audit_max_bytes")
-    audit_backups: int = _default("audit_backups")
+    audit_budget: int = _default("audit_budget")
     rate_per_minute: int = _default("rate_per_minute")
     rate_burst: int = _default("rate_burst")
     host_concurrency: int = _default("host_concurrency")
@@ -226,6 +253,14 @@ class Settings:
     output_disk: int = _default("output_disk")
     output_dir: Path | None = _default("output_dir")
     approval_timeout: float = _default("approval_timeout")
+    identity_concurrency: int = _default("identity_concurrency")
+    mcp_sessions_per_identity: int = _default("mcp_sessions_per_identity")
+    mcp_max_sessions: int = _default("mcp_max_sessions")
+    mcp_session_idle: float = _default("mcp_session_idle")
+    http_max_connections: int = _default("http_max_connections")
+    http_connections_per_peer: int = _default("http_connections_per_peer")
+    http_header_timeout: float = _default("http_header_timeout")
+    http_body_timeout: float = _default("http_body_timeout")
     authkey: str | None = field(default=_default("authkey"), repr=False)
     hostname: str = _default("hostname")
     control_url: str | None = _default("control_url")

@@ -9,9 +9,12 @@ WhoIs (agent.web.middleware.identity).
 from __future__ import annotations
 
 import contextlib
+import logging
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from agent.core.errors import ConfigError
 from agent.logs import say
 from agent.settings import Settings
 from agent.ssh import Connector, socks_connector
@@ -19,9 +22,12 @@ from tailscale_userspace import (
     NodeInfo,
     NodeOptions,
     TailscaleNode,
+    exposed_listeners,
     find_tailscaled,
     read_auth_key,
 )
+
+log = logging.getLogger(__name__)
 
 
 def progress(message: str) -> None:
@@ -82,3 +88,31 @@ async def dialer(
         return
     async with joined_node(settings, hostname=f"{settings.hostname}-{purpose}") as node:
         yield socks_connector(lambda: node.socks5)
+
+
+def check_listeners(node: TailscaleNode, *, allow_exposed: bool) -> None:
+    """The node must listen on loopback only: its SOCKS5 proxy, nothing else.
+
+    An untrimmed tailscaled in userspace mode also serves its peerapi on every interface,
+    reachable from the LAN around this machine; the embedded build has no such listener.
+    Refuse to serve from such a node unless the operator said so (then warn loudly).
+    """
+    if node.pid is None:
+        return
+    try:
+        exposed = exposed_listeners(node.pid)
+    except OSError as exc:
+        log.warning("could not inspect tailscaled's sockets (pid %d): %s", node.pid, exc)
+        return
+    if not exposed:
+        return
+    where = ", ".join(str(listener) for listener in exposed)
+    message = (f"tailscaled ({node.options.tailscaled}) listens on {where}, beyond loopback: "
+               "other machines on this network can reach it. Use the tailscaled embedded in "
+               "tailnet-agent, or build one with the same omit tags (README, \"With pip or "
+               "pipx\")")
+    if not allow_exposed:
+        raise ConfigError(f"{message}; or pass --allow-exposed-tailscaled to serve anyway")
+    print(f"WARNING: {message}. Serving anyway (--allow-exposed-tailscaled).", file=sys.stderr,
+          flush=True)
+    log.warning("%s; serving anyway (--allow-exposed-tailscaled)", message)

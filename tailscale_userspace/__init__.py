@@ -7,6 +7,7 @@ its LocalAPI (`LocalAPI`, `WhoIs`) and dialing through its SOCKS5 proxy
 
 from .authkey import read_auth_key
 from .errors import LocalAPIError, SocksError, TailscaledNotFound, TailscaleError
+from .listeners import Listener, exposed_listeners
 from .localapi import LocalAPI
 from .locate import TAILSCALE_VERSION, find_tailscaled, tailscaled_version
 from .node import NodeInfo, NodeOptions, TailscaleNode
@@ -15,6 +16,7 @@ from .whois import WhoIs
 
 __all__ = [
     "TAILSCALE_VERSION",
+    "Listener",
     "LocalAPI",
     "LocalAPIError",
     "NodeInfo",
@@ -24,6 +26,7 @@ __all__ = [
     "TailscaleNode",
     "TailscaledNotFound",
     "WhoIs",
+    "exposed_listeners",
     "find_tailscaled",
     "open_socks5_connection",
     "read_auth_key",

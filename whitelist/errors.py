@@ -9,6 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
+def shown(value: object, limit: int = 80) -> str:
+    """A caller's value as an error message may quote it: repr, cut to `limit` characters
+    (a hostile 100 KB value must not come back in every error)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...({len(text)} characters)"
+
+
 class WhitelistError(Exception):
     """Base class for everything this package raises on purpose."""
 
@@ -60,7 +69,7 @@ class ParameterError(WhitelistError):
     def __init__(self, command: str, parameter: str, message: str) -> None:
         self.command = command
         self.parameter = parameter
-        super().__init__(f"command {command!r}, parameter {parameter!r}: {message}")
+        super().__init__(f"command {shown(command)}, parameter {shown(parameter)}: {message}")
 
 
 class UnknownCommandError(WhitelistError):
@@ -69,10 +78,10 @@ class UnknownCommandError(WhitelistError):
     def __init__(self, name: str, available: Sequence[str]) -> None:
         self.name = name
         self.available = tuple(available)
-        names = ", ".join(self.available) if self.available else "(the catalog is empty)"
+        names = ", ".join(self.available) if self.available else "(none)"
         super().__init__(
-            f"unknown command {name!r}: only whitelisted commands can run. "
-            f"Available commands: {names}"
+            f"unknown command {shown(name)}: only whitelisted commands can run. "
+            f"Commands you can use: {names}"
         )
 
 

@@ -1,7 +1,18 @@
 """Turning a catalog command plus arguments into the shell text the SSH layer sends.
 
-Both functions are pure. `wrap_for_exec` is the only place that builds the
-outer `timeout ... /bin/sh -c ...` string; keep it that way.
+Every function here is pure. `render` fills a template; `wrap_for_exec` is the only
+place that builds the outer `timeout ... /bin/sh -c ...` string; `kill_process_groups`
+is the only line the agent sends to stop a command it gave up on. Keep it that way:
+no other module builds command text.
+
+Path parameters whose roots are narrower than `/` are checked twice: on their text
+here (absolute, no `..`, under a root), and as the host resolves them, by a preamble
+that runs `realpath` on the host before the command and refuses (exit status
+PATH_REFUSED_STATUS, a line starting with PATH_REFUSED_MARKER on stderr) when a
+symlink leads outside every root. The command then uses the resolved path, so what
+was checked is what it opens (a symlink swapped between the two remains a race that
+only the host's permissions close: keep roots where untrusted users cannot write, or
+accept that window).
 """
 
 from __future__ import annotations
@@ -9,11 +20,20 @@ from __future__ import annotations
 import math
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from .errors import ParameterError
-from .model import USER_NAME, Command
-from .values import check_value
+from .errors import ParameterError, shown
+from .model import USER_NAME, Command, Parameter
+from .param_types import ParamType
+from .values import check_value, reject_non_finite
+
+# The first line a wrapped command writes to stderr: the id of its process group, so
+# that the agent can stop the whole group later (see kill_process_groups).
+PGID_REPORT = "tailnet-agent-pgid:"
+PATH_REFUSED_MARKER = "tailnet-agent: refused:"
+PATH_REFUSED_STATUS = 125
+# Linux's pid_max ceiling; a process group id is a process id.
+MAX_PID = 4_194_304
 
 # A placeholder is {identifier}. Anything else with braces is left alone: awk's
 # `{print $1}` (space, dollar) and Go templates' `{{.Names}}` (doubled braces).
@@ -26,15 +46,20 @@ def placeholders(template: str) -> list[str]:
 
 
 def render(command: Command, arguments: Mapping[str, object]) -> str:
-    """Fill `command.template` with validated, shell-quoted arguments."""
+    """Fill `command.template` with validated, shell-quoted arguments (and, for paths
+    under narrow roots, the host-side check of where they really lead)."""
+    reject_non_finite(command.name, arguments)
     accepted = {p.name for p in command.parameters}
     unknown = sorted(name for name in arguments if name not in accepted)
     if unknown:
         names = ", ".join(sorted(accepted)) or "(none: this command takes no arguments)"
+        listed = ", ".join(shown(name, 40) for name in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         raise ParameterError(
-            command.name, unknown[0], f"unknown argument(s) {unknown}; accepted: {names}"
+            command.name, unknown[0], f"unknown argument(s) {listed}{more}; accepted: {names}"
         )
     quoted: dict[str, str] = {}
+    checks: list[str] = []
     for parameter in command.parameters:
         if parameter.name in arguments:
             value = arguments[parameter.name]
@@ -48,7 +73,13 @@ def render(command: Command, arguments: Mapping[str, object]) -> str:
             )
         # Quote always, integers included: the template author must never have
         # to reason about which values are "safe".
-        quoted[parameter.name] = shlex.quote(check_value(command.name, parameter, value))
+        text = check_value(command.name, parameter, value)
+        if parameter.type is ParamType.PATH and "/" not in parameter.roots:
+            variable = f"tnagent_{parameter.name}"
+            checks.append(_resolved_path_check(variable, text, parameter))
+            quoted[parameter.name] = f'"${variable}"'
+        else:
+            quoted[parameter.name] = shlex.quote(text)
 
     def substitute(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -59,7 +90,34 @@ def render(command: Command, arguments: Mapping[str, object]) -> str:
             )
         return quoted[name]
 
-    return PLACEHOLDER.sub(substitute, command.template)
+    return "".join(checks) + PLACEHOLDER.sub(substitute, command.template)
+
+
+def _resolved_path_check(variable: str, path: str, parameter: Parameter) -> str:
+    """Shell text that sets `variable` to `path` as the host resolves it (symlinks
+    followed), or refuses the whole command when that lies outside every root."""
+    roots = [f"{variable}_root{index}" for index in range(len(parameter.roots))]
+    steps = [f"{variable}=$(realpath -m -- {shlex.quote(path)})"]
+    steps += [f"{name}=$(realpath -m -- {shlex.quote(root)})"
+              for name, root in zip(roots, parameter.roots, strict=True)]
+    # ${root%/}: a root that resolves to / itself must still match "/anything".
+    patterns = "|".join(f'"${name}"|"${{{name}%/}}"/*' for name in roots)
+    message = (f"{PATH_REFUSED_MARKER} path parameter {parameter.name!r}: %s resolves to %s "
+               "on this host, outside the allowed roots (%s); nothing ran\\n")
+    shown_roots = shlex.quote(", ".join(parameter.roots))
+    return (
+        " && ".join(steps)
+        + f' && case "${variable}" in {patterns}) ;; *) false ;; esac'
+        + f" || {{ printf {shlex.quote(message)} {shlex.quote(path)} \"${{{variable}:-?}}\" "
+        + f"{shown_roots} >&2; exit {PATH_REFUSED_STATUS}; }}; "
+    )
+
+
+def path_refusal(exit_status: int | None, stderr: str) -> str | None:
+    """The host-side path check's refusal message, if that is how the command ended."""
+    if exit_status == PATH_REFUSED_STATUS and stderr.startswith(PATH_REFUSED_MARKER):
+        return stderr.splitlines()[0]
+    return None
 
 
 def wrap_for_exec(rendered: str, *, timeout: float, become: str | None = None) -> str:
@@ -78,7 +136,7 @@ def wrap_for_exec(rendered: str, *, timeout: float, become: str | None = None) -
     `timeout` runs as that user too, so it can still kill what it started; a TERM
     sent to sudo from the login user's side is relayed to the command.
     """
-    line = f"{_timed(timeout)} /bin/sh -c {shlex.quote(_script(rendered))}"
+    line = f"{_timed(timeout)} /bin/sh -c {shlex.quote(shell_script(rendered))}"
     if become is not None:
         line = f"sudo -n -u {_user(become)} -- {line}"
     return f"{line} </dev/null"
@@ -101,7 +159,7 @@ def sudoers_line(login: str, become: str, rendered: str, *, timeout: float) -> s
     """
     escaped = "".join(
         "\\\\\\\\" if c == "\\" else f"\\{c}" if c in _SUDOERS_SPECIAL else c
-        for c in rendered
+        for c in shell_script(rendered)
     )
     who = login if USER_NAME.fullmatch(login) else f'"{login}"'
     seconds = _timed(timeout).removeprefix("timeout ")
@@ -109,10 +167,13 @@ def sudoers_line(login: str, become: str, rendered: str, *, timeout: float) -> s
             f"{escaped}")
 
 
-def _script(rendered: str) -> str:
-    """What /bin/sh -c runs: the rendered command (one place, so the sudoers rule always
-    names exactly what wrap_for_exec sends)."""
-    return rendered
+def shell_script(rendered: str) -> str:
+    """What /bin/sh -c runs (one place, so the sudoers rule always names exactly what
+    wrap_for_exec sends): first the report of the process group `timeout` made for the
+    command (GNU timeout leads its own group, so the group id is the shell's parent's
+    pid; that first stderr line is how the agent can kill the whole tree after a cancel,
+    see kill_process_groups), then the rendered command."""
+    return f"printf '{PGID_REPORT}%s\\n' \"$PPID\" >&2; {rendered}"
 
 
 def _timed(timeout: float) -> str:
@@ -125,3 +186,30 @@ def _user(name: str) -> str:
     if not USER_NAME.fullmatch(name):
         raise ValueError(f"not a user name sudo may switch to: {name!r}")
     return name
+
+
+def parse_pgid_report(line: bytes) -> int | None:
+    """The process group id in a wrapped command's first stderr line (without its
+    newline), or None when the line is not such a report."""
+    prefix = PGID_REPORT.encode()
+    digits = line[len(prefix):] if line.startswith(prefix) else b""
+    if not (digits.isdigit() and len(digits) <= 7):
+        return None
+    pgid = int(digits)
+    return pgid if 1 < pgid <= MAX_PID else None
+
+
+def kill_process_groups(pgids: Iterable[int]) -> str:
+    """The line that stops every process in these groups (SIGKILL), e.g. the trees of
+    commands whose callers went away. Only group ids a wrapped command reported belong
+    here; 0, 1 and negative numbers would mean "my group" or "every process" to kill(1),
+    so they are refused outright."""
+    groups = sorted(set(pgids))
+    if not groups:
+        raise ValueError("no process group to kill")
+    for pgid in groups:
+        if isinstance(pgid, bool) or not isinstance(pgid, int) or not 1 < pgid <= MAX_PID:
+            raise ValueError(f"not a process group id a command reported: {pgid!r}")
+    targets = " ".join(f"-{pgid}" for pgid in groups)
+    # `kill` goes on past a group that is already gone; the status says nothing useful.
+    return f"kill -s KILL -- {targets} 2>/dev/null; exit 0"

@@ -8,11 +8,13 @@ gets quoted into the command, or raises ParameterError saying what is allowed.
 
 from __future__ import annotations
 
+import math
 import posixpath
 import re
 import unicodedata
+from collections.abc import Mapping
 
-from .errors import ParameterError
+from .errors import ParameterError, shown
 from .model import Parameter
 from .param_types import CONTAINER_PATTERN, UNIT_PATTERN, ParamType
 
@@ -54,6 +56,27 @@ def check_value(command: str, parameter: Parameter, value: object) -> str:
                 command, parameter, text, _CONTAINER, "a docker container name or ID"
             )
     raise ParameterError(command, parameter.name, f"unsupported type {parameter.type!r}")
+
+
+def reject_non_finite(command: str, arguments: Mapping[str, object]) -> None:
+    """NaN and Infinity are not JSON numbers; a value holding one (at any depth) is
+    refused before anything else looks at it, so no log or record ever has to carry it."""
+    for name, value in arguments.items():
+        if _has_non_finite(value, depth=0):
+            raise ParameterError(command, str(name), "NaN and Infinity are not allowed; "
+                                 "send a finite number (or the value as text)")
+
+
+def _has_non_finite(value: object, depth: int) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if depth > 32:
+        return False  # deeper than any argument we accept; validation refuses it anyway
+    if isinstance(value, Mapping):
+        return any(_has_non_finite(v, depth + 1) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite(v, depth + 1) for v in value)
+    return False
 
 
 def forbidden_character(text: str) -> str | None:
@@ -123,7 +146,7 @@ def _check_integer(command: str, parameter: Parameter, text: str) -> str:
         raise ParameterError(
             command,
             parameter.name,
-            f"{text!r} is not a decimal number; {_integer_range(parameter)}",
+            f"{shown(text)} is not a decimal number; {_integer_range(parameter)}",
         )
     number = int(text)
     too_low = parameter.minimum is not None and number < parameter.minimum
@@ -153,7 +176,7 @@ def _check_enum(command: str, parameter: Parameter, text: str) -> str:
     if text not in parameter.choices:
         allowed = ", ".join(repr(c) for c in parameter.choices)
         raise ParameterError(
-            command, parameter.name, f"{text!r} is not one of the allowed values: {allowed}"
+            command, parameter.name, f"{shown(text)} is not one of the allowed values: {allowed}"
         )
     return text
 
@@ -171,7 +194,8 @@ def _check_path(command: str, parameter: Parameter, text: str) -> str:
     normalized = normalize_path(text)
     if not any(is_under(normalized, root) for root in parameter.roots):
         raise ParameterError(
-            command, parameter.name, f"path {normalized!r} is not under an allowed root: {roots}"
+            command, parameter.name,
+            f"path {shown(normalized)} is not under an allowed root: {roots}",
         )
     return normalized
 
@@ -195,6 +219,6 @@ def _check_pattern(
         raise ParameterError(
             command,
             parameter.name,
-            f"{text!r} is not {what}: allowed characters match {pattern.pattern!r}",
+            f"{shown(text)} is not {what}: allowed characters match {pattern.pattern!r}",
         )
     return text

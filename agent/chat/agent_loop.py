@@ -192,6 +192,8 @@ class ChatTurn:
     approved: Callable[[str, str], bool] | None = None
     # Who a command runs as on a host (the confirm box says "as root").
     runs_as: Callable[[Command, str], str | None] = lambda command, _host: command.runs_as()
+    # Records a call refused before it reached the tools; returns what to show.
+    refused: Callable[[str, dict[str, Any], str, str], str] = lambda c, a, h, e: e
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     finished: bool = False
     _pending: dict[str, _Confirmation] = field(default_factory=dict)
@@ -354,9 +356,10 @@ class ChatTurn:
         if command is not None and command.destructive:
             try:
                 rendered = render(command, arguments.get("parameters") or {})
-            except WhitelistError as exc:
-                show([ToolCard(tool=name, host=host, command=command.name, error=str(exc))])
-                return answer(str(exc), is_error=True)
+            except WhitelistError as exc:  # refused before the tool ran: recorded all the same
+                error = self.refused(command.name, arguments, host, str(exc))
+                show([ToolCard(tool=name, host=host, command=command.name, error=error)])
+                return answer(error, is_error=True)
             # A time-limited approval still running covers it: no click (the service cites it).
             confirmed = (self.approved is not None and self.approved(host, rendered)) or (
                 await self._confirm(ConfirmNeeded(call, name, host, command.name, rendered,

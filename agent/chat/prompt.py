@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from agent.settings import Settings
+from collections.abc import Sequence
+
+from agent.core.hosts import HostView
 from whitelist import Catalog, Command
 
 SAFETY_RULES = """\
@@ -30,19 +32,22 @@ def _command_line(command: Command) -> str:
     return f"  - {command.name}({params}){flag}: {command.description}"
 
 
-def system_prompt(catalog: Catalog, settings: Settings) -> str:
+def system_prompt(catalog: Catalog, hosts: Sequence[HostView]) -> str:
+    """The prompt for one person: only the hosts and commands their policy lets them use
+    (by name: addresses and users stay out of what Claude is told)."""
     lines = [
         "You are tailnet-agent's assistant. You answer questions about Linux servers by "
         "running whitelisted, read-mostly commands on them over SSH.",
         "",
         "Hosts:",
     ]
-    if settings.hosts:
-        for host in settings.hosts.values():
-            default = " (default)" if host.name == settings.default_host else ""
-            lines.append(f"  - {host.name}{default}: {host.user}@{host.address}")
+    if hosts:
+        for host in hosts:
+            default = " (default)" if host.default else ""
+            lines.append(f"  - {host.name}{default}")
     else:
-        lines.append("  (none configured: tool calls will fail; tell the person how to add one)")
+        lines.append("  (none you may use: tool calls will fail; tell the person to ask the "
+                     "agent's operator)")
     lines += ["", "Catalog commands by category:"]
     for category, commands in catalog.by_category().items():
         lines.append(f"- {category}:")

@@ -39,7 +39,7 @@ from .agent_loop import ChatTurn, LoopOptions, TurnFinished, accept_confirmation
 from .cards import ToolCard, cards_for, declined_card
 from .csrf import TOKEN_HEADER, same_origin
 from .history import MAX_BYTES, MAX_TURNS, HistoryStore
-from .palette import arguments_from_form, palette
+from .palette import PARAM_PREFIX, arguments_from_form, palette
 from .prompt import system_prompt
 from .sessions import ChatSession, PendingRun, Sessions
 
@@ -139,6 +139,9 @@ class Chat:
         except ConfigError:
             return False
         return self.service.approvals.find(identity, target, rendered) is not None
+    def _default_host(self, identity: Identity) -> str | None:
+        default = self.service.settings.default_host
+        return default if default in self.service.visible_hosts(identity) else None
 
     async def _form(self, request: Request) -> dict[str, str]:
         form = await request.form()
@@ -156,8 +159,8 @@ class Chat:
             model=settings.anthropic_model,
             headers={TOKEN_HEADER: session.token},
             palette=palette(self.service.catalog_for(identity)),
-            hosts=sorted(settings.hosts),
-            default_host=settings.default_host,
+            hosts=sorted(self.service.visible_hosts(identity)),
+            default_host=self._default_host(identity),
             max_question=MAX_QUESTION,
             busy=session.busy,
             starters=offered({c.name for c in self.service.visible_commands(identity)}),
@@ -198,14 +201,17 @@ class Chat:
             anthropic_client=self._anthropic(),
             mcp_server=self.mcp_server,
             catalog=catalog,
-            default_host=self.service.settings.default_host,
-            system=system_prompt(catalog, self.service.settings),
+            default_host=self._default_host(identity),
+            system=system_prompt(catalog, self.service.host_views(identity)),
             allowed_tools=frozenset(tools_for(self.service, identity, tool_names)),
             approved=lambda host, rendered: self._approved(identity, host, rendered),
             runs_as=lambda command, host: self.service.runs_as(command, host or None),
             identity_token=token,
             options=replace(self.options.loop, model=self.service.settings.anthropic_model),
             base_url=self.service.settings.anthropic_base_url,
+            refused=lambda command, arguments, host, error: self.service.refused(
+                identity, tool="execute_command", command=command, host=host or None,
+                arguments=arguments, error=error),
         )
 
         async def run() -> None:
@@ -279,18 +285,22 @@ class Chat:
         name = form.get("command", "")
         host = form.get("host") or None
         try:
-            command = self.service.catalog.get(name)
+            command = self.service.command(name, identity)
             arguments = arguments_from_form(command, form)
             rendered = render(command, arguments)
         except WhitelistError as exc:
+            # Refused before the tool ran: recorded and counted like any refused call.
+            fields = {k: v for k, v in form.items() if k.startswith(PARAM_PREFIX)}
+            error = self.service.refused(identity, tool="palette", command=name, host=host,
+                                         arguments=fields, error=str(exc))
             return html(views.cards([ToolCard(tool="execute_command", host=host or "",
-                                              command=name, error=str(exc))]))
+                                              command=name, error=error)]))
         # A command the policy refuses is not worth a confirmation click: run it, and
         # the refusal (recorded in the audit log) comes back as the card.
         if (command.destructive and self.service.policy.visible(identity, command)
                 and not self._approved(identity, host, rendered)):
             pending = secrets.token_hex(8)
-            session.pending_runs[pending] = PendingRun(name, arguments, host, rendered)
+            session.add_pending(pending, PendingRun(name, arguments, host, rendered))
             return html(views.confirm(f"run-{pending}", host or "", name, rendered,
                                       f"/chat/run/{pending}", replace_self=True,
                                       runs_as=self.service.runs_as(command, host)))
@@ -302,7 +312,7 @@ class Chat:
         if checked is None:
             return forbidden()
         identity, session = checked
-        pending = session.pending_runs.pop(request.path_params["pending"], None)
+        pending = session.take_pending(request.path_params["pending"])
         if pending is None:
             return html(views.message_fragment("error", "That command is no longer pending."))
         form = await self._form(request)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from .agent_loop import ChatTurn
 from .history import Conversation, HistoryStore
+
+# Destructive palette commands waiting for a click, per person: the newest few, for a while.
+MAX_PENDING_RUNS = 8
+PENDING_RUN_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -19,6 +24,7 @@ class PendingRun:
     arguments: dict[str, Any]
     host: str | None
     rendered: str
+    created: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -32,6 +38,20 @@ class ChatSession:
     @property
     def busy(self) -> bool:
         return self.turn is not None and not self.turn.finished
+
+    def add_pending(self, key: str, run: PendingRun) -> None:
+        """Keep `run` for a click; the oldest go when there are too many (a page reload or a
+        script cannot pile them up without end)."""
+        self.pending_runs[key] = run
+        while len(self.pending_runs) > MAX_PENDING_RUNS:
+            del self.pending_runs[next(iter(self.pending_runs))]
+
+    def take_pending(self, key: str, now: float | None = None) -> PendingRun | None:
+        run = self.pending_runs.pop(key, None)
+        now = time.monotonic() if now is None else now
+        if run is None or now - run.created > PENDING_RUN_SECONDS:
+            return None
+        return run
 
 
 class Sessions:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 
+from agent.core.audit_records import log_files, removals
 from agent.core.errors import ConfigError
 from agent.core.policy import load_policy
 from agent.settings import Settings
@@ -31,9 +32,9 @@ from .checks import Finding, key_finding, needs_tailnet
 # Import name of every third-party package the agent imports (a test keeps this in
 # step with pyproject.toml and with the imports in the source).
 DEPENDENCIES = (
-    "anthropic", "mcp", "asyncssh", "bcrypt", "starlette", "uvicorn", "yaml", "python_socks",
-    "httpx", "jinja2", "markupsafe", "markdown_it", "pydantic", "prometheus_client",
-    "detect_secrets",
+    "anthropic", "mcp", "asyncssh", "bcrypt", "starlette", "uvicorn", "h11", "yaml",
+    "python_socks", "httpx", "jinja2", "markupsafe", "markdown_it", "pydantic",
+    "prometheus_client", "detect_secrets",
 )
 
 
@@ -85,6 +86,26 @@ def _check_policy_and_audit(report: Report, settings: Settings) -> None:
     else:
         report.fail(f"audit log: {path} is not writable, so every tool call would be refused",
                     "fix its permissions or set --audit-log / TAILNET_AGENT_AUDIT_LOG")
+    _check_audit_budget(report, settings)
+
+
+def _check_audit_budget(report: Report, settings: Settings) -> None:
+    path, budget = settings.audit_path, settings.audit_budget
+    files = log_files(path)
+    used = sum(f.stat().st_size for f in files)
+    removed = removals(path)
+    advice = ("raise TAILNET_AGENT_AUDIT_BUDGET, or move the oldest audit.jsonl.N files "
+              "somewhere safe")
+    if removed:
+        last = removed[-1]
+        report.warn(f"audit log: the budget ({budget} bytes) was reached and {len(removed)} "
+                    f"rotated file(s) removed, the last at {last.get('time')} (records up to "
+                    f"{last.get('last')} are gone)", advice)
+    elif used > budget * 0.8:
+        report.warn(f"audit log: {used} of its {budget}-byte budget used; past it the oldest "
+                    "records are removed", advice)
+    else:
+        report.ok(f"audit log: {used} of its {budget}-byte budget used ({len(files)} file(s))")
 
 
 def _connect_finding(name: str, exc: SSHError) -> Finding:

@@ -19,9 +19,9 @@ from agent.core.identity import local_user_identity
 from agent.core.service import AgentService
 from agent.settings import Settings
 from agent.ssh import socks_connector
-from agent.tailnet import join_timeout, make_node, node_names, progress
+from agent.tailnet import check_listeners, join_timeout, make_node, node_names, progress
 from agent.web.middleware.host_origin import LOOPBACK_NAMES
-from agent.web.middleware.identity import fixed_resolver, tailnet_resolver
+from agent.web.middleware.identity import fixed_resolver, tailnet_peer_key, tailnet_resolver
 from agent.web.server import serve_app
 from agent.web.unix_socket import serving_on_socket
 from tailscale_userspace import NodeInfo
@@ -67,7 +67,8 @@ async def serve_local(
         await serve_app(agent.service, agent.app, port=port, banner=lines)
 
 
-async def serve_tailnet(settings: Settings, *, port: int, allow_local_operator: bool) -> None:
+async def serve_tailnet(settings: Settings, *, port: int, allow_local_operator: bool,
+                        allow_exposed_tailscaled: bool = False) -> None:
     """Join the tailnet with our own tailscaled, then serve tailnet peers only.
 
     The agent is built once tailscaled runs, before joining: a configuration error
@@ -95,12 +96,14 @@ async def serve_tailnet(settings: Settings, *, port: int, allow_local_operator: 
             )
             async with serving_on_socket(agent.ops_app, settings.socket):
                 info = await node.up(timeout=join_timeout(settings))
+                check_listeners(node, allow_exposed=allow_exposed_tailscaled)
                 supervisor = asyncio.create_task(node.run_supervised())
                 agent.app.allow(node_names(info))
                 await serve_app(agent.service, agent.app, port=port,
                                 banner=_banner(settings, agent.service, info,
                                                allow_local_operator),
-                                url_host=info.dns_name or info.ips[0])
+                                url_host=info.dns_name or info.ips[0],
+                                peer_key=tailnet_peer_key(node.localapi))
         except asyncio.CancelledError:
             log.info("stopping on signal")
         finally:

@@ -7,6 +7,7 @@ quick checks of the configured hosts, and a clear line when there is no host.
 from __future__ import annotations
 
 from agent.app import build_service
+from agent.core.identity import local_user_identity
 from agent.mcp import build_mcp_server
 from agent.settings import Settings
 
@@ -17,6 +18,8 @@ async def run_stdio(settings: Settings) -> None:
     service = build_service(settings, mode="stdio")
     await warn_about_hosts(settings)
     try:
-        await build_mcp_server(service).run_stdio_async()
+        # Whoever starts us over stdio is the person at this machine.
+        server = build_mcp_server(service, stdio_caller=local_user_identity("local-operator"))
+        await server.run_stdio_async()
     finally:
         await service.pool.close()

@@ -7,6 +7,7 @@ that is not JSON is skipped with a warning, a start without an end is an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from .audit import LIMITED_EVENT, REMOVED_EVENT
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +70,29 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
                     yield record
 
 
-def read_calls(path: Path) -> list[CallRecord]:
+def removals(path: Path) -> list[dict[str, Any]]:
+    """The `archive-removed` records (the writer puts them at the top of a fresh file)."""
+    found: list[dict[str, Any]] = []
+    for file in log_files(path):
+        with open(file, encoding="utf-8", errors="replace") as f:
+            for _, line in zip(range(20), f, strict=False):
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line)
+                    if isinstance(record, dict) and record.get("event") == REMOVED_EVENT:
+                        found.append(record)
+    return found
+
+
+def read_calls(path: Path, notes: list[tuple[int, dict[str, Any]]] | None = None
+               ) -> list[CallRecord]:
+    """Calls in the log's order; records that are not part of a call (removed files, counts
+    of rate-limited calls) go to `notes` when given, with the number of calls before them."""
     calls: dict[str, CallRecord] = {}
     for record in read_records(path):
+        if record.get("event") in (REMOVED_EVENT, LIMITED_EVENT):
+            if notes is not None:
+                notes.append((len(calls), record))
+            continue
         call = str(record.get("call", ""))
         if record.get("event") == "start" and call not in calls:
             calls[call] = CallRecord(call, record)
@@ -138,13 +161,30 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
+def format_note(note: dict[str, Any]) -> str:
+    if note.get("event") == REMOVED_EVENT:
+        return (f"{str(note.get('time'))[:23]} -- {note.get('file')} was removed (audit budget "
+                f"reached): its records from {note.get('first')} to {note.get('last')} are gone")
+    return (f"{str(note.get('time'))[:23]} {note.get('identity', '?')}: {note.get('calls')} more "
+            f"call(s) refused by the rate limit in {note.get('window_s')} s (counted, not "
+            "recorded one by one)")
+
+
 def show(path: Path, flt: AuditFilter, *, as_json: bool) -> Sequence[str]:
-    lines: list[str] = []
-    for call in read_calls(path):
+    notes: list[tuple[int, dict[str, Any]]] = []
+    calls = read_calls(path, notes)
+    shown: list[tuple[int, int, str]] = []  # (calls before it, 0 note / 1 call, line)
+    for index, call in enumerate(calls):
         if flt.keep(call):
-            lines.append(json.dumps(call.merged(), ensure_ascii=True) if as_json
-                         else _printable(format_call(call)))
-    return lines
+            shown.append((index, 1, json.dumps(call.merged(), ensure_ascii=True) if as_json
+                          else _printable(format_call(call))))
+    for position, note in notes:
+        if flt.identity is not None and note.get("event") == LIMITED_EVENT and (
+                str(note.get("identity", "")).lower() != flt.identity.lower()):
+            continue
+        shown.append((position, 0, json.dumps(note, ensure_ascii=True) if as_json
+                      else _printable(format_note(note))))
+    return [line for _, _, line in sorted(shown, key=lambda item: item[:2])]
 
 
 # `recent_calls` reads only the end of the log: enough for "what did I just do", and a

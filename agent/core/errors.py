@@ -27,7 +27,11 @@ class NoHostConfigured(ConfigError):
 
 
 class NoDefaultHost(ConfigError):
-    def __init__(self, choices: Iterable[str]) -> None:
+    def __init__(self, choices: Iterable[str], *, caller: bool = False) -> None:
+        if caller:  # a tailnet caller: the inventory is not theirs to change
+            super().__init__(f"no host given, and no default host for you; hosts you can "
+                             f"use: {_names(choices)}")
+            return
         super().__init__(
             f"no host given and no default host set; choose one of: {_names(choices)} "
             "(or set `default:` in the inventory)"
@@ -38,12 +42,18 @@ class UnknownHost(ConfigError):
     """A host name that is not configured (or that this caller may not see)."""
 
     def __init__(self, name: str, choices: Iterable[str]) -> None:
-        super().__init__(f"unknown host {name!r}; hosts you can use: {_names(choices)}")
+        super().__init__(f"unknown host {_shown(name)}; hosts you can use: {_names(choices)}")
         self.name = name
 
 
 class PortInUse(ConfigError):
     """The HTTP port is taken; the message suggests --port 0."""
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """A caller's value as a message may quote it: a hostile 100 KB name is cut."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} characters)"
 
 
 def _names(choices: Iterable[str]) -> str:
@@ -88,6 +98,14 @@ class HostBusy(LimitExceeded):
 
 class AuditUnavailable(CallRefused):
     """The audit log cannot be written, so nothing runs."""
+
+
+class PathRefused(CallRefused):
+    """A path parameter leads (through a symlink on the host) outside its allowed roots."""
+
+
+class NoCallerIdentity(CallRefused):
+    """A tool call arrived with no caller to act for (fail closed)."""
 
 
 class HostError(Exception):

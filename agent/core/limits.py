@@ -1,10 +1,15 @@
-"""Limits: calls per identity over time, calls in flight per host.
+"""Limits: calls per identity over time, calls in flight per host and per identity.
 
 The rate limit is a token bucket per identity (`Identity.key`): `burst` calls at
-once, refilled at `per_minute`. It applies to tailnet callers; the person at the
-machine (local mode, stdio) holds the SSH keys anyway. The host limit bounds how
-many calls may be in flight (running or waiting for an SSH channel) for one host,
-so one caller's flood cannot queue without end; beyond it calls are refused at once.
+once, refilled at `per_minute`. Every call takes a token before anything else
+happens, refused and invalid ones included, so a flood of refusals is limited like
+any other. It applies to tailnet callers; the person at the machine (local mode,
+stdio) holds the SSH keys anyway.
+
+The host gate bounds how many calls may be in flight (running or waiting for an SSH
+channel) for one host, so a flood cannot queue without end, and gives each identity
+at most `per_identity` of those places, so one caller's flood refuses that caller,
+not everyone else. The local operator is never refused by the host-wide bound.
 """
 
 from __future__ import annotations
@@ -49,21 +54,40 @@ class RateLimiter:
 
 
 class HostGate:
-    def __init__(self, max_in_flight: int) -> None:
+    def __init__(self, max_in_flight: int, per_identity: int | None = None) -> None:
         self.max_in_flight = max_in_flight
+        self.per_identity = per_identity if per_identity is not None else max_in_flight
         self._in_flight: dict[str, int] = {}
+        self._by_identity: dict[tuple[str, str], int] = {}
+
+    def in_flight(self, host: str) -> int:
+        return self._in_flight.get(host, 0)
 
     @contextlib.contextmanager
-    def enter(self, host: str) -> Iterator[None]:
+    def enter(self, host: str, identity: Identity) -> Iterator[None]:
         count = self._in_flight.get(host, 0)
-        if count >= self.max_in_flight:
+        key = (host, identity.key)
+        mine = self._by_identity.get(key, 0)
+        if mine >= self.per_identity and not identity.is_operator:
+            raise HostBusy(
+                f"you already have {mine} calls in flight on host {host!r} (limit "
+                f"{self.per_identity} per caller); retry when some have finished. The operator "
+                "sets it with TAILNET_AGENT_IDENTITY_CONCURRENCY."
+            )
+        if count >= self.max_in_flight and not identity.is_operator:
             raise HostBusy(
                 f"host {host!r} already has {count} calls in flight (limit "
                 f"{self.max_in_flight}); retry when some have finished. The operator sets it "
                 "with TAILNET_AGENT_HOST_CONCURRENCY."
             )
         self._in_flight[host] = count + 1
+        self._by_identity[key] = mine + 1
         try:
             yield
         finally:
             self._in_flight[host] -= 1
+            left = self._by_identity[key] - 1
+            if left:
+                self._by_identity[key] = left
+            else:
+                del self._by_identity[key]

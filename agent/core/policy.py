@@ -45,9 +45,11 @@ _TOP_FIELDS = {"groups", "default", "rules"}
 class Decision:
     allowed: bool
     rule: str  # the rule that allowed, or the one that refused
-    reason: str
+    reason: str  # the whole reason, for the audit log and the operator
     approval_minutes: int = 0  # the longest time-limited approval the rule allows
     approvers: tuple[str, ...] = ()  # two-person rule: who may approve (not the caller)
+    # What a caller who is not the operator is told: no policy file path, no other rules.
+    shown: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"allowed": self.allowed, "rule": self.rule,
@@ -55,6 +57,9 @@ class Decision:
         if self.approvers:
             data["approvers"] = list(self.approvers)
         return data
+
+    def reason_for(self, identity: Identity) -> str:
+        return self.reason if identity.is_operator or not self.shown else self.shown
 
 
 @dataclass(frozen=True)
@@ -115,13 +120,16 @@ class Policy:
             )
         if not grants:
             rule = TAGGED_RULE if identity.tags and not identity.login else DENY_RULE
-            return Decision(False, rule, f"no rule in {self.source} grants {who} anything")
+            return Decision(False, rule, f"no rule in {self.source} grants {who} anything",
+                            shown=f"nothing in the agent's policy grants {who} anything")
         names = ", ".join(repr(g.name) for g in grants)
         return Decision(
             False,
             DENY_RULE,
             f"no rule in {self.source} grants {who} {command.name!r} on host {host!r} "
             f"(rules for {who}: {names})",
+            shown=f"no rule of the agent's policy grants {who} {command.name!r} on host "
+                  f"{host!r}",
         )
 
     def decide_metrics(self, identity: Identity) -> Decision:
@@ -141,10 +149,12 @@ class Policy:
         """`decide`, raising PolicyDenied with a message naming the rule when refused."""
         decision = self.decide(identity, command, host)
         if not decision.allowed:
+            # A caller with no host at all is not told the name of the one it asked for.
+            where = f" on host {host!r}" if self.hosts_for(identity, [host]) else ""
             raise PolicyDenied(
-                f"refused by policy: {identity.principal} may not run {command.name!r} on host "
-                f"{host!r}: {decision.reason} [rule: {decision.rule}]. Ask the agent's operator "
-                "for a grant.",
+                f"refused by policy: {identity.principal} may not run {command.name!r}{where}: "
+                f"{decision.reason_for(identity)} [rule: {decision.rule}]. Ask the agent's "
+                "operator for a grant.",
                 decision,
             )
         return decision

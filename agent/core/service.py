@@ -17,10 +17,12 @@ from typing import Any, Protocol
 
 from agent.inventory import HostConfig
 from agent.settings import Settings
-from whitelist import Catalog, Command, WhitelistError, render
+from whitelist import Catalog, Command, UnknownCommandError, WhitelistError, render
+from whitelist.render import path_refusal
 
 from .approvals import Approvals, PendingApprovals
 from .audit import AuditLog
+from .audit_shape import summary
 from .elevation import check_elevation
 from .errors import (
     AuditUnavailable,
@@ -28,8 +30,12 @@ from .errors import (
     ConfigError,
     HostError,
     LimitExceeded,
+    NoDefaultHost,
+    NoHostConfigured,
     NotConfirmed,
+    PathRefused,
     PolicyDenied,
+    RateLimited,
     UnknownHost,
 )
 from .hosts import HostView
@@ -114,7 +120,7 @@ class AgentService:
         self.audit = audit if audit is not None else AuditLog(
             settings.audit_path,
             max_bytes=settings.audit_max_bytes,
-            backups=settings.audit_backups,
+            budget=settings.audit_budget,
             secrets_to_hide=settings.secret_values(),
         )
         self.recorder: Recorder = recorder if recorder is not None else NullRecorder()
@@ -127,21 +133,37 @@ class AgentService:
         self.approvals = Approvals()
         self.pending = PendingApprovals(self.policy.may_approve)
         self.rate = RateLimiter(settings.rate_per_minute, settings.rate_burst)
-        self.host_gate = HostGate(settings.host_concurrency)
+        self.host_gate = HostGate(settings.host_concurrency, settings.identity_concurrency)
         self.identity_tokens = IdentityTokens()
         self.mode = mode
         self.tailnet_status = tailnet_status
         self.started = time.monotonic()
 
     def host(self, name: str | None, identity: Identity | None = None) -> HostConfig:
-        """The named (or default) host; with `identity`, an unknown-host error lists only
-        the hosts that caller may use."""
-        try:
+        """The named (or default) host. With `identity`, as that caller sees the hosts: a
+        host the policy hides from them is unknown, errors list only their hosts, and a
+        default host they may not use is no default. A caller who may use no host at all
+        gets the host, so that the policy's refusal (which then names none) says why."""
+        if identity is None or identity.is_operator:
             return self.settings.host(name)
-        except UnknownHost as exc:
-            if identity is None:
-                raise
-            raise UnknownHost(exc.name, self.visible_hosts(identity)) from None
+        if not self.settings.hosts:
+            raise NoHostConfigured()
+        visible = self.visible_hosts(identity)
+        chosen = name if name is not None else self.settings.default_host
+        if chosen is not None and chosen in self.settings.hosts and (
+                chosen in visible or not visible):
+            return self.settings.hosts[chosen]
+        if name is None:
+            raise NoDefaultHost(visible, caller=True)
+        raise UnknownHost(name, visible)
+
+    def command(self, name: str, identity: Identity) -> Command:
+        """A catalog command; an unknown name is answered with the caller's commands only."""
+        try:
+            return self.catalog.get(name)
+        except UnknownCommandError:
+            raise UnknownCommandError(
+                name, [c.name for c in self.visible_commands(identity)]) from None
 
     def visible_hosts(self, identity: Identity) -> list[str]:
         return self.policy.hosts_for(identity, self.settings.hosts)
@@ -175,6 +197,7 @@ class AgentService:
         and every call is reported to the metrics recorder.
         Raises WhitelistError / ConfigError / HostError / CallRefused.
         """
+        self.audit.flush_limited()
         call = self.audit.new_call_id()
         record: dict[str, Any] = {"command": command_name, "host": host,
                                   "parameters": dict(arguments)}
@@ -190,7 +213,9 @@ class AgentService:
             audit_started = True
 
         try:
-            command = self.catalog.get(command_name)
+            # First, before anything can fail: refused and invalid calls cost a token too.
+            self.rate.take(identity)
+            command = self.command(command_name, identity)
             target = self.host(host, identity)
             record["host"] = target.name
             decision = self.policy.check(identity, command, target.name)
@@ -199,11 +224,10 @@ class AgentService:
             runs_as = command.runs_as(target.become)
             if runs_as is not None:
                 record["runs_as"] = runs_as
-            self.rate.take(identity)
             if command.destructive:
                 await self._approve(identity, command, target.name, arguments, rendered,
                                     runs_as, decision, record, confirm, live)
-            with self.host_gate.enter(target.name):
+            with self.host_gate.enter(target.name, identity):
                 ran_from = time.monotonic()
                 begin(record.pop("decision"))
                 log.info("%s runs %s on %s: %s", identity.display, command.name, target.name,
@@ -227,6 +251,10 @@ class AgentService:
                 except BaseException:
                     output.close()
                     raise
+                refusal = path_refusal(result.exit_status, result.stderr)
+                if refusal is not None:  # the host-side path check said no: nothing ran
+                    output.close()
+                    raise PathRefused(refusal.removeprefix("tailnet-agent: ").capitalize())
                 # Shown redacted, head and tail, the rest behind a handle (outputs.py).
                 result = self.outputs.present(result, identity, redact=command.redact)
                 if runs_as is not None:
@@ -235,6 +263,11 @@ class AgentService:
         except BaseException as exc:
             confirming = record.get("confirmed") is False
             outcome = "not-confirmed" if confirming else _outcome(exc)
+            if isinstance(exc, RateLimited) and not audit_started:
+                if not self.audit.limited(identity):
+                    raise  # counted in the window's `limited` record
+                # What a flood sends is not worth keeping, only recognising.
+                record["parameters"] = summary(dict(arguments), preview=False)
             if not audit_started and not isinstance(exc, AuditUnavailable):
                 decision_data = record.pop("decision", None)
                 if isinstance(exc, PolicyDenied):
@@ -244,15 +277,16 @@ class AgentService:
                 except AuditUnavailable:
                     raise exc from None
             if audit_started:
-                self.audit.end(call, identity, outcome=outcome,
-                               error=self._scrubbed(str(exc)[:500]))
+                # A cancelled call's exception text is SDK internals, not a reason.
+                error = "cancelled" if outcome == "cancelled" else str(exc)[:500]
+                self.audit.end(call, identity, outcome=outcome, error=self._scrubbed(error))
             reason = refusal_reason(exc)
             if reason is not None:
                 self.recorder.refused(reason)
             self.recorder.call_finished(**labels, outcome=outcome, seconds=None)
             if not isinstance(exc, asyncio.CancelledError | GeneratorExit):
                 # The operator watches this terminal: a failure is worth a line there.
-                log.warning("%s: %s on %s %s: %s", identity.display, command_name,
+                log.warning("%s: %s on %s %s: %s", identity.display, _short(command_name),
                             record.get("host") or "(no host)", outcome, _short(exc),
                             extra={**context, "outcome": outcome})
             raise
@@ -357,6 +391,31 @@ class AgentService:
             return command.runs_as(self.settings.host(host).become)
         except ConfigError:
             return command.runs_as()
+    def refused(self, identity: Identity, *, tool: str, command: str | None,
+                host: str | None, arguments: object, error: str) -> str:
+        """Record a call refused before it reached `run` (MCP schema validation, a palette
+        form, the chat's check before a confirmation), charging the caller's rate like any
+        call. Returns what to tell the caller: `error`, or the rate limit's message."""
+        call = self.audit.new_call_id()
+        outcome = "invalid"
+        parameters: object = arguments
+        try:
+            self.rate.take(identity)
+        except RateLimited as exc:
+            if not self.audit.limited(identity):
+                return str(exc)
+            outcome, error, parameters = "limited", str(exc), summary(arguments, preview=False)
+        self.audit.start(call, identity, tool=tool, command=command, host=host,
+                         parameters=self._scrubbed(parameters), decision=None)
+        self.audit.end(call, identity, outcome=outcome, error=self._scrubbed(error[:500]))
+        # Labels from a fixed set only: a refused call's tool name may be anything.
+        self.recorder.call_finished(tool=UNKNOWN,
+                                    command=command if command and command in self.catalog
+                                    else UNKNOWN,
+                                    host=self._host_label(host), outcome=outcome, seconds=None)
+        log.warning("%s: %s %s: %s", identity.display, _short(command or tool), outcome,
+                    _short(error))
+        return error
 
     def visible_commands(self, identity: Identity, category: str | None = None) -> list[Command]:
         """The catalog commands this caller may run somewhere (what list_commands shows),
@@ -383,18 +442,27 @@ class AgentService:
             )
         )
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self, identity: Identity) -> dict[str, Any]:
+        """The agent's state as this caller may see it: their hosts, their commands."""
         tailnet = await self.tailnet_status() if self.tailnet_status else {"mode": self.mode}
-        return {
+        visible = set(self.visible_hosts(identity))
+        hosts = await self.pool.connection_status()
+        default = self.settings.default_host
+        status: dict[str, Any] = {
             "mode": self.mode,
             "uptime_s": round(time.monotonic() - self.started, 1),
-            "catalog_commands": len(self.catalog),
-            "default_host": self.settings.default_host,
-            "hosts": await self.pool.connection_status(),
+            "catalog_commands": len(self.visible_commands(identity)),
+            "default_host": default if default in visible else None,
+            "hosts": {name: state for name, state in hosts.items() if name in visible},
             "tailnet": tailnet,
         }
+        if identity.is_operator:
+            status["policy"] = self.policy.source
+            status["audit"] = {"path": str(self.audit.path), "budget_bytes": self.audit.budget,
+                               "files_removed_for_budget": self.audit.removed}
+        return status
 
 
-def _short(exc: BaseException) -> str:
+def _short(exc: BaseException | str) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text if len(text) <= 200 else text[:200] + "..."

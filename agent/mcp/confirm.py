@@ -9,6 +9,7 @@ it raises NotConfirmed unless a person said yes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -59,6 +60,18 @@ def confirmation_check(name: str, outcome: ElicitationResult[Confirm] | None) ->
     return confirm
 
 
+def confirmation_message(command: str, host: str, arguments: dict[str, Any], rendered: str,
+                         *, runs_as: str | None = None) -> str:
+    """What the person confirming reads: the command, the host (and the user it runs as),
+    the parameters and the exact command line that will run (as the chat's confirm box
+    shows them)."""
+    shown = json.dumps(arguments, ensure_ascii=False, sort_keys=True) if arguments else "(none)"
+    elevated = f" as {runs_as}" if runs_as else ""
+    return (f"Run destructive command '{command}' on host '{host}'{elevated}?\n"
+            f"Parameters: {shown}\n"
+            f"It runs exactly: {rendered}")
+
+
 async def ask_confirmation(
     command: str, ctx: Context, host: str | None = None,
     parameters: dict[str, Any] | None = None,
@@ -66,7 +79,8 @@ async def ask_confirmation(
     """Resolver for execute_command: ask a person before a destructive command runs.
 
     Nobody is asked about a command the policy would refuse anyway, about a call a
-    time-limited approval still covers, or about one a second person must approve.
+    time-limited approval still covers, about one a second person must approve, nor
+    about arguments that do not validate (the call then fails with the validation error).
     """
     service = service_of(ctx)
     found = service.catalog.commands.get(command)
@@ -74,7 +88,7 @@ async def ask_confirmation(
         return NOT_ASKED
     identity = caller(service, ctx)
     try:
-        target = service.host(host)
+        target = service.host(host, identity)
         rendered = render(found, parameters or {})
     except (ConfigError, WhitelistError):
         return NOT_ASKED
@@ -84,9 +98,9 @@ async def ask_confirmation(
     if service.approvals.find(identity, target.name, rendered) is not None:
         return NOT_ASKED
     runs_as = service.runs_as(found, target.name)
-    elevated = f" as {runs_as}" if runs_as else ""
-    message = f"Run destructive command '{found.name}' on host '{target.name}'{elevated}?"
+    message = confirmation_message(found.name, target.name, parameters or {}, rendered,
+                                   runs_as=runs_as)
     if decision.approval_minutes:
-        message += (f" You may also approve identical calls ({rendered}) for up to "
+        message += (f"\nYou may also approve identical calls for up to "
                     f"{decision.approval_minutes} minutes.")
     return Elicit(message, confirm_for(decision.approval_minutes))

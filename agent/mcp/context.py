@@ -1,28 +1,87 @@
-"""Who is calling a tool, and the service behind the server, from an MCP request context."""
+"""Who is calling a tool, the service behind the server, and calls refused before our tools.
+
+The SDK validates a call's arguments against the tool's schema (and looks the tool
+up) before any of our code runs. `AgentMCPServer.call_tool` wraps that step: a call
+refused there is audited and charged to the caller's rate like any other refusal,
+and its message is ours (what was wrong, no pydantic help links, no 100 KB echo).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import InputRequiredResult
-from pydantic import AnyUrl
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, InputRequiredResult
+from pydantic import AnyUrl, ValidationError
 
-from agent.core.identity import Identity, local_user_identity
+from agent.core.errors import NoCallerIdentity
+from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.web.middleware.identity import request_identity
+from whitelist.errors import shown
 
 from .resources import read_for_caller
 
 # The chat's in-process client names its user with a token under this `_meta` key.
 IDENTITY_META_KEY = "tailnet-agent/identity"
 
+NO_CALLER = (
+    "this call carries no caller identity (no HTTP request, no chat token), so it was "
+    "refused; connect over the agent's HTTP endpoint or its chat page"
+)
+
 
 class AgentMCPServer(MCPServer):
     """The SDK server, plus the service its module-level resolvers reach through `ctx`."""
 
     service: AgentService
+    # Over stdio the caller is the person who started us; nowhere else is there a default.
+    stdio_caller: Identity | None = None
+
+    def caller(self, ctx: Context) -> Identity:
+        """The identity behind a tool call.
+
+        Over HTTP it is what IdentityMiddleware resolved for the request. With no HTTP
+        request, an identity token in `_meta` names the chat's user; over stdio it is the
+        local user who started us. Anything else is refused (fail closed).
+        """
+        rc = ctx.request_context
+        if rc.request is not None:
+            return request_identity(rc.request)
+        meta = rc.meta or {}
+        if isinstance(meta, dict):
+            token = meta.get(IDENTITY_META_KEY)
+        else:
+            token = getattr(meta, IDENTITY_META_KEY, None)
+        identity = self.service.identity_tokens.resolve(token) or self.stdio_caller
+        if identity is None:
+            raise NoCallerIdentity(NO_CALLER)
+        return identity
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            message = _refusal(name, exc)
+            if message is None or context is None:
+                raise
+            try:
+                identity = self.caller(context)
+            except NoCallerIdentity:
+                raise ToolError(NO_CALLER) from None
+            command = arguments.get("command") if name == "execute_command" else None
+            host = arguments.get("host")
+            message = self.service.refused(
+                identity, tool=name if len(name) <= 64 else shown(name, 64),
+                arguments=arguments, error=message,
+                command=command if isinstance(command, str) else None,
+                host=host if isinstance(host, str) else None)
+            raise ToolError(message) from None
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context | None = None
@@ -35,25 +94,37 @@ class AgentMCPServer(MCPServer):
         return await super().read_resource(uri, context)
 
 
+def _refusal(tool: str, exc: ToolError) -> str | None:
+    """Our message for a call the SDK refused before the tool ran (None: not such a call)."""
+    cause = exc.__cause__
+    if isinstance(cause, ValidationError):
+        problems = []
+        for error in cause.errors(include_url=False)[:5]:
+            where = ".".join(str(part) for part in error["loc"]) or "(arguments)"
+            problems.append(f"{shown(where, 60)}: {error['msg']}")
+        more = f" (and {cause.error_count() - 5} more)" if cause.error_count() > 5 else ""
+        return (f"invalid arguments for tool {shown(tool, 64)}: {'; '.join(problems)}{more}. "
+                "See the tool's input schema (tools/list).")
+    if cause is None and str(exc).startswith("Unknown tool: "):
+        return f"unknown tool {shown(tool, 64)}; tools/list shows the tools you can use"
+    return None
+
+
 def service_of(ctx: Context) -> AgentService:
+    return server_of(ctx).service
+
+
+def server_of(ctx: Context) -> AgentMCPServer:
     server = ctx.mcp_server
     assert isinstance(server, AgentMCPServer)
-    return server.service
+    return server
 
 
 def caller(service: AgentService, ctx: Context) -> Identity:
-    """The identity behind a tool call.
+    """The identity behind a tool call (see AgentMCPServer.caller); a tool raises a tool
+    error when there is none."""
+    try:
+        return server_of(ctx).caller(ctx)
+    except NoCallerIdentity as exc:
+        raise ToolError(str(exc)) from None
 
-    Over HTTP it is what IdentityMiddleware resolved for the request. With no HTTP
-    request (stdio, or the chat's in-process client) an identity token in `_meta`
-    names the chat user; otherwise the caller is the local user who started us.
-    """
-    rc = ctx.request_context
-    if rc.request is not None:
-        return request_identity(rc.request)
-    meta = rc.meta or {}
-    if isinstance(meta, dict):
-        token = meta.get(IDENTITY_META_KEY)
-    else:
-        token = getattr(meta, IDENTITY_META_KEY, None)
-    return service.identity_tokens.resolve(token) or local_user_identity("local-operator")

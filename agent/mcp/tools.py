@@ -24,6 +24,7 @@ from agent.core.identity import Identity
 from agent.core.outputs import MAX_PAGE
 from agent.core.service import AgentService
 from whitelist import WhitelistError
+from whitelist.errors import shown
 
 from .confirm import ask_confirmation, confirmation_check
 from .context import AgentMCPServer, caller
@@ -83,7 +84,9 @@ READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempot
                             open_world_hint=False)
 
 
-def build_mcp_server(service: AgentService) -> MCPServer:
+def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = None) -> MCPServer:
+    """The MCP server over `service`; `stdio_caller` is who every call is from over stdio
+    (elsewhere calls without an HTTP request or a chat token are refused)."""
     mcp = AgentMCPServer(
         "tailnet-agent",
         version=__version__,
@@ -96,6 +99,7 @@ def build_mcp_server(service: AgentService) -> MCPServer:
     mcp.service = service
     register_resources(mcp)
     register_prompts(mcp, service)
+    mcp.stdio_caller = stdio_caller
 
     async def run(
         ctx: Context,
@@ -129,11 +133,8 @@ def build_mcp_server(service: AgentService) -> MCPServer:
     @mcp.tool(annotations=READ_ONLY)
     async def server_status(ctx: Context) -> dict[str, Any]:
         """The agent's own state: mode, tailnet state, SSH connections per host."""
-        status = await service.status()
-        # Only the hosts this caller may use: addresses and users are worth hiding.
-        allowed = set(service.policy.hosts_for(caller(service, ctx), status["hosts"]))
-        status["hosts"] = {k: v for k, v in status["hosts"].items() if k in allowed}
-        return status
+        # Only what this caller may use: their hosts, their commands, no policy path.
+        return await service.status(caller(service, ctx))
 
     @mcp.tool(annotations=READ_ONLY)
     async def list_commands(
@@ -147,7 +148,7 @@ def build_mcp_server(service: AgentService) -> MCPServer:
         known = sorted({c.category for c in service.visible_commands(identity)})
         commands = service.visible_commands(identity, category)
         if category and not commands:
-            raise ToolError(f"unknown category {category!r} (or nothing in it that you may "
+            raise ToolError(f"unknown category {shown(category)} (or nothing in it that you may "
                             f"run); categories you can use: {', '.join(known) or 'none'}")
         return CommandList(commands=[command_info(c, service.runs_as(c)) for c in commands],
                            categories=known)

@@ -7,13 +7,13 @@ fast path (agent/ssh/shell.py) cannot take.
 from __future__ import annotations
 
 import asyncio
-from contextlib import suppress
 
 import asyncssh
 
 from agent.core.spool import CommandOutput
 
 from .output import STDERR, STDOUT
+from .reap import PgidReader
 
 # After the remote `timeout` should have fired (and its KILL 2 s later), give the
 # channel this long before killing it from our side.
@@ -29,10 +29,11 @@ class CappedSession(asyncssh.SSHClientSession[bytes]):
         self.exit_signal: str | None = None
         self.lost: Exception | None = None  # set when the connection died under the channel
         self.done: asyncio.Event = asyncio.Event()
-        self._chan: asyncssh.SSHClientChannel[bytes] | None = None
+        self.reader = PgidReader()  # the wrapper's report of the command's process group
+        self.chan: asyncssh.SSHClientChannel[bytes] | None = None
 
     def connection_made(self, chan: asyncssh.SSHClientChannel[bytes]) -> None:
-        self._chan = chan
+        self.chan = chan
 
     @property
     def overflow(self) -> dict[int | None, bool]:
@@ -40,12 +41,17 @@ class CappedSession(asyncssh.SSHClientSession[bytes]):
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         stderr = bool(datatype)
-        if self.output.spool(stderr).overflow:
+        if stderr:
+            data = self.reader.feed(data)  # the wrapper's report is not the command's output
+        self._keep(stderr, data)
+
+    def _keep(self, stderr: bool, data: bytes) -> None:
+        if not data or self.output.spool(stderr).overflow:
             return
-        if not self.output.feed(stderr, data) and self._chan is not None:
+        if not self.output.feed(stderr, data) and self.chan is not None:
             # Stop the transfer: keeping memory bounded is not enough, output past the
             # cap should not cross the tailnet only to be thrown away.
-            self._chan.close()
+            self.chan.close()
 
     def exit_status_received(self, status: int) -> None:
         self.exit_status = status
@@ -54,6 +60,7 @@ class CappedSession(asyncssh.SSHClientSession[bytes]):
         self.exit_signal = signal
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._keep(True, self.reader.flush())
         self.lost = exc
         self.done.set()
 
@@ -62,23 +69,13 @@ class CappedSession(asyncssh.SSHClientSession[bytes]):
 
 
 async def wait_exec(
-    chan: asyncssh.SSHClientChannel[bytes],
     session: CappedSession,
     timeout: float,  # noqa: ASYNC109 - the remote `timeout` enforces it, we back it up
 ) -> bool:
-    """Wait for the command to end; True when we had to kill it from our side."""
-    client_killed = False
+    """Wait for the command to end; True when it outlived our backup timer (the caller
+    then stops its process group, see agent.ssh.reap)."""
     try:
-        try:
-            await asyncio.wait_for(session.done.wait(), timeout + CLIENT_GRACE_SECONDS)
-        except TimeoutError:
-            client_killed = True
-            with suppress(Exception):
-                chan.send_signal("KILL")
-    finally:
-        # Also runs when our caller is cancelled: never leave a channel open.
-        chan.close()
-    if client_killed:
-        with suppress(TimeoutError):
-            await asyncio.wait_for(chan.wait_closed(), CLIENT_GRACE_SECONDS)
-    return client_killed
+        await asyncio.wait_for(session.done.wait(), timeout + CLIENT_GRACE_SECONDS)
+    except TimeoutError:
+        return True
+    return False

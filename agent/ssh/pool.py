@@ -1,6 +1,6 @@
 """Run whitelisted commands on hosts over SSH: one pooled asyncssh connection per host.
 
-Each host gets one connection, opened lazily under a per-host lock (connect.py),
+Each host gets one connection, opened lazily by one attempt at a time (connect.py),
 reused, and reopened after a drop. `ChannelSlots` bounds the channels open per
 connection below sshd's MaxSessions. Commands arrive already rendered by the
 whitelist and are sent only as `wrap_for_exec(...)` produces them; this package
@@ -10,6 +10,13 @@ Two ways to run a command: short read-only ones go to a persistent shell channel
 (the fast path, shell.py: about 1.3 ms less per call on loopback); destructive or
 long ones, and anything the fast path cannot take, get their own exec channel
 (exec.py). Both report through output.to_result.
+
+A call given up before its command ended (the caller cancelled, the client went
+away, our backup timer fired) stops the command's whole process group on the host
+first, and only then closes its channel and frees its slot, so nothing it started
+keeps running or keeps an sshd session (giveup.py, reap.py). Channel opens run
+shielded, so a cancel never leaves a half-open channel behind. Cancelling the task
+that awaits `SSHPool.run` is all a front end has to do.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +48,9 @@ from .errors import (
     TimeoutMissing,
 )
 from .exec import CLIENT_GRACE_SECONDS, CappedSession, wait_exec
+from .giveup import GiveUp, after_open, kill_group, stop_channel
 from .output import to_result
+from .reap import PgidReader, Reaper
 from .shell import Shell, ShellUnusable, open_shell
 from .slots import ChannelSlots
 
@@ -55,19 +64,24 @@ FAST_PATH_MAX_TIMEOUT = 60.0
 SHELL_OPEN_TIMEOUT_SECONDS = 10.0
 # After this many shells in a row failed to open cleanly, a host uses exec only.
 SHELL_FAILURES_BEFORE_OFF = 3
+KILL_WAIT_ON_CLOSE = 5.0
 
 
 @dataclass
 class _HostState:
     config: HostConfig
     slots: ChannelSlots
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    connecting: asyncio.Task[asyncssh.SSHClientConnection] | None = None
     conn: asyncssh.SSHClientConnection | None = None
     last_error: str | None = None
     last_failure: SSHError | None = None
     attempts: int = 0  # connection attempts so far, successful or not
     shell_ok: bool | None = None
     shell_failures: int = 0  # persistent shells that failed to open, in a row
+    reaper: Reaper = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reaper = Reaper(self.config.name)
 
     def live(self) -> asyncssh.SSHClientConnection | None:
         if self.conn is not None and not self.conn.is_closed():
@@ -100,6 +114,7 @@ class SSHPool:
         self._hosts = {
             name: _HostState(cfg, ChannelSlots(max_sessions)) for name, cfg in hosts.items()
         }
+        self._giveup = GiveUp()
 
     # -- public API ---------------------------------------------------------
 
@@ -130,16 +145,37 @@ class SSHPool:
             if fast is not None:
                 return fast
         await state.slots.acquire()
+        holding = True  # our slot; when we give up, the stop frees it once the tree is gone
+        given_up = asyncio.Event()
         try:
             started = time.monotonic()
-            chan, session = await self._open_exec(state, wrapped, command_name, output)
-            client_killed = await wait_exec(chan, session, timeout)
+            opening = asyncio.create_task(
+                self._open_exec(state, wrapped, command_name, output, given_up))
+            try:
+                chan, session = await asyncio.shield(opening)
+                client_killed = await wait_exec(session, timeout)
+            except asyncio.CancelledError:
+                holding = False
+                given_up.set()
+                await self._giveup.run(after_open(
+                    opening, lambda opened: stop_channel(state.reaper, opened[0],
+                                                         opened[1].reader),
+                    state.slots.release))
+                raise
+            if client_killed:
+                await stop_channel(state.reaper, chan, session.reader)
+            chan.close()
             elapsed = time.monotonic() - started
         finally:
-            state.slots.release()
+            if holding:
+                state.slots.release()
         return to_result(session, host=host, command_name=command_name, rendered=rendered,
                          max_output=max_output, timeout=timeout, elapsed=elapsed,
                          client_killed=client_killed)
+
+    def stopped(self, host: str) -> int:
+        """Process groups killed on `host` after their callers gave up (since start)."""
+        return self._state(host).reaper.killed
 
     async def connection_status(self) -> dict[str, dict[str, Any]]:
         return {
@@ -182,8 +218,13 @@ class SSHPool:
         return (time.monotonic() - started) * 1000
 
     async def close(self) -> None:
+        await self._giveup.wait(KILL_WAIT_ON_CLOSE)  # kills still on their way first
         conns = [s.conn for s in self._hosts.values() if s.conn is not None]
         for state in self._hosts.values():
+            if state.connecting is not None and not state.connecting.done():
+                # An attempt nobody needs any more: whatever it opens is closed at once.
+                state.connecting.add_done_callback(_close_opened)
+                state.connecting.cancel()
             state.conn = None
             state.slots.close_idle()
         for conn in conns:
@@ -201,29 +242,32 @@ class SSHPool:
             raise UnknownHost(host, self._hosts) from None
 
     async def _connection(self, state: _HostState) -> asyncssh.SSHClientConnection:
+        """The host's live connection, or the one being opened (one attempt at a time,
+        shared by every caller waiting for it, failure included). The attempt runs as its
+        own task: a caller who is cancelled meanwhile leaves at once (asyncssh's connect
+        can swallow a cancel on Python 3.11), and the connection is kept for the next."""
         conn = state.live()
         if conn is not None:
             return conn
-        attempts_seen = state.attempts
-        async with state.lock:  # two callers must not open two connections
-            conn = state.live()
-            if conn is not None:
-                return conn
-            if state.attempts != attempts_seen and state.last_failure is not None:
-                # An attempt failed while we queued for the lock: share its answer
-                # instead of making every waiting caller sit through connect_timeout.
-                raise state.last_failure
-            state.conn = None
-            state.attempts += 1
-            try:
-                conn = await connect(state.config, connector=self._connector,
-                                     timeout=self._connect_timeout)
-            except SSHError as exc:
-                state.failed(exc)
-                raise
-            state.conn, state.last_error, state.last_failure = conn, None, None
-            state.shell_ok = True
-            return conn
+        if state.connecting is None or state.connecting.done():
+            state.connecting = asyncio.create_task(self._connect(state))
+            # Retrieved here, so that an attempt nobody waits for any more is not reported
+            # as an exception never retrieved.
+            state.connecting.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return await asyncio.shield(state.connecting)
+
+    async def _connect(self, state: _HostState) -> asyncssh.SSHClientConnection:
+        state.conn = None
+        state.attempts += 1
+        try:
+            conn = await connect(state.config, connector=self._connector,
+                                 timeout=self._connect_timeout)
+        except SSHError as exc:
+            state.failed(exc)
+            raise
+        state.conn, state.last_error, state.last_failure = conn, None, None
+        state.shell_ok = True
+        return conn
 
     # -- commands -----------------------------------------------------------
 
@@ -241,26 +285,32 @@ class SSHPool:
         conn = await self._connection(state)  # connection errors are the same on both paths
         shell = await state.slots.take_shell(lambda s: s.usable(conn))
         if shell is None:
-            shell = await self._new_shell(state, conn)
+            opening = asyncio.create_task(self._new_shell(state, conn))
+            try:
+                shell = await asyncio.shield(opening)
+            except asyncio.CancelledError:
+                await self._giveup.run(after_open(opening, self._discarder(state), _nothing))
+                raise
             if shell is None:
                 return None
         started = time.monotonic()
         call = shell.start(wrapped, output)
         client_killed = False
-        keep = False
         try:
-            try:
-                await asyncio.wait_for(call.done.wait(), timeout + CLIENT_GRACE_SECONDS)
-            except TimeoutError:
-                client_killed = True
-            # A command the remote `timeout` stopped leaves a shell we no longer trust.
-            keep = call.clean and call.exit_status not in (124, 137)
-        finally:
-            # Also runs when our caller is cancelled: a half-read frame is never reused.
-            if keep:
-                state.slots.give_back(shell)
-            else:
-                state.slots.discard(shell)
+            await asyncio.wait_for(call.done.wait(), timeout + CLIENT_GRACE_SECONDS)
+        except TimeoutError:
+            client_killed = True
+            await kill_group(state.reaper, shell.chan, call.reader)
+        except BaseException:
+            # Cancelled: stop what the frame runs, then drop the shell (a half-read frame
+            # is never reused) and free the slot, in that order.
+            await self._giveup.run(self._stop_shell(state, shell, call.reader))
+            raise
+        # A command the remote `timeout` stopped leaves a shell we no longer trust.
+        if call.clean and call.exit_status not in (124, 137) and not client_killed:
+            state.slots.give_back(shell)
+        else:
+            state.slots.discard(shell)
         if call.lost is not None and not call.started and call.doubt is None:
             # The shell was gone before it printed anything for this call, so the
             # command almost certainly did not start, and fast-path commands are
@@ -277,12 +327,36 @@ class SSHPool:
                          rendered=rendered, max_output=max_output, timeout=timeout,
                          elapsed=elapsed, client_killed=client_killed)
 
+    async def _stop_shell(self, state: _HostState, shell: Shell, reader: PgidReader) -> None:
+        try:
+            await kill_group(state.reaper, shell.chan, reader)
+        finally:
+            state.slots.discard(shell)
+
+    @staticmethod
+    def _discarder(state: _HostState) -> Callable[[Shell], Coroutine[Any, Any, None]]:
+        async def discard(shell: Shell) -> None:
+            state.slots.discard(shell)  # no command was sent to it
+        return discard
+
+    async def _open_shell(self, conn: asyncssh.SSHClientConnection) -> Shell:
+        for refusals in range(OPEN_RETRIES + 1):
+            try:
+                return await open_shell(conn, SHELL_OPEN_TIMEOUT_SECONDS)
+            except asyncssh.ChannelOpenError:
+                # sshd frees a closed session a moment late (see _open_exec): not a failure
+                # of persistent shells, a refusal to retry.
+                if refusals == OPEN_RETRIES or conn.is_closed():
+                    raise
+                await asyncio.sleep(0.005 * 2 ** (refusals + 1))
+        raise AssertionError("unreachable")
+
     async def _new_shell(
         self, state: _HostState, conn: asyncssh.SSHClientConnection
     ) -> Shell | None:
         """Open a shell in the slot the caller holds; on failure give the slot back."""
         try:
-            shell = await open_shell(conn, SHELL_OPEN_TIMEOUT_SECONDS)
+            shell = await self._open_shell(conn)
         except (OSError, TimeoutError, asyncssh.Error, ShellUnusable) as exc:
             state.slots.release()
             if not conn.is_closed():
@@ -301,7 +375,8 @@ class SSHPool:
         return shell
 
     async def _open_exec(
-        self, state: _HostState, wrapped: str, command_name: str, output: CommandOutput
+        self, state: _HostState, wrapped: str, command_name: str, output: CommandOutput,
+        given_up: asyncio.Event,
     ) -> tuple[asyncssh.SSHClientChannel[bytes], CappedSession]:
         host = state.config
         reconnected = False
@@ -315,6 +390,9 @@ class SSHPool:
                 nonlocal opened
                 opened = True
                 return CappedSession(output)
+
+            if given_up.is_set():  # the caller left while we connected: start nothing
+                raise ConnectionAbortedError("the call was given up before its command started")
 
             try:
                 chan, session = await conn.create_session(factory, wrapped, encoding=None)
@@ -351,3 +429,12 @@ class SSHPool:
             chan.write_eof()
             assert isinstance(session, CappedSession)
             return chan, session
+
+
+def _nothing() -> None:
+    """An open that failed or was discarded has given its slot back already."""
+
+
+def _close_opened(attempt: asyncio.Task[asyncssh.SSHClientConnection]) -> None:
+    if not attempt.cancelled() and attempt.exception() is None:
+        attempt.result().close()

@@ -41,6 +41,8 @@ import asyncssh
 
 from agent.core.spool import CommandOutput
 
+from .reap import PgidReader
+
 SHELL_COMMAND = "exec /bin/sh"  # fixed; the login shell only has to parse this
 # Shells unused this long are closed when the pool next looks at them.
 IDLE_SECONDS = 300.0
@@ -69,8 +71,10 @@ def frame(wrapped: str, token: str) -> str:
 class FrameStream:
     """One stream (stdout or stderr) of one call: start marker, body, end marker + status."""
 
-    def __init__(self, token: str, keep: Callable[[bytes], bool]) -> None:
+    def __init__(self, token: str, keep: Callable[[bytes], bool],
+                 reader: PgidReader | None = None) -> None:
         self._start = f"S{token}\n".encode()
+        self._reader = reader  # stderr: takes the wrapper's process-group report off
         self._end = f"E{token} ".encode()
         self._buf = b""
         self._keep_body = keep  # stores body bytes; False once the stream's cap was reached
@@ -110,8 +114,9 @@ class FrameStream:
         if self.state == "body":
             at = buf.find(self._end)
             if at < 0:
-                # Hold back a tail that may be the first part of a split end marker.
-                hold = min(len(buf), len(self._end) - 1)
+                # Hold back a tail that may be the first part of a split end marker (only
+                # that: the process-group report must get through while the command runs).
+                hold = self._marker_start(buf)
                 self._keep(buf[: len(buf) - hold])
                 self._buf = buf[len(buf) - hold :]
                 return
@@ -137,7 +142,16 @@ class FrameStream:
             if buf[newline + 1 :]:
                 self.doubt = "output after the end marker"
 
+    def _marker_start(self, buf: bytes) -> int:
+        """Length of the longest tail of `buf` that begins the end marker."""
+        for size in range(min(len(buf), len(self._end) - 1), 0, -1):
+            if self._end.startswith(buf[-size:]):
+                return size
+        return 0
+
     def _keep(self, data: bytes) -> None:
+        if self._reader is not None:
+            data = self._reader.feed(data)  # the wrapper's report is not the command's output
         if data and not self._keep_body(data):
             self.overflow = True
 
@@ -146,6 +160,10 @@ class FrameStream:
         if self.state == "body" and self._buf:
             self._keep(self._buf)
             self._buf = b""
+        if self._reader is not None:
+            held = self._reader.flush()
+            if held:
+                self._keep(held)
 
 
 
@@ -155,9 +173,11 @@ class ShellCall:
     def __init__(self, token: str, output: CommandOutput) -> None:
         self.token = token
         self.output = output
+        self.reader = PgidReader()  # the wrapper's report of the command's process group
         self.streams = {
             None: FrameStream(token, lambda data: output.feed(False, data)),
-            asyncssh.EXTENDED_DATA_STDERR: FrameStream(token, lambda data: output.feed(True, data)),
+            asyncssh.EXTENDED_DATA_STDERR: FrameStream(
+                token, lambda data: output.feed(True, data), self.reader),
         }
         self.done = asyncio.Event()
         self.lost: Exception | None = None

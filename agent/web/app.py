@@ -4,7 +4,8 @@ behind the identity gate; and the local operator's app on a unix socket.
 Request path, outermost first: HostOriginMiddleware (is this request addressed to
 one of our names?), the response counter (metrics), IdentityMiddleware (who is
 calling? nobody vouches -> 403), BodyLimitMiddleware (413 over 1 MiB on /mcp, 64 KiB
-elsewhere), then the routes.
+elsewhere), then the routes; /mcp goes through SessionGuard (sessions owned and capped
+per identity, calls of vanished clients cancelled) to the SDK's endpoint.
 The MCP SDK's own Host check is switched off because ours
 covers every route with the node's tailnet names, which the SDK cannot know.
 """
@@ -17,14 +18,16 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from agent.core.identity import local_user_identity
 from agent.core.readiness import ReadinessCheck
 from agent.core.service import AgentService
+from agent.settings import Settings
 
 from .health import health_routes
+from .mcp_sessions import SessionGuard, SessionLimits
 from .metrics import AgentMetrics
 from .middleware.body_limit import BodyLimitMiddleware
 from .middleware.host_origin import HostOriginMiddleware
@@ -36,13 +39,21 @@ MCP_BODY_LIMIT = 1024 * 1024
 CHAT_BODY_LIMIT = 64 * 1024
 
 
-def _mcp_route(mcp: MCPServer) -> BaseRoute:
+def _mcp_route(mcp: MCPServer, settings: Settings) -> tuple[BaseRoute, SessionGuard]:
+    limits = SessionLimits(per_identity=settings.mcp_sessions_per_identity,
+                           total=settings.mcp_max_sessions,
+                           idle_timeout=settings.mcp_session_idle)
     sdk_app = mcp.streamable_http_app(
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        session_idle_timeout=limits.idle_timeout,
+        # Ours is the cap that counts (SessionGuard); the SDK's is a backstop above it.
+        max_sessions=limits.total + 16,
+        max_request_body_size=MCP_BODY_LIMIT,
     )
     for route in sdk_app.routes:
-        if getattr(route, "path", None) == "/mcp":
-            return route
+        if isinstance(route, Route) and route.path == "/mcp":
+            guard = SessionGuard(route.app, limits)
+            return Route("/mcp", endpoint=guard), guard
     raise RuntimeError("the MCP SDK app has no /mcp route; has its layout changed?")
 
 
@@ -63,12 +74,14 @@ def build_http_app(
         async with mcp.session_manager.run():
             yield
 
+    mcp_route, sessions = _mcp_route(mcp, service.settings)
     routes: list[BaseRoute] = [
-        _mcp_route(mcp),
+        mcp_route,
         *health_routes(service, readiness, metrics),
         *extra_routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.mcp_sessions = sessions
     limited = BodyLimitMiddleware(app, [("/mcp", MCP_BODY_LIMIT)], default=CHAT_BODY_LIMIT)
     counted = metrics.count_responses(IdentityMiddleware(limited, resolver))
     return HostOriginMiddleware(counted, allowed_names)

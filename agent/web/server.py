@@ -1,5 +1,10 @@
 """Running the HTTP app: bind, announce, serve, and shut down in a fixed order.
 
+Before it binds, the server raises its soft descriptor limit to the hard one, puts
+ConnectionGuard (connections.py: read timeouts, caps per peer and in all, below the
+descriptor limit) in front of uvicorn's h11 protocol, and rate-limits repeated log
+records (log_limit.py).
+
 Shutdown order (each step only after the one before it finished):
 1. stop accepting HTTP and let in-flight requests finish (uvicorn's graceful exit);
 2. close the SSH connections (in-flight commands have ended with their requests);
@@ -24,6 +29,16 @@ from starlette.types import ASGIApp
 from agent.core.errors import ConfigError, PortInUse
 from agent.core.service import AgentService
 from agent.logs import say
+from agent.settings import Settings
+
+from . import log_limit
+from .connections import (
+    ConnectionGuard,
+    ConnectionLimits,
+    PeerKey,
+    fitting,
+    raise_descriptor_limit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +56,22 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    return ConnectionLimits(total=settings.http_max_connections,
+                            per_peer=settings.http_connections_per_peer,
+                            header_timeout=settings.http_header_timeout,
+                            body_timeout=settings.http_body_timeout)
+
+
 class HTTPServer:
     """uvicorn on one loopback port, started in the background of the current loop."""
 
-    def __init__(self, app: ASGIApp, *, port: int, log_level: str = "warning") -> None:
+    def __init__(self, app: ASGIApp, *, port: int, log_level: str = "warning",
+                 limits: ConnectionLimits | None = None, peer_key: PeerKey | None = None
+                 ) -> None:
+        descriptors = raise_descriptor_limit()
+        self.guard = ConnectionGuard(fitting(limits or ConnectionLimits(), descriptors),
+                                     peer_key)
         config = uvicorn.Config(
             app,
             host="127.0.0.1",  # never a non-loopback interface; tailnet peers arrive via tailscaled
@@ -54,6 +81,8 @@ class HTTPServer:
             server_header=False,
             timeout_graceful_shutdown=10,
             log_config=None,  # uvicorn's records go through our handler (text or JSON)
+            http=self.guard.protocol(),
+            backlog=self.guard.limits.backlog,
         )
         self.server = _Uvicorn(config)
         self._task: asyncio.Task[None] | None = None
@@ -80,6 +109,8 @@ class HTTPServer:
 
     async def start(self) -> int:
         """Start serving; return the bound port once the server accepts connections."""
+        log_limit.install()
+        log_limit.install(logging.getLogger("uvicorn"))
         self._task = asyncio.create_task(self.server.serve(sockets=[self._bind()]))
         while not self.server.started:
             if self._task.done():
@@ -98,6 +129,7 @@ class HTTPServer:
         if self.server.should_exit:
             self.server.force_exit = True
         self.server.should_exit = True
+        self.guard.shutdown()
 
 
 def announce(lines: Sequence[str]) -> None:
@@ -112,9 +144,11 @@ async def serve_app(
     port: int,
     banner: Sequence[str],
     url_host: str = "127.0.0.1",
+    peer_key: PeerKey | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then shut down in the order written above."""
-    http = HTTPServer(app, port=port)
+    http = HTTPServer(app, port=port, limits=connection_limits(service.settings),
+                      peer_key=peer_key)
     bound = await http.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

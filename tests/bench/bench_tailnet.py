@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2
 from mcp import Client
@@ -35,8 +36,9 @@ class Topology:
     known_hosts: Path  # the sshd key pinned under the server's tailnet address
 
     @contextlib.asynccontextmanager
-    async def client(self, url: str | None = None) -> AsyncIterator[Client]:
-        """An MCP client dialing `url` (default: the agent) through the client node."""
+    async def client(self, url: str | None = None, **options: Any) -> AsyncIterator[Client]:
+        """An MCP client dialing `url` (default: the agent) through the client node;
+        `options` go to mcp.Client (an elicitation callback, say)."""
         host, port = self.client_node.socks5
         deadline = time.monotonic() + 60
         while True:  # the client node may not have the agent in its netmap yet
@@ -45,7 +47,7 @@ class Topology:
                                       timeout=httpx2.Timeout(30.0))
             try:
                 mcp = await stack.enter_async_context(
-                    Client(streamable_http_client(url or self.url, http_client=http)))
+                    Client(streamable_http_client(url or self.url, http_client=http), **options))
                 await mcp.list_tools()  # proves the path end to end
             except Exception:
                 await stack.aclose()
@@ -59,7 +61,8 @@ class Topology:
 
 
 @contextlib.asynccontextmanager
-async def tailnet_topology(sshd: Sshd, work: Path) -> AsyncIterator[Topology]:
+async def tailnet_topology(sshd: Sshd, work: Path, extra_env: dict[str, str] | None = None
+                           ) -> AsyncIterator[Topology]:
     binaries = ensure_binaries()
     net_dir = work / "tailnet"
     net_dir.mkdir(mode=0o700)
@@ -76,7 +79,7 @@ async def tailnet_topology(sshd: Sshd, work: Path) -> AsyncIterator[Topology]:
         pinned = sshd.known_hosts.read_text().split(None, 1)[1]
         known_hosts.write_text(f"[{server_ip}]:{sshd.port} {pinned}")
         env = {**agent_env(sshd, work, address=server_ip, known_hosts=known_hosts),
-               **tailnet.env(user="agent", hostname="bench-agent")}
+               **tailnet.env(user="agent", hostname="bench-agent"), **(extra_env or {})}
         agent, url, startup = start_agent(env)
         yield Topology(agent, url, startup, client_node, f"{server_ip}:{sshd.port}", known_hosts)
     finally:

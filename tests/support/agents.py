@@ -15,9 +15,10 @@ from agent.core.identity import Identity, local_user_identity
 from agent.core.service import AgentService, StatusProvider
 from agent.inventory import HostConfig
 from agent.settings import Settings
+from agent.web.connections import ConnectionLimits, PeerKey
 from agent.web.middleware.host_origin import LOOPBACK_NAMES
-from agent.web.middleware.identity import fixed_resolver
-from agent.web.server import HTTPServer
+from agent.web.middleware.identity import IdentityResolver, fixed_resolver
+from agent.web.server import HTTPServer, connection_limits
 from whitelist import Catalog
 
 
@@ -51,22 +52,26 @@ async def running_agent(
     mode: str = "local",
     chat_options: ChatOptions | None = None,
     tailnet_status: StatusProvider | None = None,
+    resolver: IdentityResolver | None = None,
+    limits: ConnectionLimits | None = None,
+    peer_key: PeerKey | None = None,
 ) -> AsyncIterator[RunningAgent]:
     """Serve the agent on 127.0.0.1:<free port>; every caller is `identity` (default: the
-    local user, as in `serve --local`)."""
+    local user, as in `serve --local`), or whoever `resolver` says."""
     if catalogs:
         settings = dataclasses.replace(
             settings, catalog_files=(*settings.catalog_files, *catalogs))
     agent = build_agent(
         settings,
         mode=mode,
-        resolver=fixed_resolver(identity or local_user_identity("local")),
+        resolver=resolver or fixed_resolver(identity or local_user_identity("local")),
         allowed_names=LOOPBACK_NAMES,
         catalog=catalog,
         chat_options=chat_options,
         tailnet_status=tailnet_status,
     )
-    http = HTTPServer(agent.app, port=0)
+    http = HTTPServer(agent.app, port=0, limits=limits or connection_limits(settings),
+                      peer_key=peer_key)
     port = await http.start()
     try:
         yield RunningAgent(base=f"http://127.0.0.1:{port}", agent=agent)

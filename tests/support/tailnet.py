@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -55,7 +56,8 @@ from .components import missing
 TAILSCALE_VERSION = "v1.98.8"
 HEADSCALE_VERSION = "v0.29.2"
 REPO = Path(__file__).resolve().parents[2]
-BIN_CACHE = REPO / ".cache" / "tailnet-bin"
+# TAILNET_AGENT_BIN_CACHE moves it (a checkout whose .cache cannot be written).
+BIN_CACHE = Path(os.environ.get("TAILNET_AGENT_BIN_CACHE") or REPO / ".cache" / "tailnet-bin")
 BASE_DOMAIN = "tailnet.test"
 # headscale refuses less than 65 s; short enough that a crashed test's ephemeral
 # nodes go away during a session.
@@ -88,8 +90,10 @@ _GO_HINT = (
 @dataclass(frozen=True)
 class TailnetBinaries:
     headscale: Path
-    tailscaled: Path
+    tailscaled: Path  # a full build: test peers (servers serving Tailscale SSH, clients)
     tailscale: Path
+    # What the executable embeds (build/tailscaled.sh: the omit tags): the agent's own node.
+    agent_tailscaled: Path | None = None
 
 
 class BuildError(RuntimeError):
@@ -220,10 +224,30 @@ def build_binaries(go: str | None = None) -> TailnetBinaries:
     return TailnetBinaries(*(_cached_path(n) for n in names))
 
 
+TRIMMED = REPO / "build" / "work" / "tailscaled-bin" / "tailscaled"
+TRIMMED_MARK = "-tailnet-agent-trimmed"
+
+
+def build_trimmed() -> Path:
+    """The tailscaled the executable embeds (`make dist` builds it; built here if missing)."""
+    with _cache_lock():
+        first = _version_output(TRIMMED, "--version").splitlines()[:2]
+        if not any(TRIMMED_MARK in line for line in first):
+            if find_go() is None:
+                raise BuildError(_GO_HINT)
+            done = subprocess.run(["sh", str(REPO / "build" / "tailscaled.sh"),
+                                   str(TRIMMED.parent)], capture_output=True, text=True,
+                                  timeout=1800, check=False)
+            if done.returncode != 0:
+                raise BuildError(f"build/tailscaled.sh failed:\n{done.stderr[-4000:]}")
+    return TRIMMED
+
+
 def ensure_binaries() -> TailnetBinaries:
     """The pinned binaries, building them if needed; a missing Go skips (fails in CI)."""
     try:
-        return build_binaries()
+        binaries = build_binaries()
+        return dataclasses.replace(binaries, agent_tailscaled=build_trimmed())
     except BuildError:
         if find_go() is None:
             missing("Go toolchain", _GO_HINT)
@@ -524,13 +548,14 @@ class TestTailnet:
     def env(
         self, *, user: str | None = "agent", ephemeral: bool = True, hostname: str | None = None
     ) -> dict[str, str]:
-        """Environment for a subprocess (`tailnet-agent serve`) joining this tailnet the same way.
+        """Environment for a subprocess (`tailnet-agent serve`) joining this tailnet the same way,
+        with the trimmed tailscaled the executable embeds (what we ship, loopback only).
 
         Start from os.environ and update with this; it includes TS_AUTHKEY when `user` is set.
         """
         env = dict(TEST_TAILSCALED_ENV)
         env["PORT"] = ""  # tailscaled would take it as --port
-        env["TAILSCALED"] = str(self.binaries.tailscaled)
+        env["TAILSCALED"] = str(self.binaries.agent_tailscaled or self.binaries.tailscaled)
         env["TS_CONTROL_URL"] = self.control_url
         if user is not None:
             env["TS_AUTHKEY"] = self.auth_key(user, ephemeral=ephemeral)
@@ -584,10 +609,11 @@ def main(argv: Sequence[str]) -> int:
         return 2
     try:
         binaries = build_binaries()
+        trimmed = build_trimmed()
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for path in (binaries.headscale, binaries.tailscaled, binaries.tailscale):
+    for path in (binaries.headscale, binaries.tailscaled, binaries.tailscale, trimmed):
         print(path)
     return 0
 

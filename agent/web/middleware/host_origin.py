@@ -3,14 +3,17 @@
 A browser page on evil.example that resolves its own name to our address could
 otherwise talk to the agent with the victim's tailnet identity. We accept only
 Host values that name this node (its tailnet names and IPs, or loopback in local
-mode), and refuse any Origin that is not one of those. The MCP SDK has its own
-check, but it is off for non-loopback hosts unless configured; this middleware
-covers every route, the chat page included.
+mode), and refuse any Origin that is not this very origin (same host and port as the
+Host header). Both are parsed strictly (RFC 3986 host and port, nothing else), so
+`localhost:80@evil.com` or `[::1]evil` are refused, not read as a name we know. The
+MCP SDK has its own check, but it is off for non-loopback hosts unless configured;
+this middleware covers every route, the chat page included.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 
 from starlette.datastructures import Headers
@@ -22,13 +25,23 @@ log = logging.getLogger(__name__)
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
-def _split_host(value: str) -> str:
-    """'name:port' -> 'name'; '[::1]:8080' -> '[::1]'."""
-    value = value.strip().lower()
-    if value.startswith("["):
-        end = value.find("]")
-        return value[: end + 1] if end != -1 else value
-    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+_AUTHORITY = re.compile(
+    r"(?P<host>\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9._-]*[a-z0-9.])?)(?::(?P<port>[0-9]{1,5}))?",
+    re.ASCII,
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def split_authority(value: str, scheme: str = "http") -> tuple[str, int] | None:
+    """'name:port' -> ('name', port); '[::1]:8080' -> ('[::1]', 8080); the scheme's port
+    when there is none; None when the value is anything but a host and an optional port."""
+    match = _AUTHORITY.fullmatch(value.strip().lower())
+    if match is None:
+        return None
+    port = int(match["port"]) if match["port"] else _DEFAULT_PORTS.get(scheme, 80)
+    if not 0 < port < 65536:
+        return None
+    return match["host"].rstrip("."), port
 
 
 class HostOriginMiddleware:
@@ -41,14 +54,17 @@ class HostOriginMiddleware:
         self.allowed.update(name.lower().rstrip(".") for name in names)
 
     def _host_ok(self, host: str | None) -> bool:
-        # A fully qualified name may end with a dot (agent.tailnet.test.): the same name.
-        return bool(host) and _split_host(host or "").rstrip(".") in self.allowed
+        parsed = split_authority(host or "")
+        return parsed is not None and parsed[0] in self.allowed
 
-    def _origin_ok(self, origin: str | None) -> bool:
+    def _origin_ok(self, origin: str | None, host: str | None, scheme_served: str) -> bool:
         if origin is None:
             return True  # non-browser clients send none
         scheme, sep, rest = origin.partition("://")
-        return bool(sep) and scheme in ("http", "https") and _split_host(rest) in self.allowed
+        if not sep or scheme != scheme_served:
+            return False
+        # Same origin: the page was served by this very host and port.
+        return split_authority(rest, scheme) == split_authority(host or "", scheme)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -59,7 +75,7 @@ class HostOriginMiddleware:
         if not self._host_ok(host):
             log.warning("refused a request with Host %r (not one of this node's names)", host)
             reason = f"Host {host!r} is not a name of this agent"
-        elif not self._origin_ok(origin):
+        elif not self._origin_ok(origin, host, scope.get("scheme", "http")):
             log.warning("refused a request with Origin %r", origin)
             reason = f"Origin {origin!r} is not allowed"
         else:

@@ -72,6 +72,19 @@ def tailnet_resolver(localapi: LocalAPI, *, local_operator: bool = False) -> Ide
     return resolve
 
 
+def tailnet_peer_key(localapi: LocalAPI) -> Callable[[tuple[str, int]], Awaitable[str | None]]:
+    """Which tailnet node a connection comes from (for per-peer connection caps): every
+    peer arrives from 127.0.0.1, so only WhoIs can tell them apart."""
+
+    async def key(address: tuple[str, int]) -> str | None:
+        who = await localapi.whois(f"{address[0]}:{address[1]}")
+        if who is None:
+            return None
+        return who.node_name or ",".join(who.tailscale_ips)
+
+    return key
+
+
 class IdentityMiddleware:
     """Resolve the caller of every HTTP request; refuse with 403 when nobody vouches for it."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -33,6 +34,9 @@ def fake() -> Iterator[FakeAnthropic]:
         Step(when="make the marker", reply=[ToolUse("execute_command",
                                                     {"command": "make_marker"})]),
         Step(when="refused", reply=[Text("It was refused.")]),
+        Step(when="twisted marker", reply=[ToolUse(
+            "execute_command", {"command": "make_marker", "parameters": {"x" * 5000: 1}})]),
+        Step(when="unknown argument", reply=[Text("It did not validate.")]),
     ]).start()
     yield api
     api.stop()
@@ -112,3 +116,26 @@ async def test_a_tagged_node_gets_no_command_tools_in_the_chat(
             await asyncio.sleep(0.05)
     tools = {t["name"] for t in fake.requests[0]["tools"]}
     assert tools == {"ping", "server_status", "list_commands", "list_hosts"}
+
+
+async def test_the_chats_check_before_a_confirmation_is_audited_too(
+    serve: Serve, fake: FakeAnthropic, marker_dir: Path, tmp_path: Path
+) -> None:
+    # Claude asks for a destructive command with arguments that do not validate: the chat
+    # refuses it before offering a confirmation, and that refusal is on the record.
+    async with httpx.AsyncClient(base_url=await serve(LOCAL), timeout=30) as http:
+        await http.post("/chat/send", data={"message": "a twisted marker please"},
+                        headers=SAME_ORIGIN)
+        for _ in range(300):
+            if len(fake.requests) >= 2:
+                break
+            await asyncio.sleep(0.05)
+    result = fake.requests[1]["messages"][-1]["content"][0]
+    assert result["is_error"] and "unknown argument" in str(result["content"])
+    assert len(str(result["content"])) < 600
+    records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    (start,) = [r for r in records if r["event"] == "start"]
+    (end,) = [r for r in records if r["event"] == "end"]
+    assert start["command"] == "make_marker" and start["tool"] == "execute_command"
+    assert end["outcome"] == "invalid" and "unknown argument" in end["error"]
+    assert not (marker_dir / "marker").exists()

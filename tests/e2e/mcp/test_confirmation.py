@@ -66,9 +66,31 @@ async def test_a_confirmed_destructive_command_runs(
             "execute_command", {"command": "make_marker", "parameters": {"path": str(marker)}}
         )
     assert not result.is_error, result.content
+    # The person saw the parameters and exactly the command line that then ran.
+    rendered = result.structured_content["rendered"]  # type: ignore[index]
     (message,) = asked
-    assert message.startswith("Run destructive command 'make_marker' on host 'test'? ")
+    assert message.startswith(f"Run destructive command 'make_marker' on host 'test'?\n"
+                              f'Parameters: {{"path": "{marker}"}}\n'
+                              f"It runs exactly: {rendered}")
+    assert str(marker) in rendered
     assert marker.exists()
+
+
+async def test_each_confirmation_shows_its_own_call(agent: RunningAgent, marker: Path) -> None:
+    # 40 destructive calls with different arguments, concurrently: every question names the
+    # arguments of the call it confirms, never another's.
+    asked: list[str] = []
+    paths = [marker.parent / f"m{i}" for i in range(40)]
+    async with Client(agent.url, mode="legacy",
+                      elicitation_callback=answering("accept", asked)) as c:
+        results = [await c.call_tool("execute_command", {
+            "command": "make_marker", "parameters": {"path": str(path)}}) for path in paths]
+    assert len(asked) == 40
+    for path, result, question in zip(paths, results, asked, strict=True):
+        assert not result.is_error
+        assert f'"path": "{path}"' in question
+        assert f"It runs exactly: {result.structured_content['rendered']}" in question  # type: ignore[index]
+        assert path.exists()
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

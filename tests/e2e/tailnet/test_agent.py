@@ -31,7 +31,8 @@ import pytest_asyncio
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tailscale_userspace import TailscaleNode
+from tailscale_userspace import TailscaleNode, exposed_listeners
+from tailscale_userspace.listeners import listeners
 from tests.support.sshd import Sshd
 from tests.support.tailnet import TestTailnet, wait_peer
 
@@ -253,6 +254,15 @@ async def test_local_process_gets_403_and_agent_listens_on_loopback_only(
     for line in listening:
         local_address = line.split()[3]
         assert local_address.startswith("127.0.0.1:"), listening
+    # Its own tailscaled is the build the executable embeds, and listens on loopback only
+    # (an upstream build would serve its peerapi on 0.0.0.0).
+    (tailscaled,) = tailscaled_children(t.agent.proc.pid)
+    version = await asyncio.to_thread(
+        subprocess.run, [os.readlink(f"/proc/{tailscaled}/exe"), "--version"],
+        capture_output=True, text=True, check=True)
+    assert "-tailnet-agent-trimmed" in version.stdout
+    assert listeners(tailscaled), "tailscaled listens on nothing (not even SOCKS5)?"
+    assert exposed_listeners(tailscaled) == []
 
 
 async def test_agent_restarts_a_killed_tailscaled_and_keeps_serving(topology: Topology) -> None:
@@ -343,3 +353,27 @@ async def test_trust_over_the_tailnet_pins_the_servers_key(
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"Pinned {expected}" in result.stdout
     assert known.read_text().startswith(f"[{server_ip}]:{sshd.port} ")
+
+
+async def test_serve_refuses_a_tailscaled_that_listens_beyond_loopback(
+    tailnet: TestTailnet,
+) -> None:
+    # The untrimmed build (what a pip user might take from PATH) serves its peerapi on
+    # every interface: serve stops with the fix, unless told to go on (then it warns).
+    full = {**tailnet.env(user="agent", hostname="agent-exposed"),
+            "TAILSCALED": str(tailnet.binaries.tailscaled)}
+    refused = spawn_agent(full, "--port", str(free_port()))
+    try:
+        code = await asyncio.to_thread(refused.proc.wait, 120)
+    finally:
+        refused.stop()
+    assert code != 0, refused.output
+    assert re.search(r"listens on (0\.0\.0\.0|\[::\]):\d+, beyond loopback", refused.output)
+    assert "--allow-exposed-tailscaled" in refused.output and "Traceback" not in refused.output
+    allowed = spawn_agent({**full, "TS_HOSTNAME": "agent-exposed-ok"}, "--port",
+                          str(free_port()), "--allow-exposed-tailscaled")
+    try:
+        await allowed.wait_for(r"WARNING: tailscaled .* listens on .*Serving anyway")
+        await allowed.wait_for(r"Ready\.")
+    finally:
+        assert allowed.stop() == 0

@@ -272,7 +272,7 @@ def test_defaults_and_environment_names() -> None:
         "TAILNET_AGENT_POLICY": "/etc/tailnet-agent/policy.yaml",
         "TAILNET_AGENT_AUDIT_LOG": "/var/log/tailnet-agent/audit.jsonl",
         "TAILNET_AGENT_AUDIT_MAX_BYTES": "200000",
-        "TAILNET_AGENT_AUDIT_BACKUPS": "3",
+        "TAILNET_AGENT_AUDIT_BUDGET": "3000000",
         "TAILNET_AGENT_RATE_PER_MINUTE": "30",
         "TAILNET_AGENT_RATE_BURST": "5",
         "TAILNET_AGENT_HOST_CONCURRENCY": "4",
@@ -281,7 +281,7 @@ def test_defaults_and_environment_names() -> None:
     }, env_file=None)
     assert settings.policy_file == Path("/etc/tailnet-agent/policy.yaml")
     assert settings.audit_log == Path("/var/log/tailnet-agent/audit.jsonl")
-    assert (settings.audit_max_bytes, settings.audit_backups) == (200000, 3)
+    assert (settings.audit_max_bytes, settings.audit_budget) == (200000, 3_000_000)
     assert (settings.rate_per_minute, settings.rate_burst, settings.host_concurrency) == (30, 5, 4)
     assert settings.anthropic_timeout == 45.0
     assert settings.secret_values() == ["sk-ant-secret-value"]

@@ -63,7 +63,9 @@ def test_no_payload_escapes_quoting(tmp_path: Path, kind: str) -> None:
     # One shell run for all accepted payloads of this type keeps the test fast;
     # each line is wrapped exactly as the SSH layer would send it.
     script = "\n".join(wrap_for_exec(rendered, timeout=5) for _, rendered in accepted)
-    result = subprocess.run(["/bin/sh", "-c", script], capture_output=True, timeout=60)
+    # On stdin: one argument may not exceed 128 KiB (MAX_ARG_STRLEN).
+    result = subprocess.run(["/bin/sh"], input=script.encode(), capture_output=True,
+                            timeout=60)
     assert result.returncode == 0, result.stderr
     printed = result.stdout.decode().split("\n")[:-1]
     expected = [f"[{shlex.split(rendered)[2]}]" for _, rendered in accepted]

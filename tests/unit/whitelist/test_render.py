@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import shlex
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
 from whitelist import Command, Parameter, ParameterError, ParamType, load_catalog, render
-from whitelist.render import sudoers_line, wrap_for_exec
+from whitelist.render import (
+    PATH_REFUSED_STATUS,
+    kill_process_groups,
+    parse_pgid_report,
+    path_refusal,
+    shell_script,
+    sudoers_line,
+    wrap_for_exec,
+)
 
 
 def single(parameter: Parameter, template: str | None = None) -> Command:
@@ -23,6 +34,11 @@ def single(parameter: Parameter, template: str | None = None) -> Command:
 def value_of(parameter: Parameter, value: object) -> str:
     """The single shell word the value became, unquoted again."""
     rendered = render(single(parameter), {parameter.name: value})
+    if parameter.type is ParamType.PATH and "/" not in parameter.roots:
+        # Narrow roots: the value reaches the command as the host resolves it; run it.
+        done = subprocess.run(["/bin/sh", "-c", rendered], capture_output=True, text=True,
+                              check=True, timeout=10)
+        return done.stdout.removesuffix("\n")
     words = shlex.split(rendered)
     assert words[0] == "echo" and len(words) == 2, rendered
     return words[1]
@@ -227,8 +243,11 @@ def test_literal_braces_survive_rendering() -> None:
 
 
 def test_wrap_for_exec_format() -> None:
-    assert wrap_for_exec("uptime", timeout=10) == "timeout -k 2 10 /bin/sh -c uptime </dev/null"
-    assert wrap_for_exec("a; b", timeout=2.1) == "timeout -k 2 3 /bin/sh -c 'a; b' </dev/null"
+    report = "printf 'tailnet-agent-pgid:%s\\n' \"$PPID\" >&2; "
+    assert wrap_for_exec("uptime", timeout=10) == (
+        f"timeout -k 2 10 /bin/sh -c {shlex.quote(report + 'uptime')} </dev/null")
+    assert wrap_for_exec("a; b", timeout=2.1) == (
+        f"timeout -k 2 3 /bin/sh -c {shlex.quote(report + 'a; b')} </dev/null")
     assert wrap_for_exec("x", timeout=0.2).startswith("timeout -k 2 1 ")
     for bad in (0, -1, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="positive number of seconds"):
@@ -275,7 +294,7 @@ def test_become_wraps_the_same_line_in_sudo_without_a_prompt() -> None:
     words = shlex.split(elevated.removesuffix(" </dev/null"))
     # What sudo is asked to run: timeout, then /bin/sh -c and the rendered command, one word.
     assert words[words.index("--") + 1:] == ["timeout", "-k", "2", "10", "/bin/sh", "-c",
-                                            "whoami"]
+                                            shell_script("whoami")]
     for bad in ("root -- id", "-s", "#0", "ALL", ""):
         with pytest.raises(ValueError, match="user name"):
             wrap_for_exec("whoami", timeout=10, become=bad)
@@ -291,8 +310,118 @@ def test_become_wraps_the_same_line_in_sudo_without_a_prompt() -> None:
 ])
 def test_the_sudoers_line_names_exactly_one_command_line(rendered: str, escaped: str) -> None:
     line = sudoers_line("tnagent", "root", rendered, timeout=9.5)
-    assert line == f"tnagent ALL=(root) NOPASSWD: /usr/bin/timeout -k 2 10 /bin/sh -c {escaped}"
+    # The script sudo runs starts with the process-group report (the same before every
+    # command), then the rendered command.
+    report = "printf\\ 'tailnet-agent-pgid\\:%s\\\\\\\\n'\\ \"$PPID\"\\ >&2;\\ "
+    assert line == (f"tnagent ALL=(root) NOPASSWD: /usr/bin/timeout -k 2 10 /bin/sh -c "
+                    f"{report}{escaped}")
 
 
 def test_a_login_that_is_not_a_plain_name_is_quoted_in_the_sudoers_line() -> None:
     assert sudoers_line("first.last", "root", "id", timeout=5).startswith('"first.last" ALL=')
+
+
+def test_a_wrapped_command_reports_the_process_group_timeout_made_for_it() -> None:
+    script = wrap_for_exec("ps -o pgid= -p $$ >&2; echo out", timeout=5)
+    done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, timeout=10, check=True)
+    first, second = done.stderr.splitlines()[:2]
+    pgid = parse_pgid_report(first)
+    assert pgid is not None and pgid == int(second.strip())
+    assert done.stdout == b"out\n"
+
+
+@pytest.mark.parametrize("line", [b"", b"tailnet-agent-pgid:", b"tailnet-agent-pgid:1",
+                                  b"tailnet-agent-pgid:0", b"tailnet-agent-pgid:-5",
+                                  b"tailnet-agent-pgid:12a", b"tailnet-agent-pgid:99999999",
+                                  b"x tailnet-agent-pgid:123", b"tailnet-agent-pgid: 123"])
+def test_only_a_well_formed_report_names_a_group(line: bytes) -> None:
+    assert parse_pgid_report(line) is None
+
+
+def test_the_kill_line_names_only_reported_groups() -> None:
+    assert kill_process_groups([4242, 17, 4242]) == "kill -s KILL -- -17 -4242 2>/dev/null; exit 0"
+    # 1 would mean init's group, -1 every process, 0 the shell's own group: never.
+    for bad in ([1], [0], [-1], [True], [5_000_000], [], [17, 1]):
+        with pytest.raises(ValueError):
+            kill_process_groups(bad)  # type: ignore[arg-type]
+
+
+def test_the_kill_line_kills_a_whole_group() -> None:
+    leader = subprocess.Popen(["/bin/sh", "-c", "sleep 30 | sleep 30"], start_new_session=True)
+    try:
+        subprocess.run(["/bin/sh", "-c", kill_process_groups([leader.pid])], check=True,
+                       timeout=10)
+        assert leader.wait(timeout=5) == -9
+        deadline = time.monotonic() + 2
+        while (left := living(leader.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert left == []
+    finally:
+        if leader.poll() is None:
+            leader.kill()
+
+
+def living(pgid: int) -> list[str]:
+    """Processes of a group that are not zombies (dead, waiting for a parent to reap them)."""
+    listed = subprocess.run(["ps", "-o", "stat=,args=", "-g", str(pgid)], capture_output=True,
+                            text=True).stdout.splitlines()
+    return [line for line in listed if not line.strip().startswith("Z")]
+
+
+def test_a_symlink_out_of_the_roots_is_refused_on_the_host(tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "x.log").write_text("ok\n")
+    (root / "esc").symlink_to("/etc")
+    (root / "inner").symlink_to(root / "app")
+    command = Command("read", "d", "Test", "cat -- {p}",
+                      (Parameter("p", ParamType.PATH, "p", roots=(str(root),)),))
+
+    def run(path: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["/bin/sh", "-c", render(command, {"p": path})],
+                              capture_output=True, text=True, timeout=10)
+
+    assert run(f"{root}/app/x.log").stdout == "ok\n"
+    assert run(f"{root}/inner/x.log").stdout == "ok\n"  # a link that stays inside is fine
+    escaped = run(f"{root}/esc/passwd")
+    assert escaped.returncode == PATH_REFUSED_STATUS and escaped.stdout == ""
+    refusal = path_refusal(escaped.returncode, escaped.stderr)
+    assert refusal is not None
+    assert f"{root}/esc/passwd resolves to /etc/passwd" in refusal and str(root) in refusal
+
+
+def test_a_root_that_is_itself_a_symlink_is_resolved_too(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "f").write_text("1\n")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    command = Command("read", "d", "Test", "cat -- {p}",
+                      (Parameter("p", ParamType.PATH, "p", roots=(str(tmp_path / "link"),)),))
+    done = subprocess.run(["/bin/sh", "-c", render(command, {"p": f"{tmp_path}/link/f"})],
+                          capture_output=True, text=True, timeout=10)
+    assert done.stdout == "1\n", done.stderr
+
+
+def test_percent_signs_in_a_refused_path_are_text(tmp_path: Path) -> None:
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "%s%n").symlink_to("/etc")
+    command = Command("read", "d", "Test", "ls -- {p}",
+                      (Parameter("p", ParamType.PATH, "p", roots=(str(tmp_path / "r"),)),))
+    done = subprocess.run(["/bin/sh", "-c", render(command, {"p": f"{tmp_path}/r/%s%n"})],
+                          capture_output=True, text=True, timeout=10)
+    assert done.returncode == PATH_REFUSED_STATUS
+    assert f"{tmp_path}/r/%s%n resolves to /etc" in done.stderr
+
+
+def test_nan_and_infinity_are_refused_anywhere_in_the_arguments() -> None:
+    command = Command("probe", "d", "Test", "echo {n}", (INTEGER,))
+    for bad in (float("nan"), float("inf"), [1, float("-inf")], {"a": {"b": float("nan")}}):
+        with pytest.raises(ParameterError, match="NaN and Infinity"):
+            render(command, {"n": bad})
+
+
+def test_errors_quote_at_most_a_little_of_a_hostile_value() -> None:
+    command = Command("probe", "d", "Test", "echo {e}", (ENUM,))
+    for arguments in ({"x" * 100_000: 1}, {"e": "y" * 200}):
+        with pytest.raises(ParameterError) as caught:
+            render(command, arguments)
+        assert len(str(caught.value)) < 600, len(str(caught.value))

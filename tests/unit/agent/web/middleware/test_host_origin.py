@@ -45,13 +45,25 @@ async def test_other_hosts_are_refused(host: str) -> None:
 
 @pytest.mark.parametrize(("origin", "expected"), [
     ("http://agent.tailnet.test:8765", 200),
-    ("https://agent.tailnet.test", 200),
+    ("http://AGENT.tailnet.test.:8765", 200),
+    ("http://agent.tailnet.test", 403),  # another port is another origin
+    ("http://agent.tailnet.test:9999", 403),
+    ("https://agent.tailnet.test:8765", 403),  # so is another scheme
+    ("http://100.64.0.3:8765", 403),  # and another of our names
     ("http://evil.example", 403),
+    ("http://agent.tailnet.test:8765@evil.example", 403),
     ("null", 403),
     ("file://agent.tailnet.test", 403),
 ])
-async def test_origin_must_be_one_of_ours(origin: str, expected: int) -> None:
-    assert await status(app(), "agent.tailnet.test", origin) == expected
+async def test_origin_must_be_this_very_origin(origin: str, expected: int) -> None:
+    assert await status(app(), "agent.tailnet.test:8765", origin) == expected
+
+
+@pytest.mark.parametrize("host", ["localhost:80@evil.com", "[::1]evil", "agent.tailnet.test:80@x",
+                                  "agent.tailnet.test:99999", "agent.tailnet.test:", "[::1",
+                                  "agent.tailnet.test evil", "agent.tailnet.test:8765:1"])
+async def test_hosts_are_parsed_strictly(host: str) -> None:
+    assert await status(app(("agent.tailnet.test", "localhost", "[::1]")), host) == 403
 
 
 async def test_names_learned_later_are_allowed() -> None:

@@ -1,0 +1,112 @@
+"""Shaping one audit record into one bounded, strict-JSON line.
+
+A caller chooses most of what a record holds (command name, host, parameters), so
+nothing in it may grow without bound: every string longer than MAX_VALUE_CHARS keeps
+its start and says how long it was and the sha256 of the whole value; mappings and
+lists keep their first MAX_ITEMS entries; and if the record is still longer than
+MAX_RECORD_BYTES its biggest fields are replaced by such a summary, biggest first.
+The sha256 lets an investigator match a cut value against a copy from elsewhere.
+
+NaN and Infinity are not JSON: the service refuses them in arguments, and any that
+reach a record anyway become strings, so `json.dumps(..., allow_nan=False)` never
+fails and every line stays strict JSON. Lines are pure ASCII (JSON escapes), so no
+value can break a line for any reader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+MAX_VALUE_CHARS = 1000
+MAX_ITEMS = 50
+MAX_DEPTH = 8
+MAX_RECORD_BYTES = 4096
+PREVIEW_CHARS = 200
+# Never cut: they say which call this is and who made it.
+_CORE_FIELDS = ("time", "event", "call", "identity")
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def cut(text: str, keep: int = PREVIEW_CHARS) -> str:
+    """`text` shortened to `keep` characters, with its length and the sha256 of all of it."""
+    return f"{text[:keep]}...[cut: {len(text)} chars, sha256 {digest(text)}]"
+
+
+def canonical(value: Any) -> str:
+    """The JSON text of a caller's value, for hashing what a record had to cut."""
+    try:
+        return json.dumps(value, sort_keys=True, ensure_ascii=True, default=repr)
+    except (ValueError, RecursionError, TypeError):
+        return repr(value)
+
+
+def summary(value: Any, *, preview: bool = True) -> dict[str, Any]:
+    """What a record keeps of a value it cannot hold whole: length, sha256, a preview."""
+    text = canonical(value)
+    kept: dict[str, Any] = {"cut": True, "length": len(text), "sha256": digest(text)}
+    if preview:
+        kept["preview"] = text[:PREVIEW_CHARS]
+    return kept
+
+
+def clip(value: Any, depth: int = 0) -> Any:
+    """A copy of `value` in which no string, mapping or list is longer than its bound."""
+    if isinstance(value, str):
+        return cut(value) if len(value) > MAX_VALUE_CHARS else value
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if depth >= MAX_DEPTH:
+        return summary(value)
+    if isinstance(value, Mapping):
+        items = list(value.items())
+        clipped = {_key(k): clip(v, depth + 1) for k, v in items[:MAX_ITEMS]}
+        if len(items) > MAX_ITEMS:
+            clipped["..."] = f"[{len(items) - MAX_ITEMS} more keys]"
+        return clipped
+    if isinstance(value, list | tuple):
+        listed = [clip(v, depth + 1) for v in list(value)[:MAX_ITEMS]]
+        if len(value) > MAX_ITEMS:
+            listed.append(f"[{len(value) - MAX_ITEMS} more items]")
+        return listed
+    return clip(repr(value), depth)
+
+
+def _key(key: Any) -> str:
+    text = str(key)
+    return cut(text, 60) if len(text) > 100 else text
+
+
+def _dumps(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=True, allow_nan=False)
+
+
+def shape(record: Mapping[str, Any]) -> str:
+    """One JSON line (no newline) of at most about MAX_RECORD_BYTES for `record`."""
+    shaped = {str(k): clip(v) for k, v in record.items()}
+    line = _dumps(shaped)
+    if len(line) <= MAX_RECORD_BYTES:
+        return line
+    # Biggest fields first, summarised from the original value (so the hash is of what
+    # the caller really sent), until the line fits.
+    sizes = sorted(((len(_dumps({k: v})), k) for k, v in shaped.items()
+                    if k not in _CORE_FIELDS), reverse=True)
+    for _, key in sizes:
+        shaped[key] = summary(record[key])
+        line = _dumps(shaped)
+        if len(line) <= MAX_RECORD_BYTES:
+            return line
+    for key in list(shaped):
+        if key not in _CORE_FIELDS:
+            shaped[key] = summary(record[key], preview=False)
+    shaped = {k: (cut(v, 60) if isinstance(v, str) and len(v) > 100 else v)
+              for k, v in shaped.items()}
+    return _dumps(shaped)

@@ -1,0 +1,96 @@
+"""Giving up a call: stop its remote tree, close its channel, and only then free its slot.
+
+A call is given up when its caller is cancelled (an MCP cancel, a client that went
+away, the chat's stop button: any cancel of the task awaiting `SSHPool.run`) or when
+our backup timer outlives the command's own timeout. What runs then:
+
+1. wait for an open that is still on its way: asyncssh leaves a channel whose open was
+   cancelled open on the server, holding one of sshd's MaxSessions places for good, and
+   may already have sent the exec request;
+2. kill the command's process group (reap.py), with the group id its wrapper reported;
+3. close the channel (a persistent shell is discarded) and free the slot.
+
+`GiveUp.run` does this whatever happens to the caller: it is awaited when the caller
+allows it (asyncio cancels a task once), and carries on by itself when the caller is
+cancelled again (anyio's cancel scopes cancel on every await), so a front end only has
+to cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from contextlib import suppress
+from typing import Any
+
+import asyncssh
+
+from .reap import PgidReader, Reaper
+
+log = logging.getLogger(__name__)
+
+# A command reports its process group as it starts; a cancel that comes first waits
+# this long for the report before closing the channel without a kill.
+REPORT_WAIT_SECONDS = 1.0
+# After the kill, how long the channel of the killed command may take to close.
+CLOSE_WAIT_SECONDS = 2.0
+
+
+class GiveUp:
+    """The stops still running for one pool (its `close` waits for them)."""
+
+    def __init__(self) -> None:
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: Coroutine[Any, Any, None]) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(stop)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        with suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+
+    async def wait(self, seconds: float) -> None:
+        if self._running:
+            await asyncio.wait(list(self._running), timeout=seconds)
+
+
+async def kill_group(reaper: Reaper, chan: asyncssh.SSHClientChannel[bytes],
+                     reader: PgidReader) -> None:
+    """Kill the process group of the command on `chan`, once it has reported it."""
+    conn = chan.get_connection()
+    if not isinstance(conn, asyncssh.SSHClientConnection):
+        return
+    # An open that was cancelled mid-way leaves the channel not yet reading: the command
+    # may run, and its report waits in asyncssh's buffer.
+    with suppress(Exception):
+        chan.resume_reading()
+    pgid = await reader.wait(REPORT_WAIT_SECONDS)
+    if pgid is None:
+        log.info("a command on %s was given up before it reported its process group; "
+                 "closing its channel only", reaper.host)
+        return
+    await reaper.kill(conn, pgid)
+
+
+async def stop_channel(reaper: Reaper, chan: asyncssh.SSHClientChannel[bytes],
+                       reader: PgidReader) -> None:
+    """Kill the command's group, then close its channel and wait (briefly) until closed."""
+    await kill_group(reaper, chan, reader)
+    chan.close()
+    with suppress(Exception):
+        await asyncio.wait_for(chan.wait_closed(), CLOSE_WAIT_SECONDS)
+
+
+async def after_open(opening: asyncio.Task[Any], stop: Callable[[Any], Coroutine[Any, Any, None]],
+                     release: Callable[[], None]) -> None:
+    """Let an open the caller gave up finish, stop what it opened, then free the slot."""
+    try:
+        try:
+            opened = await opening
+        except Exception:  # it failed by itself: nothing to stop
+            return
+        if opened is not None:
+            await stop(opened)
+    finally:
+        release()

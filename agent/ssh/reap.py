@@ -1,0 +1,135 @@
+"""Stopping the remote process tree of a call we gave up on (cancelled, disconnected,
+or past its timeout on our side).
+
+Closing an SSH channel does not stop what it runs: sshd only closes the pipes, a
+command that writes nothing (`sleep`, a stuck `du`) keeps running, and sshd keeps
+the session (and its MaxSessions place) until it ends. Nor do SSH `signal` requests
+help: OpenSSH's sshd (9.2 here) sends them to the session's process group, and
+`timeout` runs every command in a group of its own.
+
+So every wrapped command first reports that group's id on stderr
+(`whitelist.render.wrap_for_exec`); `PgidReader` takes the report off the stream,
+and `Reaper` kills the group with the one line `whitelist.render.kill_process_groups`
+makes, on the same connection the command runs on (a dropped connection is not
+retried elsewhere: after a reboot the number could belong to someone else). Kills
+for one connection are batched into one exec channel, which is the only channel
+opened outside `ChannelSlots`: at most one per connection at a time, and the limit
+stays below sshd's MaxSessions with room for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+
+import asyncssh
+
+from whitelist.render import PGID_REPORT, kill_process_groups, parse_pgid_report
+
+log = logging.getLogger(__name__)
+
+_PREFIX = PGID_REPORT.encode()
+_MAX_REPORT = len(_PREFIX) + 8  # the prefix, up to 7 digits, the newline
+KILL_TIMEOUT_SECONDS = 5.0
+# sshd frees a session a moment after its process exits, so right after a burst of
+# cancels it may refuse one more channel; retried with backoff (about 1.3 s in all).
+OPEN_RETRIES = 7
+
+
+class PgidReader:
+    """Takes the wrapper's process-group report off the front of a stderr stream."""
+
+    def __init__(self) -> None:
+        self.pgid: int | None = None
+        self.seen = asyncio.Event()  # the first line has arrived (a report or not)
+        self._held = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """What of `data` is the command's own stderr."""
+        if self.seen.is_set():
+            return data
+        held = self._held + data
+        newline = held.find(b"\n")
+        if newline < 0:
+            if len(held) < _MAX_REPORT and held[: len(_PREFIX)] == _PREFIX[: len(held)]:
+                self._held = held  # could still become a report
+                return b""
+            self._finish(None)
+            return held
+        pgid = parse_pgid_report(held[:newline])
+        self._finish(pgid)
+        return held[newline + 1:] if pgid is not None else held
+
+    def flush(self) -> bytes:
+        """The stream ended: bytes held back were the command's after all."""
+        held, self._held = self._held, b""
+        self._finish(None)
+        return held
+
+    def _finish(self, pgid: int | None) -> None:
+        if not self.seen.is_set():
+            self.pgid = pgid
+            self._held = b""
+            self.seen.set()
+
+    async def wait(self, seconds: float) -> int | None:
+        """The group id, waiting up to `seconds` for the report to arrive."""
+        if not self.seen.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.seen.wait(), seconds)
+        return self.pgid
+
+
+class Reaper:
+    """Kills process groups on a host, batching what arrives while a kill is running."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.killed = 0  # groups killed since start (tests and the soak read it)
+        self._pending: dict[asyncssh.SSHClientConnection, dict[int, asyncio.Future[bool]]] = {}
+        self._runner: asyncio.Task[None] | None = None
+
+    async def kill(self, conn: asyncssh.SSHClientConnection, pgid: int) -> bool:
+        """Kill the group `pgid` through `conn`; True once the kill line ran."""
+        if conn.is_closed():
+            log.warning("cannot stop process group %d on %s: the connection is gone; it ends "
+                        "at its own timeout", pgid, self.host)
+            return False
+        waiting = self._pending.setdefault(conn, {})
+        future = waiting.get(pgid)
+        if future is None:
+            future = waiting[pgid] = asyncio.get_running_loop().create_future()
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run(), name=f"reaper-{self.host}")
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, {}
+            for conn, futures in batch.items():
+                ok = await self._kill_now(conn, sorted(futures))
+                for future in futures.values():
+                    if not future.done():
+                        future.set_result(ok)
+
+    async def _kill_now(self, conn: asyncssh.SSHClientConnection, pgids: list[int]) -> bool:
+        line = kill_process_groups(pgids)
+        for attempt in range(OPEN_RETRIES + 1):
+            try:
+                done = await asyncio.wait_for(
+                    conn.run(line, check=False, stdin=asyncssh.DEVNULL), KILL_TIMEOUT_SECONDS)
+                break
+            except asyncssh.ChannelOpenError as exc:
+                if attempt < OPEN_RETRIES and not conn.is_closed():
+                    await asyncio.sleep(0.01 * 2**attempt)
+                    continue
+                error: Exception = exc
+            except (OSError, TimeoutError, asyncssh.Error) as exc:
+                error = exc
+            log.warning("could not stop process group(s) %s on %s: %s; they end at their own "
+                        "timeout", pgids, self.host, error)
+            return False
+        self.killed += len(pgids)
+        log.info("stopped process group(s) %s on %s", pgids, self.host)
+        return done.exit_status == 0

@@ -1,0 +1,181 @@
+"""Item 2: a cancelled, disconnected or abandoned call leaves nothing running on the host,
+on both ways a command runs (exec channel, persistent shell), and frees its place only then.
+
+Each test sleeps with a duration no other test uses, so counting the test user's
+processes by that pattern counts this test's leftovers only (zombies do not match).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from agent.core.identity import Identity
+from agent.inventory import HostConfig
+from agent.ssh import SSHPool
+from tests.support.agents import running_agent, settings_for
+from tests.support.peers import http_from, open_session, session_headers
+from tests.support.services import ServiceFactory
+from tests.support.sshd import Sshd, remote_processes, wait_until_gone
+from whitelist import load_catalog
+
+LOCAL = Identity(login="me", node="here", source="local")
+
+
+async def gone(sshd: Sshd, pattern: str) -> list[str]:
+    """What still runs of `pattern` 2 s from now (checked off the event loop, which the
+    agent under test shares)."""
+    return await asyncio.to_thread(wait_until_gone, sshd.user, pattern, 2.0)
+
+
+def marker() -> str:
+    return f"{random.randint(1000, 9999)}.{random.randint(100, 999)}"
+
+
+@pytest.mark.parametrize("path", ["exec", "fast"])
+async def test_sixty_cancels_mid_command_leave_no_process_and_free_every_slot(
+    ssh_host: HostConfig, sshd: Sshd, path: str
+) -> None:
+    pool = SSHPool({"test": ssh_host})
+    sleep = f"sleep {marker()}"
+    destructive = path == "exec"  # destructive commands always take an exec channel
+    try:
+        for n in range(60):
+            task = asyncio.create_task(pool.run("test", f"{sleep}; echo never", command_name="s",
+                                                timeout=30, max_output=1000,
+                                                destructive=destructive))
+            # Cancel at varied points: before, while and after the command starts.
+            await asyncio.sleep((n % 6) * 0.03)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # The caller's cancel returns only once the tree is gone and the slot is free.
+            assert remote_processes(sshd.user, sleep) == [], n
+            state = pool._hosts["test"]
+            assert state.slots.busy == 0, n
+        assert pool.stopped("test") >= 20  # many were running when cancelled
+        # sshd kept no session for them: all eight channels open again at once.
+        results = await asyncio.gather(*(
+            pool.run("test", f"echo {i}", command_name="e", timeout=10, max_output=1000,
+                     destructive=destructive) for i in range(8)))
+        assert [r.stdout for r in results] == [f"{i}\n" for i in range(8)]
+    finally:
+        await pool.close()
+        left = remote_processes(sshd.user, sleep)
+    assert left == []
+
+
+async def test_a_flood_of_concurrent_cancels_on_both_paths(
+    ssh_host: HostConfig, sshd: Sshd
+) -> None:
+    pool = SSHPool({"test": ssh_host})
+    sleep = f"sleep {marker()}"
+    try:
+        for _ in range(5):
+            tasks = [asyncio.create_task(pool.run(
+                "test", sleep, command_name="s", timeout=30, max_output=1000,
+                destructive=i % 2 == 0)) for i in range(16)]  # 16 callers, 8 channels
+            await asyncio.sleep(0.4)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            assert await gone(sshd, sleep) == []
+        ok = await pool.run("test", "echo ok", command_name="e", timeout=10, max_output=100)
+        assert ok.stdout == "ok\n"
+    finally:
+        await pool.close()
+
+
+async def test_mcp_cancellation_and_vanished_clients_stop_the_remote_command(
+    ssh_host: HostConfig, sshd: Sshd, tmp_path: Path
+) -> None:
+    sleep = f"sleep {marker()}"
+    catalog = tmp_path / "nap.yaml"
+    catalog.write_text(f"""
+commands:
+  nap:
+    description: Sleep (test command).
+    category: Test
+    template: "{sleep}"
+    timeout: 30
+  nap_long:
+    description: Sleep longer than the fast path takes (test command).
+    category: Test
+    template: "{sleep}"
+    timeout: 90
+""")
+    settings = settings_for(ssh_host, audit_log=tmp_path / "audit.jsonl")
+    async with running_agent(settings, catalogs=[catalog]) as agent:
+        from mcp import Client
+
+        async with Client(agent.url) as client:
+            # notifications/cancelled (the SDK sends it when a call is abandoned)
+            for n in range(20):
+                with anyio.move_on_after(0.3 + (n % 3) * 0.1):
+                    await client.call_tool("execute_command",
+                                           {"command": "nap" if n % 2 else "nap_long"})
+                assert await gone(sshd, sleep) == [], n
+        # A client whose connection drops before the answer (the 2025 protocol: no cancel).
+        async with http_from("127.0.0.1", timeout=30) as http:
+            session = await open_session(http, agent.url)
+        for n in range(20):
+            async with http_from("127.0.0.1", timeout=0.4) as leaving:
+                with pytest.raises(httpx.TimeoutException):
+                    await leaving.post(agent.url, headers=session_headers(session), json={
+                        "jsonrpc": "2.0", "id": 50 + n, "method": "tools/call",
+                        "params": {"name": "execute_command",
+                                   "arguments": {"command": "nap" if n % 2 else "nap_long"}}})
+            assert await gone(sshd, sleep) == [], n
+        async with Client(agent.url) as client:
+            later = await client.call_tool("execute_command", {"command": "hostname"})
+            assert not later.is_error
+    records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    ends = [r for r in records if r["event"] == "end" and r["outcome"] == "cancelled"]
+    assert len(ends) == 40
+    assert Counter(r["error"] for r in ends) == {"cancelled": 40}  # no SDK internals
+
+
+async def test_cancelling_the_task_running_the_service_call_ends_the_remote_tree(
+    make_service: ServiceFactory, sshd: Sshd, tmp_path: Path
+) -> None:
+    # What the chat's stop button (and any front end) does: cancel the task awaiting
+    # AgentService.run. By the time the cancelled task has finished, nothing runs.
+    sleep = f"sleep {marker()}"
+    catalog = tmp_path / "naps.yaml"
+    catalog.write_text(f"""
+commands:
+  nap:
+    description: Sleep (test command).
+    category: Test
+    template: "{sleep}"
+    timeout: 30
+  nap_destructive:
+    description: Sleep, on an exec channel (test command).
+    category: Test
+    template: "{sleep}"
+    timeout: 30
+    destructive: true
+""")
+    service = make_service(identity_concurrency=64)
+    service.catalog = load_catalog([catalog])
+
+    async def yes() -> None:
+        return None
+
+    for n in range(20):
+        name = "nap" if n % 2 else "nap_destructive"
+        task = asyncio.create_task(service.run(name, {}, host=None, identity=LOCAL, confirm=yes))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert remote_processes(sshd.user, sleep) == [], n
+    ends = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert Counter(r["outcome"] for r in ends if r["event"] == "end") == {"cancelled": 20}
