@@ -15,9 +15,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from agent.inventory import HostConfig
 from agent.settings import Settings
-from whitelist import Catalog, Command, UnknownCommandError, WhitelistError, render
+from whitelist import Catalog, Command, WhitelistError, render
 from whitelist.render import path_refusal
 
 from .approvals import Approvals, PendingApprovals
@@ -30,15 +29,11 @@ from .errors import (
     ConfigError,
     HostError,
     LimitExceeded,
-    NoDefaultHost,
-    NoHostConfigured,
     NotConfirmed,
     PathRefused,
     PolicyDenied,
     RateLimited,
-    UnknownHost,
 )
-from .hosts import HostView
 from .identity import Identity, IdentityTokens
 from .limits import HostGate, RateLimiter
 from .live import LiveOutput
@@ -48,6 +43,7 @@ from .policy import Decision, Policy, load_policy
 from .redact import Redactor
 from .results import CommandResult
 from .spool import CommandOutput, stderr_cap
+from .visibility import CallerView
 
 log = logging.getLogger("tailnet_agent.calls")
 
@@ -100,7 +96,7 @@ def _outcome(exc: BaseException) -> str:
     return "not-run"
 
 
-class AgentService:
+class AgentService(CallerView):
     def __init__(
         self,
         settings: Settings,
@@ -138,42 +134,6 @@ class AgentService:
         self.mode = mode
         self.tailnet_status = tailnet_status
         self.started = time.monotonic()
-
-    def host(self, name: str | None, identity: Identity | None = None) -> HostConfig:
-        """The named (or default) host. With `identity`, as that caller sees the hosts: a
-        host the policy hides from them is unknown, errors list only their hosts, and a
-        default host they may not use is no default. A caller who may use no host at all
-        gets the host, so that the policy's refusal (which then names none) says why."""
-        if identity is None or identity.is_operator:
-            return self.settings.host(name)
-        if not self.settings.hosts:
-            raise NoHostConfigured()
-        visible = self.visible_hosts(identity)
-        chosen = name if name is not None else self.settings.default_host
-        if chosen is not None and chosen in self.settings.hosts and (
-                chosen in visible or not visible):
-            return self.settings.hosts[chosen]
-        if name is None:
-            raise NoDefaultHost(visible, caller=True)
-        raise UnknownHost(name, visible)
-
-    def command(self, name: str, identity: Identity) -> Command:
-        """A catalog command; an unknown name is answered with the caller's commands only."""
-        try:
-            return self.catalog.get(name)
-        except UnknownCommandError:
-            raise UnknownCommandError(
-                name, [c.name for c in self.visible_commands(identity)]) from None
-
-    def visible_hosts(self, identity: Identity) -> list[str]:
-        return self.policy.hosts_for(identity, self.settings.hosts)
-
-    def host_views(self, identity: Identity) -> list[HostView]:
-        """The hosts this caller may use, as list_hosts, the hosts panel and the prompt show
-        them."""
-        default = self.settings.default_host
-        return [HostView.of(self.settings.hosts[name], default=name == default)
-                for name in self.visible_hosts(identity)]
 
     async def run(
         self,
@@ -416,19 +376,6 @@ class AgentService:
         log.warning("%s: %s %s: %s", identity.display, _short(command or tool), outcome,
                     _short(error))
         return error
-
-    def visible_commands(self, identity: Identity, category: str | None = None) -> list[Command]:
-        """The catalog commands this caller may run somewhere (what list_commands shows),
-        optionally only those of one category."""
-        wanted = category.lower() if category else None
-        return [
-            c for c in self.catalog
-            if (wanted is None or c.category.lower() == wanted) and self.policy.visible(identity, c)
-        ]
-
-    def catalog_for(self, identity: Identity) -> Catalog:
-        """The catalog as this caller sees it (the chat's prompt and palette)."""
-        return Catalog(commands={c.name: c for c in self.visible_commands(identity)})
 
     async def run_many(
         self, command_names: Sequence[str], *, host: str | None, identity: Identity,
