@@ -21,6 +21,7 @@ from agent.mcp import build_mcp_server
 from agent.settings import Settings
 from agent.ssh import Connector, SSHPool
 from agent.web.app import build_http_app, build_ops_app
+from agent.web.mcp_sessions import SessionGuard
 from agent.web.metrics import AgentMetrics
 from agent.web.middleware.host_origin import HostOriginMiddleware
 from agent.web.middleware.identity import IdentityResolver
@@ -35,6 +36,7 @@ class Agent:
     ops_app: ASGIApp  # /healthz, /readyz, /metrics for the local socket (TAILNET_AGENT_SOCKET)
     metrics: AgentMetrics
     readiness: ReadinessCheck
+    sessions: SessionGuard  # MCP sessions: owned by the identity that opened them, capped
 
 
 def build_service(
@@ -77,7 +79,7 @@ def build_agent(
                             tailnet_status=tailnet_status, recorder=metrics)
     mcp = build_mcp_server(service)
     readiness = ReadinessCheck(service)
-    app = build_http_app(
+    app, sessions = build_http_app(
         service,
         mcp,
         resolver=resolver,
@@ -88,4 +90,4 @@ def build_agent(
     )
     ops_app = build_ops_app(service, readiness, metrics)
     return Agent(service=service, mcp=mcp, app=app, ops_app=ops_app, metrics=metrics,
-                 readiness=readiness)
+                 readiness=readiness, sessions=sessions)

@@ -21,6 +21,7 @@ import math
 import re
 import shlex
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 from .errors import ParameterError, shown
 from .model import USER_NAME, Command, Parameter
@@ -28,8 +29,12 @@ from .param_types import ParamType
 from .values import check_value, reject_non_finite
 
 # The first line a wrapped command writes to stderr: the id of its process group, so
-# that the agent can stop the whole group later (see kill_process_groups).
+# that the agent can stop the whole group later (see kill_process_groups); for a
+# command run through sudo, the pid of sudo instead (see StopTarget).
 PGID_REPORT = "tailnet-agent-pgid:"
+SUDO_REPORT = "tailnet-agent-sudo:"
+# How many times (0.1 s apart) a stop sends TERM to a sudo that is still there: 3 s.
+SUDO_STOP_TRIES = 30
 PATH_REFUSED_MARKER = "tailnet-agent: refused:"
 PATH_REFUSED_STATUS = 125
 # Linux's pid_max ceiling; a process group id is a process id.
@@ -130,16 +135,23 @@ def wrap_for_exec(rendered: str, *, timeout: float, become: str | None = None) -
     interpreted by a POSIX shell whatever the remote login shell is (the login
     shell only has to parse this one quoted line).
 
-    With `become`, the same line runs under `sudo -n -u USER --`: never a password
+    With `become`, the command runs under `sudo -n -u USER --`: never a password
     prompt (-n), and what sudo is asked to run is exactly `timeout ... /bin/sh -c
     RENDERED`, so a sudoers rule can name that one command line (`sudoers_line`).
-    `timeout` runs as that user too, so it can still kill what it started; a TERM
-    sent to sudo from the login user's side is relayed to the command.
+    The group `timeout` makes then belongs to USER, which the login user cannot
+    signal; so a small `/bin/sh` reports its own pid and `exec`s sudo, and a stop
+    sends TERM to sudo, which relays it to `timeout` (see StopTarget).
     """
-    line = f"{_timed(timeout)} /bin/sh -c {shlex.quote(shell_script(rendered))}"
-    if become is not None:
-        line = f"sudo -n -u {_user(become)} -- {line}"
-    return f"{line} </dev/null"
+    if become is None:
+        return f"{_timed(timeout)} /bin/sh -c {shlex.quote(shell_script(rendered))} </dev/null"
+    elevated = f"sudo -n -u {_user(become)} -- {_elevated(rendered, timeout)}"
+    report = f"printf '{SUDO_REPORT}%s\\n' \"$$\" >&2; exec {elevated}"
+    return f"/bin/sh -c {shlex.quote(report)} </dev/null"
+
+
+def _elevated(rendered: str, timeout: float) -> str:
+    """What sudo runs for a command with `become` (and what its sudoers rule names)."""
+    return f"{_timed(timeout)} /bin/sh -c {shlex.quote(rendered)}"
 
 
 # Where sudoers must name `timeout` (coreutils; /usr/bin on Debian, Ubuntu, RHEL, Alpine).
@@ -159,7 +171,7 @@ def sudoers_line(login: str, become: str, rendered: str, *, timeout: float) -> s
     """
     escaped = "".join(
         "\\\\\\\\" if c == "\\" else f"\\{c}" if c in _SUDOERS_SPECIAL else c
-        for c in shell_script(rendered)
+        for c in rendered
     )
     who = login if USER_NAME.fullmatch(login) else f'"{login}"'
     seconds = _timed(timeout).removeprefix("timeout ")
@@ -188,28 +200,57 @@ def _user(name: str) -> str:
     return name
 
 
-def parse_pgid_report(line: bytes) -> int | None:
-    """The process group id in a wrapped command's first stderr line (without its
-    newline), or None when the line is not such a report."""
-    prefix = PGID_REPORT.encode()
-    digits = line[len(prefix):] if line.startswith(prefix) else b""
-    if not (digits.isdigit() and len(digits) <= 7):
-        return None
-    pgid = int(digits)
-    return pgid if 1 < pgid <= MAX_PID else None
+class StopTarget(NamedTuple):
+    """What the agent signals to stop a wrapped command it gave up on.
+
+    A plain command reports the process group `timeout` leads: it is killed whole
+    (SIGKILL). A command run through sudo reports the pid of sudo: the login user
+    may signal sudo (it keeps the login user as its real uid) but not the target
+    user's processes, and sudo relays TERM to `timeout`, which sends it to the
+    command's group and KILL two seconds later (`-k 2`).
+    """
+
+    number: int
+    through_sudo: bool = False
+
+    def __str__(self) -> str:
+        return f"sudo (pid {self.number})" if self.through_sudo else f"process group {self.number}"
 
 
-def kill_process_groups(pgids: Iterable[int]) -> str:
-    """The line that stops every process in these groups (SIGKILL), e.g. the trees of
-    commands whose callers went away. Only group ids a wrapped command reported belong
-    here; 0, 1 and negative numbers would mean "my group" or "every process" to kill(1),
-    so they are refused outright."""
-    groups = sorted(set(pgids))
-    if not groups:
+def parse_pgid_report(line: bytes) -> StopTarget | None:
+    """What a wrapped command's first stderr line (without its newline) says to
+    signal, or None when the line is not such a report."""
+    for prefix, through_sudo in ((PGID_REPORT.encode(), False), (SUDO_REPORT.encode(), True)):
+        if line.startswith(prefix):
+            digits = line[len(prefix):]
+            if digits.isdigit() and len(digits) <= 7 and 1 < int(digits) <= MAX_PID:
+                return StopTarget(int(digits), through_sudo)
+    return None
+
+
+def kill_process_groups(targets: Iterable[StopTarget | int]) -> str:
+    """The line that stops what these reports named: KILL to each process group,
+    TERM to each sudo (a bare int is a process group). Only numbers a wrapped command
+    reported belong here; 0, 1 and negative numbers would mean "my group" or "every
+    process" to kill(1), so they are refused outright."""
+    stops = sorted({t if isinstance(t, StopTarget) else StopTarget(t) for t in targets})
+    if not stops:
         raise ValueError("no process group to kill")
-    for pgid in groups:
-        if isinstance(pgid, bool) or not isinstance(pgid, int) or not 1 < pgid <= MAX_PID:
-            raise ValueError(f"not a process group id a command reported: {pgid!r}")
-    targets = " ".join(f"-{pgid}" for pgid in groups)
-    # `kill` goes on past a group that is already gone; the status says nothing useful.
-    return f"kill -s KILL -- {targets} 2>/dev/null; exit 0"
+    for stop in stops:
+        number = stop.number
+        if isinstance(number, bool) or not isinstance(number, int) or not 1 < number <= MAX_PID:
+            raise ValueError(f"not a process group id a command reported: {number!r}")
+    groups = " ".join(f"-{stop.number}" for stop in stops if not stop.through_sudo)
+    sudos = " ".join(str(stop.number) for stop in stops if stop.through_sudo)
+    line = ""
+    if groups:
+        # `kill` goes on past a group that is already gone; the status says nothing useful.
+        line += f"kill -s KILL -- {groups} 2>/dev/null; "
+    if sudos:
+        # sudo relays a TERM only once the command runs; one that arrives while sudo is
+        # still starting it can be lost. So TERM every 0.1 s until every sudo has ended
+        # (it ends when the command has), for at most SUDO_STOP_TRIES tries.
+        line += (f"n=0; while [ $n -lt {SUDO_STOP_TRIES} ]; do alive=; for p in {sudos}; do "
+                 'kill -s TERM -- "$p" 2>/dev/null && alive=1; done; [ -n "$alive" ] || break; '
+                 "n=$((n + 1)); sleep 0.1; done; ")
+    return line + "exit 0"

@@ -57,7 +57,7 @@ class GiveUp:
 
 async def kill_group(reaper: Reaper, chan: asyncssh.SSHClientChannel[bytes],
                      reader: PgidReader) -> None:
-    """Kill the process group of the command on `chan`, once it has reported it."""
+    """Stop the command on `chan` (its process group, or its sudo), once it has reported it."""
     conn = chan.get_connection()
     if not isinstance(conn, asyncssh.SSHClientConnection):
         return
@@ -65,12 +65,12 @@ async def kill_group(reaper: Reaper, chan: asyncssh.SSHClientChannel[bytes],
     # may run, and its report waits in asyncssh's buffer.
     with suppress(Exception):
         chan.resume_reading()
-    pgid = await reader.wait(REPORT_WAIT_SECONDS)
-    if pgid is None:
+    target = await reader.wait(REPORT_WAIT_SECONDS)
+    if target is None:
         log.info("a command on %s was given up before it reported its process group; "
                  "closing its channel only", reaper.host)
         return
-    await reaper.kill(conn, pgid)
+    await reaper.kill(conn, target)
 
 
 async def stop_channel(reaper: Reaper, chan: asyncssh.SSHClientChannel[bytes],

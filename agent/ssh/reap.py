@@ -8,8 +8,10 @@ help: OpenSSH's sshd (9.2 here) sends them to the session's process group, and
 `timeout` runs every command in a group of its own.
 
 So every wrapped command first reports that group's id on stderr
-(`whitelist.render.wrap_for_exec`); `PgidReader` takes the report off the stream,
-and `Reaper` kills the group with the one line `whitelist.render.kill_process_groups`
+(`whitelist.render.wrap_for_exec`), or for a command run through sudo the pid of sudo
+(the login user cannot signal the target user's group; sudo relays TERM to it, see
+`whitelist.render.StopTarget`); `PgidReader` takes the report off the stream, and
+`Reaper` stops the command with the one line `whitelist.render.kill_process_groups`
 makes, on the same connection the command runs on (a dropped connection is not
 retried elsewhere: after a reboot the number could belong to someone else). Kills
 for one connection are batched into one exec channel, which is the only channel
@@ -25,12 +27,18 @@ from contextlib import suppress
 
 import asyncssh
 
-from whitelist.render import PGID_REPORT, kill_process_groups, parse_pgid_report
+from whitelist.render import (
+    PGID_REPORT,
+    SUDO_REPORT,
+    StopTarget,
+    kill_process_groups,
+    parse_pgid_report,
+)
 
 log = logging.getLogger(__name__)
 
-_PREFIX = PGID_REPORT.encode()
-_MAX_REPORT = len(_PREFIX) + 8  # the prefix, up to 7 digits, the newline
+_PREFIXES = (PGID_REPORT.encode(), SUDO_REPORT.encode())
+_MAX_REPORT = max(map(len, _PREFIXES)) + 8  # a prefix, up to 7 digits, the newline
 KILL_TIMEOUT_SECONDS = 5.0
 # sshd frees a session a moment after its process exits, so right after a burst of
 # cancels it may refuse one more channel; retried with backoff (about 1.3 s in all).
@@ -41,7 +49,7 @@ class PgidReader:
     """Takes the wrapper's process-group report off the front of a stderr stream."""
 
     def __init__(self) -> None:
-        self.pgid: int | None = None
+        self.target: StopTarget | None = None  # what to signal to stop the command
         self.seen = asyncio.Event()  # the first line has arrived (a report or not)
         self._held = b""
 
@@ -52,14 +60,14 @@ class PgidReader:
         held = self._held + data
         newline = held.find(b"\n")
         if newline < 0:
-            if len(held) < _MAX_REPORT and held[: len(_PREFIX)] == _PREFIX[: len(held)]:
+            if len(held) < _MAX_REPORT and any(held[: len(p)] == p[: len(held)] for p in _PREFIXES):
                 self._held = held  # could still become a report
                 return b""
             self._finish(None)
             return held
-        pgid = parse_pgid_report(held[:newline])
-        self._finish(pgid)
-        return held[newline + 1:] if pgid is not None else held
+        target = parse_pgid_report(held[:newline])
+        self._finish(target)
+        return held[newline + 1:] if target is not None else held
 
     def flush(self) -> bytes:
         """The stream ended: bytes held back were the command's after all."""
@@ -67,18 +75,18 @@ class PgidReader:
         self._finish(None)
         return held
 
-    def _finish(self, pgid: int | None) -> None:
+    def _finish(self, target: StopTarget | None) -> None:
         if not self.seen.is_set():
-            self.pgid = pgid
+            self.target = target
             self._held = b""
             self.seen.set()
 
-    async def wait(self, seconds: float) -> int | None:
-        """The group id, waiting up to `seconds` for the report to arrive."""
+    async def wait(self, seconds: float) -> StopTarget | None:
+        """What to signal, waiting up to `seconds` for the report to arrive."""
         if not self.seen.is_set():
             with suppress(TimeoutError):
                 await asyncio.wait_for(self.seen.wait(), seconds)
-        return self.pgid
+        return self.target
 
 
 class Reaper:
@@ -87,19 +95,20 @@ class Reaper:
     def __init__(self, host: str) -> None:
         self.host = host
         self.killed = 0  # groups killed since start (tests and the soak read it)
-        self._pending: dict[asyncssh.SSHClientConnection, dict[int, asyncio.Future[bool]]] = {}
+        self._pending: dict[asyncssh.SSHClientConnection,
+                            dict[StopTarget, asyncio.Future[bool]]] = {}
         self._runner: asyncio.Task[None] | None = None
 
-    async def kill(self, conn: asyncssh.SSHClientConnection, pgid: int) -> bool:
-        """Kill the group `pgid` through `conn`; True once the kill line ran."""
+    async def kill(self, conn: asyncssh.SSHClientConnection, target: StopTarget) -> bool:
+        """Stop what `target` names through `conn`; True once the kill line ran."""
         if conn.is_closed():
-            log.warning("cannot stop process group %d on %s: the connection is gone; it ends "
-                        "at its own timeout", pgid, self.host)
+            log.warning("cannot stop %s on %s: the connection is gone; it ends "
+                        "at its own timeout", target, self.host)
             return False
         waiting = self._pending.setdefault(conn, {})
-        future = waiting.get(pgid)
+        future = waiting.get(target)
         if future is None:
-            future = waiting[pgid] = asyncio.get_running_loop().create_future()
+            future = waiting[target] = asyncio.get_running_loop().create_future()
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._run(), name=f"reaper-{self.host}")
         return await asyncio.shield(future)
@@ -113,8 +122,9 @@ class Reaper:
                     if not future.done():
                         future.set_result(ok)
 
-    async def _kill_now(self, conn: asyncssh.SSHClientConnection, pgids: list[int]) -> bool:
-        line = kill_process_groups(pgids)
+    async def _kill_now(self, conn: asyncssh.SSHClientConnection,
+                        targets: list[StopTarget]) -> bool:
+        line = kill_process_groups(targets)
         for attempt in range(OPEN_RETRIES + 1):
             try:
                 done = await asyncio.wait_for(
@@ -127,9 +137,9 @@ class Reaper:
                 error: Exception = exc
             except (OSError, TimeoutError, asyncssh.Error) as exc:
                 error = exc
-            log.warning("could not stop process group(s) %s on %s: %s; they end at their own "
-                        "timeout", pgids, self.host, error)
+            log.warning("could not stop %s on %s: %s; they end at their own timeout",
+                        ", ".join(map(str, targets)), self.host, error)
             return False
-        self.killed += len(pgids)
-        log.info("stopped process group(s) %s on %s", pgids, self.host)
+        self.killed += len(targets)
+        log.info("stopped %s on %s", ", ".join(map(str, targets)), self.host)
         return done.exit_status == 0

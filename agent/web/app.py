@@ -66,8 +66,9 @@ def build_http_app(
     readiness: ReadinessCheck,
     metrics: AgentMetrics,
     extra_routes: Sequence[BaseRoute] = (),
-) -> HostOriginMiddleware:
-    """Return the ASGI app; call `.allow(names)` on it to add names learned later."""
+) -> tuple[HostOriginMiddleware, SessionGuard]:
+    """Return the ASGI app (call `.allow(names)` on it to add names learned later) and
+    the guard that owns and caps its MCP sessions."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -81,10 +82,9 @@ def build_http_app(
         *extra_routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.mcp_sessions = sessions
     limited = BodyLimitMiddleware(app, [("/mcp", MCP_BODY_LIMIT)], default=CHAT_BODY_LIMIT)
     counted = metrics.count_responses(IdentityMiddleware(limited, resolver))
-    return HostOriginMiddleware(counted, allowed_names)
+    return HostOriginMiddleware(counted, allowed_names), sessions
 
 
 def build_ops_app(

@@ -8,6 +8,7 @@ import gc
 from pathlib import Path
 
 from agent.inventory import HostConfig
+from agent.web.mcp_sessions import SessionGuard
 from tests.support.agents import RunningAgent, running_agent, settings_for
 from tests.support.peers import (
     ALICE,
@@ -32,10 +33,8 @@ def rss() -> int:
     raise AssertionError("no VmRSS")
 
 
-def guard_of(agent: RunningAgent) -> object:
-    # The SessionGuard in front of the SDK's endpoint (agent.web.app keeps it in the state).
-    app = agent.agent.app.app.app.app  # host/origin -> identity -> body limit -> Starlette
-    return app.state.mcp_sessions
+def guard_of(agent: RunningAgent) -> SessionGuard:
+    return agent.agent.sessions  # the SessionGuard in front of the SDK's endpoint
 
 
 async def initialize_flood(url: str, source: str, count: int) -> dict[int, int]:
@@ -65,7 +64,7 @@ async def test_three_thousand_initializes_cost_little_and_lock_no_one_out(
         grown = rss() - before
         guard = guard_of(agent)
         assert statuses == {200: 3000}  # each newcomer evicts Mallory's own oldest idle one
-        assert guard.count(MALLORY_USER.key) == 16  # type: ignore[attr-defined]
+        assert guard.count(MALLORY_USER.key) == 16
         assert grown < 60 * MiB, grown / MiB
         # Alice was never locked out, before, during or after.
         async with mcp_from(agent.url, "127.0.0.3", mode="legacy") as alice:

@@ -9,6 +9,7 @@ run and nothing wider; sudo is asked to run the rendered command and nothing els
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import re
@@ -28,9 +29,11 @@ from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.inventory import HostConfig
 from agent.settings import Settings
+from agent.ssh.pool import SSHPool
 from tests.support.agents import running_agent, settings_for
 from tests.support.components import missing, require_executable
-from whitelist import load_catalog, render
+from tests.support.sshd import remote_processes, wait_until_gone
+from whitelist import load_catalog, render, sudoers_line
 from whitelist.render import TIMEOUT_PATH
 
 pytestmark = pytest.mark.e2e
@@ -212,4 +215,46 @@ async def test_list_commands_and_the_confirmation_say_it_runs_as_root(
         declined = await client.call_tool("execute_command", {"command": "root_touch"})
     assert declined.is_error
     (message,) = asked
-    assert message.startswith("Run destructive command 'root_touch' on host 'test' as root? ")
+    assert message.startswith("Run destructive command 'root_touch' on host 'test' as root?\n")
+    assert "It runs exactly: touch -- /nonexistent-dir/x" in message
+
+
+@pytest.mark.parametrize("path", ["exec", "fast"])
+async def test_cancelled_commands_running_as_root_leave_nothing_running(
+    ssh_host: HostConfig, sudoers: Sudoers, path: str
+) -> None:
+    """The login user cannot signal root's processes; the stop goes through sudo."""
+    sleep = f"sleep {secrets.randbelow(9000) + 1000}"
+    rendered = f"{sleep}; echo never"
+    sudoers.add(sudoers_line(ssh_host.user, "root", rendered, timeout=30))
+    pool = SSHPool({"test": ssh_host})
+    try:
+        for n in range(20):
+            task = asyncio.create_task(pool.run(
+                "test", rendered, command_name="s", timeout=30, max_output=1000,
+                destructive=path == "exec", become="root"))
+            # Cancel at varied points: before, while and after the command starts.
+            await asyncio.sleep(0.2 + (n % 4) * 0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # sudo relays TERM to timeout, which ends the group: gone within 2 s.
+            assert wait_until_gone("root", sleep, 2.0) == [], n
+            assert pool._hosts["test"].slots.busy == 0, n
+        assert pool.stopped("test") >= 10  # most were running when cancelled
+        # The command did run as root when left alone long enough to be seen.
+        task = asyncio.create_task(pool.run(
+            "test", rendered, command_name="s", timeout=30, max_output=1000,
+            destructive=path == "exec", become="root"))
+        for _ in range(100):  # up to 5 s
+            if remote_processes("root", sleep):
+                break
+            await asyncio.sleep(0.05)
+        assert remote_processes("root", sleep), "the elevated command never started"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert wait_until_gone("root", sleep, 2.0) == []
+    finally:
+        await pool.close()
+        await asyncio.to_thread(subprocess.run, ["pkill", "-u", "root", "-f", sleep])

@@ -12,10 +12,10 @@ import pytest
 from whitelist import Command, Parameter, ParameterError, ParamType, load_catalog, render
 from whitelist.render import (
     PATH_REFUSED_STATUS,
+    StopTarget,
     kill_process_groups,
     parse_pgid_report,
     path_refusal,
-    shell_script,
     sudoers_line,
     wrap_for_exec,
 )
@@ -287,14 +287,18 @@ def test_input_schema() -> None:
     assert CONTAINER.json_schema()["pattern"] == "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
-def test_become_wraps_the_same_line_in_sudo_without_a_prompt() -> None:
-    plain = wrap_for_exec("whoami", timeout=10)
+def test_become_runs_the_rendered_line_under_sudo_without_a_prompt() -> None:
     elevated = wrap_for_exec("whoami", timeout=10, become="root")
-    assert elevated == f"sudo -n -u root -- {plain}"
-    words = shlex.split(elevated.removesuffix(" </dev/null"))
-    # What sudo is asked to run: timeout, then /bin/sh -c and the rendered command, one word.
-    assert words[words.index("--") + 1:] == ["timeout", "-k", "2", "10", "/bin/sh", "-c",
-                                            shell_script("whoami")]
+    outer = shlex.split(elevated.removesuffix(" </dev/null"))
+    assert outer[:2] == ["/bin/sh", "-c"] and len(outer) == 3
+    # The small shell reports its own pid (sudo's, after exec), then becomes sudo.
+    report, _, elevated_line = outer[2].partition("; exec ")
+    assert report == "printf 'tailnet-agent-sudo:%s\\n' \"$$\" >&2"
+    words = shlex.split(elevated_line)
+    assert words[:5] == ["sudo", "-n", "-u", "root", "--"]
+    # What sudo is asked to run: timeout, then /bin/sh -c and the rendered command, one
+    # word, with nothing of the agent's own before it (the sudoers rule names exactly it).
+    assert words[5:] == ["timeout", "-k", "2", "10", "/bin/sh", "-c", "whoami"]
     for bad in ("root -- id", "-s", "#0", "ALL", ""):
         with pytest.raises(ValueError, match="user name"):
             wrap_for_exec("whoami", timeout=10, become=bad)
@@ -310,11 +314,7 @@ def test_become_wraps_the_same_line_in_sudo_without_a_prompt() -> None:
 ])
 def test_the_sudoers_line_names_exactly_one_command_line(rendered: str, escaped: str) -> None:
     line = sudoers_line("tnagent", "root", rendered, timeout=9.5)
-    # The script sudo runs starts with the process-group report (the same before every
-    # command), then the rendered command.
-    report = "printf\\ 'tailnet-agent-pgid\\:%s\\\\\\\\n'\\ \"$PPID\"\\ >&2;\\ "
-    assert line == (f"tnagent ALL=(root) NOPASSWD: /usr/bin/timeout -k 2 10 /bin/sh -c "
-                    f"{report}{escaped}")
+    assert line == f"tnagent ALL=(root) NOPASSWD: /usr/bin/timeout -k 2 10 /bin/sh -c {escaped}"
 
 
 def test_a_login_that_is_not_a_plain_name_is_quoted_in_the_sudoers_line() -> None:
@@ -325,8 +325,8 @@ def test_a_wrapped_command_reports_the_process_group_timeout_made_for_it() -> No
     script = wrap_for_exec("ps -o pgid= -p $$ >&2; echo out", timeout=5)
     done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, timeout=10, check=True)
     first, second = done.stderr.splitlines()[:2]
-    pgid = parse_pgid_report(first)
-    assert pgid is not None and pgid == int(second.strip())
+    reported = parse_pgid_report(first)
+    assert reported == StopTarget(int(second.strip()), through_sudo=False)
     assert done.stdout == b"out\n"
 
 
@@ -338,8 +338,36 @@ def test_only_a_well_formed_report_names_a_group(line: bytes) -> None:
     assert parse_pgid_report(line) is None
 
 
+def test_a_report_from_the_sudo_wrapper_names_sudo() -> None:
+    assert parse_pgid_report(b"tailnet-agent-sudo:4242") == StopTarget(4242, through_sudo=True)
+    assert parse_pgid_report(b"tailnet-agent-sudo:1") is None
+
+
 def test_the_kill_line_names_only_reported_groups() -> None:
     assert kill_process_groups([4242, 17, 4242]) == "kill -s KILL -- -17 -4242 2>/dev/null; exit 0"
+    # sudo gets TERM (it relays that to the command; KILL would orphan the command).
+    both = kill_process_groups([StopTarget(9, True), 17, StopTarget(12, True)])
+    assert both.startswith("kill -s KILL -- -17 2>/dev/null; n=0; while ")
+    assert "for p in 9 12; do kill -s TERM -- \"$p\"" in both and both.endswith("; exit 0")
+
+
+def test_the_stop_line_terms_a_sudo_until_it_is_gone() -> None:
+    # A stand-in for sudo that survives the first two TERMs (as sudo may while it is still
+    # starting the command): the line keeps sending until it has ended.
+    script = ("n=0; trap 'n=$((n+1)); [ $n -ge 3 ] && exit 0' TERM; echo ready; "
+              "while :; do sleep 0.05; done")
+    survivor = subprocess.Popen(["/bin/sh", "-c", script], stdout=subprocess.PIPE)
+    try:
+        assert survivor.stdout is not None and survivor.stdout.readline() == b"ready\n"
+        started = time.monotonic()
+        subprocess.run(["/bin/sh", "-c", kill_process_groups([StopTarget(survivor.pid, True)])],
+                       check=True, timeout=10)
+        assert survivor.wait(timeout=5) == 0  # it saw its third TERM and left
+        assert time.monotonic() - started < 3.5
+    finally:
+        if survivor.poll() is None:
+            survivor.kill()
+            survivor.wait()
     # 1 would mean init's group, -1 every process, 0 the shell's own group: never.
     for bad in ([1], [0], [-1], [True], [5_000_000], [], [17, 1]):
         with pytest.raises(ValueError):
