@@ -225,7 +225,10 @@ class AgentService(CallerView):
             outcome = "not-confirmed" if confirming else _outcome(exc)
             if isinstance(exc, RateLimited) and not audit_started:
                 if not self.audit.limited(identity):
-                    raise  # counted in the window's `limited` record
+                    # Counted in the window's `limited` record; the metrics count each.
+                    self.recorder.refused("rate_limit")
+                    self.recorder.call_finished(**labels, outcome=outcome, seconds=None)
+                    raise
                 # What a flood sends is not worth keeping, only recognising.
                 record["parameters"] = summary(dict(arguments), preview=False)
             if not audit_started and not isinstance(exc, AuditUnavailable):
@@ -363,6 +366,7 @@ class AgentService(CallerView):
             self.rate.take(identity)
         except RateLimited as exc:
             if not self.audit.limited(identity):
+                self.recorder.refused("rate_limit")  # the window's `limited` record counts it
                 return str(exc)
             outcome, error, parameters = "limited", str(exc), summary(arguments, preview=False)
         self.audit.start(call, identity, tool=tool, command=command, host=host,
