@@ -100,6 +100,9 @@ def json_mode() -> bool:
 def say(line: str) -> None:
     """A line for the person watching: stdout as text, or a record in JSON mode."""
     if _json_mode:
-        console.info("%s", line)
+        # The line itself is the record's message (no arguments, so no %-formatting):
+        # the log flood limiter (agent.web.log_limit) keys on the message, and every
+        # console line would be one kind under a "%s" template, the banner cut after 5.
+        console.info(line)
     else:
         print(line, flush=True)

@@ -23,8 +23,17 @@ class RepeatFilter(logging.Filter):
         self.clock = clock
         self._seen: dict[tuple[str, int, str], tuple[float, int, int]] = {}
         self.dropped = 0
+        self._last: tuple[logging.LogRecord | None, bool] = (None, True)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # One filter sits on every handler: a record reaching several is counted once.
+        if record is self._last[0]:
+            return self._last[1]
+        allowed = self._decide(record)
+        self._last = (record, allowed)
+        return allowed
+
+    def _decide(self, record: logging.LogRecord) -> bool:
         kind = (record.name, record.levelno, str(record.msg))
         now = self.clock()
         since, count, dropped = self._seen.get(kind, (now, 0, 0))
