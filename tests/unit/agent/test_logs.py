@@ -87,6 +87,7 @@ def test_console_lines_are_records_in_json_mode(
 def test_the_log_flood_limiter_lets_every_distinct_console_line_through(
     restore_logging: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    logging.getLogger().handlers.clear()  # only ours (restore_logging puts pytest's back)
     logs.configure(0, "json")
     limiter = log_limit.install()  # as `serve` does when its HTTP server starts
     banner = [f"line {n}: 100% ready" for n in range(12)]
@@ -99,3 +100,18 @@ def test_the_log_flood_limiter_lets_every_distinct_console_line_through(
     # A banner (distinct lines, with a % sign) arrives whole; a repeated line is limited.
     assert messages[:12] == banner
     assert messages[12:] == ["the same line again"] * limiter.burst
+
+
+def test_the_flood_limiter_counts_a_record_once_whatever_the_number_of_handlers() -> None:
+    now = [0.0]
+    limiter = log_limit.RepeatFilter(burst=3, window=10.0, clock=lambda: now[0])
+    passed = []
+    for n in range(6):
+        made = record("accept failed: %s", n)
+        # The same filter sits on two handlers; both ask about every record.
+        passed.append([limiter.filter(made), limiter.filter(made)])
+    assert passed == [[True, True]] * 3 + [[False, False]] * 3
+    assert limiter.dropped == 3
+    now[0] = 10.0  # a new window: the next one passes and says how many were dropped
+    later = record("accept failed: %s", 7)
+    assert limiter.filter(later) and later.msg.endswith("[3 similar messages dropped]")
