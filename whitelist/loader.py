@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from .errors import CatalogError, yaml_problem
+from .hosts import pattern_problem
 from .model import (
     BECOME_DEFAULT,
     MAX_OUTPUT,
@@ -38,6 +39,7 @@ _COMMAND_KEYS = {
     "max_output",
     "become",
     "redact",
+    "hosts",
 }
 _REQUIRED_COMMAND_KEYS = ("description", "category", "template")
 
@@ -251,6 +253,9 @@ class _FileLoader:
         if not isinstance(redact, bool):
             self._problem(name, "redact", f"expected true or false, got {redact!r}")
             ok = False
+        hosts = self._hosts(name, entry.get("hosts"))
+        if hosts is None:
+            ok = False
         parameters = self._parameters(name, entry.get("parameters"))
         if parameters is None or None in (description, category, template):
             return None
@@ -277,6 +282,7 @@ class _FileLoader:
             source=self.file,
             become=become if isinstance(become, str) else None,
             redact=redact,
+            hosts=hosts or (),
         )
 
     def _become(self, command: str, value: Any) -> str | bool | None:
@@ -314,6 +320,21 @@ class _FileLoader:
                 )
                 ok = False
         return ok
+
+    def _hosts(self, command: str, raw: Any) -> tuple[str, ...] | None:
+        """The hosts a command is bound to (None after reporting a problem)."""
+        if raw is None:
+            return ()
+        if isinstance(raw, str):
+            raw = [raw]
+        if not isinstance(raw, list) or not raw:
+            self._problem(command, "hosts", "expected a non-empty list of host names, globs "
+                          "or tag:<name>, e.g. [\"tag:postgres\", \"db-*\"]")
+            return None
+        problems = [p for p in map(pattern_problem, raw) if p is not None]
+        for problem in problems:
+            self._problem(command, "hosts", problem)
+        return None if problems else tuple(p.strip() for p in raw)
 
     # -- parameters --------------------------------------------------------
 

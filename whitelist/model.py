@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import UnknownCommandError
+from .hosts import host_matches
 from .param_types import CONTAINER_PATTERN, UNIT_PATTERN, ParamType
 
 
@@ -88,6 +89,11 @@ class Command:
         if self.become is None:
             return None
         return host_default if self.become == BECOME_DEFAULT else self.become
+    hosts: tuple[str, ...] = ()  # the hosts it applies to (names, globs, tag:...); () = all
+
+    def applies_to(self, host: str, tags: Collection[str] = ()) -> bool:
+        """Whether this command may run on `host` (with tailnet tags `tags`) at all."""
+        return not self.hosts or host_matches(self.hosts, host, tags)
 
     def parameter(self, name: str) -> Parameter:
         for parameter in self.parameters:
