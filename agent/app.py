@@ -14,6 +14,7 @@ from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp
 
 from agent.chat import ChatOptions, chat_routes
+from agent.core.hosts import HostRegistry
 from agent.core.metrics import Recorder
 from agent.core.readiness import ReadinessCheck
 from agent.core.service import AgentService, StatusProvider
@@ -48,17 +49,22 @@ def build_service(
     tailnet_status: StatusProvider | None = None,
     recorder: Recorder | None = None,
 ) -> AgentService:
-    """The service with its SSH pool, policy and audit log (catalog files from settings)."""
+    """The service with its hosts, SSH pool, policy and audit log (catalog files from
+    settings). The pool reads the live host registry, so tailnet hosts (agent/fleet.py)
+    reach it as they come; connections of hosts that leave are closed."""
     if catalog is None:
         catalog = load_catalog(settings.catalog_files)
+    hosts = HostRegistry(settings.hosts, settings.default_host,
+                         tailnet=bool(settings.tailnet_selectors))
     pool = SSHPool(
-        settings.hosts,
+        hosts,
         connector=connector,
         max_sessions=settings.max_sessions_per_host,
         connect_timeout=settings.connect_timeout,
     )
+    hosts.subscribe(pool.prune)
     return AgentService(settings, catalog, pool, mode=mode, tailnet_status=tailnet_status,
-                        recorder=recorder)
+                        recorder=recorder, hosts=hosts)
 
 
 def build_agent(

@@ -108,6 +108,10 @@ class NoCallerIdentity(CallRefused):
     """A tool call arrived with no caller to act for (fail closed)."""
 
 
+class NotForHost(CallRefused):
+    """The catalog binds the command to other hosts (its `hosts:` field)."""
+
+
 class HostError(Exception):
     """Reaching or running on a host failed (SSH errors subclass this); `host` names it."""
 
@@ -118,3 +122,7 @@ class HostError(Exception):
 
 class ElevationRefused(HostError):
     """sudo on the host would not run a `become` command without a password (or at all)."""
+
+
+class HostOffline(HostError):
+    """The tailnet says the host is offline: answered at once, nothing is sent."""

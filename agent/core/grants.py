@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from whitelist import Command
+from whitelist.hosts import host_matches, pattern_problem
 
 from .errors import ConfigError, reject_unknown_fields
 
@@ -31,8 +32,9 @@ MAX_APPROVAL_MINUTES = 24 * 60
 
 @dataclass(frozen=True)
 class Grant:
-    """What one rule or tailnet grant allows: command patterns on host patterns, and
-    whether the caller may read the agent's metrics (`commands: []` grants only that)."""
+    """What one rule or tailnet grant allows: command patterns on host patterns (host
+    names, globs, or `tag:<name>` for hosts carrying that tailnet tag), and whether the
+    caller may read the agent's metrics (`commands: []` grants only that)."""
 
     name: str
     hosts: tuple[str, ...] = ("*",)
@@ -46,8 +48,8 @@ class Grant:
     # of these selectors (login, group:..., "*"), never from the one asking.
     approvers: tuple[str, ...] = ()
 
-    def covers_host(self, host: str) -> bool:
-        return any(fnmatch.fnmatchcase(host, pattern) for pattern in self.hosts)
+    def covers_host(self, host: str, tags: Collection[str] = ()) -> bool:
+        return host_matches(self.hosts, host, tags)
 
     def covers_command(self, command: Command) -> bool:
         for pattern in self.commands:
@@ -96,9 +98,14 @@ def parse_grant(entry: Any, where: str, *, name: str) -> Grant:
             or not 0 <= minutes <= MAX_APPROVAL_MINUTES):
         raise ConfigError(f"{where}: approval_minutes must be a whole number of minutes from 0 "
                           f"to {MAX_APPROVAL_MINUTES}")
+    hosts = strings(entry.get("hosts"), f"{where}: hosts", ("*",))
+    for pattern in hosts:
+        problem = pattern_problem(pattern)
+        if problem is not None:
+            raise ConfigError(f"{where}: hosts: {problem}")
     return Grant(
         name=name,
-        hosts=strings(entry.get("hosts"), f"{where}: hosts", ("*",)),
+        hosts=hosts,
         commands=strings(entry.get("commands"), f"{where}: commands", ("*",),
                          may_be_empty=True),
         destructive=_flag(entry, "destructive", where),

@@ -19,7 +19,7 @@ grant); the default grants it to nobody but the local operator.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,11 +97,13 @@ class Policy:
             grants.append(Grant(DEFAULT_RULE))
         return grants
 
-    def decide(self, identity: Identity, command: Command, host: str) -> Decision:
+    def decide(self, identity: Identity, command: Command, host: str,
+               tags: Collection[str] = ()) -> Decision:
+        """May `identity` run `command` on `host` (whose tailnet tags are `tags`)?"""
         grants = self.grants_for(identity)
         short_of_destructive: Grant | None = None
         for grant in grants:
-            if not (grant.covers_host(host) and grant.covers_command(command)):
+            if not (grant.covers_host(host, tags) and grant.covers_command(command)):
                 continue
             if command.destructive and not grant.destructive:
                 short_of_destructive = short_of_destructive or grant
@@ -145,9 +147,10 @@ class Policy:
             "tailnet grant with `metrics: true` is needed",
         )
 
-    def check(self, identity: Identity, command: Command, host: str) -> Decision:
+    def check(self, identity: Identity, command: Command, host: str,
+              tags: Collection[str] = ()) -> Decision:
         """`decide`, raising PolicyDenied with a message naming the rule when refused."""
-        decision = self.decide(identity, command, host)
+        decision = self.decide(identity, command, host, tags)
         if not decision.allowed:
             # A caller with no host at all is not told the name of the one it asked for.
             where = f" on host {host!r}" if self.hosts_for(identity, [host]) else ""
@@ -171,10 +174,12 @@ class Policy:
         """May this caller run `command` on some host? (What list_commands shows them.)"""
         return any(g.allows(command) for g in self.grants_for(identity))
 
-    def hosts_for(self, identity: Identity, hosts: Iterable[str]) -> list[str]:
-        # A grant of no commands (`commands: []`, metrics only) shows no host.
+    def hosts_for(self, identity: Identity, hosts: Iterable[str],
+                  tags: Callable[[str], Collection[str]] = lambda _: ()) -> list[str]:
+        """The hosts some grant of this caller covers (`tags` gives a host's tailnet tags).
+        A grant of no commands (`commands: []`, metrics only) shows no host."""
         grants = [g for g in self.grants_for(identity) if g.commands]
-        return [h for h in hosts if any(g.covers_host(h) for g in grants)]
+        return [h for h in hosts if any(g.covers_host(h, tags(h)) for g in grants)]
 
 
 def parse_policy(data: Any, source: str) -> Policy:

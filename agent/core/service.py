@@ -19,6 +19,7 @@ from agent.settings import Settings
 from whitelist import Catalog, Command, WhitelistError, render
 from whitelist.render import path_refusal
 
+from . import fanout as fan_out
 from .approvals import Approvals, PendingApprovals
 from .audit import AuditLog
 from .audit_shape import summary
@@ -28,12 +29,15 @@ from .errors import (
     CallRefused,
     ConfigError,
     HostError,
+    HostOffline,
     LimitExceeded,
     NotConfirmed,
+    NotForHost,
     PathRefused,
     PolicyDenied,
     RateLimited,
 )
+from .hosts import HostRegistry, offline_message
 from .identity import Identity, IdentityTokens
 from .limits import HostGate, RateLimiter
 from .live import LiveOutput
@@ -91,6 +95,8 @@ def _outcome(exc: BaseException) -> str:
         return "invalid"
     if isinstance(exc, asyncio.CancelledError):
         return "cancelled"
+    if isinstance(exc, HostOffline):
+        return "offline"
     if isinstance(exc, HostError):
         return "failed"
     return "not-run"
@@ -108,10 +114,13 @@ class AgentService(CallerView):
         policy: Policy | None = None,
         audit: AuditLog | None = None,
         recorder: Recorder | None = None,
+        hosts: HostRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.pool = pool
+        self.hosts = hosts if hosts is not None else HostRegistry(
+            settings.hosts, settings.default_host, tailnet=bool(settings.tailnet_selectors))
         self.policy = policy if policy is not None else load_policy(settings.policy_file)
         self.audit = audit if audit is not None else AuditLog(
             settings.audit_path,
@@ -145,22 +154,27 @@ class AgentService(CallerView):
         confirm: Confirm | None = None,
         tool: str = UNKNOWN,
         live: LiveOutput | None = None,
+        fanout: str | None = None,
     ) -> CommandResult:
         """Decide, record, render and run one catalog command (for the MCP tool `tool`).
 
-        Order: look the command and host up, ask the policy, validate the arguments,
-        take the caller's rate budget, ask for a destructive command's confirmation
-        (`confirm`, which raises NotConfirmed to decline; refused outright without one),
-        take a host slot, write the audit start record (no record, no run), run (lines
-        reach `live` as they arrive), show the output (redacted, head and tail), write
-        the end record. A call stopped at any step gets its start and end records too,
-        and every call is reported to the metrics recorder.
+        Order: look the command and host up, ask the policy, check that the command
+        applies to that host, validate the arguments, answer at once for a host the
+        tailnet says is offline, take the caller's rate budget, ask for a destructive
+        command's confirmation (`confirm`, which raises NotConfirmed to decline; refused
+        outright without one), take a host slot, write the audit start record (no record,
+        no run), run (lines reach `live` as they arrive), show the output (redacted, head
+        and tail), write the end record. A call stopped at any step gets its start and end
+        records too, and every call is reported to the metrics recorder; `fanout` (the id
+        of a run_on_hosts call) is recorded with them.
         Raises WhitelistError / ConfigError / HostError / CallRefused.
         """
         self.audit.flush_limited()
         call = self.audit.new_call_id()
         record: dict[str, Any] = {"command": command_name, "host": host,
                                   "parameters": dict(arguments)}
+        if fanout is not None:
+            record["fanout"] = fanout
         audit_started = False
         ran_from: float | None = None
         labels = {"tool": tool, "command": command_name if command_name in self.catalog
@@ -178,12 +192,20 @@ class AgentService(CallerView):
             command = self.command(command_name, identity)
             target = self.host(host, identity)
             record["host"] = target.name
-            decision = self.policy.check(identity, command, target.name)
+            decision = self.policy.check(identity, command, target.name, target.tags)
             record["decision"] = decision.to_dict()
+            if not command.applies_to(target.name, target.tags):
+                raise NotForHost(
+                    f"{command.name!r} does not apply to host {target.name!r}: the catalog "
+                    f"binds it to {', '.join(command.hosts)}; nothing ran. list_commands "
+                    f"with host={target.name!r} shows what applies there.")
             record["rendered"] = rendered = render(command, arguments)
             runs_as = command.runs_as(target.become)
             if runs_as is not None:
                 record["runs_as"] = runs_as
+            presence = self.hosts.presence(target.name)
+            if presence.online is False:
+                raise HostOffline(target.name, offline_message(target.name, presence))
             if command.destructive:
                 await self._approve(identity, command, target.name, arguments, rendered,
                                     runs_as, decision, record, confirm, live)
@@ -286,9 +308,10 @@ class AgentService(CallerView):
         return result
 
     def _host_label(self, host: str | None) -> str:
-        """A host name for metrics and logs: a configured one, never a caller's string."""
-        name = self.settings.default_host if host is None else host
-        return name if name is not None and name in self.settings.hosts else UNKNOWN
+        """A host name for metrics and logs: a known one (from a file or the tailnet's
+        netmap), never a caller's string."""
+        name = self.hosts.default if host is None else host
+        return name if name is not None and name in self.hosts else UNKNOWN
 
     async def _approve(self, identity: Identity, command: Command, host: str,
                        arguments: Mapping[str, object], rendered: str, runs_as: str | None,
@@ -351,9 +374,10 @@ class AgentService(CallerView):
         if command.become is None:
             return None
         try:
-            return command.runs_as(self.settings.host(host).become)
+            return command.runs_as(self.hosts.host(host).become)
         except ConfigError:
             return command.runs_as()
+
     def refused(self, identity: Identity, *, tool: str, command: str | None,
                 host: str | None, arguments: object, error: str) -> str:
         """Record a call refused before it reached `run` (MCP schema validation, a palette
@@ -393,12 +417,27 @@ class AgentService(CallerView):
             )
         )
 
+    def plan_fanout(self, command_name: str, arguments: Mapping[str, object],
+                    selectors: Sequence[str], identity: Identity) -> fan_out.FanoutPlan:
+        """The hosts a run_on_hosts call would name and run on, and its exact command line
+        (what a destructive fan-out's one confirmation shows)."""
+        return fan_out.plan(self, command_name, arguments, selectors, identity)
+
+    async def run_on_hosts(self, command_name: str, arguments: Mapping[str, object],
+                           selectors: Sequence[str], *, identity: Identity,
+                           confirm: Confirm | None = None,
+                           progress: fan_out.Progress | None = None) -> fan_out.FanoutResult:
+        """One command on every host `selectors` name (names, globs, tag:..., all), each
+        host through `run`, concurrently up to TAILNET_AGENT_FANOUT_CONCURRENCY."""
+        return await fan_out.run_on_hosts(self, command_name, arguments, selectors,
+                                          identity=identity, confirm=confirm, progress=progress)
+
     async def status(self, identity: Identity) -> dict[str, Any]:
         """The agent's state as this caller may see it: their hosts, their commands."""
         tailnet = await self.tailnet_status() if self.tailnet_status else {"mode": self.mode}
         visible = set(self.visible_hosts(identity))
         hosts = await self.pool.connection_status()
-        default = self.settings.default_host
+        default = self.hosts.default
         status: dict[str, Any] = {
             "mode": self.mode,
             "uptime_s": round(time.monotonic() - self.started, 1),
