@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncssh
 
-from agent.inventory import HostConfig
+from agent.inventory import AUTH_TAILSCALE_SSH, HostConfig
 
 from .dial import Connector, describe, open_socket, unreachable_message
 from .errors import (
@@ -29,7 +29,9 @@ from .errors import (
     SSHError,
     TimeoutMissing,
 )
-from .known_hosts import fingerprint, is_trusted, known_hosts_matcher, trusted_keys
+from .known_hosts import fingerprint, is_trusted, trusted_keys
+from .tailnet_keys import host_key_check, not_published_error
+from .tailscale_ssh import BannerClient, auth_options, keyless_failed, refusal
 
 log = logging.getLogger(__name__)
 
@@ -71,20 +73,24 @@ async def connect(
 async def _connect(
     host: HostConfig, connector: Connector | None, timeout: float  # noqa: ASYNC109
 ) -> asyncssh.SSHClientConnection:
-    keys = load_client_keys(host)
+    keyless = host.auth == AUTH_TAILSCALE_SSH
+    keys = None if keyless else load_client_keys(host)
+    known_hosts = host_key_check(host)  # the netmap's keys, or known_hosts
     sock = await open_socket(host, connector, timeout)
-    log.info("connecting to %s (%s)", host.name, host.target)
+    log.info("connecting to %s (%s%s)", host.name, host.target,
+             ", Tailscale SSH" if keyless else "")
+    client = BannerClient()
     try:
         return await asyncssh.connect(
             host.address,  # also the name looked up in known_hosts
             host.port,
             sock=sock,
+            client_factory=lambda: client,
             username=host.user,
-            known_hosts=known_hosts_matcher(host),
-            client_keys=keys,
+            known_hosts=known_hosts,
+            **auth_options(host, keys),
             password=None,
             agent_path=None,
-            preferred_auth="publickey",
             kbdint_auth=False,
             config=None,  # ~/.ssh/config must not silently change user, port or keys
             connect_timeout=timeout,
@@ -93,14 +99,26 @@ async def _connect(
             keepalive_count_max=3,
         )
     except asyncssh.HostKeyNotVerifiable:
+        if host.host_keys:
+            raise not_published_error(
+                host, await _presented_key(host, connector, timeout)) from None
         raise await host_key_error(host, connector, timeout) from None
     except asyncssh.PermissionDenied:
-        raise AuthenticationFailed(host.name, _auth_failed(host)) from None
+        refused = refusal(host, client.banner)
+        if refused is not None:
+            raise refused from None
+        raise AuthenticationFailed(
+            host.name, keyless_failed(host) if keyless else _auth_failed(host)) from None
     except (OSError, TimeoutError, asyncssh.Error) as exc:
         if sock is not None:
             sock.close()
+        # Tailscale SSH says why it refuses in a banner, then disconnects.
+        refused = refusal(host, client.banner)
+        if refused is not None:
+            raise refused from None
         # A connection that opened and then broke may be a host-key type mismatch.
-        if not isinstance(exc, TimeoutError | ConnectionRefusedError | socket.gaierror):
+        if not host.host_keys and not isinstance(
+                exc, TimeoutError | ConnectionRefusedError | socket.gaierror):
             changed = await _changed_key_type(host, connector, timeout)
             if changed is not None:
                 raise changed from None

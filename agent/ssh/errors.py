@@ -59,3 +59,16 @@ class ChannelRefused(SSHError):
 
 class ConnectionDropped(SSHError):
     """The connection went away while a command was starting; it may or may not have run."""
+
+
+class HostKeyContradicted(_HostKeyError):
+    """known_hosts pins a key that the tailnet's netmap contradicts for this node."""
+
+
+class HostKeyNotPublished(_HostKeyError):
+    """The server presented a key that is not among those the tailnet publishes for it."""
+
+
+class TailscaleSSHDenied(AuthenticationFailed):
+    """Tailscale SSH on the node refused the agent: the tailnet policy has no `ssh` rule
+    that lets the agent's node in as that user."""

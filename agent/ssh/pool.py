@@ -26,7 +26,6 @@ import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +39,12 @@ from whitelist import wrap_for_exec
 
 from .connect import connect, probe
 from .dial import Connector
-from .errors import (
-    ChannelRefused,
-    ConnectionDropped,
-    ShellNotPosix,
-    SSHError,
-    TimeoutMissing,
-)
+from .errors import ChannelRefused, ConnectionDropped, SSHError
 from .exec import CLIENT_GRACE_SECONDS, CappedSession, wait_exec
 from .giveup import GiveUp, after_open, kill_group, stop_channel
+from .host_state import NOT_YET, HostState
 from .output import to_result
-from .reap import PgidReader, Reaper
+from .reap import PgidReader
 from .shell import Shell, ShellUnusable, open_shell
 from .slots import ChannelSlots
 
@@ -65,33 +59,6 @@ SHELL_OPEN_TIMEOUT_SECONDS = 10.0
 # After this many shells in a row failed to open cleanly, a host uses exec only.
 SHELL_FAILURES_BEFORE_OFF = 3
 KILL_WAIT_ON_CLOSE = 5.0
-
-
-@dataclass
-class _HostState:
-    config: HostConfig
-    slots: ChannelSlots
-    connecting: asyncio.Task[asyncssh.SSHClientConnection] | None = None
-    conn: asyncssh.SSHClientConnection | None = None
-    last_error: str | None = None
-    last_failure: SSHError | None = None
-    attempts: int = 0  # connection attempts so far, successful or not
-    shell_ok: bool | None = None
-    shell_failures: int = 0  # persistent shells that failed to open, in a row
-    reaper: Reaper = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.reaper = Reaper(self.config.name)
-
-    def live(self) -> asyncssh.SSHClientConnection | None:
-        if self.conn is not None and not self.conn.is_closed():
-            return self.conn
-        return None
-
-    def failed(self, exc: SSHError) -> None:
-        self.last_error, self.last_failure = str(exc), exc
-        if isinstance(exc, ShellNotPosix | TimeoutMissing):
-            self.shell_ok = False
 
 
 class SSHPool:
@@ -111,9 +78,10 @@ class SSHPool:
         self._connect_timeout = connect_timeout
         self.fast_path = fast_path
         self.spool_dir = spool_dir
-        self._hosts = {
-            name: _HostState(cfg, ChannelSlots(max_sessions)) for name, cfg in hosts.items()
-        }
+        self._max_sessions = max_sessions
+        # A live mapping (agent.core.hosts.HostRegistry): tailnet hosts come and go.
+        self._configs = hosts
+        self._hosts: dict[str, HostState] = {}
         self._giveup = GiveUp()
 
     # -- public API ---------------------------------------------------------
@@ -179,19 +147,23 @@ class SSHPool:
 
     async def connection_status(self) -> dict[str, dict[str, Any]]:
         return {
-            name: {
-                "address": state.config.address,
-                "port": state.config.port,
-                "user": state.config.user,
-                "connected": state.live() is not None,
-                "last_error": state.last_error,
-                "shell_ok": state.shell_ok,
-                "connects": state.attempts,
-                "channels_in_use": state.slots.busy,
-                "idle_shells": len(state.slots.idle),
-            }
-            for name, state in self._hosts.items()
+            name: {"address": config.address, "port": config.port, "user": config.user,
+                   **(state.status() if state is not None else NOT_YET)}
+            for name, config in self._configs.items()
+            for state in [self._hosts.get(name)]
         }
+
+    def prune(self) -> None:
+        """Close the connections of hosts that left (or changed), e.g. a tailnet peer gone."""
+        for name in list(self._hosts):
+            if self._configs.get(name) != self._hosts[name].config:
+                self._retire(self._hosts.pop(name))
+
+    @staticmethod
+    def _retire(state: HostState) -> None:
+        conn = state.drop()
+        if conn is not None:
+            conn.close()
 
     def shells(self, host: str) -> int:
         """Idle persistent shells held for `host` (the fast path's pool)."""
@@ -219,14 +191,7 @@ class SSHPool:
 
     async def close(self) -> None:
         await self._giveup.wait(KILL_WAIT_ON_CLOSE)  # kills still on their way first
-        conns = [s.conn for s in self._hosts.values() if s.conn is not None]
-        for state in self._hosts.values():
-            if state.connecting is not None and not state.connecting.done():
-                # An attempt nobody needs any more: whatever it opens is closed at once.
-                state.connecting.add_done_callback(_close_opened)
-                state.connecting.cancel()
-            state.conn = None
-            state.slots.close_idle()
+        conns = [conn for state in self._hosts.values() if (conn := state.drop()) is not None]
         for conn in conns:
             conn.close()
         for conn in conns:
@@ -235,13 +200,18 @@ class SSHPool:
 
     # -- connections ----------------------------------------------------------
 
-    def _state(self, host: str) -> _HostState:
-        try:
-            return self._hosts[host]
-        except KeyError:
-            raise UnknownHost(host, self._hosts) from None
+    def _state(self, host: str) -> HostState:
+        config = self._configs.get(host)
+        if config is None:
+            raise UnknownHost(host, self._configs)
+        state = self._hosts.get(host)
+        if state is None or state.config != config:
+            if state is not None:  # its address, keys or login changed: start afresh
+                self._retire(state)
+            state = self._hosts[host] = HostState(config, ChannelSlots(self._max_sessions))
+        return state
 
-    async def _connection(self, state: _HostState) -> asyncssh.SSHClientConnection:
+    async def _connection(self, state: HostState) -> asyncssh.SSHClientConnection:
         """The host's live connection, or the one being opened (one attempt at a time,
         shared by every caller waiting for it, failure included). The attempt runs as its
         own task: a caller who is cancelled meanwhile leaves at once (asyncssh's connect
@@ -256,7 +226,7 @@ class SSHPool:
             state.connecting.add_done_callback(lambda t: t.cancelled() or t.exception())
         return await asyncio.shield(state.connecting)
 
-    async def _connect(self, state: _HostState) -> asyncssh.SSHClientConnection:
+    async def _connect(self, state: HostState) -> asyncssh.SSHClientConnection:
         state.conn = None
         state.attempts += 1
         try:
@@ -273,7 +243,7 @@ class SSHPool:
 
     async def _run_on_shell(
         self,
-        state: _HostState,
+        state: HostState,
         wrapped: str,
         rendered: str,
         command_name: str,
@@ -327,14 +297,14 @@ class SSHPool:
                          rendered=rendered, max_output=max_output, timeout=timeout,
                          elapsed=elapsed, client_killed=client_killed)
 
-    async def _stop_shell(self, state: _HostState, shell: Shell, reader: PgidReader) -> None:
+    async def _stop_shell(self, state: HostState, shell: Shell, reader: PgidReader) -> None:
         try:
             await kill_group(state.reaper, shell.chan, reader)
         finally:
             state.slots.discard(shell)
 
     @staticmethod
-    def _discarder(state: _HostState) -> Callable[[Shell], Coroutine[Any, Any, None]]:
+    def _discarder(state: HostState) -> Callable[[Shell], Coroutine[Any, Any, None]]:
         async def discard(shell: Shell) -> None:
             state.slots.discard(shell)  # no command was sent to it
         return discard
@@ -352,7 +322,7 @@ class SSHPool:
         raise AssertionError("unreachable")
 
     async def _new_shell(
-        self, state: _HostState, conn: asyncssh.SSHClientConnection
+        self, state: HostState, conn: asyncssh.SSHClientConnection
     ) -> Shell | None:
         """Open a shell in the slot the caller holds; on failure give the slot back."""
         try:
@@ -375,7 +345,7 @@ class SSHPool:
         return shell
 
     async def _open_exec(
-        self, state: _HostState, wrapped: str, command_name: str, output: CommandOutput,
+        self, state: HostState, wrapped: str, command_name: str, output: CommandOutput,
         given_up: asyncio.Event,
     ) -> tuple[asyncssh.SSHClientChannel[bytes], CappedSession]:
         host = state.config
@@ -434,7 +404,3 @@ class SSHPool:
 def _nothing() -> None:
     """An open that failed or was discarded has given its slot back already."""
 
-
-def _close_opened(attempt: asyncio.Task[asyncssh.SSHClientConnection]) -> None:
-    if not attempt.cancelled() and attempt.exception() is None:
-        attempt.result().close()
