@@ -17,6 +17,7 @@ from agent import __version__
 from agent.app import build_agent
 from agent.core.identity import local_user_identity
 from agent.core.service import AgentService
+from agent.fleet import TailnetFleet
 from agent.settings import Settings
 from agent.ssh import socks_connector
 from agent.tailnet import check_listeners, join_timeout, make_node, node_names, progress
@@ -46,7 +47,10 @@ def sigterm_cancels() -> Iterator[None]:
 
 
 def hosts_line(settings: Settings) -> str:
-    return ", ".join(settings.hosts) or "none"
+    line = ", ".join(settings.hosts) or "none"
+    if settings.tailnet_selectors:
+        line += " (and the tailnet's, from the inventory's `tailnet:` selectors)"
+    return line
 
 
 async def serve_local(
@@ -61,6 +65,9 @@ async def serve_local(
     )
     if mode == "local":
         await warn_about_hosts(settings)
+    if settings.tailnet_selectors:
+        log.warning("the inventory's `tailnet:` hosts need the tailnet: they are left out in "
+                    "%s mode (run `serve` without --local)", mode)
     lines = [f"tailnet-agent {__version__}: {mode} mode, {len(agent.service.catalog)} commands, "
              f"hosts: {hosts_line(settings)}", *banner]
     async with serving_on_socket(agent.ops_app, settings.socket):
@@ -83,6 +90,7 @@ async def serve_tailnet(settings: Settings, *, port: int, allow_local_operator: 
     """
     node = make_node(settings, state_dir=settings.state_dir)
     supervisor: asyncio.Task[None] | None = None
+    fleet: TailnetFleet | None = None
     with sigterm_cancels():
         try:
             await node.start()
@@ -99,6 +107,15 @@ async def serve_tailnet(settings: Settings, *, port: int, allow_local_operator: 
                 check_listeners(node, allow_exposed=allow_exposed_tailscaled)
                 supervisor = asyncio.create_task(node.run_supervised())
                 agent.app.allow(node_names(info))
+                if settings.tailnet_selectors:
+                    # Before serving: a name clash with a file host stops the start here.
+                    fleet = TailnetFleet(settings.tailnet_selectors, agent.service.hosts,
+                                         node.localapi)
+                    await fleet.start()
+                    tailnet_hosts = [h for h in agent.service.hosts.values()
+                                     if h.source == "tailnet"]
+                    progress(f"{len(tailnet_hosts)} host(s) from the tailnet; following the "
+                             "netmap")
                 await serve_app(agent.service, agent.app, port=port,
                                 banner=_banner(settings, agent.service, info,
                                                allow_local_operator),
@@ -107,6 +124,8 @@ async def serve_tailnet(settings: Settings, *, port: int, allow_local_operator: 
         except asyncio.CancelledError:
             log.info("stopping on signal")
         finally:
+            if fleet is not None:
+                await fleet.stop()
             if supervisor is not None:
                 supervisor.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
