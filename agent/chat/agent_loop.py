@@ -21,12 +21,14 @@ import mcp_types
 from mcp.client.session import ClientRequestContext
 from mcp.server.mcpserver import MCPServer
 
+from agent.core.errors import ConfigError
 from agent.mcp.context import IDENTITY_META_KEY
 from agent.settings import DEFAULT_MODEL
-from whitelist import Catalog, Command, WhitelistError, render
+from whitelist import Catalog, Command, WhitelistError
 
 from .api_errors import api_error_message
 from .cards import ToolCard, cards_for, declined_card, result_text
+from .confirm_target import CONFIRMED_TOOLS, FanoutPlanner, confirmation_target
 from .history import Conversation, DisplayItem, Turn
 from .tooldefs import anthropic_tools
 
@@ -194,6 +196,8 @@ class ChatTurn:
     runs_as: Callable[[Command, str], str | None] = lambda command, _host: command.runs_as()
     # Records a call refused before it reached the tools; returns what to show.
     refused: Callable[[str, dict[str, Any], str, str], str] = lambda c, a, h, e: e
+    # What a run_on_hosts call would run on, for its one confirmation (this person's view).
+    fanout_plan: FanoutPlanner | None = None
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     finished: bool = False
     _pending: dict[str, _Confirmation] = field(default_factory=dict)
@@ -352,16 +356,18 @@ class ChatTurn:
 
         command_name = arguments.get("command")
         command = (self.catalog.commands.get(command_name)
-                   if name == "execute_command" and isinstance(command_name, str) else None)
+                   if name in CONFIRMED_TOOLS and isinstance(command_name, str) else None)
         if command is not None and command.destructive:
             try:
-                rendered = render(command, arguments.get("parameters") or {})
-            except WhitelistError as exc:  # refused before the tool ran: recorded all the same
+                host, rendered, runnable = confirmation_target(name, command, arguments, host,
+                                                               self.fanout_plan)
+            except (WhitelistError, ConfigError) as exc:  # refused before the tool ran: recorded
                 error = self.refused(command.name, arguments, host, str(exc))
                 show([ToolCard(tool=name, host=host, command=command.name, error=error)])
                 return answer(error, is_error=True)
             # A time-limited approval still running covers it: no click (the service cites it).
-            confirmed = (self.approved is not None and self.approved(host, rendered)) or (
+            confirmed = not runnable or (
+                self.approved is not None and self.approved(host, rendered)) or (
                 await self._confirm(ConfirmNeeded(call, name, host, command.name, rendered,
                                                   self.runs_as(command, host))))
             if not confirmed:

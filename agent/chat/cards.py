@@ -10,6 +10,23 @@ import mcp_types
 
 
 @dataclass(frozen=True)
+class FanoutRow:
+    """One host of a fan-out (run_on_hosts), as its table shows it."""
+
+    host: str
+    status: str  # ok, failed, offline, refused
+    exit_status: int | None = None
+    duration_ms: float | None = None
+    stdout: str = ""
+    stderr: str = ""
+    error: str = ""
+
+
+# Failures first: what needs a look comes before what went fine.
+ROW_ORDER = {"failed": 0, "refused": 1, "offline": 2, "ok": 3}
+
+
+@dataclass(frozen=True)
 class ToolCard:
     tool: str
     host: str = ""
@@ -24,13 +41,19 @@ class ToolCard:
     error: str = ""  # the tool refused or failed; shown instead of output
     output: str = ""  # non-command tools (list_hosts, ...): their JSON, pretty-printed
     declined: bool = False  # a destructive command the person did not confirm
+    fanout: tuple[FanoutRow, ...] = ()  # run_on_hosts: one row per host, failures first
 
     @property
     def ok(self) -> bool:
+        if self.fanout:
+            return all(row.status == "ok" for row in self.fanout)
         return not self.error and not self.timed_out and self.exit_status in (0, None)
 
     @property
     def status(self) -> str:
+        if self.fanout:
+            ok = sum(row.status == "ok" for row in self.fanout)
+            return f"{ok} of {len(self.fanout)} hosts ok"
         if self.declined:
             return "declined"
         if self.error:
@@ -59,6 +82,31 @@ def _command_card(tool: str, data: dict[str, Any]) -> ToolCard:
     )
 
 
+def _fanout_card(tool: str, data: dict[str, Any]) -> ToolCard:
+    rows = [
+        FanoutRow(
+            host=str(r.get("host", "")),
+            status=str(r.get("status", "")),
+            exit_status=r["exit_status"] if isinstance(r.get("exit_status"), int) else None,
+            duration_ms=float(r["duration_ms"])
+            if isinstance(r.get("duration_ms"), int | float) else None,
+            stdout=str(r.get("stdout", "")),
+            stderr=str(r.get("stderr", "")),
+            error=str(r.get("error", "")),
+        )
+        for r in data["hosts"] if isinstance(r, dict)
+    ]
+    rows.sort(key=lambda row: (ROW_ORDER.get(row.status, 0), row.host))
+    duration = data.get("duration_ms")
+    return ToolCard(tool=tool, command=str(data.get("command", "")),
+                    rendered=str(data.get("rendered", "")), fanout=tuple(rows),
+                    duration_ms=float(duration) if isinstance(duration, int | float) else None)
+
+
+def _is_fanout_result(data: Any) -> bool:
+    return isinstance(data, dict) and "fanout" in data and isinstance(data.get("hosts"), list)
+
+
 def _is_command_result(data: Any) -> bool:
     return isinstance(data, dict) and "rendered" in data and "stdout" in data
 
@@ -77,6 +125,8 @@ def cards_for(
     if result.is_error:
         return [ToolCard(tool=tool, host=host, duration_ms=elapsed_ms,
                          error=result_text(result) or "the tool failed without a message")]
+    if _is_fanout_result(data):
+        return [_fanout_card(tool, data)]
     if _is_command_result(data):
         return [_command_card(tool, data)]
     if isinstance(data, dict) and isinstance(data.get("results"), list):

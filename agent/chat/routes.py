@@ -140,7 +140,7 @@ class Chat:
             return False
         return self.service.approvals.find(identity, target, rendered) is not None
     def _default_host(self, identity: Identity) -> str | None:
-        default = self.service.settings.default_host
+        default = self.service.hosts.default
         return default if default in self.service.visible_hosts(identity) else None
 
     async def _form(self, request: Request) -> dict[str, str]:
@@ -206,6 +206,8 @@ class Chat:
             allowed_tools=frozenset(tools_for(self.service, identity, tool_names)),
             approved=lambda host, rendered: self._approved(identity, host, rendered),
             runs_as=lambda command, host: self.service.runs_as(command, host or None),
+            fanout_plan=lambda command, arguments, hosts: self.service.plan_fanout(
+                command, arguments, hosts, identity),
             identity_token=token,
             options=replace(self.options.loop, model=self.service.settings.anthropic_model),
             base_url=self.service.settings.anthropic_base_url,

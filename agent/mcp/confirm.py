@@ -104,3 +104,31 @@ async def ask_confirmation(
         message += (f"\nYou may also approve identical calls for up to "
                     f"{decision.approval_minutes} minutes.")
     return Elicit(message, confirm_for(decision.approval_minutes))
+
+
+def selector_list(hosts: list[str] | str) -> list[str]:
+    """run_on_hosts' `hosts`: a list, or one string of comma-separated selectors."""
+    items = [hosts] if isinstance(hosts, str) else hosts
+    return [part.strip() for item in items for part in item.split(",") if part.strip()]
+
+
+async def ask_fanout_confirmation(
+    command: str, hosts: list[str] | str, ctx: Context,
+    parameters: dict[str, object] | None = None,
+) -> Elicit[Confirm] | str:
+    """Resolver for run_on_hosts: one question for a destructive command on many hosts,
+    listing every host it would run on and the exact command line."""
+    service = service_of(ctx)
+    found = service.catalog.commands.get(command)
+    if found is None or not found.destructive or not supports_form_elicitation(ctx):
+        return NOT_ASKED
+    try:
+        plan = service.plan_fanout(command, parameters or {}, selector_list(hosts),
+                                   caller(service, ctx))
+    except (ConfigError, WhitelistError):
+        return NOT_ASKED  # the call fails with the same error, nobody needs asking
+    if not plan.runnable:
+        return NOT_ASKED
+    return Elicit(
+        f"Run destructive command '{found.name}' on {len(plan.runnable)} host(s): "
+        f"{', '.join(plan.runnable)}? The command line on each: {plan.rendered}", Confirm)

@@ -6,6 +6,7 @@ import functools
 
 from pydantic import BaseModel, Field, create_model
 
+from agent.core.fanout import FanoutResult
 from agent.core.hosts import HostView
 from agent.core.results import CommandResult
 from whitelist import Command
@@ -90,18 +91,64 @@ class HostInfo(BaseModel):
     online: bool | None = Field(description="Online in the tailnet; null when not known")
     os: str = ""
     tags: list[str] = []
-    auth: str = Field(description="How the agent logs in")
-    host_key_source: str = Field(description="Where the accepted SSH host key comes from")
+    last_seen: str | None = Field(default=None, description="When the tailnet last saw an "
+                                  "offline host (ISO time), if its control server says")
+    auth: str = Field(description="How the agent logs in: key, or tailscale-ssh (keyless)")
+    host_key_source: str = Field(description="Where the accepted SSH host key comes from: "
+                                 "known_hosts, or tailnet (the keys the node publishes)")
 
     @classmethod
     def of(cls, view: HostView) -> HostInfo:
         return cls(name=view.name, address=view.address, user=view.user, port=view.port,
                    default=view.default, source=view.source, online=view.online, os=view.os,
-                   tags=list(view.tags), auth=view.auth, host_key_source=view.host_key_source)
+                   tags=list(view.tags), last_seen=view.last_seen, auth=view.auth,
+                   host_key_source=view.host_key_source)
 
 
 class HostList(BaseModel):
     hosts: list[HostInfo]
+
+
+class HostRun(BaseModel):
+    """One host of a run_on_hosts call."""
+
+    host: str
+    status: str = Field(description="ok, failed (ran and failed, or could not be reached), "
+                        "offline (the tailnet says so; nothing sent) or refused (policy, "
+                        "catalog binding, limits, no confirmation)")
+    exit_status: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    duration_ms: float
+    truncated: bool = False
+    timed_out: bool = False
+    error: str = Field(default="", description="Why it was refused, offline or failed")
+
+
+class FanoutSummary(BaseModel):
+    total: int
+    ok: int
+    failed: int
+    offline: int
+    refused: int
+
+
+class FanoutToolResult(BaseModel):
+    """One command on many hosts: a result per host and a summary."""
+
+    fanout: str = Field(description="The id every host's audit records share")
+    command: str
+    rendered: str = Field(description="The exact command line, the same on every host")
+    summary: FanoutSummary
+    hosts: list[HostRun]
+    duration_ms: float
+
+    @classmethod
+    def of(cls, result: FanoutResult) -> FanoutToolResult:
+        return cls(fanout=result.fanout, command=result.command, rendered=result.rendered,
+                   summary=FanoutSummary.model_validate(dict(result.summary)),
+                   hosts=[HostRun.model_validate(o.to_dict()) for o in result.hosts],
+                   duration_ms=round(result.duration_ms, 1))
 
 
 class Pong(BaseModel):

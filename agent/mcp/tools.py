@@ -20,17 +20,19 @@ from pydantic import Field
 
 from agent import __version__
 from agent.core.errors import CallRefused, ConfigError, HostError
+from agent.core.fanout import HostOutcome
 from agent.core.identity import Identity
 from agent.core.outputs import MAX_PAGE
 from agent.core.service import AgentService
 from whitelist import WhitelistError
 from whitelist.errors import shown
 
-from .confirm import ask_confirmation, confirmation_check
+from .confirm import ask_confirmation, ask_fanout_confirmation, confirmation_check, selector_list
 from .context import AgentMCPServer, caller
 from .models import (
     CommandList,
     Confirm,
+    FanoutToolResult,
     HostInfo,
     HostList,
     OutputPage,
@@ -66,7 +68,7 @@ def tools_for(service: AgentService, identity: Identity, tool_names: list[str]) 
     visible = {c.name for c in service.visible_commands(identity)}
     kept: list[str] = []
     for name in tool_names:
-        if name in ("execute_command", "read_output") and not visible:
+        if name in ("execute_command", "read_output", "run_on_hosts") and not visible:
             continue
         needs = TOOL_COMMANDS.get(name)
         if needs is not None and not set(needs) <= visible:
@@ -92,7 +94,8 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
         version=__version__,
         instructions=(
             "Operate Linux servers read-mostly through a whitelist of named commands. "
-            "Use list_commands to see what can run and list_hosts for targets. "
+            "Use list_commands to see what can run and list_hosts for targets; "
+            "run_on_hosts runs one command on many hosts at once. "
             "There is no shell access: only catalog commands with validated parameters."
         ),
     )
@@ -142,11 +145,17 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
         category: Annotated[
             str | None, Field(description="Only this category (e.g. Disk, Memory); omit for all.")
         ] = None,
+        host: Annotated[
+            str | None, Field(description="Only what applies on this host and you may run there.")
+        ] = None,
     ) -> CommandList:
         """List the whitelisted commands you may run, their categories and typed parameters."""
         identity = caller(service, ctx)
         known = sorted({c.category for c in service.visible_commands(identity)})
-        commands = service.visible_commands(identity, category)
+        try:
+            commands = service.visible_commands(identity, category, host)
+        except CALL_ERRORS as exc:
+            raise ToolError(str(exc)) from exc
         if category and not commands:
             raise ToolError(f"unknown category {shown(category)} (or nothing in it that you may "
                             f"run); categories you can use: {', '.join(known) or 'none'}")
@@ -215,6 +224,47 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
         except CALL_ERRORS as exc:
             raise ToolError(str(exc)) from exc
         return Overview(host=results[0].host, results=[ToolResult.of(r) for r in results])
+
+    @mcp.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=not has_destructive,
+            destructive_hint=has_destructive,
+            open_world_hint=False,
+        )
+    )
+    async def run_on_hosts(
+        ctx: Context,
+        command: Annotated[str, Field(description="Catalog command name, from list_commands.")],
+        hosts: Annotated[
+            list[str] | str,
+            Field(description="Hosts from list_hosts: names, globs like web-*, tag:<name> "
+                  "(hosts with that tailnet tag) or all."),
+        ],
+        parameters: Annotated[
+            dict[str, Any] | None,
+            Field(description="Values for the command's parameters, the same on every host."),
+        ] = None,
+        confirmation: Annotated[
+            ElicitationResult[Confirm], Resolve(ask_fanout_confirmation)
+        ] = None,  # type: ignore[assignment]
+    ) -> FanoutToolResult:
+        """Run one whitelisted command with one set of parameters on many hosts at once.
+
+        Every host is checked and recorded like a single call; the result has a status per
+        host (ok, failed, offline, refused), its output, and a summary. Progress is reported
+        as hosts finish."""
+        identity = caller(service, ctx)
+
+        async def progress(done: int, total: int, outcome: HostOutcome) -> None:
+            await ctx.report_progress(done, total, f"{outcome.host}: {outcome.status}")
+
+        try:
+            result = await service.run_on_hosts(
+                command, parameters or {}, selector_list(hosts), identity=identity,
+                confirm=confirmation_check(command, confirmation), progress=progress)
+        except CALL_ERRORS as exc:
+            raise ToolError(str(exc)) from exc
+        return FanoutToolResult.of(result)
 
     @mcp.tool(annotations=READ_ONLY)
     async def read_output(

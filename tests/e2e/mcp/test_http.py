@@ -17,6 +17,7 @@ from tests.support.agents import RunningAgent, running_agent, settings_for
 EXPECTED_TOOLS = {
     "ping", "server_status", "list_commands", "execute_command", "check_disk", "check_memory",
     "check_service", "check_path_size", "system_overview", "list_hosts", "read_output",
+    "run_on_hosts",
 }
 
 # Values for required parameters when every command is tried.
@@ -124,8 +125,8 @@ async def test_list_commands_and_hosts(agent: RunningAgent) -> None:
     hosts = (await call(agent.url, "list_hosts")).structured_content["hosts"]
     assert hosts == [{"name": "test", "address": "127.0.0.1", "user": hosts[0]["user"],
                       "port": hosts[0]["port"], "default": True, "source": "file",
-                      "online": None, "os": "", "tags": [], "auth": "key",
-                      "host_key_source": "known_hosts"}]
+                      "online": None, "os": "", "tags": [], "last_seen": None,
+                      "auth": "key", "host_key_source": "known_hosts"}]
     bad = await call(agent.url, "list_commands", {"category": "Nope"})
     assert bad.is_error and "Disk" in bad.content[0].text
 
