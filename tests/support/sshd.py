@@ -21,7 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -116,7 +116,18 @@ def default_user() -> str:
 class Sshd:
     """One sshd process with its own host key, client keys and known_hosts file."""
 
-    def __init__(self, *, users: tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        users: tuple[str, ...] | None = None,
+        port: int | None = None,
+        listen: Sequence[str] = ("127.0.0.1",),
+        run_in: Sequence[str] = (),
+        host_key: Path | None = None,
+    ) -> None:
+        """`run_in` prefixes sshd's argv (nsenter into a node's namespaces, tests/support/
+        fleet.py); `listen` are its addresses, the last one is where readiness is checked;
+        `host_key` is an existing key to serve instead of a fresh one."""
         self.sshd = _sshd_path()
         self.users = users or (default_user(),)
         self.user = self.users[0]
@@ -124,8 +135,10 @@ class Sshd:
         # who cannot enter root's 0700 pytest directories.
         self.dir = Path(tempfile.mkdtemp(prefix="tnagent-sshd-"))
         self.dir.chmod(0o755)
-        self.port = _free_port()
-        self.host_key = self.dir / "ssh_host_ed25519_key"
+        self.port = port or _free_port()
+        self.listen = tuple(listen)
+        self.run_in = tuple(run_in)
+        self.host_key = host_key or self.dir / "ssh_host_ed25519_key"
         self.client_key = self.dir / "id_ed25519"
         self.encrypted_key = self.dir / "id_ed25519_pass"
         self.other_key = self.dir / "id_ed25519_other"  # not authorized anywhere
@@ -136,7 +149,8 @@ class Sshd:
         self.pid_file = self.dir / "sshd.pid"
         self._proc: subprocess.Popen[bytes] | None = None
 
-        _keygen(self.host_key, comment="test-host")
+        if host_key is None:
+            _keygen(self.host_key, comment="test-host")
         _keygen(self.client_key)
         _keygen(self.encrypted_key, passphrase=PASSPHRASE)
         _keygen(self.other_key)
@@ -150,12 +164,12 @@ class Sshd:
 
     @property
     def address(self) -> str:
-        return "127.0.0.1"
+        return self.listen[-1]
 
     def _write_config(self) -> None:
         lines = [
             f"Port {self.port}",
-            "ListenAddress 127.0.0.1",
+            *(f"ListenAddress {address}" for address in self.listen),
             f"HostKey {self.host_key}",
             f"PidFile {self.pid_file}",
             f"AuthorizedKeysFile {self.authorized_keys}",
@@ -186,7 +200,7 @@ class Sshd:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege-separation dir
         with self.log.open("ab") as log:
             self._proc = subprocess.Popen(
-                [self.sshd, "-D", "-e", "-f", str(self.config)],
+                [*self.run_in, self.sshd, "-D", "-e", "-f", str(self.config)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

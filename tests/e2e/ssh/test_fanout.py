@@ -1,0 +1,197 @@
+"""run_on_hosts on the service, against the real sshd under several host names.
+
+The fleet on a real tailnet is tests/e2e/tailnet/test_fleet.py; here the same sshd
+stands in for many hosts, so bounds, failures and cancellation are cheap to prove.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from agent.app import build_service
+from agent.core.audit_records import read_records
+from agent.core.errors import ConfigError, UnknownHost
+from agent.core.identity import Identity
+from agent.core.service import AgentService
+from agent.settings import load_settings
+from tests.support.sshd import Sshd
+from whitelist import ParameterError, load_catalog
+
+LOCAL = Identity(login="me", node="here", source="local")
+ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
+CATALOG = """
+commands:
+  nap:
+    description: Sleep a little, then print the time in ms.
+    category: Test
+    template: "sleep {seconds} && date +%s%3N"
+    timeout: 30
+    parameters:
+      seconds:
+        type: integer
+        description: how long
+        minimum: 0
+        maximum: 20
+  db_only:
+    description: Only for database hosts.
+    category: Test
+    template: "hostname"
+    hosts: ["db-*"]
+"""
+ALICE_POLICY = """
+default: none
+rules:
+  - name: alice-web
+    who: [alice@example.com]
+    hosts: ["web-*"]
+  - name: alice-db-look
+    who: [alice@example.com]
+    hosts: ["db-*"]
+    commands: [uptime]
+"""
+
+
+def service_for(sshd: Sshd, tmp_path: Path, names: list[str], *, policy: str | None = None,
+                broken: tuple[str, ...] = (), **values: object) -> AgentService:
+    (tmp_path / "extra.yaml").write_text(CATALOG)
+    hosts = {}
+    for name in names:
+        host = sshd.host_config(name)
+        if name in broken:  # nothing listens there
+            host = dataclasses.replace(host, port=1)
+        hosts[name] = host
+    policy_file = None
+    if policy is not None:
+        policy_file = tmp_path / "policy.yaml"
+        policy_file.write_text(policy)
+    settings = dataclasses.replace(
+        load_settings({}, env_file=None), hosts=hosts, default_host=names[0],
+        audit_log=tmp_path / "audit.jsonl", policy_file=policy_file, **values)
+    return build_service(settings, mode="local",
+                         catalog=load_catalog([tmp_path / "extra.yaml"]))
+
+
+async def test_hosts_run_at_most_the_configured_number_at_once(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    names = [f"web-{i}" for i in range(6)]
+    service = service_for(sshd, tmp_path, names, fanout_concurrency=2)
+    try:
+        started = time.monotonic()
+        result = await service.run_on_hosts("nap", {"seconds": 1}, ["all"], identity=LOCAL)
+        elapsed = time.monotonic() - started
+    finally:
+        await service.pool.close()
+    assert result.summary == {"total": 6, "ok": 6, "failed": 0, "offline": 0, "refused": 0}
+    assert elapsed >= 3.0, elapsed  # 6 one-second naps, two at a time
+    ends = sorted(int(o.stdout) for o in result.hosts)
+    # Three waves of two: hosts finishing together come in pairs a second apart.
+    assert ends[2] - ends[0] >= 900 and ends[4] - ends[2] >= 900, ends
+
+
+async def test_one_unreachable_host_never_fails_the_others(sshd: Sshd, tmp_path: Path) -> None:
+    names = ["web-1", "web-2", "web-3"]
+    service = service_for(sshd, tmp_path, names, broken=("web-2",))
+    progress: list[tuple[int, int, str]] = []
+
+    async def seen(done: int, total: int, outcome: object) -> None:
+        progress.append((done, total, getattr(outcome, "host", "")))
+
+    try:
+        result = await service.run_on_hosts("hostname", {}, ["web-*"], identity=LOCAL,
+                                            progress=seen)
+    finally:
+        await service.pool.close()
+    statuses = {o.host: o.status for o in result.hosts}
+    assert statuses == {"web-1": "ok", "web-2": "failed", "web-3": "ok"}
+    failed = next(o for o in result.hosts if o.host == "web-2")
+    assert "cannot reach web-2" in failed.error
+    assert [p[:2] for p in progress] == [(1, 3), (2, 3), (3, 3)]
+    assert {p[2] for p in progress} == set(names)
+
+
+async def test_the_selection_is_checked_before_anything_runs(sshd: Sshd, tmp_path: Path) -> None:
+    service = service_for(sshd, tmp_path, ["web-1", "db-1"])
+    try:
+        with pytest.raises(UnknownHost, match="'nope'"):
+            await service.run_on_hosts("hostname", {}, ["web-1", "nope"], identity=LOCAL)
+        with pytest.raises(ConfigError, match="matches none"):
+            await service.run_on_hosts("hostname", {}, ["tag:nothing", "zz-*"], identity=LOCAL)
+        with pytest.raises(ParameterError):
+            await service.run_on_hosts("nap", {"seconds": 99}, ["all"], identity=LOCAL)
+        # Duplicates and overlapping selectors name each host once.
+        result = await service.run_on_hosts("hostname", {}, ["web-1", "web-*", "all", "web-1"],
+                                            identity=LOCAL)
+    finally:
+        await service.pool.close()
+    assert [o.host for o in result.hosts] == ["web-1", "db-1"]
+    assert not (tmp_path / "audit.jsonl").read_text().count('"nap"')  # nothing recorded
+
+
+async def test_policy_and_catalog_bindings_refuse_per_host(sshd: Sshd, tmp_path: Path) -> None:
+    service = service_for(sshd, tmp_path, ["web-1", "web-2", "db-1"], policy=ALICE_POLICY)
+    try:
+        hostname = await service.run_on_hosts("hostname", {}, ["all"], identity=ALICE)
+        bound = await service.run_on_hosts("db_only", {}, ["all"], identity=LOCAL)
+    finally:
+        await service.pool.close()
+    assert {o.host: o.status for o in hostname.hosts} == {
+        "web-1": "ok", "web-2": "ok", "db-1": "refused"}
+    assert "alice-db-look" in next(o.error for o in hostname.hosts if o.host == "db-1")
+    assert {o.host: o.status for o in bound.hosts} == {
+        "web-1": "refused", "web-2": "refused", "db-1": "ok"}
+    assert "does not apply to host 'web-1'" in bound.hosts[0].error
+
+
+async def test_a_cancelled_fan_out_stops_every_host_and_records_it(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    names = [f"web-{i}" for i in range(4)]
+    service = service_for(sshd, tmp_path, names)
+    try:
+        task = asyncio.create_task(
+            service.run_on_hosts("nap", {"seconds": 17}, ["all"], identity=LOCAL))
+        await asyncio.sleep(1.5)
+        cancelled = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert time.monotonic() - cancelled < 1.0  # nobody waits for the naps
+    finally:
+        await service.pool.close()
+    # (Whether a cancelled call's remote process is killed is the single call's business:
+    # every host here is exactly one AgentService.run.)
+    records = list(read_records(tmp_path / "audit.jsonl"))
+    starts = {r["call"]: r for r in records if r["event"] == "start"}
+    ends = Counter(r["outcome"] for r in records if r["event"] == "end" and r["call"] in starts)
+    assert len(starts) == 4 and len({r["fanout"] for r in starts.values()}) == 1
+    assert ends == Counter({"cancelled": 4})
+
+
+async def test_a_flood_of_fan_outs_is_rate_limited_not_broken(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    """A hostile user fires 150 fan-outs at once over 4 hosts: the rate limit refuses what
+    is over the budget, per host, and every host of every call is answered and recorded."""
+    names = [f"web-{i}" for i in range(4)]
+    service = service_for(sshd, tmp_path, names, policy=ALICE_POLICY, rate_burst=40,
+                          rate_per_minute=60)
+    try:
+        results = await asyncio.gather(*(
+            service.run_on_hosts("hostname", {}, ["web-*"], identity=ALICE)
+            for _ in range(150)))
+    finally:
+        await service.pool.close()
+    statuses = Counter(o.status for r in results for o in r.hosts)
+    assert set(statuses) <= {"ok", "refused"}
+    assert 40 <= statuses["ok"] <= 45, statuses  # the burst, plus what refilled meanwhile
+    assert statuses["refused"] == 600 - statuses["ok"]
+    assert all("rate" in o.error for r in results for o in r.hosts if o.status == "refused")
+    records = list(read_records(tmp_path / "audit.jsonl"))
+    assert Counter(r["event"] for r in records) == Counter({"start": 600, "end": 600})

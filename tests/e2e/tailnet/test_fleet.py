@@ -1,0 +1,366 @@
+"""The fleet from the tailnet, on a real tailnet of server nodes that are hosts of their own.
+
+Topology (tests/support/fleet.py): headscale on a bridge inside the tests' namespace,
+with a tailnet policy whose only `ssh` rule lets tag:agent in as tnagent on tag:db.
+Six server nodes, each in its own network, UTS and mount namespaces (so `hostname`
+through a node proves which node ran it), each with its own /etc/ssh and an sshd on
+its port 22:
+
+    web-1  tag:web  plain sshd; the agent pins its key in known_hosts
+    web-2  tag:web  Tailscale SSH on (so it publishes host keys) and an sshd on 2222
+                    serving the same key: key login, host key from the netmap
+    web-3  tag:web  stopped: offline
+    db-1   tag:db   Tailscale SSH: keyless login allowed by the ssh rule
+    db-2   tag:db   Tailscale SSH; the agent's known_hosts pins another key for it
+    ops-1  tag:ops  Tailscale SSH, but no ssh rule lets the agent in
+
+The agent is `tailnet-agent serve` (a subprocess, tagged tag:agent) with an inventory
+of `tailnet:` selectors only; the local operator talks to it on loopback, alice
+through her own node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import yaml
+from mcp import Client
+from mcp.types import ElicitResult
+
+from tailscale_userspace import TailscaleNode
+from tests.e2e.tailnet.test_agent import AgentProcess, free_port, mcp_through, spawn_agent
+from tests.support.fleet import Fleet, ServerNode, fleet_fixture, fleet_policy, wait_seen
+from tests.support.tailnet import wait_peer
+
+pytestmark = pytest.mark.e2e
+
+TAGS = ("tag:web", "tag:db", "tag:ops", "tag:agent")
+SSH_RULE = {"action": "accept", "src": ["tag:agent"], "dst": ["tag:db"], "users": ["tnagent"]}
+fleet = fleet_fixture(fleet_policy([SSH_RULE], TAGS))
+
+AGENT_POLICY = """
+default: none
+rules:
+  - name: alice-web
+    who: [alice]
+    hosts: ["tag:web", "tag:ops"]
+  - name: alice-db-disk
+    who: [alice]
+    hosts: ["tag:db"]
+    commands: ["category:Disk"]
+"""
+SERVERS = ("web-1", "web-2", "web-3", "db-1", "db-2", "ops-1")
+RUNNING = ("web-1", "web-2", "db-1")  # the nodes the agent can log in to
+
+
+@dataclass
+class Topology:
+    fleet: Fleet
+    nodes: dict[str, ServerNode]
+    alice: TailscaleNode
+    agent: AgentProcess
+    url: str  # loopback: the local operator
+    tailnet_url: str  # the agent's tailnet address: alice
+    audit: Path
+    marks: Path
+
+    def client(self, **kwargs: Any) -> Client:
+        return Client(self.url, **kwargs)
+
+
+def write_files(work: Path, fleet: Fleet, nodes: dict[str, ServerNode], marks: Path) -> None:
+    key = str(fleet.client_key)
+    # web-1: pinned as `tailnet-agent trust` would pin it (port 22: the bare name).
+    (work / "known_hosts").write_text(f"{nodes['web-1'].dns_name} {nodes['web-1'].host_key_pub}\n")
+    # db-2: a key it never had, of a type it publishes.
+    (work / "db2_known_hosts").write_text(
+        f"{nodes['db-2'].dns_name} {nodes['db-1'].host_key_pub}\n")
+    inventory = {"tailnet": [
+        {"names": ["db-2"], "user": "tnagent", "known_hosts": str(work / "db2_known_hosts")},
+        {"names": ["web-2"], "user": "tnagent", "port": 2222, "key": key,
+         "known_hosts": str(work / "no_such_known_hosts")},
+        {"tags": ["tag:web", "tag:ops"], "user": "tnagent", "key": key,
+         "known_hosts": str(work / "known_hosts")},
+        {"tags": ["tag:db"], "user": "tnagent", "known_hosts": str(work / "no_such_known_hosts")},
+    ]}
+    (work / "inventory.yaml").write_text(yaml.safe_dump(inventory))
+    (work / "policy.yaml").write_text(AGENT_POLICY)
+    (work / "extra.yaml").write_text(yaml.safe_dump({"commands": {
+        "db_only": {"description": "A command only database hosts have.", "category": "Test",
+                    "template": "hostname", "hosts": ["tag:db"]},
+        "mark": {"description": "Leave a mark named after the host.", "category": "Test",
+                 "template": f"touch -- {marks}/$(hostname)", "destructive": True},
+    }}))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def topology(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory,
+                   ) -> AsyncIterator[Topology]:
+    work = tmp_path_factory.mktemp("fleet-agent")
+    # Not under pytest's 0700 directories: the login user writes marks here.
+    marks = Path(tempfile.mkdtemp(prefix="tnagent-fleet-marks-"))
+    marks.chmod(0o777)
+    ssh = {"web-2", "db-1", "db-2", "ops-1"}
+    tags = {"web": "tag:web", "db-": "tag:db", "ops": "tag:ops"}
+    started = await asyncio.gather(*(
+        fleet.server(name, tags=[next(t for p, t in tags.items() if name.startswith(p))],
+                     tailscale_ssh=name in ssh, extra_sshd_port=2222 if name == "web-2" else None)
+        for name in SERVERS))
+    nodes = {n.name: n for n in started}
+    await nodes["web-3"].stop_tailscaled()
+    alice = await fleet.node("alice-laptop", user="alice")
+    await wait_seen(alice, nodes["web-3"].dns_name, online=False, within=60)
+    write_files(work, fleet, nodes, marks)
+    port = free_port()
+    env = {**fleet.env(user=None, hostname="fleet-agent"),
+           "TS_AUTHKEY": fleet.auth_key("ops", tags=["tag:agent"])}
+    agent = spawn_agent(env, "--port", str(port), "--inventory", str(work / "inventory.yaml"),
+                        "--policy", str(work / "policy.yaml"), "--catalog",
+                        str(work / "extra.yaml"), "--audit-log", str(work / "audit.jsonl"),
+                        "--allow-local-operator")
+    try:
+        tailnet_url = (await agent.wait_for(r"MCP endpoint: (http://\S+/mcp)")).group(1)
+        await agent.wait_for(r"Ready\.")
+        await wait_peer(alice, tailnet_url.split("//")[1].rsplit(":", 1)[0], within=60)
+        yield Topology(fleet, nodes, alice, agent, f"http://127.0.0.1:{port}/mcp",
+                       tailnet_url, work / "audit.jsonl", marks)
+    finally:
+        agent.stop()
+        shutil.rmtree(marks, ignore_errors=True)
+
+
+async def call(t: Topology, tool: str, arguments: dict[str, Any]) -> Any:
+    async with t.client() as client:
+        return await client.call_tool(tool, arguments)
+
+
+async def hosts_by_name(t: Topology) -> dict[str, dict[str, Any]]:
+    listed = await call(t, "list_hosts", {})
+    return {h["name"]: h for h in listed.structured_content["hosts"]}
+
+
+def audit_records(t: Topology) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in t.audit.read_text().splitlines()]
+
+
+async def test_tailnet_peers_become_hosts_by_tag_with_what_the_netmap_knows(
+    topology: Topology,
+) -> None:
+    hosts = await hosts_by_name(topology)
+    # Only peers a selector matches: not alice's laptop, not the agent itself.
+    assert set(hosts) == set(SERVERS), hosts
+    for name, host in hosts.items():
+        assert host["source"] == "tailnet"
+        assert host["address"] == topology.nodes[name].dns_name
+        assert host["os"] == "linux"
+        assert host["tags"] == list(topology.nodes[name].tags)
+        assert host["online"] is (name != "web-3")
+    # web-3 was offline when the agent joined: the netmap says when it was last seen.
+    assert hosts["web-3"]["last_seen"] and hosts["web-3"]["last_seen"] > "2020"
+    assert hosts["web-1"]["auth"] == "key" and hosts["web-1"]["host_key_source"] == "known_hosts"
+    assert hosts["web-2"]["auth"] == "key" and hosts["web-2"]["host_key_source"] == "tailnet"
+    assert hosts["db-1"]["auth"] == "tailscale-ssh"
+    assert hosts["db-1"]["host_key_source"] == "tailnet"
+    assert hosts["ops-1"]["auth"] == "tailscale-ssh"
+
+
+async def test_hostname_through_each_node_proves_which_node_ran_it(topology: Topology) -> None:
+    t = topology
+    for name in RUNNING:
+        result = await call(t, "execute_command", {"command": "hostname", "host": name})
+        assert not result.is_error, (name, result.content)
+        assert result.structured_content["stdout"].strip() == name
+    # web-1 and web-2 logged in with the key, on their sshd.
+    assert "Accepted publickey for tnagent" in t.nodes["web-1"].sshd.log_text()
+    assert "Accepted publickey" in t.nodes["web-2"].extra_sshd[0].log_text()
+
+
+async def test_keyless_login_through_tailscale_ssh(topology: Topology) -> None:
+    t = topology
+    result = await call(t, "execute_command", {"command": "whoami", "host": "db-1"})
+    assert not result.is_error, result.content
+    assert result.structured_content["stdout"].splitlines()[0] == "tnagent"
+    # Tailscale SSH answered port 22, not db-1's own sshd, and no key was configured.
+    assert "Accepted" not in t.nodes["db-1"].sshd.log_text()
+    inventory = yaml.safe_load((t.audit.parent / "inventory.yaml").read_text())
+    assert "key" not in next(s for s in inventory["tailnet"] if s.get("tags") == ["tag:db"])
+
+
+async def test_host_keys_come_from_the_netmap_without_any_known_hosts_file(
+    topology: Topology,
+) -> None:
+    assert not (topology.audit.parent / "no_such_known_hosts").exists()
+    for name in ("web-2", "db-1"):
+        result = await call(topology, "execute_command", {"command": "uname", "host": name})
+        assert not result.is_error, (name, result.content)
+    assert not (topology.audit.parent / "no_such_known_hosts").exists()  # nothing pinned
+
+
+async def test_a_known_hosts_pin_that_contradicts_the_netmap_is_refused(
+    topology: Topology,
+) -> None:
+    result = await call(topology, "execute_command", {"command": "hostname", "host": "db-2"})
+    assert result.is_error
+    text = result.content[0].text
+    assert "disagrees with the netmap" in text and "db2_known_hosts" in text, text
+    assert "tailnet publishes" in text
+
+
+async def test_a_tailnet_policy_refusal_names_the_ssh_rule_to_add(topology: Topology) -> None:
+    result = await call(topology, "execute_command", {"command": "hostname", "host": "ops-1"})
+    assert result.is_error
+    text = result.content[0].text
+    assert "Tailscale SSH on ops-1 refused" in text and "tailnet policy" in text, text
+    rule = json.loads(text[text.index("{"):text.index("}") + 1])
+    assert rule == {"action": "accept", "src": ["tag:agent"], "dst": ["tag:ops"],
+                    "users": ["tnagent"]}
+
+
+async def test_an_offline_peer_is_answered_at_once(topology: Topology) -> None:
+    async with topology.client() as client:
+        started = time.monotonic()
+        result = await client.call_tool("execute_command", {"command": "hostname",
+                                                            "host": "web-3"})
+        elapsed = time.monotonic() - started
+    assert result.is_error
+    assert "host web-3 is offline (last seen 20" in result.content[0].text
+    assert elapsed < 1.0, elapsed
+
+
+async def test_fan_out_over_all_hosts_with_progress_and_one_audit_pair_per_host(
+    topology: Topology,
+) -> None:
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
+    async with topology.client() as client:
+        result = await client.call_tool("run_on_hosts", {"command": "hostname", "hosts": "all"},
+                                        progress_callback=on_progress)
+    assert not result.is_error, result.content
+    data = result.structured_content
+    by_host = {h["host"]: h for h in data["hosts"]}
+    assert set(by_host) == set(SERVERS)
+    for name in RUNNING:
+        assert by_host[name]["status"] == "ok" and by_host[name]["stdout"].strip() == name
+    assert by_host["web-3"]["status"] == "offline"
+    assert by_host["db-2"]["status"] == "failed" and "netmap" in by_host["db-2"]["error"]
+    assert by_host["ops-1"]["status"] == "failed" and "ssh" in by_host["ops-1"]["error"]
+    assert data["summary"] == {"total": 6, "ok": 3, "failed": 2, "offline": 1, "refused": 0}
+    # One progress notification per host, as hosts finish.
+    assert sorted(p[0] for p in progress) == [1, 2, 3, 4, 5, 6]
+    assert {p[1] for p in progress} == {6}
+    assert {p[2].split(":")[0] for p in progress if p[2]} == set(SERVERS)
+    # One start and one end record per host; the starts carry the fan-out's id.
+    records = audit_records(topology)
+    starts = {r["call"]: r["host"] for r in records
+              if r["event"] == "start" and r.get("fanout") == data["fanout"]}
+    assert Counter(starts.values()) == Counter(SERVERS)
+    ends = {starts[r["call"]]: r["outcome"] for r in records
+            if r["event"] == "end" and r["call"] in starts}
+    assert len([r for r in records if r["event"] == "end" and r["call"] in starts]) == 6
+    assert ends["web-3"] == "offline" and ends["web-1"] == "ran" and ends["db-2"] == "failed"
+
+
+async def test_a_fan_out_shows_hosts_the_callers_policy_excludes_as_refused(
+    topology: Topology,
+) -> None:
+    async with mcp_through(topology.alice, topology.tailnet_url) as mcp:
+        result = await mcp.call_tool("run_on_hosts", {"command": "hostname", "hosts": ["all"]})
+    assert not result.is_error, result.content
+    by_host = {h["host"]: h for h in result.structured_content["hosts"]}
+    assert set(by_host) == set(SERVERS)  # alice sees db-* through her Disk rule
+    for name in ("db-1", "db-2"):
+        assert by_host[name]["status"] == "refused"
+        assert "refused by policy" in by_host[name]["error"]
+    assert by_host["web-1"]["status"] == "ok" and by_host["web-1"]["stdout"].strip() == "web-1"
+
+
+async def test_a_destructive_fan_out_asks_once_naming_every_host_and_the_command(
+    topology: Topology,
+) -> None:
+    asked: list[str] = []
+
+    async def accept(context: Any, params: Any) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    async with topology.client(elicitation_callback=accept) as client:
+        result = await client.call_tool("run_on_hosts", {"command": "mark",
+                                                         "hosts": ["web-*", "db-1"]})
+    assert not result.is_error, result.content
+    (question,) = asked
+    assert "web-1, web-2, db-1" in question and f"touch -- {topology.marks}/" in question
+    assert "web-3" not in question  # offline: it would not run there
+    assert sorted(p.name for p in topology.marks.iterdir()) == ["db-1", "web-1", "web-2"]
+
+
+async def test_commands_bound_to_hosts_apply_only_there(topology: Topology) -> None:
+    async with topology.client() as client:
+        on_db = await client.call_tool("list_commands", {"host": "db-1"})
+        on_web = await client.call_tool("list_commands", {"host": "web-1"})
+        elsewhere = await client.call_tool("execute_command", {"command": "db_only",
+                                                               "host": "web-1"})
+        there = await client.call_tool("execute_command", {"command": "db_only", "host": "db-1"})
+    assert "db_only" in {c["name"] for c in on_db.structured_content["commands"]}
+    assert "db_only" not in {c["name"] for c in on_web.structured_content["commands"]}
+    assert elsewhere.is_error and "does not apply to host 'web-1'" in elsewhere.content[0].text
+    assert not there.is_error and there.structured_content["stdout"].strip() == "db-1"
+
+
+async def test_a_node_that_joins_appears_goes_offline_and_leaves_without_a_restart(
+    topology: Topology,
+) -> None:
+    t = topology
+    node = await t.fleet.server("web-4", tags=["tag:web"])
+    joined = time.monotonic()
+    while "web-4" not in await hosts_by_name(t):
+        assert time.monotonic() - joined < 5.0, "web-4 did not appear within 5 s"
+        await asyncio.sleep(0.1)
+    # A plain sshd: its key is pinned as `tailnet-agent trust web-4` would.
+    with (t.audit.parent / "known_hosts").open("a") as known_hosts:
+        known_hosts.write(f"{node.dns_name} {node.host_key_pub}\n")
+    result = await call(t, "execute_command", {"command": "hostname", "host": "web-4"})
+    assert not result.is_error and result.structured_content["stdout"].strip() == "web-4"
+    await node.stop_tailscaled()
+    deadline = time.monotonic() + 60
+    while (await hosts_by_name(t))["web-4"]["online"]:
+        assert time.monotonic() < deadline, "web-4 never shown offline"
+        await asyncio.sleep(0.2)
+    assert (await hosts_by_name(t))["web-4"]["last_seen"]  # when the agent saw it go
+    node_id = next(n["id"] for n in t.fleet.headscale.nodes() if n["name"] == "web-4")
+    t.fleet.headscale.cli("nodes", "delete", "--identifier", str(node_id), "--force")
+    deadline = time.monotonic() + 30
+    while "web-4" in await hosts_by_name(t):
+        assert time.monotonic() < deadline, "web-4 never left"
+        await asyncio.sleep(0.2)
+    assert t.agent.proc.poll() is None
+    await t.agent.wait_for(r"tailnet host web-4 left", within=5)
+
+
+async def test_a_file_host_named_like_a_tailnet_host_stops_the_start(
+    topology: Topology, tmp_path: Path,
+) -> None:
+    inventory = yaml.safe_load((topology.audit.parent / "inventory.yaml").read_text())
+    inventory["hosts"] = [{"name": "web-1", "address": "192.0.2.1", "user": "ops"}]
+    (tmp_path / "clash.yaml").write_text(yaml.safe_dump(inventory))
+    env = {**topology.fleet.env(user=None, hostname="fleet-clash"),
+           "TS_AUTHKEY": topology.fleet.auth_key("ops", tags=["tag:agent"])}
+    agent = spawn_agent(env, "--port", str(free_port()), "--inventory",
+                        str(tmp_path / "clash.yaml"))
+    code = await asyncio.to_thread(agent.proc.wait, 90)
+    assert code == 2, agent.output
+    assert "web-1 clash with hosts of the same name" in agent.output, agent.output
+    assert "Traceback" not in agent.output
