@@ -8,12 +8,18 @@ part equal to the peers a selector matches, named by their MagicDNS short names:
 peer that joins is a host within moments, one that goes offline is shown offline (and
 answered at once), one that leaves is gone. A tailnet host whose name a file host
 already uses is a start-up error; one that appears later is left out, with a warning.
+
+Last seen: control reports it for peers that are offline when the netmap is sent, but
+Headscale's "went offline" update carries no time (v0.29), so for a peer seen going
+offline while we watch, the time we learned it stands in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import datetime as dt
 import logging
 from collections.abc import AsyncGenerator, Sequence
 
@@ -55,6 +61,7 @@ class TailnetFleet:
         self._task: asyncio.Task[None] | None = None
         self._self = ""
         self._warned: set[str] = set()
+        self._went_offline: dict[str, str] = {}  # host -> when we saw it go offline
         self.updates = 0  # netmap changes applied so far
 
     async def start(self, timeout: float = FIRST_NETMAP_TIMEOUT) -> None:  # noqa: ASYNC109
@@ -106,6 +113,13 @@ class TailnetFleet:
     def _apply(self, peers: list[Peer], hosts: dict[str, tuple[HostConfig, Presence]]) -> None:
         before = {name: self.registry.presence(name).online for name in self.registry
                   if self.registry[name].source == "tailnet"}
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        for name, (host, presence) in list(hosts.items()):
+            if presence.online is not False:
+                self._went_offline.pop(name, None)
+            elif presence.last_seen is None and (before.get(name) or name in self._went_offline):
+                seen = self._went_offline.setdefault(name, now)
+                hosts[name] = host, dataclasses.replace(presence, last_seen=seen)
         for name in self.registry.set_tailnet(hosts):
             self._warn_once(name, f"tailnet peer {name} is left out: a host from a file has "
                             "that name")
