@@ -1,6 +1,7 @@
 """The benchmark: our figures next to floors and other ways, all measured in this run.
 
-    python -m tests.bench.run [--compare bench-results/OLD.json] [--no-tailnet] [--quick]
+    python -m tests.bench.run [--compare bench-results/OLD.json] [--no-tailnet] [--no-fleet]
+                              [--only-fleet] [--quick]
 
 Uses the same real sshd as the tests and, where needed, the test tailnet
 (headscale + tailscaled on loopback). Prints one table of medians, p99 and
@@ -41,6 +42,7 @@ from agent.mcp.tools import OVERVIEW_COMMANDS, build_mcp_server
 from agent.settings import load_settings
 from agent.ssh import SSHPool, socks_connector
 from tests.bench import bench_ssh
+from tests.bench.bench_fleet import fleet_targets
 from tests.bench.bench_servers import (
     ServerProcess,
     agent_env,
@@ -75,6 +77,7 @@ class Plan:
     slow_n: int  # samples for the slow baselines (new connection, OpenSSH)
     load_calls: int  # calls per throughput chunk for the trivial tool
     tailnet: bool
+    fleet: bool = True  # the fleet rows (tests/bench/bench_fleet.py): root, namespaces
 
 
 async def interleaved(calls: dict[str, Call], rounds: int, warmup: int = 5
@@ -317,6 +320,19 @@ async def through_tailnet(report: Report, sshd: Sshd, run: Running, plan: Plan,
         report.rows.append(Row.latency(key, label, group, seconds, note=note))
 
 
+async def fleet(report: Report, plan: Plan, work: Path) -> None:
+    try:
+        from tests.bench.bench_fleet import measure_fleet
+
+        await measure_fleet(report, max(15, plan.rounds // 4), work)
+    except BaseException as exc:  # a missing namespace or root must not sink the rest
+        if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):
+            raise
+        traceback.print_exc()
+        report.rows.append(Row.missing("fleet_fanout", "fan-out to 8 tailnet hosts",
+                                       "fleet", describe(exc)[:300]))
+
+
 def leftovers(sshd: Sshd) -> Row:
     """Processes sshd still runs once every client and agent has closed (want: none)."""
     root = sshd_pid(sshd)
@@ -376,6 +392,7 @@ def targets(report: Report) -> list[Target]:
                ratio(value("rss_10k"), value("rss_100")), 1.2),
         Target("tailnet", "warm call through the tailnet / on loopback p50 (interleaved)",
                ratio(p50("tailnet"), p50("loopback_again")), 2.0),
+        *fleet_targets(report),
     ]
 
 
@@ -428,13 +445,18 @@ async def measure(report: Report, sshd: Sshd, plan: Plan, work: Path) -> None:
         if plan.tailnet:
             step("through the tailnet")
             await through_tailnet(report, sshd, run, plan, work)
+        if plan.fleet:
+            step("the fleet: 8 tailnet hosts in namespaces of their own")
+            await fleet(report, plan, work)
         step("done")
 
 
 async def main_async(args: argparse.Namespace) -> Report:
-    plan = (Plan(rounds=60, slow_n=8, load_calls=500, tailnet=not args.no_tailnet)
+    plan = (Plan(rounds=60, slow_n=8, load_calls=500, tailnet=not args.no_tailnet,
+                 fleet=not args.no_fleet)
             if args.quick else
-            Plan(rounds=300, slow_n=25, load_calls=2000, tailnet=not args.no_tailnet))
+            Plan(rounds=300, slow_n=25, load_calls=2000, tailnet=not args.no_tailnet,
+                 fleet=not args.no_fleet))
     report = Report(
         started=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         machine={"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -445,8 +467,11 @@ async def main_async(args: argparse.Namespace) -> Report:
     work = Path(tempfile.mkdtemp(prefix="tnagent-bench-"))
     quiet_logging(work / "in-process.log")
     try:
-        await measure(report, sshd, plan, work)
-        report.rows.append(leftovers(sshd))
+        if args.only_fleet:
+            await fleet(report, plan, work)
+        else:
+            await measure(report, sshd, plan, work)
+            report.rows.append(leftovers(sshd))
     finally:
         sshd.cleanup()
         shutil.rmtree(work, ignore_errors=True)
@@ -462,6 +487,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="print each figure next to the same one from an earlier run")
     parser.add_argument("--no-tailnet", action="store_true",
                         help="skip the tailnet rows (they need headscale/tailscaled built with Go)")
+    parser.add_argument("--no-fleet", action="store_true",
+                        help="skip the fleet rows (they need root for network namespaces)")
+    parser.add_argument("--only-fleet", action="store_true",
+                        help="measure only the fleet rows")
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
     args = parser.parse_args(argv)

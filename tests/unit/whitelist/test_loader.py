@@ -808,3 +808,37 @@ def test_become_and_redact_are_read(tmp_path: Path) -> None:
     assert apt.timeout == 1800.0 and apt.redact
     assert pg.runs_as("admin") == "postgres" and not pg.redact
     assert load_catalog().get("hostname").runs_as() is None
+def test_a_command_can_be_bound_to_hosts(tmp_path: Path) -> None:
+    catalog = load_catalog([write(tmp_path, """
+        commands:
+          pg_activity:
+            description: Queries.
+            category: Database
+            template: "psql -c 'select 1'"
+            hosts: ["tag:postgres", "db-*"]
+    """)])
+    command = catalog.get("pg_activity")
+    assert command.hosts == ("tag:postgres", "db-*")
+    assert command.applies_to("db-7") and command.applies_to("pg", ("tag:postgres",))
+    assert not command.applies_to("web-1", ("tag:web",))
+    assert catalog.get("hostname").applies_to("anything")  # unbound: everywhere
+
+
+@pytest.mark.parametrize(("hosts", "problem"), [
+    ("[]", "expected a non-empty list"),
+    ("['tag:']", "is not a tag"),
+    ("['tag:a b']", "is not a tag"),
+    ("[1]", "expected a host name, glob or tag"),
+])
+def test_bad_host_bindings_are_catalog_errors(tmp_path: Path, hosts: str, problem: str) -> None:
+    path = write(tmp_path, f"""
+        commands:
+          bound:
+            description: x
+            category: X
+            template: "hostname"
+            hosts: {hosts}
+    """)
+    with pytest.raises(CatalogError) as caught:
+        load_catalog([path])
+    assert problem in str(caught.value) and "hosts" in str(caught.value)

@@ -197,3 +197,28 @@ def test_a_turn_that_fails_part_way_leaves_a_valid_history() -> None:
     after_the_answer = Turn(messages=[asked, done])
     close_failed_turn(after_the_answer, "late")
     assert after_the_answer.messages == [asked, done]
+
+
+def test_a_fan_out_card_lists_the_failures_first() -> None:
+    from agent.chat import views
+
+    def host(name: str, status: str, **extra: object) -> dict[str, object]:
+        return {"host": name, "status": status, "exit_status": extra.get("exit", 0),
+                "stdout": extra.get("out", ""), "stderr": "", "duration_ms": 12.0,
+                "truncated": False, "timed_out": False, "error": extra.get("error", "")}
+
+    result = mcp_types.CallToolResult(content=[], structured_content={
+        "fanout": "fan-1", "command": "hostname", "rendered": "hostname", "duration_ms": 40.0,
+        "summary": {"total": 4, "ok": 2, "failed": 1, "offline": 1, "refused": 0},
+        "hosts": [host("a-ok", "ok", out="a-ok"), host("b-off", "offline", exit=None,
+                                                          error="host b-off is offline"),
+                  host("c-bad", "failed", exit=1, error="<b>nope</b>"),
+                  host("d-ok", "ok", out="d-ok")],
+    })
+    (card,) = cards_for("run_on_hosts", result)
+    assert [r.host for r in card.fanout] == ["c-bad", "b-off", "a-ok", "d-ok"]
+    assert card.status == "2 of 4 hosts ok" and not card.ok
+    html = views.cards([card])
+    rows = html.split('<tr class="fanout-row ')[1:]
+    assert [r.split('"')[0] for r in rows] == ["failed", "offline", "ok", "ok"]
+    assert "&lt;b&gt;nope&lt;/b&gt;" in html and "<b>nope" not in html  # escaped
