@@ -8,7 +8,10 @@ TailnetFleet following the netmap, called through an in-process MCP client (the 
 tools remote clients get) as the local operator (no rate limit).
 
 - fan-out: `run_on_hosts hostname tag:bench` sampled interleaved with `execute_command
-  hostname` on each of the 8 hosts; the target compares it with the slowest of them;
+  hostname` on each of the 8 hosts (the target compares it with the slowest of them),
+  with 8 execute_command calls at once, and with 8 commands at once on the SSH layer
+  alone: on one machine the 8 "hosts" (their tailscaled, sshd and shells) share its CPUs
+  with the agent, which a real fleet does not, so that floor says what is possible here;
 - offline: `execute_command` on the stopped node (answered from the netmap);
 - discovery: a new node is started; from `tailscale up` returning (joined) to the host
   listed by the agent, and to its first successful command.
@@ -19,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
+import os
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +95,17 @@ async def bench_fleet(work: Path) -> AsyncIterator[Bench]:
         yield bench
 
 
+def _cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
 async def fanout_rows(bench: Bench, rounds: int) -> list[Row]:
+    """The fan-out next to the single calls it replaces and two floors, interleaved:
+    8 execute_command calls at once (a client without run_on_hosts), and 8 commands
+    at once on the SSH layer alone (what this machine can do in parallel at all)."""
     names = [n.name for n in bench.nodes]
-    samples: dict[str, list[float]] = {"fanout": [], **{n: [] for n in names}}
+    pool = bench.service.pool
 
     async def fanout() -> None:
         result = await bench.client.call_tool(
@@ -101,17 +114,38 @@ async def fanout_rows(bench: Bench, rounds: int) -> list[Row]:
         if summary.get("ok") != HOSTS:
             raise RuntimeError(f"fan-out did not succeed everywhere: {result.content}")
 
+    async def gather_mcp() -> None:
+        if not all(await asyncio.gather(*(bench.hostname(n) for n in names))):
+            raise RuntimeError("a single call failed")
+
+    async def gather_ssh() -> None:
+        await asyncio.gather(*(pool.run(n, "hostname", command_name="hostname", timeout=10,
+                                        max_output=65536) for n in names))
+
+    async def single(name: str) -> None:
+        if not await bench.hostname(name):
+            raise RuntimeError(f"hostname on {name} failed")
+
+    calls: dict[str, Callable[[], Awaitable[None]]] = {
+        "fanout": fanout, "gather_mcp": gather_mcp, "gather_ssh": gather_ssh,
+        **{n: functools.partial(single, n) for n in names}}
+    samples: dict[str, list[float]] = {key: [] for key in calls}
+    cpu: dict[str, float] = dict.fromkeys(calls, 0.0)
     for round_ in range(rounds + 3):
-        for key in samples:
-            started = time.perf_counter()
-            if key == "fanout":
-                await fanout()
-            elif not await bench.hostname(key):
-                raise RuntimeError(f"hostname on {key} failed")
+        for key, call in calls.items():
+            started, cpu_started = time.perf_counter(), _cpu()
+            await call()
             if round_ >= 3:  # warm-up rounds are not kept
                 samples[key].append(time.perf_counter() - started)
-    rows = [Row.latency("fleet_fanout", f"run_on_hosts hostname on {HOSTS} hosts", GROUP,
-                        samples.pop("fanout"))]
+                cpu[key] += _cpu() - cpu_started
+    rows = [
+        Row.latency("fleet_fanout", f"run_on_hosts hostname on {HOSTS} hosts", GROUP,
+                    samples.pop("fanout")),
+        Row.latency("fleet_gather_mcp", f"{HOSTS} execute_command calls at once (no fan-out)",
+                    GROUP, samples.pop("gather_mcp")),
+        Row.latency("fleet_gather_ssh", f"floor: {HOSTS} commands at once, SSH layer alone",
+                    GROUP, samples.pop("gather_ssh")),
+    ]
     singles = [Row.latency(f"fleet_single_{n}", f"execute_command hostname on {n}", GROUP, s)
                for n, s in samples.items()]
     slowest = max(singles, key=lambda r: r.p50_ms or 0.0)
@@ -120,6 +154,11 @@ async def fanout_rows(bench: Bench, rounds: int) -> list[Row]:
                                     f"({slowest.key.removeprefix('fleet_single_')})"))
     rows.append(Row("fleet_fastest_single", "fastest single-host call p50", GROUP,
                     value=min(r.p50_ms or 0.0 for r in singles), unit="ms"))
+    per_single = sum(cpu[n] for n in names) / (len(names) * rounds)
+    rows.append(Row("fleet_cpu_fanout", "  agent process CPU per host, in a fan-out", GROUP,
+                    value=1000 * cpu["fanout"] / (HOSTS * rounds), unit="ms CPU"))
+    rows.append(Row("fleet_cpu_single", "  agent process CPU per single-host call", GROUP,
+                    value=1000 * per_single, unit="ms CPU"))
     return rows
 
 
@@ -192,12 +231,22 @@ def fleet_targets(report: Report) -> list[Target]:
         row = report.row(key)
         return None if row is None else getattr(row, which)
 
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return None if a is None or not b else a / b
+
     fanout, slowest = p("fleet_fanout"), p("fleet_slowest_single")
+    floor, clients = p("fleet_gather_ssh"), p("fleet_gather_mcp")
     listed = report.row("fleet_join_listed")
     return [
         Target("fleet_fanout", f"fan-out to {HOSTS} hosts / slowest single-host call p50",
-               None if fanout is None or not slowest else fanout / slowest, 1.5,
-               detail=f"{fanout or 0:.1f} ms vs {slowest or 0:.1f} ms"),
+               ratio(fanout, slowest), 1.5,
+               detail=f"{fanout or 0:.1f} ms vs {slowest or 0:.1f} ms; the {HOSTS} hosts share "
+                      f"this machine's CPUs: {HOSTS} commands at once on the SSH layer alone "
+                      f"take {floor or 0:.1f} ms"),
+        Target("fleet_fanout_floor", f"fan-out / {HOSTS} commands at once on the SSH layer alone",
+               ratio(fanout, floor), 1.5),
+        Target("fleet_fanout_clients", f"fan-out / {HOSTS} execute_command calls at once",
+               ratio(fanout, clients), 1.0),
         Target("fleet_offline", "a call to an offline host, p99 ms", p("fleet_offline", "p99_ms"),
                1000.0),
         Target("fleet_discovery", "a node joined -> listed by the agent, s",
