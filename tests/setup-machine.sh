@@ -14,6 +14,10 @@ command -v unshare >/dev/null 2>&1 || need="$need util-linux"
 command -v sudo >/dev/null 2>&1 || need="$need sudo"
 # The MCP TypeScript SDK client in tests/clients/ts (make ts-client).
 command -v npm >/dev/null 2>&1 || need="$need nodejs npm"
+# The fleet tests: a node per network/UTS/mount namespace (nsenter, mount --bind), and
+# Tailscale SSH logs users in with su.
+command -v nsenter >/dev/null 2>&1 || need="$need util-linux"
+command -v su >/dev/null 2>&1 || need="$need util-linux login"
 command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] || need="$need golang-go"
 # The container image's tests: podman with runc (crun fails on hybrid cgroups), and the CA
 # bundle the image carries.

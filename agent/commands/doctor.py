@@ -3,17 +3,21 @@
 Checks, in order: the Python packages the agent imports, the catalog, the policy,
 the audit log, the API key, tailscaled, then per host its key file and a real
 connection (host key, authentication, POSIX shell). Hosts only the tailnet reaches
-are checked through it with `--tailnet`, and reported as not checked without it.
+are checked through it with `--tailnet`, and reported as not checked without it; so
+are the hosts the inventory's `tailnet:` selectors find among the node's peers.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Mapping
 
 from agent.core.audit_records import log_files, removals
 from agent.core.errors import ConfigError
 from agent.core.policy import load_policy
+from agent.fleet import host_for
+from agent.inventory import HostConfig
 from agent.settings import Settings
 from agent.ssh import (
     AuthenticationFailed,
@@ -22,9 +26,11 @@ from agent.ssh import (
     HostKeyUnknown,
     SSHError,
     SSHPool,
+    socks_connector,
     trusted_keys,
 )
-from agent.tailnet import dialer
+from agent.tailnet import joined_node
+from tailscale_userspace import TailscaleNode, peers_from_status, self_principal
 from whitelist import WhitelistError, load_catalog
 
 from .checks import Finding, key_finding, needs_tailnet
@@ -120,12 +126,34 @@ def _connect_finding(name: str, exc: SSHError) -> Finding:
     return Finding("fail", f"{name}: {exc}", "see the message")
 
 
-async def _check_hosts(report: Report, settings: Settings, connector: Connector | None,
-                       tailnet: bool) -> None:
-    pool = SSHPool(settings.hosts, connector=connector,
+async def _tailnet_hosts(report: Report, settings: Settings, node: TailscaleNode
+                         ) -> dict[str, HostConfig]:
+    """The hosts the inventory's `tailnet:` selectors find among the node's peers now."""
+    status = await node.localapi.status()
+    found: dict[str, HostConfig] = {}
+    for peer in peers_from_status(status):
+        matched = host_for(peer, settings.tailnet_selectors, self_principal(status))
+        if matched is None:
+            continue
+        host, presence = matched
+        if host.name in settings.hosts:
+            report.fail(f"tailnet host {host.name} clashes with a host of the same name "
+                        "from the inventory or REMOTE_HOST_NAME", "rename one of them")
+        elif not presence.online:
+            report.warn(f"{host.name}: offline in the tailnet (last seen "
+                        f"{presence.last_seen or 'unknown'})", "start it, then check again")
+        else:
+            found[host.name] = host
+    report.ok(f"tailnet: {len(found)} online peer(s) match the inventory's selectors")
+    return found
+
+
+async def _check_hosts(report: Report, hosts: Mapping[str, HostConfig], settings: Settings,
+                       connector: Connector | None, tailnet: bool) -> None:
+    pool = SSHPool(hosts, connector=connector,
                    connect_timeout=min(settings.connect_timeout, 10.0))
     try:
-        for host in settings.hosts.values():
+        for host in hosts.values():
             report.show(key_finding(host))
             if connector is None and needs_tailnet(host):
                 report.warn(f"{host.name}: {host.address} not checked: it needs the tailnet",
@@ -136,7 +164,8 @@ async def _check_hosts(report: Report, settings: Settings, connector: Connector 
             except SSHError as exc:
                 report.show(_connect_finding(host.name, exc))
                 continue
-            pinned = "host key pinned" if trusted_keys(host) else "host key checked"
+            pinned = ("host key from the tailnet" if host.host_keys else "host key pinned"
+                      if trusted_keys(host) else "host key checked")
             via = " through the tailnet" if tailnet else ""
             report.ok(f"{host.name}: {host.target} reachable{via}, {pinned}, POSIX shell "
                       f"({ms:.0f} ms)")
@@ -164,11 +193,20 @@ async def run_doctor(settings: Settings, *, tailnet: bool = False) -> int:
         report.ok(f"tailscaled: {find_tailscaled(settings.tailscaled)}")
     except Exception as exc:
         report.warn(f"tailscaled: {exc}", "needed for `serve` (not for --local, stdio or demo)")
-    if not settings.hosts:
+    if not settings.hosts and not settings.tailnet_selectors:
         report.fail("no SSH host configured", "set REMOTE_HOST, REMOTE_USER, REMOTE_SSH_KEY_PATH "
                     "(or TAILNET_AGENT_INVENTORY), or try `tailnet-agent demo`")
+    elif tailnet:
+        async with joined_node(settings, hostname=f"{settings.hostname}-doctor") as node:
+            hosts = dict(settings.hosts)
+            if settings.tailnet_selectors:
+                hosts.update(await _tailnet_hosts(report, settings, node))
+            await _check_hosts(report, hosts, settings, socks_connector(lambda: node.socks5),
+                               tailnet)
     else:
-        async with dialer(settings, through_tailnet=tailnet, purpose="doctor") as connector:
-            await _check_hosts(report, settings, connector, tailnet)
+        if settings.tailnet_selectors:
+            report.warn("the hosts of the inventory's `tailnet:` selectors are not checked",
+                        "run `tailnet-agent doctor --tailnet` to find and check them")
+        await _check_hosts(report, settings.hosts, settings, None, tailnet)
     print(f"{report.failures} problem(s) found." if report.failures else "All checks passed.")
     return 1 if report.failures else 0

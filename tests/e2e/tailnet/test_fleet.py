@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -364,3 +367,23 @@ async def test_a_file_host_named_like_a_tailnet_host_stops_the_start(
     assert code == 2, agent.output
     assert "web-1 clash with hosts of the same name" in agent.output, agent.output
     assert "Traceback" not in agent.output
+
+
+async def test_doctor_finds_and_checks_the_tailnet_hosts(topology: Topology) -> None:
+    env = {**topology.fleet.env(user=None, hostname="fleet-doctor"),
+           "TS_AUTHKEY": topology.fleet.auth_key("ops", tags=["tag:agent"])}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "agent.cli", "doctor", "--tailnet", "--env-file", "/dev/null",
+         "--inventory", str(topology.audit.parent / "inventory.yaml")],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    code, out = done.returncode, done.stdout + done.stderr
+    assert code == 1, out  # db-2 and ops-1 are problems
+    assert "OK    tailnet: 5 online peer(s) match the inventory's selectors" in out, out
+    assert "WARN  web-3: offline in the tailnet" in out
+    for name in RUNNING:
+        assert f"OK    {name}: " in out and "host key" in out, out
+    assert "db-1: tnagent@db-1.tailnet.test:22 reachable through the tailnet, host key from " \
+           "the tailnet" in out
+    assert "FAIL  db-2:" in out and "disagrees with the netmap" in out
+    assert "FAIL  ops-1:" in out and '"dst": ["tag:ops"]' in out

@@ -217,3 +217,20 @@ def test_a_tailnet_grant_can_give_the_metrics() -> None:
 def test_malformed_metrics_rules_are_refused(text: str, complaint: str) -> None:
     with pytest.raises(ConfigError, match=complaint):
         policy(text)
+
+
+def test_rules_and_grants_may_name_hosts_by_tailnet_tag() -> None:
+    tagged = parse_policy({"default": "none", "rules": [
+        {"name": "db-team", "who": ["alice@example.com"], "hosts": ["tag:db", "bastion"]},
+    ]}, "test")
+    assert tagged.decide(ALICE, DISK, "pg-7", ("tag:db", "tag:eu")).allowed
+    assert tagged.decide(ALICE, DISK, "bastion").allowed
+    refused = tagged.decide(ALICE, DISK, "web-1", ("tag:web",))
+    assert not refused.allowed and refused.rule == DENY_RULE
+    tags = {"pg-7": ("tag:db",), "web-1": ("tag:web",)}
+    assert tagged.hosts_for(ALICE, ["pg-7", "web-1", "bastion"], lambda h: tags.get(h, ())) \
+        == ["pg-7", "bastion"]
+    with pytest.raises(ConfigError, match="is not a tag"):
+        parse_policy({"rules": [{"name": "x", "who": ["*"], "hosts": ["tag:"]}]}, "test")
+    grants = capability_grants({CAPABILITY: [{"hosts": ["tag:db"]}]}, "alice")
+    assert grants[0].covers_host("pg-7", ("tag:db",)) and not grants[0].covers_host("pg-7")
