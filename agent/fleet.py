@@ -67,6 +67,13 @@ class TailnetFleet:
     async def start(self, timeout: float = FIRST_NETMAP_TIMEOUT) -> None:  # noqa: ASYNC109
         """Apply the netmap as it is now, then follow it. Raises ConfigError when a tailnet
         host's name clashes with a host from a file."""
+        for selector in self.selectors:
+            if not selector.tags:
+                # A tag can be applied only by its owners (tagOwners); a machine name is
+                # whatever any tailnet user calls their machine.
+                log.warning("the tailnet selector for %s matches by name only: any tailnet "
+                            "user can name a machine to match it; add `tags:`",
+                            ", ".join(selector.names))
         self._self = self_principal(await self.localapi.status())
         self._peers = watch_peers(self.localapi)
         try:

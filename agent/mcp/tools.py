@@ -82,6 +82,8 @@ HostArg = Annotated[
     Field(description="Name of the target host from list_hosts; omit for the default host."),
 ]
 
+CommandArg = Annotated[str, Field(description="Catalog command name, from list_commands.")]
+
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                             open_world_hint=False)
 
@@ -163,17 +165,14 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
                            categories=known)
 
     has_destructive = any(c.destructive for c in service.catalog)
+    # The tools that run any catalog command: destructive ones too, if the catalog has any.
+    runs_commands = ToolAnnotations(read_only_hint=not has_destructive,
+                                    destructive_hint=has_destructive, open_world_hint=False)
 
-    @mcp.tool(
-        annotations=ToolAnnotations(
-            read_only_hint=not has_destructive,
-            destructive_hint=has_destructive,
-            open_world_hint=False,
-        )
-    )
+    @mcp.tool(annotations=runs_commands)
     async def execute_command(
         ctx: Context,
-        command: Annotated[str, Field(description="Catalog command name, from list_commands.")],
+        command: CommandArg,
         parameters: Annotated[
             dict[str, Any] | None,
             Field(description="Values for the command's parameters, by name (see list_commands)."),
@@ -225,16 +224,10 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
             raise ToolError(str(exc)) from exc
         return Overview(host=results[0].host, results=[ToolResult.of(r) for r in results])
 
-    @mcp.tool(
-        annotations=ToolAnnotations(
-            read_only_hint=not has_destructive,
-            destructive_hint=has_destructive,
-            open_world_hint=False,
-        )
-    )
+    @mcp.tool(annotations=runs_commands)
     async def run_on_hosts(
         ctx: Context,
-        command: Annotated[str, Field(description="Catalog command name, from list_commands.")],
+        command: CommandArg,
         hosts: Annotated[
             list[str] | str,
             Field(description="Hosts from list_hosts: names, globs like web-*, tag:<name> "

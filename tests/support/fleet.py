@@ -43,6 +43,7 @@ from tests.support.tailnet import (
     TestTailnet,
     _scrubbed_env,
     ensure_binaries,
+    running,
 )
 
 BRIDGE = "tnfleet0"
@@ -327,14 +328,9 @@ async def fleet_tailnet(workdir: Path, policy: Mapping[str, Any]) -> AsyncIterat
     make_bridge()
     workdir.mkdir(parents=True, exist_ok=True)
     os.chmod(workdir, 0o700)
-    headscale = FleetHeadscale(binaries.headscale, workdir, policy)
-    headscale.start()
-    fleet = Fleet(binaries, headscale, workdir)
-    try:
+    fleet = Fleet(binaries, FleetHeadscale(binaries.headscale, workdir, policy), workdir)
+    async with running(fleet):
         yield fleet
-    finally:
-        await fleet.aclose()
-        headscale.stop()
 
 
 def fleet_fixture(policy: Mapping[str, Any]) -> Any:

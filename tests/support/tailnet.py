@@ -593,14 +593,20 @@ async def tailnet(
     binaries = tailnet_binaries
     workdir = tmp_path_factory.mktemp("tailnet")
     os.chmod(workdir, 0o700)
-    headscale = Headscale(binaries.headscale, workdir)
-    headscale.start()
-    net = TestTailnet(binaries, headscale, workdir)
+    async with running(TestTailnet(binaries, Headscale(binaries.headscale, workdir),
+                                   workdir)) as net:
+        yield net
+
+
+@contextlib.asynccontextmanager
+async def running(net: TestTailnet) -> AsyncIterator[TestTailnet]:
+    """Start `net`'s headscale; at the end stop every node it made, then headscale."""
+    net.headscale.start()
     try:
         yield net
     finally:
         await net.aclose()
-        headscale.stop()
+        net.headscale.stop()
 
 
 def main(argv: Sequence[str]) -> int:

@@ -195,3 +195,21 @@ async def test_a_flood_of_fan_outs_is_rate_limited_not_broken(
     assert all("rate" in o.error for r in results for o in r.hosts if o.status == "refused")
     records = list(read_records(tmp_path / "audit.jsonl"))
     assert Counter(r["event"] for r in records) == Counter({"start": 600, "end": 600})
+
+
+async def test_hostile_selections_are_answered_at_once(sshd: Sshd, tmp_path: Path) -> None:
+    service = service_for(sshd, tmp_path, ["web-1", "web-2"])
+    try:
+        started = time.monotonic()
+        with pytest.raises(UnknownHost):
+            await service.run_on_hosts("hostname", {}, [f"nope-{i}" for i in range(10_000)],
+                                       identity=LOCAL)
+        with pytest.raises(ConfigError, match="matches none"):
+            await service.run_on_hosts("hostname", {}, ["*" * 5000 + "x", "?" * 5000],
+                                       identity=LOCAL)
+        many = await service.run_on_hosts("hostname", {}, ["web-1"] * 10_000 + ["w*"] * 1000,
+                                          identity=LOCAL)
+        assert time.monotonic() - started < 5.0
+    finally:
+        await service.pool.close()
+    assert [o.host for o in many.hosts] == ["web-1", "web-2"]

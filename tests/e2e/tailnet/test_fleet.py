@@ -387,3 +387,30 @@ async def test_doctor_finds_and_checks_the_tailnet_hosts(topology: Topology) -> 
            "the tailnet" in out
     assert "FAIL  db-2:" in out and "disagrees with the netmap" in out
     assert "FAIL  ops-1:" in out and '"dst": ["tag:ops"]' in out
+
+
+async def test_floods_are_answered_limited_and_recorded(topology: Topology) -> None:
+    """Last: it spends alice's rate budget. Through the tailnet, alice sends 200 calls at
+    once to the offline host, then 30 fan-outs at once."""
+    async with mcp_through(topology.alice, topology.tailnet_url) as mcp:
+        started = time.monotonic()
+        offline = await asyncio.gather(*(mcp.call_tool(
+            "execute_command", {"command": "hostname", "host": "web-3"}) for _ in range(200)))
+        elapsed = time.monotonic() - started
+        results = await asyncio.gather(*(mcp.call_tool(
+            "run_on_hosts", {"command": "hostname", "hosts": "all"}) for _ in range(30)))
+        assert not (await mcp.call_tool("ping", {})).is_error
+    assert all(r.is_error and "host web-3 is offline" in r.content[0].text for r in offline)
+    assert elapsed < 20, elapsed
+    assert not [r for r in results if r.is_error], [r.content for r in results if r.is_error]
+    outcomes = Counter((h["host"], h["status"]) for r in results
+                       for h in r.structured_content["hosts"])
+    assert outcomes[("web-3", "offline")] == 30 and outcomes[("db-1", "refused")] == 30
+    limited = [h for r in results for h in r.structured_content["hosts"]
+               if h["status"] == "refused" and "rate limit" in h["error"]]
+    assert limited, outcomes  # 30 x 3 runnable hosts is more than alice's burst of 60
+    assert outcomes[("web-1", "ok")] + outcomes[("web-2", "ok")] <= 64
+    records = audit_records(topology)
+    starts = {r["call"] for r in records if r["event"] == "start"}
+    ends = {r["call"] for r in records if r["event"] == "end"}
+    assert starts == ends  # every call, refused or not, has its pair
