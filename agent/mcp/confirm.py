@@ -92,7 +92,7 @@ async def ask_confirmation(
         rendered = render(found, parameters or {})
     except (ConfigError, WhitelistError):
         return NOT_ASKED
-    decision = service.policy.decide(identity, found, target.name)
+    decision = service.policy.decide(identity, found, target.name, target.tags)
     if not decision.allowed or decision.approvers:
         return NOT_ASKED
     if service.approvals.find(identity, target.name, rendered) is not None:
