@@ -22,9 +22,11 @@ through her own node.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,7 +44,13 @@ from mcp import Client
 from mcp.types import ElicitResult
 
 from tailscale_userspace import TailscaleNode
-from tests.e2e.tailnet.test_agent import AgentProcess, free_port, mcp_through, spawn_agent
+from tests.e2e.tailnet.test_agent import (
+    AgentProcess,
+    free_port,
+    mcp_through,
+    spawn_agent,
+    tailscaled_children,
+)
 from tests.support.fleet import Fleet, ServerNode, fleet_fixture, fleet_policy, wait_seen
 from tests.support.tailnet import wait_peer
 
@@ -390,8 +398,8 @@ async def test_doctor_finds_and_checks_the_tailnet_hosts(topology: Topology) -> 
 
 
 async def test_floods_are_answered_limited_and_recorded(topology: Topology) -> None:
-    """Last: it spends alice's rate budget. Through the tailnet, alice sends 200 calls at
-    once to the offline host, then 30 fan-outs at once."""
+    """Near the end: it spends alice's rate budget. Through the tailnet, alice sends 200
+    calls at once to the offline host, then 30 fan-outs at once."""
     async with mcp_through(topology.alice, topology.tailnet_url) as mcp:
         started = time.monotonic()
         offline = await asyncio.gather(*(mcp.call_tool(
@@ -414,3 +422,27 @@ async def test_floods_are_answered_limited_and_recorded(topology: Topology) -> N
     starts = {r["call"] for r in records if r["event"] == "start"}
     ends = {r["call"] for r in records if r["event"] == "end"}
     assert starts == ends  # every call, refused or not, has its pair
+
+
+async def test_the_fleet_follows_the_netmap_again_after_tailscaled_restarts(
+    topology: Topology,
+) -> None:
+    """Last: peers take a while to reach the restarted node again."""
+    t = topology
+    (old,) = tailscaled_children(t.agent.proc.pid)
+    os.kill(old, signal.SIGKILL)
+    await t.agent.wait_for(r"tailscaled exited unexpectedly", within=15)
+    node = await t.fleet.server("web-5", tags=["tag:web"])
+    with (t.audit.parent / "known_hosts").open("a") as known_hosts:
+        known_hosts.write(f"{node.dns_name} {node.host_key_pub}\n")
+    deadline = time.monotonic() + 60
+    while True:  # the IPN bus is reopened once the restarted tailscaled is up
+        with contextlib.suppress(Exception):
+            hosts = await hosts_by_name(t)
+            if "web-5" in hosts and hosts["web-5"]["online"]:
+                break
+        assert time.monotonic() < deadline, t.agent.output[-3000:]
+        await asyncio.sleep(0.5)
+    result = await call(t, "execute_command", {"command": "hostname", "host": "web-5"})
+    assert not result.is_error and result.structured_content["stdout"].strip() == "web-5"
+    await node.close()
