@@ -172,7 +172,7 @@ async def _run_one(service: AgentService, command_name: str, arguments: Mapping[
 
     try:
         result = await service.run(command_name, arguments, host=host, identity=identity,
-                                   confirm=confirm, fanout=fanout)
+                                   confirm=confirm, fanout=fanout, tool="run_on_hosts")
     except HostOffline as exc:
         return ended("offline", str(exc))
     except CallRefused as exc:

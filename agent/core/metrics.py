@@ -17,7 +17,9 @@ from .errors import (
     AuditUnavailable,
     ConfigError,
     HostBusy,
+    HostOffline,
     NotConfirmed,
+    NotForHost,
     PolicyDenied,
     RateLimited,
     UnknownHost,
@@ -27,7 +29,7 @@ UNKNOWN = "(unknown)"
 
 # Why a call was refused before it ran (the `reason` label of the refusals counter).
 REFUSAL_REASONS = ("policy", "rate_limit", "host_busy", "not_confirmed", "audit_unavailable",
-                   "unknown_host", "invalid")
+                   "unknown_host", "invalid", "not_for_host", "host_offline")
 
 
 def refusal_reason(exc: BaseException) -> str | None:
@@ -44,6 +46,10 @@ def refusal_reason(exc: BaseException) -> str | None:
         return "audit_unavailable"
     if isinstance(exc, UnknownHost):
         return "unknown_host"
+    if isinstance(exc, NotForHost):
+        return "not_for_host"  # the catalog binds the command to other hosts
+    if isinstance(exc, HostOffline):
+        return "host_offline"  # the tailnet says so: answered without dialing
     if isinstance(exc, WhitelistError | ConfigError):
         return "invalid"  # unknown command, bad parameter
     return None

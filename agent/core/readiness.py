@@ -79,9 +79,14 @@ class ReadinessCheck:
             tailnet = str((await self.service.tailnet_status()).get("state") or "NoState")
             if tailnet != "Running":
                 return Readiness(False, f"the tailnet node is {tailnet}, not Running", tailnet)
-        names = list(self.service.settings.hosts)
-        if not names:
+        registry = self.service.hosts  # the file's hosts and the tailnet's
+        if not registry:
             return Readiness(False, "no SSH host is configured", tailnet)
+        # A host the tailnet says is offline is not probed: it cannot answer.
+        names = [n for n in registry if registry.presence(n).online is not False]
+        if not names:
+            return Readiness(False, f"all {len(registry)} SSH hosts are offline in the "
+                             "tailnet", tailnet, dict.fromkeys(registry, "offline"))
         status = await self.service.pool.connection_status()
         hosts = {n: CONNECTED if status.get(n, {}).get("connected") else "not connected"
                  for n in names}

@@ -109,7 +109,7 @@ class AgentMetrics:
         self.calls = Counter(
             "tailnet_agent_calls", "Tool calls that would run a catalog command, by outcome "
             "(ok, nonzero_exit, timed_out, refused, limited, invalid, not-confirmed, failed, "
-            "cancelled).", ["tool", "command", "host", "outcome"], registry=self.registry)
+            "offline, cancelled).", ["tool", "command", "host", "outcome"], registry=self.registry)
         self.latency = Histogram(
             "tailnet_agent_call_duration_seconds", "Time from the audit start record to the "
             "command's end, for calls whose command ran.", ["command", "host"],
