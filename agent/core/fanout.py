@@ -46,12 +46,14 @@ class HostOutcome:
     truncated: bool = False
     timed_out: bool = False
     error: str = ""  # why it was refused, offline or failed without output
+    output_handle: str | None = None  # read_output pages what stdout/stderr do not show
 
     def to_dict(self) -> dict[str, Any]:
         return {"host": self.host, "status": self.status, "exit_status": self.exit_status,
                 "stdout": self.stdout, "stderr": self.stderr,
                 "duration_ms": round(self.duration_ms, 1), "truncated": self.truncated,
-                "timed_out": self.timed_out, "error": self.error}
+                "timed_out": self.timed_out, "error": self.error,
+                "output_handle": self.output_handle}
 
 
 @dataclass(frozen=True)
@@ -185,4 +187,4 @@ async def _run_one(service: AgentService, command_name: str, arguments: Mapping[
                  f"(exit status {result.exit_status})")
     return HostOutcome(host, "ok" if result.ok else "failed", result.exit_status,
                        result.stdout, result.stderr, result.duration_ms, result.truncated,
-                       result.timed_out, error)
+                       result.timed_out, error, result.output_handle)

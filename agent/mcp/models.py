@@ -123,6 +123,8 @@ class HostRun(BaseModel):
     truncated: bool = False
     timed_out: bool = False
     error: str = Field(default="", description="Why it was refused, offline or failed")
+    output_handle: str | None = Field(default=None, description="For read_output: the rest "
+                                      "of a long output")
 
 
 class FanoutSummary(BaseModel):

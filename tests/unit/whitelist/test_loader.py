@@ -808,6 +808,8 @@ def test_become_and_redact_are_read(tmp_path: Path) -> None:
     assert apt.timeout == 1800.0 and apt.redact
     assert pg.runs_as("admin") == "postgres" and not pg.redact
     assert load_catalog().get("hostname").runs_as() is None
+
+
 def test_a_command_can_be_bound_to_hosts(tmp_path: Path) -> None:
     catalog = load_catalog([write(tmp_path, """
         commands:
