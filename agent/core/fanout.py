@@ -20,9 +20,16 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from whitelist import render
+from whitelist import WhitelistError, render
 
-from .errors import CallRefused, ConfigError, HostError, HostOffline, UnknownHost
+from .errors import (
+    CallRefused,
+    ConfigError,
+    HostError,
+    HostOffline,
+    RateLimited,
+    UnknownHost,
+)
 from .identity import Identity
 
 if TYPE_CHECKING:
@@ -31,6 +38,7 @@ if TYPE_CHECKING:
 Status = Literal["ok", "failed", "offline", "refused"]
 STATUSES: tuple[Status, ...] = ("ok", "failed", "offline", "refused")
 ALL = "all"
+TOOL = "run_on_hosts"  # the MCP tool (and the chat's) that runs a fan-out
 # Exit statuses of a program that is missing or not executable on the host.
 NOT_RUNNABLE = (126, 127)
 
@@ -142,7 +150,17 @@ async def run_on_hosts(
     """Run the command on every selected host; `progress(done, total, outcome)` is awaited
     as each host finishes. Raises only for what concerns the whole call (an unknown
     command, invalid arguments, a selection that names no host)."""
-    fanout_plan = plan(service, command_name, arguments, selectors, identity)
+    try:
+        fanout_plan = plan(service, command_name, arguments, selectors, identity)
+    except (WhitelistError, ConfigError, CallRefused) as exc:
+        # Refused before any host: recorded, and charged to the caller's rate, all the same.
+        shown = service.refused(identity, tool=TOOL, command=command_name, host=None,
+                                arguments={"hosts": list(selectors),
+                                           "parameters": dict(arguments)},
+                                error=str(exc))
+        if shown != str(exc):
+            raise RateLimited(shown) from None
+        raise
     fanout = f"fan-{secrets.token_hex(6)}"
     limit = asyncio.Semaphore(service.settings.fanout_concurrency)
     total = len(fanout_plan.hosts)
@@ -174,7 +192,7 @@ async def _run_one(service: AgentService, command_name: str, arguments: Mapping[
 
     try:
         result = await service.run(command_name, arguments, host=host, identity=identity,
-                                   confirm=confirm, fanout=fanout, tool="run_on_hosts")
+                                   confirm=confirm, fanout=fanout, tool=TOOL)
     except HostOffline as exc:
         return ended("offline", str(exc))
     except CallRefused as exc:

@@ -84,22 +84,15 @@ class Runner(Protocol):
     async def close(self) -> None: ...
 
 
+# A failed call's outcome in the audit log and the metrics, by its exception (first match).
+_OUTCOMES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (LimitExceeded, "limited"), (NotConfirmed, "not-confirmed"), (CallRefused, "refused"),
+    ((WhitelistError, ConfigError), "invalid"), (asyncio.CancelledError, "cancelled"),
+    (HostOffline, "offline"), (HostError, "failed"))
+
+
 def _outcome(exc: BaseException) -> str:
-    if isinstance(exc, LimitExceeded):
-        return "limited"
-    if isinstance(exc, NotConfirmed):
-        return "not-confirmed"
-    if isinstance(exc, CallRefused):
-        return "refused"
-    if isinstance(exc, WhitelistError | ConfigError):
-        return "invalid"
-    if isinstance(exc, asyncio.CancelledError):
-        return "cancelled"
-    if isinstance(exc, HostOffline):
-        return "offline"
-    if isinstance(exc, HostError):
-        return "failed"
-    return "not-run"
+    return next((name for kind, name in _OUTCOMES if isinstance(exc, kind)), "not-run")
 
 
 class AgentService(CallerView):
