@@ -33,6 +33,7 @@ from typing import Any
 from mcp import Client
 
 from agent.app import build_service
+from agent.core.identity import local_user_identity
 from agent.fleet import TailnetFleet
 from agent.inventory import TailnetSelector
 from agent.mcp import build_mcp_server
@@ -82,7 +83,8 @@ async def bench_fleet(work: Path) -> AsyncIterator[Bench]:
         follower = TailnetFleet(settings.tailnet_selectors, service.hosts, agent.localapi)
         await follower.start()
         stack.push_async_callback(follower.stop)
-        client = await stack.enter_async_context(Client(build_mcp_server(service)))
+        client = await stack.enter_async_context(Client(build_mcp_server(
+            service, stdio_caller=local_user_identity())))
         bench = Bench(fleet, client, service, known_hosts, nodes)
         for node in nodes:
             bench.pin(node)

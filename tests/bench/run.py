@@ -38,6 +38,7 @@ from typing import Any
 from mcp import Client
 
 from agent.app import build_service
+from agent.core.identity import local_user_identity
 from agent.mcp.tools import OVERVIEW_COMMANDS, build_mcp_server
 from agent.settings import load_settings
 from agent.ssh import SSHPool, socks_connector
@@ -201,7 +202,8 @@ async def latency(report: Report, stack: contextlib.AsyncExitStack, sshd: Sshd, 
         service = build_service(settings, mode="local")
         service.pool.fast_path = fast
         stack.push_async_callback(service.pool.close)
-        client = await stack.enter_async_context(Client(build_mcp_server(service)))
+        client = await stack.enter_async_context(Client(build_mcp_server(
+            service, stdio_caller=local_user_identity())))
         calls["in_process" if fast else "in_process_exec"] = tool(client, *HOSTNAME)
     calls["loopback"] = tool(run.agent_client, *HOSTNAME)
     for fast in (True, False):
