@@ -412,16 +412,14 @@ class AgentService(CallerView):
 
     def plan_fanout(self, command_name: str, arguments: Mapping[str, object],
                     selectors: Sequence[str], identity: Identity) -> fan_out.FanoutPlan:
-        """The hosts a run_on_hosts call would name and run on, and its exact command line
-        (what a destructive fan-out's one confirmation shows)."""
+        """Where a run_on_hosts call would run, and its command line (for its confirmation)."""
         return fan_out.plan(self, command_name, arguments, selectors, identity)
 
     async def run_on_hosts(self, command_name: str, arguments: Mapping[str, object],
                            selectors: Sequence[str], *, identity: Identity,
                            confirm: Confirm | None = None,
                            progress: fan_out.Progress | None = None) -> fan_out.FanoutResult:
-        """One command on every host `selectors` name (names, globs, tag:..., all), each
-        host through `run`, concurrently up to TAILNET_AGENT_FANOUT_CONCURRENCY."""
+        """One command on every host `selectors` name, each through `run` (fanout.py)."""
         return await fan_out.run_on_hosts(self, command_name, arguments, selectors,
                                           identity=identity, confirm=confirm, progress=progress)
 
