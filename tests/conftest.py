@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+from collections.abc import Iterator
 
 import pytest
 
+from agent.web.log_limit import RepeatFilter
 from tests.support.sshd import ssh_host, sshd, sshd_factory  # noqa: F401
 
 
@@ -14,3 +17,14 @@ def pytest_configure(config: pytest.Config) -> None:
     # Every agent the tests start (in process or as a subprocess) writes its audit log
     # under XDG_STATE_HOME: keep that out of the user's home.
     os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="tnagent-test-state-")
+
+
+@pytest.fixture(autouse=True)
+def no_log_limiter_left_behind() -> Iterator[None]:
+    """An agent served in process puts the log-flood limiter on the root logger's handlers,
+    pytest's capture handlers included, for good (a real agent is one process); take it off
+    after each test, or a later test's caplog misses records the limiter dropped."""
+    yield
+    for handler in logging.getLogger().handlers:
+        for existing in [f for f in handler.filters if isinstance(f, RepeatFilter)]:
+            handler.removeFilter(existing)
