@@ -74,12 +74,20 @@ class CommandOutput:
         self.stdout = Spool(stdout_cap, directory)
         self.stderr = Spool(stderr_cap, directory)
         self.listener = listener
+        self._closed = False
 
     def spool(self, stderr: bool) -> Spool:
         return self.stderr if stderr else self.stdout
 
     def feed(self, stderr: bool, data: bytes) -> bool:
-        """Keep `data`; False once the stream's cap cut it (the caller may stop reading)."""
+        """Keep `data`; False once the stream's cap cut it (the caller may stop reading).
+
+        Output that arrives after close() is dropped: the caller has gone (cancelled, or
+        failed on another error) while the channel still delivers what the command wrote
+        before its stop. Raising here would be raised inside asyncssh's packet handling,
+        which closes the whole connection and fails every other call on it."""
+        if self.closed:
+            return False
         spool = self.spool(stderr)
         kept = spool.write(data)
         if kept and self.listener is not None:
@@ -90,6 +98,11 @@ class CommandOutput:
     def size(self) -> int:
         return self.stdout.size + self.stderr.size
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
+        self._closed = True
         self.stdout.close()
         self.stderr.close()

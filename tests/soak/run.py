@@ -173,16 +173,19 @@ class Soak:
 def audit_summary(path: Path) -> dict[str, Any]:
     events: Counter[tuple[str, str]] = Counter()
     outcomes: Counter[str] = Counter()
+    unexpected: list[str] = []  # errors of calls that ended for no known reason
     for record in read_records(path):
         if "call" in record:
             events[(str(record["call"]), str(record.get("event")))] += 1
             if record.get("event") == "end":
                 outcomes[str(record.get("outcome"))] += 1
+                if record.get("outcome") == "not-run" and len(unexpected) < 5:
+                    unexpected.append(str(record.get("error"))[:300])
     calls = {call for call, _ in events}
     exact = sum(1 for c in calls if events[(c, "start")] == 1 and events[(c, "end")] == 1)
     return {"calls": len(calls), "exactly_one_start_and_end": exact,
             "unfinished": sum(1 for c in calls if events[(c, "end")] == 0),
-            "outcomes": dict(outcomes)}
+            "outcomes": dict(outcomes), "unexpected_errors": unexpected}
 
 
 async def soak_once(mode: str, total: int, clients: int, work: Path) -> dict[str, Any]:
@@ -211,6 +214,12 @@ async def soak_once(mode: str, total: int, clients: int, work: Path) -> dict[str
             left = remote_left(sshd.user, f"sleep 0.[23]{MARK}")
             rss_end = rss_mib(agent.proc.pid)
             audit = audit_summary(work / "audit.jsonl")
+            # The agent's own account of what went wrong, when something did.
+            agent_errors = [line.rstrip() for line in agent.output.splitlines()
+                            if "Traceback" in line or "Error" in line][:10]
+            if soak.tally.other:  # kept for a look at the tracebacks
+                RESULTS.mkdir(exist_ok=True)
+                (RESULTS / f"soak-{mode}-agent-output.txt").write_text(agent.output)
     finally:
         sshd.cleanup()
     tally = soak.tally
@@ -223,6 +232,7 @@ async def soak_once(mode: str, total: int, clients: int, work: Path) -> dict[str
         "unreachable": sum(n for kind, n in tally.clear_kinds.items()
                            if kind.startswith("agent unreachable")),
         "audit": audit, "remote_processes_left": len(left), "left": left[:5],
+        "agent_errors": agent_errors if tally.other else [],
         "rss_mib_start": round(rss_start, 1), "rss_mib_end": round(rss_end, 1),
         "p50_ms": round(1000 * latencies[len(latencies) // 2], 1) if latencies else None,
         "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 1) if latencies else None,
@@ -282,6 +292,8 @@ def render(result: dict[str, Any]) -> str:
                                                       key=lambda kv: -kv[1])),
         f"  failed otherwise (must be 0):   {result['failed_otherwise']}",
         *(f"      {o}" for o in result["others"]),
+        *(f"      audit error: {e}" for e in audit.get("unexpected_errors", [])),
+        *(f"      agent: {line}" for line in result.get("agent_errors", [])),
         f"  cancelled by the client:        {result['cancelled_by_client']}",
         f"  audit ({WARM_UP} warm-up calls included): {audit['calls']} calls, "
         f"{audit['exactly_one_start_and_end']} with exactly "

@@ -148,3 +148,16 @@ def test_a_flood_of_big_outputs_stays_within_the_bounds() -> None:
                     store.read(other, newest)
     store.close()
     assert open_fds() <= fds
+
+
+def test_output_arriving_after_the_caller_has_gone_is_dropped() -> None:
+    # A cancelled fast-path call's channel may still deliver what the command wrote before
+    # its stop; feeding a closed output once raised inside asyncssh's packet handling and
+    # closed the whole connection, failing every other call on it (seen in `make soak`).
+    heard: list[bytes] = []
+    output = CommandOutput(1024, 1024, listener=lambda stderr, data: heard.append(data))
+    assert output.feed(False, b"before\n")
+    output.close()
+    assert output.feed(False, b"after\n") is False
+    assert output.feed(True, b"late stderr\n") is False
+    assert heard == [b"before\n"] and output.closed
