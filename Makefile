@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # newcomer needs to read first.
 PIP := PYTHONWARNINGS=ignore $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: demo app test install machine tailnet-bin wheels ts-client lint pytest dist image measure bench soak clean
+.PHONY: demo app test install machine tailnet-bin wheels ts-client axe lint pytest dist image measure bench clean
 
 $(BIN)/python:
 	@echo "Creating $(VENV) and installing tailnet-agent into it (a minute or two the first time)..."
@@ -45,6 +45,14 @@ wheels: install
 ts-client:
 	npm ci --prefix tests/clients/ts --no-audit --no-fund --loglevel=error
 
+# axe-core for the chat page's accessibility tests, from the npm registry at the version
+# pinned in tests/e2e/chat/package-lock.json; the tests inject it, the agent never serves it.
+AXE := tests/e2e/chat/node_modules/axe-core/axe.min.js
+axe: $(AXE)
+$(AXE): tests/e2e/chat/package.json tests/e2e/chat/package-lock.json
+	npm ci --prefix tests/e2e/chat --no-audit --no-fund --loglevel=error
+	touch $@
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -66,7 +74,7 @@ measure: dist
 	PYTHON=$(BIN)/python sh build/measure.sh
 
 # dist before pytest: tests/build smoke-tests the built executable itself.
-test: machine install tailnet-bin wheels ts-client lint dist pytest
+test: machine install tailnet-bin wheels ts-client axe lint dist pytest
 
 # Benchmarks against the physical floor (not tests): prints one table, saves bench-results/.
 bench: install tailnet-bin

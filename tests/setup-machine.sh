@@ -8,6 +8,7 @@ TEST_USER="${TAILNET_AGENT_TEST_USER:-tnagent}"
 need=""
 [ -x /usr/sbin/sshd ] || need="$need openssh-server"
 command -v chromium >/dev/null 2>&1 || need="$need chromium"
+command -v npm >/dev/null 2>&1 || need="$need npm"  # axe-core for the chat page's tests
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v unshare >/dev/null 2>&1 || need="$need util-linux"
 # `become` commands run through sudo -n on the test sshd (tests/e2e/ssh/test_become.py).

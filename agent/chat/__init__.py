@@ -14,9 +14,10 @@ from starlette.staticfiles import StaticFiles
 
 from agent.core.service import AgentService
 
-from .approvals import ApprovalsView
-from .routes import Chat, ChatOptions
-from .starters import Starters
+from .host_routes import Hosts
+from .palette_routes import Palette
+from .routes import Chat
+from .state import ChatOptions, ChatState
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -26,20 +27,18 @@ __all__ = ["Chat", "ChatOptions", "chat_routes"]
 def chat_routes(
     service: AgentService, mcp_server: MCPServer, options: ChatOptions | None = None
 ) -> list[BaseRoute]:
-    chat = Chat(service, mcp_server, options or ChatOptions())
-    runbooks = Starters(chat)
-    approvals = ApprovalsView(chat)
+    state = ChatState(service, mcp_server, options or ChatOptions())
+    chat, palette, hosts = Chat(state), Palette(state), Hosts(state)
     return [
-        Route("/chat/runbook", runbooks.start, methods=["POST"]),
-        Route("/approvals", approvals.page, methods=["GET"]),
-        Route("/approvals/list", approvals.listing, methods=["GET"]),
-        Route("/approvals/{request}", approvals.decide, methods=["POST"]),
         Route("/", chat.page, methods=["GET"]),
         Route("/chat/send", chat.send, methods=["POST"]),
         Route("/chat/stream/{turn}", chat.stream, methods=["GET"]),
         Route("/chat/confirm/{call}", chat.confirm, methods=["POST"]),
-        Route("/chat/run", chat.run_command, methods=["POST"]),
-        Route("/chat/run/{pending}", chat.run_confirmed, methods=["POST"]),
+        Route("/chat/stop/{turn}", chat.stop, methods=["POST"]),
         Route("/chat/new", chat.new, methods=["POST"]),
+        Route("/chat/run", palette.run, methods=["POST"]),
+        Route("/chat/run/{pending}", palette.confirmed, methods=["POST"]),
+        Route("/chat/hosts", hosts.list, methods=["GET"]),
+        Route("/chat/hosts/check", hosts.check, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]

@@ -1,4 +1,4 @@
-"""The Anthropic API's errors as one line for the person at the chat page."""
+"""Anthropic API failures as one line the person at the page can act on."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ if TYPE_CHECKING:
     import anthropic
 
 
+class TurnError(Exception):
+    """Claude could not be asked; the message is for the person at the page."""
+
+
 def api_error_message(exc: Exception, base_url: str | None) -> str:
-    import anthropic
+    import anthropic  # by now a turn has imported it (see agent/chat/warmup.py)
 
     where = f"the Anthropic API at {base_url}" if base_url else "the Anthropic API"
     if isinstance(exc, anthropic.AuthenticationError):

@@ -41,7 +41,7 @@ class ToolCard:
     error: str = ""  # the tool refused or failed; shown instead of output
     output: str = ""  # non-command tools (list_hosts, ...): their JSON, pretty-printed
     declined: bool = False  # a destructive command the person did not confirm
-    fanout: tuple[FanoutRow, ...] = ()  # run_on_hosts: one row per host, failures first
+    stopped: bool = False  # the person stopped the turn while this call was pending
 
     @property
     def ok(self) -> bool:
@@ -50,10 +50,23 @@ class ToolCard:
         return not self.error and not self.timed_out and self.exit_status in (0, None)
 
     @property
+    def title(self) -> str:
+        """What ran, as a person names it: the catalog command, else the tool."""
+        return self.command or self.tool
+
+    @property
+    def kind(self) -> str:
+        """The card's look: ok, bad, declined or stopped."""
+        if self.stopped:
+            return "stopped"
+        if self.declined:
+            return "declined"
+        return "ok" if self.ok else "bad"
+
+    @property
     def status(self) -> str:
-        if self.fanout:
-            ok = sum(row.status == "ok" for row in self.fanout)
-            return f"{ok} of {len(self.fanout)} hosts ok"
+        if self.stopped:
+            return "stopped"
         if self.declined:
             return "declined"
         if self.error:
@@ -140,6 +153,13 @@ def cards_for(
     return [ToolCard(tool=tool, host=host, duration_ms=elapsed_ms, output=output)]
 
 
-def declined_card(tool: str, host: str, rendered: str, *, command: str = "") -> ToolCard:
-    return ToolCard(tool=tool, host=host, command=command, rendered=rendered, declined=True,
-                    error="You declined this command, so it did not run.")
+def declined_card(tool: str, host: str, rendered: str, *, command: str = "",
+                  stopped: bool = False) -> ToolCard:
+    error = ("You stopped the turn before confirming, so it did not run." if stopped
+             else "You declined this command, so it did not run.")
+    return ToolCard(tool=tool, host=host, command=command, rendered=rendered,
+                    declined=not stopped, stopped=stopped, error=error)
+
+
+def line_count(text: str) -> int:
+    return text.count("\n") + (0 if text.endswith("\n") or not text else 1)

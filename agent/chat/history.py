@@ -93,3 +93,28 @@ class HistoryStore:
 
     def clear(self, key: str) -> None:
         self._conversations.pop(key, None)
+
+
+def close_failed_turn(turn: Turn, message: str,
+                      results: list[dict[str, Any]] | None = None) -> None:
+    """Make a turn that failed or was stopped part-way a valid history to send the next
+    question with.
+
+    Every tool_use needs its tool_result (`results` holds those that came back before
+    the end), and roles must alternate; the closing assistant message also tells
+    Claude, next time, that this question got no answer.
+    """
+    last = turn.messages[-1]
+    if last["role"] == "assistant":
+        content = last["content"]
+        uses = [b["id"] for b in content if b.get("type") == "tool_use"] \
+            if isinstance(content, list) else []
+        if not uses:
+            return  # the answer is complete; what failed came after it
+        answered = {r["tool_use_id"]: r for r in results or ()}
+        turn.messages.append({"role": "user", "content": [
+            answered.get(use) or {"type": "tool_result", "tool_use_id": use, "is_error": True,
+                                  "content": f"No result: the turn ended ({message})."}
+            for use in uses
+        ]})
+    turn.messages.append({"role": "assistant", "content": f"(No answer: {message})"})

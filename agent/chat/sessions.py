@@ -34,6 +34,7 @@ class ChatSession:
     turn: ChatTurn | None = None
     task: asyncio.Task[None] | None = None
     pending_runs: dict[str, PendingRun] = field(default_factory=dict)
+    streams: int = 0  # open SSE views of the running turn
 
     @property
     def busy(self) -> bool:

@@ -44,6 +44,10 @@ Request_ = dict[str, Any]
 class Text:
     text: str | Callable[[Request_], str]
     chunk: int = 7  # characters per text_delta
+    # Streaming stops after `hold_after` deltas until the test sets `hold`: a test can
+    # look at (or reload) a page in the middle of an answer, as long as it likes.
+    hold: threading.Event | None = None
+    hold_after: int = 0
 
     def resolve(self, request: Request_) -> str:
         return self.text(request) if callable(self.text) else self.text
@@ -132,12 +136,19 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
+async def _held(gate: threading.Event) -> None:
+    while not gate.is_set():  # noqa: ASYNC110 - a threading.Event, set from the test's thread
+        await asyncio.sleep(0.01)
+
+
 class FakeAnthropic:
     def __init__(self, script: list[Step], *, delay: float = 0.0) -> None:
         self.script = script
         self.delay = delay  # seconds between stream events, to make streaming observable
         self.requests: list[Request_] = []
         self.headers: list[dict[str, str]] = []
+        # (time.time(), event type) of every streamed event, as it was handed to the server
+        self.sent: list[tuple[float, str]] = []
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -200,6 +211,12 @@ class FakeAnthropic:
 
     async def _stream(self, message: dict[str, Any], script: list[Block],
                       blocks: list[dict[str, Any]]) -> Any:
+        async for event in self._events(message, script, blocks):
+            self.sent.append((time.time(), event.split(b"\n", 1)[0][7:].decode()))
+            yield event
+
+    async def _events(self, message: dict[str, Any], script: list[Block],
+                      blocks: list[dict[str, Any]]) -> Any:
         start = {**message, "content": [], "stop_reason": None}
         yield _sse("message_start", {"type": "message_start", "message": start})
         yield _sse("ping", {"type": "ping"})
@@ -209,7 +226,10 @@ class FakeAnthropic:
                 yield _sse("content_block_start", {"type": "content_block_start", "index": index,
                                                    "content_block": {"type": "text", "text": ""}})
                 chunk = spec.chunk if isinstance(spec, Text) else 7
-                for piece in _pieces(block["text"], chunk):
+                for number, piece in enumerate(_pieces(block["text"], chunk)):
+                    if isinstance(spec, Text) and spec.hold is not None and \
+                            number == spec.hold_after:
+                        await _held(spec.hold)
                     await asyncio.sleep(self.delay)
                     output_tokens += 1
                     yield _sse("content_block_delta", {
@@ -268,6 +288,10 @@ class FakeAnthropic:
         return self
 
     def stop(self) -> None:
+        for step in self.script:  # a held stream would keep the server from stopping
+            for block in step.reply if isinstance(step.reply, list) else ():
+                if isinstance(block, Text) and block.hold is not None:
+                    block.hold.set()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:

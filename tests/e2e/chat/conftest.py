@@ -35,7 +35,6 @@ from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.sshd import ssh_host, sshd  # noqa: F401
 from whitelist import Catalog, load_catalog
 
-ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -60,6 +59,11 @@ commands:
     category: Test
     destructive: true
     template: "rm -f -- {marker}"
+  sleep_long:
+    description: Sleep for half a minute (test command for stopping a turn).
+    category: Test
+    template: "sleep 31.25"
+    timeout: 60
   count_lines:
     description: Print N numbered lines in a given style (test command for the palette).
     category: Test
@@ -99,6 +103,8 @@ class ServedChat:
             chat_options=options,
         )
         self.service = agent.service
+        # The login the commands run as on the test sshd (to look for its processes).
+        self.ssh_user = next(iter(settings.hosts.values())).user
         self.port = free_port()
         self.server = uvicorn.Server(
             uvicorn.Config(agent.app, host="127.0.0.1", port=self.port, log_level="warning",
@@ -211,19 +217,37 @@ def browser() -> Iterator[Any]:
         browser.close()
 
 
+# The sizes the page is tested at: a laptop and a phone (iPhone 12-15 class).
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+PageFactory = Callable[..., Any]
+
+
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1000, "height": 800})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.console_errors = errors  # type: ignore[attr-defined]
-    yield page
-    context.close()
+def open_page(browser: Any) -> Iterator[PageFactory]:
+    """`open_page(viewport, scheme)`: a new browser context and page; `page.console_errors`
+    collects console errors (CSP violations among them) and uncaught exceptions."""
+    contexts: list[Any] = []
+
+    def make(viewport: dict[str, int] = DESKTOP, scheme: str = "light", *,
+             context: Any = None) -> Any:
+        if context is None:
+            context = browser.new_context(
+                viewport=viewport, color_scheme=scheme, is_mobile=viewport == PHONE,
+                has_touch=viewport == PHONE, device_scale_factor=1)
+            contexts.append(context)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
+        page.console_errors = errors
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
 
 
-def screenshot(page: Any, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
+@pytest.fixture
+def page(open_page: PageFactory) -> Any:
+    return open_page()

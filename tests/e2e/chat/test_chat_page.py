@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.chat.conftest import ChatFactory, screenshot
+from tests.e2e.chat.conftest import ChatFactory
+from tests.e2e.chat.helpers import TIMEOUT, ask, card, wait_idle
 from tests.support.fake_anthropic import (
     ApiError,
     FakeAnthropic,
@@ -21,27 +22,6 @@ from tests.support.fake_anthropic import (
 )
 
 pytestmark = pytest.mark.e2e
-
-TIMEOUT = 15_000  # ms
-
-
-def ask(page: Any, question: str) -> None:
-    page.fill("#ask textarea", question)
-    page.press("#ask textarea", "Enter")
-
-
-def wait_idle(page: Any, turns: int) -> None:
-    """Wait until `turns` turns are on the page and every one has finished streaming."""
-    page.wait_for_function(
-        "n => { const w = document.querySelectorAll('.turn .working');"
-        " return w.length === n && [...w].every(e => e.textContent === ''); }",
-        arg=turns, timeout=TIMEOUT)
-
-
-def finished_card(page: Any, tool: str) -> Any:
-    card = page.locator(f"details.card:has(.tool:text-is('{tool}'))").last
-    card.wait_for(timeout=TIMEOUT)
-    return card
 
 
 def disk_script() -> list[Step]:
@@ -62,20 +42,19 @@ def test_disk_question_runs_df_over_ssh_and_streams_the_answer(
     fake: FakeAnthropic = fake_api(disk_script(), delay=0.01)
     app = chat_app(fake)
     page.goto(app.url + "/")
-    assert "local mode" in page.inner_text("header")
+    assert "local" in page.inner_text("header .facts")
 
     ask(page, "how full is the disk?")
 
     # Streaming: the answer's first words are on the page before the answer is complete.
-    page.wait_for_selector(".msg.assistant.streaming span", timeout=TIMEOUT)
-    card = finished_card(page, "check_disk")
+    page.wait_for_selector(".msg.assistant.streaming", timeout=TIMEOUT)
+    disk = card(page, "disk_usage", "exit 0")
     page.wait_for_selector("text=with room to spare", timeout=TIMEOUT)
     wait_idle(page, 1)
 
-    summary = card.inner_text()
-    assert "exit 0" in summary and "ms" in summary and "df" in summary
-    card.click()  # <details>: the output is collapsed until asked for
-    output = card.inner_text()
+    summary = disk.inner_text()
+    assert "ms" in summary and "df" in summary and disk.get_attribute("data-tool") == "check_disk"
+    output = disk.locator("pre.out").inner_text()
     assert "Filesystem" in output and "Use%" in output
 
     # The model really received df's output from the real sshd as the tool_result.
@@ -95,16 +74,11 @@ def test_disk_question_runs_df_over_ssh_and_streams_the_answer(
     assert "disk_usage" in first["system"] and "DESTRUCTIVE" in first["system"]
     assert first["stream"] is True and first["model"] == "claude-test"
 
-    screenshot(page, "chat-desktop")
-    page.set_viewport_size({"width": 390, "height": 844})
-    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0, f"the page is {overflow}px wider than a phone screen"
-    screenshot(page, "chat-phone")
     assert not page.console_errors, page.console_errors
 
     # A reload shows the same conversation from the history.
     page.reload()
-    assert page.locator(".card .tool", has_text="check_disk").count() == 1
+    assert page.locator(".card[data-tool=check_disk]").count() == 1
     assert page.locator("text=with room to spare").count() == 1
 
 
@@ -122,12 +96,11 @@ def test_script_in_command_output_and_model_text_is_shown_as_text(
     app = chat_app(fake)
     page.goto(app.url + "/")
     ask(page, "print the script test")
-    card = finished_card(page, "execute_command")
+    said = card(page, "say_script", "exit 0")
     page.wait_for_selector("text=The output was", timeout=TIMEOUT)
     wait_idle(page, 1)
-    card.click()
 
-    assert "<script>window.__pwned=1</script>" in card.inner_text()
+    assert "<script>window.__pwned=1</script>" in said.inner_text()
     answer = page.locator(".msg.assistant.md").last.inner_text()
     assert "<script>window.__pwned=3</script>" in answer
     assert "<b onclick=x>" in answer
@@ -154,7 +127,8 @@ def test_cross_site_posts_are_refused_and_run_nothing(
     # No Sec-Fetch-Site (an old browser) and no token.
     response = page.request.post(app.url + "/chat/run", form=form)
     assert response.status == 403
-    for path in ("/chat/send", "/chat/new", "/chat/confirm/x", "/chat/run/x"):
+    for path in ("/chat/send", "/chat/new", "/chat/confirm/x", "/chat/run/x", "/chat/stop/x",
+                 "/chat/hosts/check"):
         response = page.request.post(app.url + path, form={"message": "hi"},
                                      headers={"Sec-Fetch-Site": "cross-site"})
         assert response.status == 403, path
@@ -190,14 +164,12 @@ def test_without_a_key_the_palette_runs_commands(
 ) -> None:
     app = chat_app(None)
     page.goto(app.url + "/")
-    assert "Chat needs an Anthropic API key" in page.inner_text("body")
+    assert "ANTHROPIC_API_KEY" in page.inner_text("main")
     assert page.locator("#ask").count() == 0
 
     page.click("#palette details.cmd:has(.name:text-is('disk_usage')) summary")
     page.click("form[data-command='disk_usage'] button[type=submit]")
-    card = page.wait_for_selector(".card:has(.status:text-is('exit 0'))", timeout=TIMEOUT)
-    card.click()
-    assert "Filesystem" in card.inner_text()
+    assert "Filesystem" in card(page, "disk_usage", "exit 0").inner_text()
 
     # Fields come from the parameters: enum -> select, integer -> number with its range.
     form = page.locator("form[data-command='count_lines']")
@@ -208,12 +180,7 @@ def test_without_a_key_the_palette_runs_commands(
     number.fill("4")
     form.locator("select[name='p.style']").select_option("row-%g")
     form.locator("button[type=submit]").click()
-    page.wait_for_selector("pre.out:has-text('row-4')", state="attached", timeout=TIMEOUT)
-    screenshot(page, "palette-no-key")
-    page.set_viewport_size({"width": 390, "height": 844})
-    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0, f"the palette is {overflow}px wider than a phone screen"
-    screenshot(page, "palette-phone")
+    page.wait_for_selector("pre.out:has-text('row-4')", timeout=TIMEOUT)
     assert not page.console_errors, page.console_errors
 
 
@@ -230,13 +197,13 @@ def test_destructive_command_in_the_palette_needs_a_confirmation(
     assert f"rm -f -- {marker}" in confirm.inner_text()
     assert marker.exists()
     page.click(".confirm button[value=cancel]")
-    page.wait_for_selector(".card:has(.status:text-is('declined'))", timeout=TIMEOUT)
+    card(page, "remove_marker", "declined")
     assert marker.exists()
 
     page.click("form[data-command='remove_marker'] button[type=submit]")
     page.wait_for_selector(".confirm", timeout=TIMEOUT)
     page.click(".confirm button[value=confirm]")
-    page.wait_for_selector(".card:has(.status:text-is('exit 0'))", timeout=TIMEOUT)
+    card(page, "remove_marker", "exit 0")
     assert not marker.exists()
 
 
@@ -270,8 +237,7 @@ def test_destructive_command_in_chat_waits_for_the_click(
     page.click(".confirm button[value=confirm]")
     page.wait_for_selector("text=the marker is gone", timeout=TIMEOUT)
     assert not marker.exists()
-    assert page.locator(".card:has(.tool:text-is('execute_command')) .status",
-                        has_text="exit 0").count() == 1
+    assert page.locator(".card[data-tool=execute_command] .badge", has_text="exit 0").count() == 1
 
 
 def test_api_errors_are_retried_or_explained_and_the_conversation_survives(
@@ -319,5 +285,5 @@ def test_api_errors_are_retried_or_explained_and_the_conversation_survives(
     assert page.locator(".msg.error").count() == 2
 
     # New chat forgets it all.
-    page.click("header .new")
+    page.click("#new-chat")
     page.wait_for_function("document.querySelectorAll('.msg.user').length === 0")

@@ -7,10 +7,11 @@ import anthropic
 import mcp_types
 import pytest
 
-from agent.chat.agent_loop import ChatTurn, LoopOptions, accept_confirmation, close_failed_turn
+from agent.chat.agent_loop import ChatTurn, LoopOptions
 from agent.chat.cards import ToolCard, cards_for
-from agent.chat.history import Conversation, DisplayItem, HistoryStore, Turn
+from agent.chat.history import Conversation, DisplayItem, HistoryStore, Turn, close_failed_turn
 from agent.chat.markdown import render_markdown
+from agent.chat.mcp_calls import accept_confirmation
 from agent.chat.palette import arguments_from_form
 from agent.chat.sse import sse_message
 from agent.chat.tooldefs import anthropic_tool
@@ -119,9 +120,12 @@ def test_palette_form_values_become_typed_arguments() -> None:
 
 
 async def test_the_chat_accepts_only_an_elicitation_the_person_confirmed() -> None:
+    async def client() -> anthropic.AsyncAnthropic:
+        raise AssertionError("this test never asks Claude")
+
     chat = ChatTurn(
         id="t", question="q", conversation=Conversation(),
-        anthropic_client=anthropic.AsyncAnthropic(api_key="unused", base_url="http://127.0.0.1:9"),
+        anthropic_client=client,
         mcp_server=None,  # type: ignore[arg-type]
         catalog=Catalog({}), default_host=None, system="", identity_token="x",
         options=LoopOptions(model="m"),
@@ -138,7 +142,6 @@ async def test_the_chat_accepts_only_an_elicitation_the_person_confirmed() -> No
     assert (await chat._elicit(None, params)).action == "decline"  # type: ignore[arg-type]
     url = mcp_types.ElicitRequestURLParams(message="go", url="https://example.com/")
     assert accept_confirmation(url).action == "decline"
-    await chat.anthropic_client.close()
 
 
 async def test_the_scripted_api_speaks_the_messages_api_to_the_real_sdk() -> None:

@@ -1,0 +1,97 @@
+"""The anthropic SDK made ready in the background, so the first turn does not wait for it.
+
+The SDK is imported lazily (it costs ~45 MiB, and an agent without an API key never
+needs it), but a first turn would then spend about a second importing it and another
+~0.2 s building the SDK's response types on its first stream. With a key configured,
+the chat starts this warm-up when the app is built: a background thread imports the
+SDK and runs one canned stream through it over an in-memory transport (no network),
+so the first real stream finds everything built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import threading
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_warm: concurrent.futures.Future[None] | None = None
+
+
+def start() -> concurrent.futures.Future[None]:
+    """Start the warm-up once per process; the future is done when it has finished."""
+    global _warm
+    with _lock:
+        if _warm is None:
+            _warm = concurrent.futures.Future()
+            threading.Thread(target=_run, args=(_warm,), name="anthropic-warm-up",
+                             daemon=True).start()
+        return _warm
+
+
+async def ready() -> None:
+    """Wait (without blocking the event loop) until the SDK is imported and warm."""
+    await asyncio.wrap_future(start())
+
+
+def _run(done: concurrent.futures.Future[None]) -> None:
+    try:
+        import anthropic  # noqa: F401 - the import is the point
+
+        asyncio.run(_one_stream())
+    except Exception as exc:  # a failed warm-up only means a slower first turn
+        log.info("warming the anthropic SDK up failed (the first turn will be slower): %s", exc)
+    finally:
+        done.set_result(None)
+
+
+def _event(kind: str, data: dict[str, Any]) -> str:
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
+
+
+CANNED_STREAM = "".join([
+    _event("message_start", {"message": {
+        "id": "msg_warm", "type": "message", "role": "assistant", "model": "warm-up",
+        "content": [], "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": 1, "output_tokens": 1}}}),
+    _event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+    _event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "ok"}}),
+    _event("content_block_stop", {"index": 0}),
+    _event("content_block_start", {"index": 1, "content_block": {
+        "type": "tool_use", "id": "toolu_warm", "name": "ping", "input": {}}}),
+    _event("content_block_delta", {"index": 1, "delta": {
+        "type": "input_json_delta", "partial_json": "{}"}}),
+    _event("content_block_stop", {"index": 1}),
+    _event("message_delta", {"delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                             "usage": {"output_tokens": 1}}),
+    _event("message_stop", {}),
+]).encode()
+
+
+async def _one_stream() -> None:
+    import anthropic
+    import httpx2  # the SDK's own HTTP library (a dependency of anthropic)
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"},
+                               content=CANNED_STREAM)
+
+    http = anthropic.DefaultAsyncHttpxClient(transport=httpx2.MockTransport(answer))
+    client = anthropic.AsyncAnthropic(api_key="warm-up", http_client=http)
+    try:
+        async with client.messages.stream(
+            model="warm-up", max_tokens=1, system="warm-up",
+            messages=[{"role": "user", "content": "warm-up"}],
+            tools=[{"name": "ping", "description": "warm-up",
+                    "input_schema": {"type": "object", "properties": {}}}],
+        ) as stream:
+            async for _ in stream:
+                pass
+            await stream.get_final_message()
+    finally:
+        await client.close()
