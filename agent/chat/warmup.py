@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib
 import json
 import logging
 import threading
@@ -75,14 +76,21 @@ CANNED_STREAM = "".join([
 
 async def _one_stream() -> None:
     import anthropic
-    import httpx2  # the SDK's own HTTP library (a dependency of anthropic)
 
-    def answer(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"},
-                               content=CANNED_STREAM)
+    # The HTTP library the SDK's client is built on (httpx, or httpx2 in newer SDKs), for
+    # its in-memory MockTransport.
+    http_library = importlib.import_module(
+        anthropic.DefaultAsyncHttpxClient.__mro__[1].__module__.split(".")[0])
 
-    http = anthropic.DefaultAsyncHttpxClient(transport=httpx2.MockTransport(answer))
-    client = anthropic.AsyncAnthropic(api_key="warm-up", http_client=http)
+    def answer(request: Any) -> Any:
+        return http_library.Response(200, headers={"content-type": "text/event-stream"},
+                                     content=CANNED_STREAM)
+
+    http = anthropic.DefaultAsyncHttpxClient(transport=http_library.MockTransport(answer))
+    # An address that cannot exist, so a log line of the HTTP library cannot be mistaken
+    # for a call to the API: nothing leaves the process.
+    client = anthropic.AsyncAnthropic(api_key="warm-up", base_url="http://sdk-warm-up.invalid",
+                                      http_client=http)
     try:
         async with client.messages.stream(
             model="warm-up", max_tokens=1, system="warm-up",
