@@ -23,7 +23,7 @@ from mcp.server.mcpserver import MCPServer
 from agent.settings import DEFAULT_MODEL
 from whitelist import Catalog, WhitelistError, render
 
-from .api_errors import TurnError, api_error_message
+from .api_errors import api_error_message
 from .cards import ToolCard, cards_for, declined_card
 from .events import (
     ConfirmNeeded,
@@ -61,6 +61,10 @@ class LoopOptions:
     overloaded_retries: int = 2  # on top of the SDK's own retries
     overloaded_backoff: float = 2.0  # seconds, doubled per attempt
     confirm_timeout: float = 600.0  # an unanswered confirmation counts as "cancel"
+
+
+class TurnError(Exception):
+    """Claude could not be asked; the message is for the person at the page."""
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Anthropic API failures as one line the person at the page can act on."""
+"""What the person at the page reads when the Anthropic API fails: one line, and what
+to do next."""
 
 from __future__ import annotations
 
@@ -8,12 +9,8 @@ if TYPE_CHECKING:
     import anthropic
 
 
-class TurnError(Exception):
-    """Claude could not be asked; the message is for the person at the page."""
-
-
 def api_error_message(exc: Exception, base_url: str | None) -> str:
-    import anthropic  # by now a turn has imported it (see agent/chat/warmup.py)
+    import anthropic
 
     where = f"the Anthropic API at {base_url}" if base_url else "the Anthropic API"
     if isinstance(exc, anthropic.AuthenticationError):

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from agent.mcp.tools import tools_for
 
@@ -49,6 +50,22 @@ class RunningTurn:
     id: str
     question: str
     status: Status
+
+
+class _ViewOfTurn(StreamingResponse):
+    """A turn's SSE stream that frees its view's place however it ends, also when the
+    client went away before the first byte."""
+
+    def __init__(self, events: AsyncIterator[bytes], closed: Callable[[], None]) -> None:
+        super().__init__(events, media_type="text/event-stream",
+                         headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no"})
+        self._closed = closed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._closed()
 
 
 class Chat:
@@ -167,18 +184,10 @@ class Chat:
                 status_code=429, media_type="text/plain", headers=SECURITY_HEADERS)
         session.streams += 1
 
-        async def events() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in turn_events(turn, CONFIRM_URL):
-                    yield chunk
-            finally:
-                session.streams -= 1
+        def closed() -> None:
+            session.streams -= 1
 
-        return StreamingResponse(
-            events(),
-            media_type="text/event-stream",
-            headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no"},
-        )
+        return _ViewOfTurn(turn_events(turn, CONFIRM_URL), closed)
 
     async def confirm(self, request: Request) -> Response:
         checked = await self.state.checked(request)

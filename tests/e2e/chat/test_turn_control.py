@@ -1,0 +1,278 @@
+"""Stopping a turn, and a turn seen from several places at once: over HTTP as the page
+talks to the agent, then with volume as a hostile peer would (hundreds of turns
+stopped at random points, far more views of a turn than a person opens, stops and
+confirmations for turns that do not exist)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from agent.chat import ChatOptions
+from agent.chat.agent_loop import LoopOptions
+from agent.chat.routes import MAX_STREAMS
+from agent.core.audit_records import read_calls
+from agent.inventory import HostConfig
+from tests.support.agents import RunningAgent, running_agent, settings_for
+from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse, tool_results
+from whitelist import load_catalog
+
+pytestmark = pytest.mark.e2e
+
+SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
+LONG_TEXT = " ".join(f"word{n}" for n in range(400))
+
+
+async def eventually(check: Callable[[], Any], seconds: float = 15.0) -> Any:
+    deadline = time.monotonic() + seconds
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {seconds} s: {check}")
+        await asyncio.sleep(0.02)
+    return result
+
+
+async def start_turn(http: httpx.AsyncClient, question: str) -> str:
+    response = await http.post("/chat/send", data={"message": question})
+    assert response.status_code == 200, response.text
+    found = re.search(r'id="turn-([0-9a-f]+)"', response.text)
+    assert found, response.text
+    return found.group(1)
+
+
+async def read_until(chunks: AsyncIterator[str], marker: str) -> str:
+    text = ""
+    async for chunk in chunks:
+        text += chunk
+        if marker in text:
+            return text
+    raise AssertionError(f"the stream ended before {marker!r}: {text[-2000:]}")
+
+
+async def stream_text(http: httpx.AsyncClient, turn: str) -> str:
+    """The whole stream of a turn, from its snapshot to its end."""
+    async with http.stream("GET", f"/chat/stream/{turn}") as response:
+        assert response.status_code == 200
+        text = ""
+        async for chunk in response.aiter_text():
+            text += chunk
+            if "event: done" in text:
+                return text
+    raise AssertionError("the stream ended without its done event")
+
+
+@pytest.fixture
+async def agent(
+    ssh_host: HostConfig, catalog_file: Path, tmp_path: Path,
+) -> AsyncIterator[Callable[..., Any]]:
+    """`await agent(script)`: the agent (local mode) with a scripted API, and an HTTP client
+    that talks to it as the page does."""
+    fakes: list[FakeAnthropic] = []
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(script: list[Step], delay: float = 0.0) -> tuple[RunningAgent, Any]:
+            fake = FakeAnthropic(script, delay=delay).start()
+            fakes.append(fake)
+            settings = settings_for(
+                ssh_host, audit_log=tmp_path / "audit.jsonl",
+                anthropic_api_key="sk-ant-test-not-a-real-key", anthropic_model="claude-test",
+                anthropic_base_url=fake.base_url)
+            options = ChatOptions(loop=LoopOptions(overloaded_backoff=0.05), sdk_max_retries=0)
+            running = await stack.enter_async_context(running_agent(
+                settings, catalog=load_catalog([catalog_file]), chat_options=options))
+            http = await stack.enter_async_context(httpx.AsyncClient(
+                base_url=running.base, headers=SAME_ORIGIN, timeout=30))
+            return running, (http, fake)
+
+        yield start
+    for fake in fakes:
+        fake.stop()
+
+
+async def test_stop_ends_the_turn_and_cancels_its_command(
+    agent: Callable[..., Any], tmp_path: Path,
+) -> None:
+    running, (http, fake) = await agent([
+        Step(when="sleep", reply=[Text("Sleeping."),
+                                  ToolUse("execute_command", {"command": "sleep_long"})]),
+        Step(when="", reply=[Text("Next answer.")]),
+    ])
+    turn = await start_turn(http, "sleep for a while")
+    async with http.stream("GET", f"/chat/stream/{turn}") as view:
+        chunks = view.aiter_text()
+        shown = await read_until(chunks, "Running sleep_long on test")
+        stopped = await http.post(f"/chat/stop/{turn}")
+        assert stopped.status_code == 204
+        shown += await read_until(chunks, "event: done")
+    assert "You stopped this turn. The command it was running was cancelled." in shown
+    assert ">stopped<" in shown and "Stopped while it ran" in shown
+    # Stopping twice is not an error worth more than a line.
+    again = await http.post(f"/chat/stop/{turn}")
+    assert again.status_code == 409 and "already finished" in again.text
+
+    # The call was cancelled where it ran: the audit log says so.
+    calls = [c.merged() for c in read_calls(tmp_path / "audit.jsonl")]
+    assert [(c["command"], c["outcome"]) for c in calls] == [("sleep_long", "cancelled")]
+
+    # The next question goes out with a valid history that says what happened.
+    await start_turn(http, "and now?")
+    await eventually(lambda: len(fake.requests) == 2)
+    messages = fake.requests[-1]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
+    [result] = tool_results(fake.requests[-1])
+    assert result["is_error"] and "stopped" in result["content"]
+
+
+async def test_a_second_view_of_a_turn_sees_its_confirmation_and_its_answer(
+    agent: Callable[..., Any], marker: Path,
+) -> None:
+    marker.touch()
+    marker.chmod(0o666)
+    running, (http, fake) = await agent([
+        Step(when="remove the marker", reply=[
+            ToolUse("execute_command", {"command": "remove_marker"})]),
+        Step(when="exit_status", reply=[Text("The marker is gone.")]),
+    ])
+    turn = await start_turn(http, "remove the marker")
+
+    async def first_view() -> str:
+        return await stream_text(http, turn)
+
+    viewing = asyncio.create_task(first_view())
+    # Another tab: its snapshot holds the pending confirmation, with its buttons.
+    async with http.stream("GET", f"/chat/stream/{turn}") as second:
+        chunks = second.aiter_text()
+        text = await read_until(chunks, "/chat/confirm/")
+        call = re.search(r'hx-post="/chat/confirm/([^"]+)"', text)
+        assert call and "Waiting for you" in text
+        assert marker.exists()
+        confirmed = await http.post(f"/chat/confirm/{call.group(1)}",
+                                    data={"decision": "confirm"})
+        assert confirmed.status_code == 204
+        text += await read_until(chunks, "event: done")
+    # Both views saw the same end.
+    first = await viewing
+    for view in (first, text):
+        assert "The marker is gone." in view and ">exit 0<" in view
+    assert not marker.exists()
+    # A confirmation answered once cannot be answered again.
+    late = await http.post(f"/chat/confirm/{call.group(1)}", data={"decision": "confirm"})
+    assert late.status_code == 409
+
+
+async def test_a_question_while_a_turn_runs_says_what_it_does_and_offers_stop(
+    agent: Callable[..., Any],
+) -> None:
+    running, (http, fake) = await agent([
+        Step(when="sleep", reply=[ToolUse("execute_command", {"command": "sleep_long"})]),
+    ])
+    turn = await start_turn(http, "sleep now")
+    await eventually(lambda: running.service.pool is not None and fake.requests)
+    await asyncio.sleep(0.3)
+    busy = await http.post("/chat/send", data={"message": "another question"})
+    assert "still answering" in busy.text and "Running sleep_long on test" in busy.text
+    assert f'hx-post="/chat/stop/{turn}"' in busy.text
+    assert (await http.post(f"/chat/stop/{turn}")).status_code == 204
+    assert "You stopped this turn" in await stream_text(http, turn)
+
+
+async def test_hundreds_of_turns_stopped_at_random_points_leave_nothing_behind(
+    agent: Callable[..., Any], tmp_path: Path,
+) -> None:
+    running, (http, fake) = await agent([
+        Step(when="command", reply=[Text("Running it."),
+                                    ToolUse("execute_command", {"command": "count_lines"})]),
+        Step(when="line-1", reply=[Text(LONG_TEXT, chunk=8)]),
+        Step(when="", reply=[Text(LONG_TEXT, chunk=8)]),
+    ], delay=0.001)
+    rng = random.Random(13)
+    tasks_before = len(asyncio.all_tasks())
+    turns = 200
+    started = time.monotonic()
+    for n in range(turns):
+        question = f"run the command {n}" if n % 2 else f"say something {n}"
+        turn = await start_turn(http, question)
+        await asyncio.sleep(rng.random() * 0.08)
+        response = await http.post(f"/chat/stop/{turn}")
+        assert response.status_code in (204, 409)  # 409: it had already finished
+        shown = await stream_text(http, turn)
+        assert "event: done" in shown
+    assert time.monotonic() - started < 240
+    # Every turn ended; nothing of them keeps running.
+    await eventually(lambda: len(asyncio.all_tasks()) <= tasks_before + 2, seconds=10)
+    # The conversation the next question carries is still a valid one.
+    await start_turn(http, "are you still there?")
+    await eventually(lambda: last_user_text_is(fake, "are you still there?"))
+    messages = fake.requests[-1]["messages"]
+    roles = [m["role"] for m in messages]
+    assert all(a != b for a, b in zip(roles, roles[1:], strict=False)), roles
+    uses = {b["id"] for m in messages if m["role"] == "assistant" and isinstance(m["content"], list)
+            for b in m["content"] if b.get("type") == "tool_use"}
+    answered = {r["tool_use_id"] for r in tool_results(fake.requests[-1])}
+    assert uses == answered
+    # Every command that started has its end record.
+    calls = [c.merged() for c in read_calls(tmp_path / "audit.jsonl")]
+    assert calls and all(c["outcome"] in ("ran", "cancelled") for c in calls), \
+        {c["outcome"] for c in calls}
+
+
+def last_user_text_is(fake: FakeAnthropic, text: str) -> bool:
+    return bool(fake.requests) and fake.requests[-1]["messages"][-1]["content"] == text
+
+
+async def test_views_of_a_turn_are_capped_and_bogus_stops_cost_nothing(
+    agent: Callable[..., Any],
+) -> None:
+    held = threading.Event()  # the answer waits half-way until the end of the test
+    running, (http, fake) = await agent([
+        Step(when="", reply=[Text(LONG_TEXT, chunk=8, hold=held, hold_after=5)]),
+    ])
+    turn = await start_turn(http, "a long answer")
+    attempts = 300
+    answered: list[int] = []
+    all_answered = asyncio.Event()
+
+    async def open_view(client: httpx.AsyncClient) -> int:
+        async with client.stream("GET", f"/chat/stream/{turn}") as response:
+            answered.append(response.status_code)
+            if len(answered) == attempts:
+                all_answered.set()
+            if response.status_code == 200:
+                await all_answered.wait()  # hold it open until every other view has tried
+            return response.status_code
+
+    async with httpx.AsyncClient(base_url=running.base, headers=SAME_ORIGIN, timeout=60,
+                                 limits=httpx.Limits(max_connections=attempts)) as many:
+        codes = await asyncio.gather(*(open_view(many) for _ in range(attempts)))
+    assert codes.count(200) == MAX_STREAMS, sorted(set(codes))
+    assert codes.count(429) == attempts - MAX_STREAMS
+    # Closed views free their places.
+    async with http.stream("GET", f"/chat/stream/{turn}") as response:
+        assert response.status_code == 200
+
+    # Stops and confirmations for turns and calls that do not exist, many at once: each
+    # refused, and the real turn goes on.
+    # (Many clients: one httpx pool with a long queue spends its time on itself.)
+    async def bogus_calls(first: int) -> list[int]:
+        async with httpx.AsyncClient(base_url=running.base, headers=SAME_ORIGIN,
+                                     timeout=60) as client:
+            return [(await (client.post(f"/chat/stop/{n:016x}") if n % 2 else client.post(
+                f"/chat/confirm/{n:016x}", data={"decision": "confirm"}))).status_code
+                for n in range(first, first + 50)]
+
+    bogus = [code for codes in await asyncio.gather(*(bogus_calls(50 * k) for k in range(20)))
+             for code in codes]
+    assert len(bogus) == 1000 and set(bogus) == {409}
+    assert (await http.post(f"/chat/stop/{turn}")).status_code == 204
+    held.set()
+    assert "event: done" in await stream_text(http, turn)
