@@ -78,7 +78,7 @@ class ChatTurn:
     id: str
     question: str
     conversation: Conversation
-    # Makes the turn's Anthropic client; the turn closes it when it ends.
+    # The Anthropic client to ask with (the app's one client, shared by turns).
     anthropic_client: ClientFactory
     mcp_server: MCPServer
     catalog: Catalog
@@ -128,10 +128,8 @@ class ChatTurn:
             messages=[{"role": "user", "content": self.question}],
             items=[DisplayItem("user", self.question)],
         )
-        client: anthropic.AsyncAnthropic | None = None
         try:
-            client = await self.anthropic_client()
-            await self._run(turn, client)
+            await self._run(turn, await self.anthropic_client())
         except BaseException as exc:
             # The MCP client's task group wraps what the loop raised in an ExceptionGroup.
             error = _unwrap(exc)
@@ -150,9 +148,6 @@ class ChatTurn:
             self.conversation.add(turn)
             self.finished = True
             self._emit(TurnFinished())
-            # A client per turn: its connections belong to this event loop and end with it.
-            if client is not None:
-                await client.close()
 
     def _fail(self, turn: Turn, message: str) -> None:
         close_failed_turn(turn, message, self._round_results)

@@ -18,6 +18,7 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 
+from agent.core.hosts import HostView
 from agent.core.identity import Identity
 from agent.core.service import AgentService
 
@@ -32,15 +33,18 @@ HEALTH_COMMAND = "uptime"
 def host_panel(service: AgentService, identity: Identity, tag: str = "") -> dict[str, Any]:
     """What hosts.html and host_list.html show this caller."""
     hosts = service.host_views(identity)
-    tags = sorted({t for h in hosts for t in h.tags})
     command = service.catalog.commands.get(HEALTH_COMMAND)
     checkable = {
         h.name for h in hosts
         if command is not None and service.policy.decide(identity, command, h.name).allowed
     }
+    return panel(hosts, checkable, tag)
+
+
+def panel(hosts: list[HostView], checkable: set[str], tag: str = "") -> dict[str, Any]:
     return {
         "host_views": [h for h in hosts if not tag or tag in h.tags],
-        "host_tags": tags,
+        "host_tags": sorted({t for h in hosts for t in h.tags}),
         "checkable": checkable,
     }
 

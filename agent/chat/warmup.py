@@ -21,11 +21,13 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_warm: concurrent.futures.Future[None] | None = None
+_warm: concurrent.futures.Future[bool] | None = None
 
 
-def start() -> concurrent.futures.Future[None]:
-    """Start the warm-up once per process; the future is done when it has finished."""
+def start() -> concurrent.futures.Future[bool]:
+    """Start the warm-up once per process; the future is done when it has finished, with
+    True if the canned stream went through the SDK (False: only the import, or not even
+    that; a turn then does the rest itself)."""
     global _warm
     with _lock:
         if _warm is None:
@@ -40,15 +42,17 @@ async def ready() -> None:
     await asyncio.wrap_future(start())
 
 
-def _run(done: concurrent.futures.Future[None]) -> None:
+def _run(done: concurrent.futures.Future[bool]) -> None:
+    streamed = False
     try:
         import anthropic  # noqa: F401 - the import is the point
 
         asyncio.run(_one_stream())
+        streamed = True
     except Exception as exc:  # a failed warm-up only means a slower first turn
         log.info("warming the anthropic SDK up failed (the first turn will be slower): %s", exc)
     finally:
-        done.set_result(None)
+        done.set_result(streamed)
 
 
 def _event(kind: str, data: dict[str, Any]) -> str:

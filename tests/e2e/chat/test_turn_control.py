@@ -12,6 +12,8 @@ import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,13 @@ async def stream_text(http: httpx.AsyncClient, turn: str) -> str:
     raise AssertionError("the stream ended without its done event")
 
 
+@dataclass
+class Served:
+    running: RunningAgent
+    http: httpx.AsyncClient
+    fake: FakeAnthropic
+
+
 @pytest.fixture
 async def agent(
     ssh_host: HostConfig, catalog_file: Path, tmp_path: Path,
@@ -80,7 +89,7 @@ async def agent(
     fakes: list[FakeAnthropic] = []
     async with contextlib.AsyncExitStack() as stack:
 
-        async def start(script: list[Step], delay: float = 0.0) -> tuple[RunningAgent, Any]:
+        async def start(script: list[Step], delay: float = 0.0) -> Served:
             fake = FakeAnthropic(script, delay=delay).start()
             fakes.append(fake)
             settings = settings_for(
@@ -92,7 +101,7 @@ async def agent(
                 settings, catalog=load_catalog([catalog_file]), chat_options=options))
             http = await stack.enter_async_context(httpx.AsyncClient(
                 base_url=running.base, headers=SAME_ORIGIN, timeout=30))
-            return running, (http, fake)
+            return Served(running, http, fake)
 
         yield start
     for fake in fakes:
@@ -102,11 +111,12 @@ async def agent(
 async def test_stop_ends_the_turn_and_cancels_its_command(
     agent: Callable[..., Any], tmp_path: Path,
 ) -> None:
-    running, (http, fake) = await agent([
+    served = await agent([
         Step(when="sleep", reply=[Text("Sleeping."),
                                   ToolUse("execute_command", {"command": "sleep_long"})]),
         Step(when="", reply=[Text("Next answer.")]),
     ])
+    http, fake = served.http, served.fake
     turn = await start_turn(http, "sleep for a while")
     async with http.stream("GET", f"/chat/stream/{turn}") as view:
         chunks = view.aiter_text()
@@ -138,11 +148,12 @@ async def test_a_second_view_of_a_turn_sees_its_confirmation_and_its_answer(
 ) -> None:
     marker.touch()
     marker.chmod(0o666)
-    running, (http, fake) = await agent([
+    served = await agent([
         Step(when="remove the marker", reply=[
             ToolUse("execute_command", {"command": "remove_marker"})]),
         Step(when="exit_status", reply=[Text("The marker is gone.")]),
     ])
+    http = served.http
     turn = await start_turn(http, "remove the marker")
 
     async def first_view() -> str:
@@ -173,12 +184,13 @@ async def test_a_second_view_of_a_turn_sees_its_confirmation_and_its_answer(
 async def test_a_question_while_a_turn_runs_says_what_it_does_and_offers_stop(
     agent: Callable[..., Any],
 ) -> None:
-    running, (http, fake) = await agent([
+    served = await agent([
         Step(when="sleep", reply=[ToolUse("execute_command", {"command": "sleep_long"})]),
     ])
+    http = served.http
     turn = await start_turn(http, "sleep now")
-    await eventually(lambda: running.service.pool is not None and fake.requests)
-    await asyncio.sleep(0.3)
+    async with http.stream("GET", f"/chat/stream/{turn}") as view:
+        await read_until(view.aiter_text(), "Running sleep_long on test")
     busy = await http.post("/chat/send", data={"message": "another question"})
     assert "still answering" in busy.text and "Running sleep_long on test" in busy.text
     assert f'hx-post="/chat/stop/{turn}"' in busy.text
@@ -189,12 +201,13 @@ async def test_a_question_while_a_turn_runs_says_what_it_does_and_offers_stop(
 async def test_hundreds_of_turns_stopped_at_random_points_leave_nothing_behind(
     agent: Callable[..., Any], tmp_path: Path,
 ) -> None:
-    running, (http, fake) = await agent([
+    served = await agent([
         Step(when="command", reply=[Text("Running it."),
                                     ToolUse("execute_command", {"command": "count_lines"})]),
         Step(when="line-1", reply=[Text(LONG_TEXT, chunk=8)]),
         Step(when="", reply=[Text(LONG_TEXT, chunk=8)]),
     ], delay=0.001)
+    http, fake = served.http, served.fake
     rng = random.Random(13)
     tasks_before = len(asyncio.all_tasks())
     turns = 200
@@ -215,7 +228,7 @@ async def test_hundreds_of_turns_stopped_at_random_points_leave_nothing_behind(
     await eventually(lambda: last_user_text_is(fake, "are you still there?"))
     messages = fake.requests[-1]["messages"]
     roles = [m["role"] for m in messages]
-    assert all(a != b for a, b in zip(roles, roles[1:], strict=False)), roles
+    assert all(a != b for a, b in pairwise(roles)), roles
     uses = {b["id"] for m in messages if m["role"] == "assistant" and isinstance(m["content"], list)
             for b in m["content"] if b.get("type") == "tool_use"}
     answered = {r["tool_use_id"] for r in tool_results(fake.requests[-1])}
@@ -234,9 +247,10 @@ async def test_views_of_a_turn_are_capped_and_bogus_stops_cost_nothing(
     agent: Callable[..., Any],
 ) -> None:
     held = threading.Event()  # the answer waits half-way until the end of the test
-    running, (http, fake) = await agent([
+    served = await agent([
         Step(when="", reply=[Text(LONG_TEXT, chunk=8, hold=held, hold_after=5)]),
     ])
+    http, running = served.http, served.running
     turn = await start_turn(http, "a long answer")
     attempts = 300
     answered: list[int] = []

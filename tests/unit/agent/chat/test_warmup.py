@@ -1,0 +1,54 @@
+"""The anthropic SDK is warmed up in the background when (and only when) a key is set,
+without touching the network. Each case runs in a fresh interpreter: this test process
+has imported the SDK long ago."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[4]
+
+BUILD = """
+import json, logging, socket, sys, threading, time
+logging.basicConfig(level=logging.INFO)
+def no_network(*args, **kwargs):
+    raise AssertionError("the warm-up reached for the network")
+socket.socket.connect = no_network
+socket.create_connection = no_network
+from agent.app import build_agent
+from agent.chat import warmup
+from agent.core.identity import local_user_identity
+from agent.settings import Settings
+from agent.web.middleware.identity import fixed_resolver
+build_agent(Settings(anthropic_api_key=KEY), mode="local",
+            resolver=fixed_resolver(local_user_identity()), allowed_names=["127.0.0.1"])
+threads = [t.name for t in threading.enumerate()]
+streamed = warmup.start().result(timeout=120) if KEY else None
+print(json.dumps({"imported": "anthropic" in sys.modules, "threads": threads,
+                  "streamed": streamed}))
+"""
+
+
+def build(key: str | None) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-c", f"KEY = {key!r}\n" + BUILD], cwd=ROOT, capture_output=True,
+        text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "warming the anthropic SDK up failed" not in done.stderr, done.stderr
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_without_a_key_the_sdk_is_never_imported() -> None:
+    result = build(None)
+    assert result["imported"] is False
+    assert "anthropic-warm-up" not in result["threads"]  # type: ignore[operator]
+
+
+def test_with_a_key_the_sdk_is_imported_and_streamed_once_in_the_background() -> None:
+    result = build("sk-ant-test-not-a-real-key")
+    assert "anthropic-warm-up" in result["threads"]  # type: ignore[operator]
+    assert result["imported"] is True and result["streamed"] is True
