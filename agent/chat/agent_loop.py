@@ -170,7 +170,8 @@ class ChatTurn:
             self._show(turn, active.call, [card])
         elif isinstance(active, ToolStarted):
             card = ToolCard(tool=active.tool, host=active.host, command=active.label,
-                            stopped=True, error="Stopped while it ran: the command was cancelled.")
+                            rendered=active.rendered, stopped=True,
+                            error="Stopped while it ran: the command was cancelled.")
             self._show(turn, active.call, [card])
             message += " The command it was running was cancelled."
         close_failed_turn(turn, "the person stopped this turn", self._round_results)
@@ -286,14 +287,17 @@ class ChatTurn:
 
         command_name = arguments.get("command")
         command = (self.catalog.commands.get(command_name)
-                   if name in CONFIRMED_TOOLS and isinstance(command_name, str) else None)
-        if command is not None and command.destructive:
+                   if name == "execute_command" and isinstance(command_name, str) else None)
+        rendered = ""
+        if command is not None:
             try:
                 rendered = render(command, arguments.get("parameters") or {})
             except WhitelistError as exc:
-                self._show(turn, call, [ToolCard(tool=name, host=host, command=command.name,
-                                                 error=str(exc))])
-                return answer(str(exc), is_error=True)
+                if command.destructive:  # never ask to confirm what cannot run
+                    self._show(turn, call, [ToolCard(tool=name, host=host, command=command.name,
+                                                     error=str(exc))])
+                    return answer(str(exc), is_error=True)
+        if command is not None and command.destructive:
             confirmed = await self._confirm(
                 ConfirmNeeded(call, name, host, command.name, rendered)
             )
@@ -306,7 +310,7 @@ class ChatTurn:
                 )
             self._confirmed_call = call
 
-        started_event = self._active = ToolStarted(call, name, host, arguments)
+        started_event = self._active = ToolStarted(call, name, host, arguments, rendered)
         self._emit(started_event)
         started = time.monotonic()
         try:

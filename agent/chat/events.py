@@ -46,6 +46,7 @@ class ToolStarted:
     tool: str
     host: str
     arguments: dict[str, Any]
+    rendered: str = ""  # the command line, when the chat knows it (execute_command)
 
     @property
     def label(self) -> str:

@@ -18,6 +18,7 @@ from functools import cache
 from typing import Any
 
 from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
 from markdown_it.renderer import RendererHTML
 from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
@@ -54,7 +55,9 @@ def _code(default: str) -> Any:
                env: Any) -> str:
         html: str = getattr(RendererHTML, default)(self, tokens, idx, options, env)
         html = html.replace("<pre>", '<pre tabindex="0">', 1)
-        return f'<div class="code">{COPY_BUTTON}{html}</div>\n'
+        language = tokens[idx].info.strip().split(" ", 1)[0] or "code"
+        head = f'<div class="code-head"><span>{escapeHtml(language)}</span>{COPY_BUTTON}</div>'
+        return f'<div class="code">{head}{html}</div>\n'
 
     return render
 

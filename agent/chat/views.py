@@ -84,7 +84,7 @@ def cards(items: Sequence[ToolCard], *, id: str | None = None,
 
 
 def running(id: str, event: ToolStarted) -> str:
-    return str(_macro("running_view")(id, event.label, event.host))
+    return str(_macro("running_view")(id, event.label, event.host, event.rendered))
 
 
 def confirm(id: str, host: str, command: str, rendered: str, post_url: str,

@@ -44,7 +44,8 @@
     var target = evt.target instanceof Element ? evt.target : null;
     var copy = target && target.closest("[data-copy]");
     if (copy) {
-      var source = copy.parentElement.querySelector("pre, code");
+      var box = copy.closest(".code, .cmdline");
+      var source = box && box.querySelector("pre, code.cmd");
       if (source) { copyText(source.textContent, copy); }
       return;
     }
@@ -70,6 +71,13 @@
     if (last) { last.scrollIntoView({block: "end"}); }
   }
   document.addEventListener("htmx:afterSwap", scrollToEnd);
+  // A palette result lands under its form: bring it into view with the smallest move.
+  document.addEventListener("htmx:afterSwap", function (evt) {
+    var target = evt.detail && evt.detail.target;
+    if (target instanceof Element && target.classList.contains("results") && target.firstElementChild) {
+      target.firstElementChild.scrollIntoView({block: "nearest"});
+    }
+  });
   document.addEventListener("htmx:sseMessage", scrollToEnd);
 
   document.addEventListener("htmx:afterRequest", function (evt) {
