@@ -72,9 +72,11 @@ class Hosts:
                                           HEALTH_COMMAND, {}, host, confirmed=False))[0]
         if not card.ok:
             problem = card.error or card.stderr.strip() or card.status
-            return html(_result(False, f"{card.status}: {problem}"))
+            return html(_result(False, f"{card.status}: {problem}")
+                        + views.host_state(host, "offline", "no answer"))
         took = f" · {card.duration_ms:.0f} ms" if card.duration_ms is not None else ""
-        return html(_result(True, f"answers over SSH{took}", card.stdout.strip()))
+        return html(_result(True, f"answers over SSH{took}", card.stdout.strip())
+                    + views.host_state(host, "online", "answers"))
 
 
 def _result(ok: bool, summary: str, detail: str = "") -> str:

@@ -185,6 +185,7 @@ def test_the_hosts_panel_checks_a_host_through_the_policy_path(
     result.wait_for(timeout=TIMEOUT)
     assert "answers over SSH" in result.inner_text() and "ms" in result.inner_text()
     assert "load average" in row.locator(".check-detail").inner_text()
+    assert row.locator(".host-state.online").inner_text() == "answers"
     check_state(page, app.url, "hosts-panel-checked")
     # The check ran the catalog's uptime as this caller, like any call.
     audit = app.service.audit.path.read_text()

@@ -24,7 +24,7 @@ def render(tag: str = "", checkable: set[str] | None = None) -> str:
 def test_each_host_says_whether_it_is_online_and_what_it_is() -> None:
     html = render()
     assert html.count('class="host-row"') == 3
-    assert 'class="dot online"' in html and 'class="dot offline"' in html
+    assert 'class="host-state online"' in html and 'class="host-state offline"' in html
     assert "offline, last seen 2026-01-05T10:00:00Z" in html
     assert "not checked yet" in html  # a host from a file: nobody knows before a check
     assert "ops@100.64.0.7:2222 · linux" in html and "ops@web-1.tail.ts.net · linux" in html
