@@ -196,6 +196,10 @@ def test_destructive_command_in_the_palette_needs_a_confirmation(
     confirm = page.wait_for_selector(".confirm", timeout=TIMEOUT)
     assert f"rm -f -- {marker}" in confirm.inner_text()
     assert marker.exists()
+    # The quiet choice has the focus; the destructive one is red and names the command.
+    page.wait_for_function("document.activeElement.value === 'cancel'", timeout=TIMEOUT)
+    assert page.get_attribute(".confirm button[value=confirm]", "class") == "danger"
+    assert page.inner_text(".confirm button[value=confirm]") == "Run remove_marker"
     page.click(".confirm button[value=cancel]")
     card(page, "remove_marker", "declined")
     assert marker.exists()
