@@ -13,7 +13,6 @@ An answer block still streaming is re-rendered whole from its text so far
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -169,18 +168,12 @@ class TurnView:
         new = [id for id in changed if id not in self._sent]
         self._sent.update(new)
         parts = [self._html(id) for id in new]
-        parts += [_out_of_band(self._html(id)) for id in changed if id not in new]
+        # A changed segment replaces its old self wherever it is (an out-of-band swap).
+        parts += [views.with_attribute(self._html(id), "hx-swap-oob", "true")
+                  for id in changed if id not in new]
         status = status_of(self._events)
         finished = bool(self._events) and isinstance(self._events[-1], TurnFinished)
         if status != self._status or finished:
             self._status = status
             parts.append(self._status_html(oob=True))
         return sse_message("seg", "".join(parts))
-
-
-_FIRST_TAG = re.compile(r"^(\s*<[a-z]+)")
-
-
-def _out_of_band(html: str) -> str:
-    """The segment's element, marked to replace the element with its id wherever it is."""
-    return _FIRST_TAG.sub(r'\1 hx-swap-oob="true"', html, count=1)

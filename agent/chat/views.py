@@ -83,11 +83,14 @@ def turn(turn_id: str, question: str, status: Any) -> str:
 _FIRST_TAG = re.compile(r"^(\s*<[a-z]+)")
 
 
+def with_attribute(html: str, name: str, value: str) -> str:
+    """`html` (our own fragment, one element) with an attribute added to its element."""
+    return _FIRST_TAG.sub(lambda m: f'{m.group(1)} {name}="{escape(value)}"', html, count=1)
+
+
 def item(display: DisplayItem, *, id: str | None = None) -> str:
     html = str(_macro("item_view")(display))
-    if id is not None:
-        html = _FIRST_TAG.sub(lambda m: f'{m.group(1)} id="{escape(id)}"', html, count=1)
-    return html
+    return html if id is None else with_attribute(html, "id", id)
 
 
 def cards(items: Sequence[ToolCard], *, id: str | None = None,

@@ -32,6 +32,9 @@ def start() -> concurrent.futures.Future[bool]:
     with _lock:
         if _warm is None:
             _warm = concurrent.futures.Future()
+            # Running from now on: a waiter that is cancelled (a stopped turn) cannot
+            # cancel the one warm-up every later turn waits for.
+            _warm.set_running_or_notify_cancel()
             threading.Thread(target=_run, args=(_warm,), name="anthropic-warm-up",
                              daemon=True).start()
         return _warm
@@ -39,7 +42,7 @@ def start() -> concurrent.futures.Future[bool]:
 
 async def ready() -> None:
     """Wait (without blocking the event loop) until the SDK is imported and warm."""
-    await asyncio.wrap_future(start())
+    await asyncio.shield(asyncio.wrap_future(start()))
 
 
 def _run(done: concurrent.futures.Future[bool]) -> None:

@@ -4,6 +4,7 @@ has imported the SDK long ago."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -52,3 +53,15 @@ def test_with_a_key_the_sdk_is_imported_and_streamed_once_in_the_background() ->
     result = build("sk-ant-test-not-a-real-key")
     assert "anthropic-warm-up" in result["threads"]  # type: ignore[operator]
     assert result["imported"] is True and result["streamed"] is True
+
+
+async def test_a_cancelled_waiter_does_not_cancel_the_warm_up() -> None:
+    from agent.chat import warmup
+
+    waiters = [asyncio.ensure_future(warmup.ready()) for _ in range(5)]
+    await asyncio.sleep(0)
+    for waiter in waiters:
+        waiter.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)
+    await asyncio.wait_for(warmup.ready(), 120)  # still there for the next turn
+    assert not warmup.start().cancelled()
