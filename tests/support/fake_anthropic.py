@@ -33,7 +33,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -171,7 +171,10 @@ class FakeAnthropic:
         if "x-api-key" not in http.headers and "authorization" not in http.headers:
             return self._error(ApiError(401, "authentication_error",
                                         "x-api-key header is required"))
-        request: Request_ = await http.json()
+        try:
+            request: Request_ = await http.json()
+        except ClientDisconnect:  # the client gave up mid-request (a chat turn was stopped)
+            return Response(status_code=499)
         self.requests.append(request)
         self.headers.append(dict(http.headers))
         try:
