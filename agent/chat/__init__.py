@@ -14,9 +14,11 @@ from starlette.staticfiles import StaticFiles
 
 from agent.core.service import AgentService
 
+from .approvals import ApprovalsView
 from .host_routes import Hosts
 from .palette_routes import Palette
 from .routes import Chat
+from .starters import Starters
 from .state import ChatOptions, ChatState
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -29,7 +31,12 @@ def chat_routes(
 ) -> list[BaseRoute]:
     state = ChatState(service, mcp_server, options or ChatOptions())
     chat, palette, hosts = Chat(state), Palette(state), Hosts(state)
+    runbooks, approvals = Starters(state, chat), ApprovalsView(state)
     return [
+        Route("/chat/runbook", runbooks.start, methods=["POST"]),
+        Route("/approvals", approvals.page, methods=["GET"]),
+        Route("/approvals/list", approvals.listing, methods=["GET"]),
+        Route("/approvals/{request}", approvals.decide, methods=["POST"]),
         Route("/", chat.page, methods=["GET"]),
         Route("/chat/send", chat.send, methods=["POST"]),
         Route("/chat/stream/{turn}", chat.stream, methods=["GET"]),

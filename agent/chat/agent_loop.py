@@ -21,7 +21,7 @@ from mcp.client.session import ClientRequestContext
 from mcp.server.mcpserver import MCPServer
 
 from agent.settings import DEFAULT_MODEL
-from whitelist import Catalog, WhitelistError, render
+from whitelist import Catalog, Command, WhitelistError, render
 
 from .api_errors import api_error_message
 from .cards import ToolCard, cards_for, declined_card
@@ -33,6 +33,7 @@ from .events import (
     TextFinished,
     TextStarted,
     ToolFinished,
+    ToolOutput,
     ToolStarted,
     TurnFailed,
     TurnFinished,
@@ -89,6 +90,10 @@ class ChatTurn:
     base_url: str | None = None
     # The tools this person may use (None: all); the policy still decides every call.
     allowed_tools: frozenset[str] | None = None
+    # Does a time-limited approval cover this command line on this host? (None: never.)
+    approved: Callable[[str, str], bool] | None = None
+    # Who a command runs as on a host (the confirm box says "as root").
+    runs_as: Callable[[Command, str], str | None] = lambda command, _host: command.runs_as()
     log: EventLog = field(default_factory=EventLog)
     finished: bool = False
     started: float = field(default_factory=time.time)
@@ -96,6 +101,7 @@ class ChatTurn:
     # The one tool call whose elicitation we may accept: set after the person's click,
     # cleared when the call returns or its first elicitation is answered.
     _confirmed_call: str | None = None
+    _confirmed_minutes: int = 0  # identical calls approved for this long (0: this call only)
     _blocks: int = 0
     # What a stop has to close: text blocks still streaming, the call in progress and
     # the results of this round's calls that already came back.
@@ -106,11 +112,12 @@ class ChatTurn:
     def _emit(self, event: Event) -> None:
         self.log.append(event)
 
-    def decide(self, call: str, confirmed: bool) -> ConfirmNeeded | None:
+    def decide(self, call: str, confirmed: bool, minutes: int = 0) -> ConfirmNeeded | None:
         """The person clicked confirm or cancel; returns the card, or None if not pending."""
         pending = self._pending.get(call)
         if pending is None or pending.future.done():
             return None
+        self._confirmed_minutes = minutes if confirmed else 0
         pending.future.set_result(confirmed)
         return pending.card
 
@@ -121,7 +128,7 @@ class ChatTurn:
             log.info("declined an elicitation that no click confirmed: %s", params.message)
             return mcp_types.ElicitResult(action="decline")
         self._confirmed_call = None
-        return accept_confirmation(params)
+        return accept_confirmation(params, self._confirmed_minutes)
 
     async def run(self) -> None:
         turn = Turn(
@@ -298,9 +305,10 @@ class ChatTurn:
                                                      error=str(exc))])
                     return answer(str(exc), is_error=True)
         if command is not None and command.destructive:
-            confirmed = await self._confirm(
-                ConfirmNeeded(call, name, host, command.name, rendered)
-            )
+            # A time-limited approval still running covers it: no click (the service cites it).
+            confirmed = (self.approved is not None and self.approved(host, rendered)) or (
+                await self._confirm(ConfirmNeeded(call, name, host, command.name, rendered,
+                                                  self.runs_as(command, host))))
             if not confirmed:
                 self._show(turn, call, [declined_card(name, host, rendered,
                                                       command=command.name)])
@@ -315,7 +323,8 @@ class ChatTurn:
         started = time.monotonic()
         try:
             result = await client.call_tool(
-                name, arguments, meta=identity_meta(self.identity_token)
+                name, arguments, meta=identity_meta(self.identity_token),
+                progress_callback=lambda _p, _t, text: self._live(call, text),
             )
         except Exception as exc:  # a protocol-level failure; tool errors come as is_error
             log.warning("tool call %s failed: %s", name, exc)
@@ -327,6 +336,10 @@ class ChatTurn:
         elapsed = (time.monotonic() - started) * 1000
         self._show(turn, call, cards_for(name, result, host=host, elapsed_ms=elapsed))
         return answer(tool_result_for_model(result), is_error=result.is_error)
+
+    async def _live(self, call: str, text: str | None) -> None:
+        if text:
+            self._emit(ToolOutput(call, text))
 
     async def _confirm(self, card: ConfirmNeeded) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()

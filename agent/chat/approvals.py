@@ -24,7 +24,8 @@ from agent.core.identity import Identity
 
 from . import views
 from .csrf import TOKEN_HEADER
-from .routes import Chat, approve_minutes, forbidden, html
+from .responses import forbidden, html
+from .state import ChatState, approve_minutes
 
 
 def _shown(request: ApprovalRequest) -> dict[str, object]:
@@ -39,22 +40,22 @@ def _shown(request: ApprovalRequest) -> dict[str, object]:
 
 
 class ApprovalsView:
-    def __init__(self, chat: Chat) -> None:
-        self.chat = chat
-        self.pending = chat.service.pending
+    def __init__(self, state: ChatState) -> None:
+        self.state = state
+        self.pending = state.service.pending
 
     def _lists(self, identity: Identity) -> dict[str, object]:
         return {"to_decide": [_shown(r) for r in self.pending.visible_to(identity)],
                 "mine": [_shown(r) for r in self.pending.asked_by(identity)]}
 
     async def page(self, request: Request) -> Response:
-        identity, session = self.chat._session(request)
+        identity, session = self.state.session(request)
         return html(views.template("approvals.html").render(
             identity=identity, headers_json=json.dumps({TOKEN_HEADER: session.token}),
             **self._lists(identity)))
 
     async def listing(self, request: Request) -> Response:
-        identity, _ = self.chat._session(request)
+        identity, _ = self.state.session(request)
         return html(self._fragment(identity))
 
     def _fragment(self, identity: Identity, error: str = "") -> str:
@@ -62,11 +63,11 @@ class ApprovalsView:
                                                                 **self._lists(identity)))
 
     async def decide(self, request: Request) -> Response:
-        checked = await self.chat._checked(request)
+        checked = await self.state.checked(request)
         if checked is None:
             return forbidden()
         identity, _ = checked
-        form = await self.chat._form(request)
+        form = await self.state.form(request)
         try:
             self.pending.decide(request.path_params["request"], identity,
                                 approve=form.get("decision") == "approve",

@@ -38,6 +38,7 @@ class ConfirmNeeded:
     host: str
     command: str
     rendered: str
+    runs_as: str | None = None  # a `become` command: the user sudo runs it as
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,14 @@ class ToolStarted:
         if self.tool == "execute_command" and isinstance(command, str):
             return command
         return self.tool
+
+
+@dataclass(frozen=True)
+class ToolOutput:
+    """Lines a running command printed (MCP progress), or a heartbeat while it prints none."""
+
+    call: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -79,8 +88,8 @@ class TurnFinished:
 
 
 Event = (
-    TextStarted | TextDelta | TextFinished | ConfirmNeeded | ToolStarted | ToolFinished
-    | TurnFailed | TurnStopped | TurnFinished
+    TextStarted | TextDelta | TextFinished | ConfirmNeeded | ToolStarted | ToolOutput
+    | ToolFinished | TurnFailed | TurnStopped | TurnFinished
 )
 
 

@@ -32,8 +32,10 @@ def identity_meta(token: str) -> mcp_types.RequestParamsMeta:
     return cast(mcp_types.RequestParamsMeta, {IDENTITY_META_KEY: token})
 
 
-def accept_confirmation(params: mcp_types.ElicitRequestParams) -> mcp_types.ElicitResult:
-    """Accept a confirmation form: every yes/no field answered yes, nothing else filled in."""
+def accept_confirmation(params: mcp_types.ElicitRequestParams,
+                        minutes: int = 0) -> mcp_types.ElicitResult:
+    """Accept a confirmation form: every yes/no field answered yes, identical calls approved
+    for the `minutes` the person chose (within the form's bound), nothing else filled in."""
     if not isinstance(params, mcp_types.ElicitRequestFormParams):
         return mcp_types.ElicitResult(action="decline")
     properties = params.requested_schema.get("properties", {})
@@ -41,6 +43,9 @@ def accept_confirmation(params: mcp_types.ElicitRequestParams) -> mcp_types.Elic
         name: True for name, spec in properties.items()
         if isinstance(spec, dict) and spec.get("type") == "boolean"
     }
+    bound = properties.get("approve_minutes", {}).get("maximum")
+    if minutes > 0 and isinstance(bound, int):
+        content["approve_minutes"] = min(minutes, bound)
     return mcp_types.ElicitResult(action="accept", content=content)
 
 
@@ -70,7 +75,7 @@ def tool_result_for_model(result: mcp_types.CallToolResult) -> str:
 
 async def run_catalog_command(
     service: AgentService, mcp_server: MCPServer, identity: Identity, name: str,
-    arguments: dict[str, Any], host: str | None, *, confirmed: bool,
+    arguments: dict[str, Any], host: str | None, *, confirmed: bool, minutes: int = 0,
 ) -> list[ToolCard]:
     """One catalog command run by a click (the palette, the hosts panel's check): the same
     `execute_command` tool Claude and MCP clients use."""
@@ -83,7 +88,7 @@ async def run_catalog_command(
         if not confirmed or accepted:
             return mcp_types.ElicitResult(action="decline")
         accepted = True
-        return accept_confirmation(params)
+        return accept_confirmation(params, minutes)
 
     token = service.identity_tokens.issue(identity)
     try:

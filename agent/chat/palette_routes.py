@@ -22,7 +22,7 @@ from .mcp_calls import run_catalog_command
 from .palette import arguments_from_form
 from .responses import forbidden, html
 from .sessions import PendingRun
-from .state import ChatState
+from .state import ChatState, approve_minutes
 
 
 class Palette:
@@ -47,11 +47,14 @@ class Palette:
                                               command=name, error=str(exc))], open_output=True))
         # A command the policy refuses is not worth a confirmation click: run it, and
         # the refusal (recorded in the audit log) comes back as the card.
-        if command.destructive and self.service.policy.visible(identity, command):
+        if (command.destructive and self.service.policy.visible(identity, command)
+                and not self.state.approved(identity, host, rendered)):
             pending = secrets.token_hex(8)
             session.pending_runs[pending] = PendingRun(name, arguments, host, rendered)
-            return html(views.confirm(f"run-{pending}", host or "", name, rendered,
-                                      f"/chat/run/{pending}", replace_self=True))
+            shown_host = host or self.service.settings.default_host or ""
+            return html(views.confirm(f"run-{pending}", shown_host, name, rendered,
+                                      f"/chat/run/{pending}", replace_self=True,
+                                      runs_as=self.service.runs_as(command, host)))
         cards = await run_catalog_command(self.service, self.state.mcp_server, identity, name,
                                           arguments, host, confirmed=False)
         return html(views.cards(cards, open_output=True))
@@ -64,10 +67,11 @@ class Palette:
         pending = session.pending_runs.pop(request.path_params["pending"], None)
         if pending is None:
             return html(views.message_fragment("error", "That command is no longer pending."))
-        if (await self.state.form(request)).get("decision") != "confirm":
+        form = await self.state.form(request)
+        if form.get("decision") != "confirm":
             return html(views.cards([declined_card("execute_command", pending.host or "",
                                                    pending.rendered, command=pending.command)]))
         cards = await run_catalog_command(self.service, self.state.mcp_server, identity,
                                           pending.command, pending.arguments, pending.host,
-                                          confirmed=True)
+                                          confirmed=True, minutes=approve_minutes(form))
         return html(views.cards(cards, open_output=True))

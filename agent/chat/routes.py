@@ -22,6 +22,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from agent.core.identity import Identity
+from agent.mcp.runbooks import offered
 from agent.mcp.tools import tools_for
 
 from . import views, warmup
@@ -32,7 +34,8 @@ from .host_routes import host_panel
 from .palette import palette
 from .prompt import system_prompt
 from .responses import SECURITY_HEADERS, forbidden, html, no_content
-from .state import ChatState
+from .sessions import ChatSession
+from .state import ChatState, approve_minutes
 from .turn_stream import turn_events
 from .turn_view import THINKING, Status, status_of
 
@@ -134,6 +137,7 @@ class Chat:
             max_question=MAX_QUESTION,
             examples=examples(catalog, hosts, settings.default_host),
             capabilities=capabilities(catalog, hosts),
+            starters=offered({c.name for c in catalog}) if self.state.has_key else [],
             **host_panel(self.service, identity),
         ))
 
@@ -148,6 +152,11 @@ class Chat:
         question = (await self.state.form(request)).get("message", "").strip()
         if not question:
             return html("")
+        return await self.start_turn(identity, session, question)
+
+    async def start_turn(self, identity: Identity, session: ChatSession,
+                         question: str) -> Response:
+        """Start a turn for this person's question (the question box, or a runbook starter)."""
         if len(question) > MAX_QUESTION:
             return html(views.message_fragment(
                 "error", f"That question is too long ({len(question)} characters; the limit is "
@@ -171,6 +180,8 @@ class Chat:
             default_host=settings.default_host,
             system=system_prompt(catalog, settings),
             allowed_tools=frozenset(tools_for(self.service, identity, tool_names)),
+            approved=lambda host, rendered: self.state.approved(identity, host, rendered),
+            runs_as=lambda command, host: self.service.runs_as(command, host or None),
             identity_token=token,
             options=replace(self.state.options.loop, model=settings.anthropic_model),
             base_url=settings.anthropic_base_url,
@@ -214,9 +225,10 @@ class Chat:
         if checked is None:
             return forbidden()
         _, session = checked
-        decision = (await self.state.form(request)).get("decision")
+        form = await self.state.form(request)
         call = request.path_params["call"]
-        if session.turn is None or session.turn.decide(call, decision == "confirm") is None:
+        if session.turn is None or session.turn.decide(
+                call, form.get("decision") == "confirm", approve_minutes(form)) is None:
             return html(views.message_fragment(
                 "error", "That confirmation is no longer pending."), status_code=409)
         # The stream shows what happens next, in every open view of the turn.

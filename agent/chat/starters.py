@@ -16,23 +16,26 @@ from agent.mcp.runbooks import BY_NAME, render
 from whitelist.param_types import UNIT_PATTERN
 
 from . import views
-from .routes import Chat, forbidden, html
+from .responses import forbidden, html
+from .routes import Chat
+from .state import ChatState
 
 
 class Starters:
-    def __init__(self, chat: Chat) -> None:
+    def __init__(self, state: ChatState, chat: Chat) -> None:
+        self.state = state
         self.chat = chat
 
     async def start(self, request: Request) -> Response:
-        checked = await self.chat._checked(request)
+        checked = await self.state.checked(request)
         if checked is None:
             return forbidden()
         identity, session = checked
-        form = await self.chat._form(request)
+        form = await self.state.form(request)
         runbook = BY_NAME.get(form.get("runbook", ""))
-        service = self.chat.service
+        service = self.state.service
         unit = form.get("unit", "").strip()
-        if runbook is None or not self.chat.has_key:
+        if runbook is None or not self.state.has_key:
             return html(views.message_fragment("error", "That runbook is not available here."))
         if runbook.needs_unit and not re.fullmatch(UNIT_PATTERN, unit):
             return html(views.message_fragment(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from mcp.server.mcpserver import MCPServer
 from starlette.requests import Request
 
+from agent.core.errors import ConfigError
 from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.web.middleware.identity import request_identity
@@ -19,6 +20,12 @@ from .history import MAX_BYTES, MAX_TURNS, HistoryStore
 from .sessions import ChatSession, Sessions
 
 log = logging.getLogger(__name__)
+
+
+def approve_minutes(form: dict[str, str]) -> int:
+    """The confirm box's "also approve identical calls for" choice (0: this call only)."""
+    raw = form.get("minutes", "0")
+    return int(raw) if raw.isdigit() and len(raw) <= 4 else 0
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,14 @@ class ChatState:
                         request.headers.get("sec-fetch-site", "absent"))
             return None
         return identity, session
+
+    def approved(self, identity: Identity, host: str | None, rendered: str) -> bool:
+        """Whether a time-limited approval covers this call (then nobody is asked)."""
+        try:
+            target = self.service.host(host or None, identity).name
+        except ConfigError:
+            return False
+        return self.service.approvals.find(identity, target, rendered) is not None
 
     async def form(self, request: Request) -> dict[str, str]:
         form = await request.form()

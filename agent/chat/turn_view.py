@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 from markupsafe import Markup
 
+from agent.mcp.progress import HEARTBEAT_PREFIX
+
 from . import views
 from .events import (
     ConfirmNeeded,
@@ -26,6 +28,7 @@ from .events import (
     TextFinished,
     TextStarted,
     ToolFinished,
+    ToolOutput,
     ToolStarted,
     TurnFailed,
     TurnFinished,
@@ -80,11 +83,23 @@ class _Text:
     done: bool = False
 
 
+# A running command's card shows this much of what it printed so far (the finished card
+# has all of it).
+LIVE_LIMIT = 64_000
+
+
+@dataclass
+class _Running:
+    started: ToolStarted
+    output: str = ""
+    heartbeat: str = ""  # "12 s, 40 lines so far" while the command prints nothing
+
+
 class TurnView:
     def __init__(self, turn_id: str, confirm_url: str) -> None:
         self.turn_id = turn_id
         self._confirm_url = confirm_url  # "{call}" is replaced by the call id
-        self._segments: dict[str, str | _Text] = {}  # by element id, in page order
+        self._segments: dict[str, str | _Text | _Running] = {}  # by element id, in page order
         self._events: list[Event] = []
         self._sent: set[str] = set()
         self._status = THINKING
@@ -110,9 +125,20 @@ class TurnView:
             url = self._confirm_url.format(call=event.call)
             return self._set(f"c-{event.call}", views.confirm(
                 f"c-{event.call}", event.host, event.command, event.rendered, url,
-                replace_self=False))
+                replace_self=False, runs_as=event.runs_as))
         if isinstance(event, ToolStarted):
-            return self._set(f"c-{event.call}", views.running(f"c-{event.call}", event))
+            self._segments[f"c-{event.call}"] = _Running(event)
+            return f"c-{event.call}"
+        if isinstance(event, ToolOutput):
+            running = self._segments.get(f"c-{event.call}")
+            if not isinstance(running, _Running):
+                return None
+            if event.text.startswith(HEARTBEAT_PREFIX):
+                running.heartbeat = event.text.removeprefix(HEARTBEAT_PREFIX).strip("[] ")
+            else:
+                running.output = (running.output + event.text.rstrip("\n") + "\n")[-LIVE_LIMIT:]
+                running.heartbeat = ""
+            return f"c-{event.call}"
         if isinstance(event, ToolFinished):
             return self._set(f"c-{event.call}", views.cards(event.cards, id=f"c-{event.call}"))
         if isinstance(event, TurnFailed):
@@ -132,6 +158,8 @@ class TurnView:
         segment = self._segments[id]
         if isinstance(segment, str):
             return segment
+        if isinstance(segment, _Running):
+            return views.running(id, segment.started, segment.output, segment.heartbeat)
         text = "".join(segment.parts)
         if segment.done:
             return str(Markup('<div class="msg assistant md" id="{}">{}</div>').format(

@@ -98,13 +98,16 @@ def cards(items: Sequence[ToolCard], *, id: str | None = None,
     return str(_macro("cards_view")(list(items), id, open_output))
 
 
-def running(id: str, event: ToolStarted) -> str:
-    return str(_macro("running_view")(id, event.label, event.host, event.rendered))
+def running(id: str, event: ToolStarted, output: str = "", heartbeat: str = "") -> str:
+    """The card of a command still running, with what it printed so far."""
+    return str(_macro("running_view")(id, event.label, event.host, event.rendered, output,
+                                      heartbeat))
 
 
 def confirm(id: str, host: str, command: str, rendered: str, post_url: str,
-            *, replace_self: bool) -> str:
-    return str(_macro("confirm_view")(id, host, command, rendered, post_url, replace_self))
+            *, replace_self: bool, runs_as: str | None = None) -> str:
+    return str(_macro("confirm_view")(id, host, command, rendered, post_url, replace_self,
+                                      runs_as))
 
 
 def status(turn_id: str, status: Any, *, oob: bool = False) -> str:

@@ -71,6 +71,11 @@
     if (last) { last.scrollIntoView({block: "end"}); }
   }
   document.addEventListener("htmx:afterSwap", scrollToEnd);
+  // Something asked from elsewhere (an example, a runbook) is followed to the log's end.
+  document.addEventListener("htmx:beforeRequest", function (evt) {
+    var target = evt.detail && evt.detail.target;
+    if (target instanceof Element && target.id === "log") { followLog = true; }
+  });
   // A palette result lands under its form: bring it into view with the smallest move.
   document.addEventListener("htmx:afterSwap", function (evt) {
     var target = evt.detail && evt.detail.target;

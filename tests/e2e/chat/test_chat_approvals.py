@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from agent.core.audit_records import read_calls
-from tests.e2e.chat.conftest import EXTRA_CATALOG, ChatFactory, screenshot
-from tests.e2e.chat.test_chat_page import TIMEOUT
+from tests.e2e.chat.conftest import EXTRA_CATALOG, ChatFactory
+from tests.e2e.chat.helpers import TIMEOUT, card, check_state
 
 pytestmark = pytest.mark.e2e
 
@@ -42,9 +42,9 @@ def test_an_approval_for_15_minutes_spares_the_next_click(
     page.click(run)
     page.wait_for_selector(".confirm", timeout=TIMEOUT)
     page.select_option(".confirm select[name=minutes]", "15")
-    screenshot(page, "confirm-approve-for")
+    check_state(page, app.url, "confirm-approve-for")
     page.click(".confirm button[value=confirm]")
-    page.wait_for_selector(".card:has(.status:text-is('exit 0'))", timeout=TIMEOUT)
+    card(page, "remove_marker", "exit 0")
     assert not marker.exists()
 
     marker.touch()
@@ -67,4 +67,4 @@ def test_the_confirm_box_says_a_command_runs_as_root(chat_app: ChatFactory, page
     confirm = page.wait_for_selector(".confirm", timeout=TIMEOUT)
     assert "as root (sudo)" in confirm.inner_text()
     page.click(".confirm button[value=cancel]")
-    page.wait_for_selector(".card:has(.status:text-is('declined'))", timeout=TIMEOUT)
+    card(page, "restart_cron", "declined")

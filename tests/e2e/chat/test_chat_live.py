@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.chat.conftest import EXTRA_CATALOG, ChatFactory, screenshot
-from tests.e2e.chat.test_chat_page import TIMEOUT, ask, finished_card, wait_idle
+from tests.e2e.chat.conftest import EXTRA_CATALOG, ChatFactory
+from tests.e2e.chat.helpers import TIMEOUT, ask, card, check_state, wait_idle
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse
 
 pytestmark = pytest.mark.e2e
@@ -48,11 +48,10 @@ def test_lines_of_a_running_command_show_in_its_card(
     shown_live = live.inner_text()
     assert page.locator(".card.running").count() == 1
     assert shown_live.splitlines()[0] == "tick-0"
-    screenshot(page, "chat-live-output")
-    card = finished_card(page, "execute_command")
+    check_state(page, app.url, "chat-live-output")
+    ticked = card(page, "ticker", "exit 0")
     page.wait_for_selector("text=It ticked thirty times.", timeout=TIMEOUT)
     wait_idle(page, 1)
-    card.click()
-    assert "tick-29" in card.inner_text()
+    assert "tick-29" in (ticked.locator("pre.out").text_content() or "")
     assert page.locator(".card.running").count() == 0
     assert not page.console_errors, page.console_errors

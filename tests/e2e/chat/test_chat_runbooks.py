@@ -9,7 +9,7 @@ import pytest
 
 from agent.mcp.runbooks import BY_NAME, render
 from tests.e2e.chat.conftest import ChatFactory
-from tests.e2e.chat.test_chat_page import TIMEOUT, finished_card, wait_idle
+from tests.e2e.chat.helpers import TIMEOUT, card, wait_idle
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse, last_user_text
 
 pytestmark = pytest.mark.e2e
@@ -29,13 +29,13 @@ def test_a_runbook_starter_starts_a_turn_with_the_runbook(
     assert starters.locator("button").all_inner_texts() == [
         "Disk is filling up", "A service is failing", "Health check of a host"]
     starters.locator("button", has_text="Disk is filling up").click()
-    finished_card(page, "check_disk")
+    card(page, "disk_usage", "exit 0")
     page.wait_for_selector("text=The root filesystem has room.", timeout=TIMEOUT)
     wait_idle(page, 1)
     sent = last_user_text(fake.requests[0])
     visible = {c.name for c in app.service.catalog}
     assert sent == render(BY_NAME["disk_filling_up"], host="test", may_run=visible.__contains__)
-    assert page.locator(".msg.user").first.inner_text().startswith("A filesystem on test")
+    assert "\nA filesystem on test" in page.locator(".msg.user").first.inner_text()
 
     # The service runbook needs a unit name; the form says so before anything is sent.
     form = starters.locator("form:has(input[name=unit])")
