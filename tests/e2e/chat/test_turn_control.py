@@ -27,6 +27,7 @@ from agent.core.audit_records import read_calls
 from agent.inventory import HostConfig
 from tests.support.agents import RunningAgent, running_agent, settings_for
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse, tool_results
+from tests.support.sshd import remote_processes
 from whitelist import load_catalog
 
 pytestmark = pytest.mark.e2e
@@ -290,3 +291,41 @@ async def test_views_of_a_turn_are_capped_and_bogus_stops_cost_nothing(
     assert (await http.post(f"/chat/stop/{turn}")).status_code == 204
     held.set()
     assert "event: done" in await stream_text(http, turn)
+
+
+def sleeping(user: str) -> set[str]:
+    """PIDs of the test's `sleep 31.25` processes on the host."""
+    return {line.split()[0] for line in remote_processes(user, "sleep 31.25")
+            if line.split()[1:2] == ["sleep"]}
+
+
+@pytest.mark.xfail(strict=True, reason="issue 15 (agent/ssh) ends the remote process tree of a "
+                   "cancelled call; until it lands the command outlives its stopped turn. "
+                   "When this passes, drop the marker.")
+async def test_stop_ends_the_remote_command(
+    agent: Callable[..., Any], ssh_host: HostConfig,
+) -> None:
+    served = await agent([
+        Step(when="sleep", reply=[ToolUse("execute_command", {"command": "sleep_long"})]),
+    ])
+    http = served.http
+    before = sleeping(ssh_host.user)
+    turn = await start_turn(http, "sleep for a while")
+    async with http.stream("GET", f"/chat/stream/{turn}") as view:
+        chunks = view.aiter_text()
+        await read_until(chunks, "Running sleep_long on test")
+        # Stop only once the command really runs on the host.
+        started = await eventually(lambda: sleeping(ssh_host.user) - before)
+        assert (await http.post(f"/chat/stop/{turn}")).status_code == 204
+        await read_until(chunks, "event: done")
+    gone = await asyncio.to_thread(lambda: wait_until_gone_pids(ssh_host.user, started))
+    assert gone, f"still on the host: {started}"
+
+
+def wait_until_gone_pids(user: str, pids: set[str], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while sleeping(user) & pids:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
