@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # newcomer needs to read first.
 PIP := PYTHONWARNINGS=ignore $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: demo app test install machine tailnet-bin wheels ts-client axe lint pytest dist image measure bench clean
+.PHONY: demo app test install machine tailnet-bin wheels ts-client axe lint pytest dist image measure bench soak clean
 
 $(BIN)/python:
 	@echo "Creating $(VENV) and installing tailnet-agent into it (a minute or two the first time)..."

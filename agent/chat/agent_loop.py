@@ -94,6 +94,8 @@ class ChatTurn:
     approved: Callable[[str, str], bool] | None = None
     # Who a command runs as on a host (the confirm box says "as root").
     runs_as: Callable[[Command, str], str | None] = lambda command, _host: command.runs_as()
+    # Records a call refused before it reached the tools; returns what to show.
+    refused: Callable[[str, dict[str, Any], str, str], str] = lambda c, a, h, e: e
     log: EventLog = field(default_factory=EventLog)
     finished: bool = False
     started: float = field(default_factory=time.time)
@@ -300,10 +302,11 @@ class ChatTurn:
             try:
                 rendered = render(command, arguments.get("parameters") or {})
             except WhitelistError as exc:
-                if command.destructive:  # never ask to confirm what cannot run
+                if command.destructive:  # never ask to confirm what cannot run: recorded
+                    error = self.refused(command.name, arguments, host, str(exc))
                     self._show(turn, call, [ToolCard(tool=name, host=host, command=command.name,
-                                                     error=str(exc))])
-                    return answer(str(exc), is_error=True)
+                                                     error=error)])
+                    return answer(error, is_error=True)
         if command is not None and command.destructive:
             # A time-limited approval still running covers it: no click (the service cites it).
             confirmed = (self.approved is not None and self.approved(host, rendered)) or (

@@ -19,7 +19,7 @@ from whitelist import WhitelistError, render
 from . import views
 from .cards import ToolCard, declined_card
 from .mcp_calls import run_catalog_command
-from .palette import arguments_from_form
+from .palette import PARAM_PREFIX, arguments_from_form
 from .responses import forbidden, html
 from .sessions import PendingRun
 from .state import ChatState, approve_minutes
@@ -39,19 +39,23 @@ class Palette:
         name = form.get("command", "")
         host = form.get("host") or None
         try:
-            command = self.service.catalog.get(name)
+            command = self.service.command(name, identity)
             arguments = arguments_from_form(command, form)
             rendered = render(command, arguments)
         except WhitelistError as exc:
+            # Refused before the tool ran: recorded and counted like any refused call.
+            fields = {k: v for k, v in form.items() if k.startswith(PARAM_PREFIX)}
+            error = self.service.refused(identity, tool="palette", command=name, host=host,
+                                         arguments=fields, error=str(exc))
             return html(views.cards([ToolCard(tool="execute_command", host=host or "",
-                                              command=name, error=str(exc))], open_output=True))
+                                              command=name, error=error)], open_output=True))
         # A command the policy refuses is not worth a confirmation click: run it, and
         # the refusal (recorded in the audit log) comes back as the card.
         if (command.destructive and self.service.policy.visible(identity, command)
                 and not self.state.approved(identity, host, rendered)):
             pending = secrets.token_hex(8)
-            session.pending_runs[pending] = PendingRun(name, arguments, host, rendered)
-            shown_host = host or self.service.settings.default_host or ""
+            session.add_pending(pending, PendingRun(name, arguments, host, rendered))
+            shown_host = host or self.state.default_host(identity) or ""
             return html(views.confirm(f"run-{pending}", shown_host, name, rendered,
                                       f"/chat/run/{pending}", replace_self=True,
                                       runs_as=self.service.runs_as(command, host)))
@@ -64,7 +68,7 @@ class Palette:
         if checked is None:
             return forbidden()
         identity, session = checked
-        pending = session.pending_runs.pop(request.path_params["pending"], None)
+        pending = session.take_pending(request.path_params["pending"])
         if pending is None:
             return html(views.message_fragment("error", "That command is no longer pending."))
         form = await self.state.form(request)

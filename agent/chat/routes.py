@@ -133,9 +133,9 @@ class Chat:
             palette=palette(catalog),
             command_count=len(catalog),
             hosts=hosts,
-            default_host=settings.default_host,
+            default_host=self.state.default_host(identity),
             max_question=MAX_QUESTION,
-            examples=examples(catalog, hosts, settings.default_host),
+            examples=examples(catalog, hosts, self.state.default_host(identity)),
             capabilities=capabilities(catalog, hosts),
             starters=offered({c.name for c in catalog}) if self.state.has_key else [],
             **host_panel(self.service, identity),
@@ -177,14 +177,17 @@ class Chat:
             anthropic_client=self._anthropic,
             mcp_server=mcp_server,
             catalog=catalog,
-            default_host=settings.default_host,
-            system=system_prompt(catalog, settings),
+            default_host=self.state.default_host(identity),
+            system=system_prompt(catalog, self.service.host_views(identity)),
             allowed_tools=frozenset(tools_for(self.service, identity, tool_names)),
             approved=lambda host, rendered: self.state.approved(identity, host, rendered),
             runs_as=lambda command, host: self.service.runs_as(command, host or None),
             identity_token=token,
             options=replace(self.state.options.loop, model=settings.anthropic_model),
             base_url=settings.anthropic_base_url,
+            refused=lambda command, arguments, host, error: self.service.refused(
+                identity, tool="execute_command", command=command, host=host or None,
+                arguments=arguments, error=error),
         )
 
         async def run() -> None:

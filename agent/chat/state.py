@@ -64,6 +64,11 @@ class ChatState:
             return None
         return identity, session
 
+    def default_host(self, identity: Identity) -> str | None:
+        """The default host, if this caller may use it."""
+        default = self.service.settings.default_host
+        return default if default in self.service.visible_hosts(identity) else None
+
     def approved(self, identity: Identity, host: str | None, rendered: str) -> bool:
         """Whether a time-limited approval covers this call (then nobody is asked)."""
         try:

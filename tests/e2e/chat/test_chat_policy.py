@@ -136,3 +136,26 @@ async def test_the_hosts_panel_shows_and_checks_only_the_callers_hosts(
         refused = await http.post("/chat/hosts/check", data={"host": ssh_host.name},
                                   headers=SAME_ORIGIN)
         assert "There is no host" in refused.text and "answers over SSH" not in refused.text
+
+
+async def test_the_chats_check_before_a_confirmation_is_audited_too(
+    serve: Serve, fake: FakeAnthropic, marker_dir: Path, tmp_path: Path
+) -> None:
+    # Claude asks for a destructive command with arguments that do not validate: the chat
+    # refuses it before offering a confirmation, and that refusal is on the record.
+    async with httpx.AsyncClient(base_url=await serve(LOCAL), timeout=30) as http:
+        await http.post("/chat/send", data={"message": "a twisted marker please"},
+                        headers=SAME_ORIGIN)
+        for _ in range(300):
+            if len(fake.requests) >= 2:
+                break
+            await asyncio.sleep(0.05)
+    result = fake.requests[1]["messages"][-1]["content"][0]
+    assert result["is_error"] and "unknown argument" in str(result["content"])
+    assert len(str(result["content"])) < 600
+    records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    (start,) = [r for r in records if r["event"] == "start"]
+    (end,) = [r for r in records if r["event"] == "end"]
+    assert start["command"] == "make_marker" and start["tool"] == "execute_command"
+    assert end["outcome"] == "invalid" and "unknown argument" in end["error"]
+    assert not (marker_dir / "marker").exists()
