@@ -299,9 +299,6 @@ def sleeping(user: str) -> set[str]:
             if line.split()[1:2] == ["sleep"]}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 (agent/ssh) ends the remote process tree of a "
-                   "cancelled call; until it lands the command outlives its stopped turn. "
-                   "When this passes, drop the marker.")
 async def test_stop_ends_the_remote_command(
     agent: Callable[..., Any], ssh_host: HostConfig,
 ) -> None:
