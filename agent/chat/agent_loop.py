@@ -20,11 +20,14 @@ import mcp_types
 from mcp.client.session import ClientRequestContext
 from mcp.server.mcpserver import MCPServer
 
+from agent.core.errors import ConfigError
+from agent.mcp.confirm import selector_list
 from agent.settings import DEFAULT_MODEL
 from whitelist import Catalog, Command, WhitelistError, render
 
 from .api_errors import api_error_message
 from .cards import ToolCard, cards_for, declined_card
+from .confirm_target import CONFIRMED_TOOLS, FanoutPlanner, confirmation_target
 from .events import (
     ConfirmNeeded,
     Event,
@@ -96,6 +99,8 @@ class ChatTurn:
     runs_as: Callable[[Command, str], str | None] = lambda command, _host: command.runs_as()
     # Records a call refused before it reached the tools; returns what to show.
     refused: Callable[[str, dict[str, Any], str, str], str] = lambda c, a, h, e: e
+    # What a run_on_hosts call would run on, for its one confirmation (this person's view).
+    fanout_plan: FanoutPlanner | None = None
     log: EventLog = field(default_factory=EventLog)
     finished: bool = False
     started: float = field(default_factory=time.time)
@@ -296,20 +301,28 @@ class ChatTurn:
 
         command_name = arguments.get("command")
         command = (self.catalog.commands.get(command_name)
-                   if name == "execute_command" and isinstance(command_name, str) else None)
-        rendered = ""
+                   if name in CONFIRMED_TOOLS and isinstance(command_name, str) else None)
+        if name == "run_on_hosts":  # the hosts asked for, until the plan names them
+            host = ", ".join(selector_list(arguments.get("hosts") or []))
+        rendered, runnable = "", True
         if command is not None:
             try:
-                rendered = render(command, arguments.get("parameters") or {})
-            except WhitelistError as exc:
+                if command.destructive:  # the confirmation names every host it would run on
+                    host, rendered, runnable = confirmation_target(
+                        name, command, arguments, host, self.fanout_plan)
+                else:
+                    rendered = render(command, arguments.get("parameters") or {})
+            except (WhitelistError, ConfigError) as exc:
                 if command.destructive:  # never ask to confirm what cannot run: recorded
                     error = self.refused(command.name, arguments, host, str(exc))
                     self._show(turn, call, [ToolCard(tool=name, host=host, command=command.name,
                                                      error=error)])
                     return answer(error, is_error=True)
         if command is not None and command.destructive:
-            # A time-limited approval still running covers it: no click (the service cites it).
-            confirmed = (self.approved is not None and self.approved(host, rendered)) or (
+            # A time-limited approval still running covers it: no click (the service cites
+            # it); a fan-out that would run nowhere needs none either.
+            confirmed = not runnable or (
+                self.approved is not None and self.approved(host, rendered)) or (
                 await self._confirm(ConfirmNeeded(call, name, host, command.name, rendered,
                                                   self.runs_as(command, host))))
             if not confirmed:

@@ -42,6 +42,7 @@ class ToolCard:
     output: str = ""  # non-command tools (list_hosts, ...): their JSON, pretty-printed
     declined: bool = False  # a destructive command the person did not confirm
     stopped: bool = False  # the person stopped the turn while this call was pending
+    fanout: tuple[FanoutRow, ...] = ()  # run_on_hosts: one row per host, failures first
 
     @property
     def ok(self) -> bool:
@@ -65,6 +66,9 @@ class ToolCard:
 
     @property
     def status(self) -> str:
+        if self.fanout:
+            ok = sum(row.status == "ok" for row in self.fanout)
+            return f"{ok} of {len(self.fanout)} hosts ok"
         if self.stopped:
             return "stopped"
         if self.declined:

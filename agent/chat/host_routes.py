@@ -36,7 +36,8 @@ def host_panel(service: AgentService, identity: Identity, tag: str = "") -> dict
     command = service.catalog.commands.get(HEALTH_COMMAND)
     checkable = {
         h.name for h in hosts
-        if command is not None and service.policy.decide(identity, command, h.name).allowed
+        if command is not None and command.applies_to(h.name, h.tags)
+        and service.policy.decide(identity, command, h.name, h.tags).allowed
     }
     return panel(hosts, checkable, tag)
 

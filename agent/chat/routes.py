@@ -182,6 +182,8 @@ class Chat:
             allowed_tools=frozenset(tools_for(self.service, identity, tool_names)),
             approved=lambda host, rendered: self.state.approved(identity, host, rendered),
             runs_as=lambda command, host: self.service.runs_as(command, host or None),
+            fanout_plan=lambda command, arguments, hosts: self.service.plan_fanout(
+                command, arguments, hosts, identity),
             identity_token=token,
             options=replace(self.state.options.loop, model=settings.anthropic_model),
             base_url=settings.anthropic_base_url,

@@ -66,7 +66,7 @@ class ChatState:
 
     def default_host(self, identity: Identity) -> str | None:
         """The default host, if this caller may use it."""
-        default = self.service.settings.default_host
+        default = self.service.hosts.default
         return default if default in self.service.visible_hosts(identity) else None
 
     def approved(self, identity: Identity, host: str | None, rendered: str) -> bool:

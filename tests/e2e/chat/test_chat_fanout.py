@@ -16,8 +16,8 @@ import pytest
 from agent.chat import ChatOptions
 from agent.chat.agent_loop import LoopOptions
 from agent.settings import Settings
-from tests.e2e.chat.conftest import ServedChat, screenshot
-from tests.e2e.chat.test_chat_page import TIMEOUT, ask, wait_idle
+from tests.e2e.chat.conftest import PHONE, PageFactory, ServedChat
+from tests.e2e.chat.helpers import TIMEOUT, ask, check_state, wait_idle
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse, tool_results
 from tests.support.sshd import Sshd
 from whitelist import load_catalog
@@ -64,7 +64,7 @@ commands:
 
 
 def test_claude_fans_out_and_the_card_puts_failures_first(
-    fanout_chat: Any, fake_api: Any, page: Any
+    fanout_chat: Any, fake_api: Any, page: Any, open_page: PageFactory
 ) -> None:
     fake = fake_api([
         Step(when="hostnames", reply=[Text("Asking every host."),
@@ -78,19 +78,27 @@ def test_claude_fans_out_and_the_card_puts_failures_first(
     page.wait_for_selector("text=web-3 is unreachable", timeout=TIMEOUT)
     wait_idle(page, 1)
 
-    card = page.locator("details.card.fanout").last
-    assert "2 of 3 hosts ok" in card.locator("summary").inner_text()
+    card = page.locator("article.card.fanout").last
+    assert "2 of 3 hosts ok" in card.locator(".card-head").inner_text()
+    assert "on 3 hosts" in card.locator(".card-head").inner_text()
     rows = card.locator("tr.fanout-row")
     assert [rows.nth(i).get_attribute("data-host") for i in range(3)] == [
         "web-3", "web-1", "web-2"]
-    assert rows.nth(0).locator(".status").inner_text() == "failed"
+    assert rows.nth(0).locator(".badge").inner_text() == "failed"
     assert "cannot reach web-3" in rows.nth(0).inner_text()
     # Claude had the tool, and got the structured result per host.
     assert "run_on_hosts" in {tool["name"] for tool in fake.requests[0]["tools"]}
     sent = json.loads(tool_results(fake.requests[-1])[-1]["content"])
     assert sent["summary"] == {"total": 3, "ok": 2, "failed": 1, "offline": 0, "refused": 0}
-    screenshot(page, "chat-fanout")
-    assert not page.console_errors, page.console_errors
+    check_state(page, app.url, "chat-fanout")
+    # On a phone the table scrolls sideways inside its card instead of squeezing.
+    phone = open_page(PHONE, "dark")
+    phone.goto(app.url + "/")
+    wrap = phone.locator("article.card.fanout .table-wrap").last
+    wrap.wait_for(timeout=TIMEOUT)
+    assert wrap.evaluate("e => e.scrollWidth > e.clientWidth"), "the table squeezes"
+    wrap.scroll_into_view_if_needed()
+    check_state(phone, app.url, "phone-dark-chat-fanout")
 
 
 def test_a_destructive_fan_out_in_chat_waits_for_one_click_naming_every_host(
