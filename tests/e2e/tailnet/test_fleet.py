@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 import pytest_asyncio
 import yaml
@@ -252,6 +253,25 @@ async def test_an_offline_peer_is_answered_at_once(topology: Topology) -> None:
     assert result.is_error
     assert "host web-3 is offline (last seen 20" in result.content[0].text
     assert elapsed < 1.0, elapsed
+
+
+async def test_the_chat_pages_hosts_panel_shows_the_tailnet_hosts(topology: Topology) -> None:
+    # The page the local operator opens: every tailnet host with what the netmap says of
+    # it, and the check (the catalog's uptime through the policy path) on a running node.
+    base = topology.url.removesuffix("/mcp")
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        page = (await http.get("/")).text
+        rows = {row.split('class="host-name">', 1)[1].split("<", 1)[0]: row
+                for row in page.split('<li class="host-row"')[1:]}
+        assert set(rows) == set(SERVERS), sorted(rows)
+        assert 'class="host-state offline"' in rows["web-3"] and "last seen 20" in rows["web-3"]
+        for name in set(SERVERS) - {"web-3"}:
+            assert 'class="host-state online"' in rows[name], name
+        assert "· linux" in rows["web-1"] and '<li class="tag">tag:web</li>' in rows["web-1"]
+        checked = await http.post("/chat/hosts/check", data={"host": "web-1"},
+                                  headers={"Sec-Fetch-Site": "same-origin"})
+        assert "answers over SSH" in checked.text and "load average" in checked.text
+        assert 'class="host-state online"' in checked.text
 
 
 async def test_fan_out_over_all_hosts_with_progress_and_one_audit_pair_per_host(
