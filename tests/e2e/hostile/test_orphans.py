@@ -39,6 +39,22 @@ def marker() -> str:
     return f"{random.randint(1000, 9999)}.{random.randint(100, 999)}"
 
 
+def nap_catalog(directory: Path, sleep: str, another: str) -> Path:
+    """A catalog with `nap` (the fast path) and `another` command, both running `sleep`."""
+    catalog = directory / "naps.yaml"
+    more = another.replace("{sleep}", sleep).strip("\n")
+    catalog.write_text(f"""
+commands:
+  nap:
+    description: Sleep (test command).
+    category: Test
+    template: "{sleep}"
+    timeout: 30
+{more}
+""")
+    return catalog
+
+
 @pytest.mark.parametrize("path", ["exec", "fast"])
 async def test_sixty_cancels_mid_command_leave_no_process_and_free_every_slot(
     ssh_host: HostConfig, sshd: Sshd, path: str
@@ -97,14 +113,7 @@ async def test_mcp_cancellation_and_vanished_clients_stop_the_remote_command(
     ssh_host: HostConfig, sshd: Sshd, tmp_path: Path
 ) -> None:
     sleep = f"sleep {marker()}"
-    catalog = tmp_path / "nap.yaml"
-    catalog.write_text(f"""
-commands:
-  nap:
-    description: Sleep (test command).
-    category: Test
-    template: "{sleep}"
-    timeout: 30
+    catalog = nap_catalog(tmp_path, sleep, """
   nap_long:
     description: Sleep longer than the fast path takes (test command).
     category: Test
@@ -148,14 +157,7 @@ async def test_cancelling_the_task_running_the_service_call_ends_the_remote_tree
     # What the chat's stop button (and any front end) does: cancel the task awaiting
     # AgentService.run. By the time the cancelled task has finished, nothing runs.
     sleep = f"sleep {marker()}"
-    catalog = tmp_path / "naps.yaml"
-    catalog.write_text(f"""
-commands:
-  nap:
-    description: Sleep (test command).
-    category: Test
-    template: "{sleep}"
-    timeout: 30
+    catalog = nap_catalog(tmp_path, sleep, """
   nap_destructive:
     description: Sleep, on an exec channel (test command).
     category: Test
