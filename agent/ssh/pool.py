@@ -35,7 +35,7 @@ from agent.core.errors import UnknownHost
 from agent.core.results import CommandResult
 from agent.core.spool import CommandOutput, stderr_cap
 from agent.inventory import HostConfig
-from whitelist import wrap_for_exec
+from whitelist import MAX_TIMEOUT, wrap_for_exec
 
 from .connect import connect, probe
 from .dial import Connector
@@ -82,6 +82,7 @@ class SSHPool:
         # A live mapping (agent.core.hosts.HostRegistry): tailnet hosts come and go.
         self._configs = hosts
         self._hosts: dict[str, HostState] = {}
+        self._retiring: set[asyncio.Task[None]] = set()  # hosts gone, calls still on them
         self._giveup = GiveUp()
 
     # -- public API ---------------------------------------------------------
@@ -154,16 +155,31 @@ class SSHPool:
         }
 
     def prune(self) -> None:
-        """Close the connections of hosts that left (or changed), e.g. a tailnet peer gone."""
+        """Retire the connections of hosts that left (or changed), e.g. a tailnet peer gone."""
         for name in list(self._hosts):
             if self._configs.get(name) != self._hosts[name].config:
                 self._retire(self._hosts.pop(name))
 
+    def _retire(self, state: HostState) -> None:
+        """New calls no longer reach `state`; its connection closes once the calls still on
+        it have ended, so a command running there finishes (or, given up, is still stopped
+        through it) instead of being cut off and left running on the host."""
+        if state.slots.busy == 0:
+            _close(state)
+            return
+        task = asyncio.create_task(self._close_when_done(state),
+                                   name=f"retire-{state.config.name}")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
     @staticmethod
-    def _retire(state: HostState) -> None:
-        conn = state.drop()
-        if conn is not None:
-            conn.close()
+    async def _close_when_done(state: HostState) -> None:
+        try:  # at most as long as a call may run
+            with suppress(TimeoutError):
+                await asyncio.wait_for(state.slots.wait_drained(),
+                                       MAX_TIMEOUT + KILL_WAIT_ON_CLOSE)
+        finally:
+            _close(state)
 
     def shells(self, host: str) -> int:
         """Idle persistent shells held for `host` (the fast path's pool)."""
@@ -191,6 +207,10 @@ class SSHPool:
 
     async def close(self) -> None:
         await self._giveup.wait(KILL_WAIT_ON_CLOSE)  # kills still on their way first
+        for task in list(self._retiring):  # hosts that left: close theirs now too
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
         conns = [conn for state in self._hosts.values() if (conn := state.drop()) is not None]
         for conn in conns:
             conn.close()
@@ -404,3 +424,8 @@ class SSHPool:
 def _nothing() -> None:
     """An open that failed or was discarded has given its slot back already."""
 
+
+def _close(state: HostState) -> None:
+    conn = state.drop()
+    if conn is not None:
+        conn.close()

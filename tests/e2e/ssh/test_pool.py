@@ -485,3 +485,45 @@ async def test_a_connection_lost_mid_command_is_reported_in_the_result(
     assert result.exit_status is None and not result.timed_out
     assert "connection to test lost before the command finished" in result.stderr
     assert after.stdout == "back\n"
+
+
+@pytest.mark.parametrize("path", ["exec", "fast"])
+async def test_a_host_that_leaves_mid_command_lets_it_finish_or_stops_it(
+    ssh_host: HostConfig, sshd: Sshd, path: str
+) -> None:
+    """A tailnet host leaving (or its settings changing) while a command runs on it: the
+    command finishes on the old connection, which closes after it; a call given up after
+    the host left still stops its command there."""
+    hosts = {"test": ssh_host}
+    pool = SSHPool(hosts)
+    destructive = path == "exec"
+    sleep = f"sleep 4.{os.getpid() % 1000}"
+    try:
+        running = asyncio.create_task(pool.run("test", "sleep 1; echo done", command_name="s",
+                                               timeout=10, max_output=1000,
+                                               destructive=destructive))
+        await asyncio.sleep(0.5)
+        old = pool._hosts["test"]
+        del hosts["test"]
+        pool.prune()
+        result = await running
+        assert (result.exit_status, result.stdout) == (0, "done\n")
+        for _ in range(50):  # the old connection closes once its last call has ended
+            if old.live() is None:
+                break
+            await asyncio.sleep(0.1)
+        assert old.live() is None
+        # Given up after the host left: its command is still stopped on the host.
+        hosts["test"] = ssh_host
+        given_up = asyncio.create_task(pool.run("test", sleep, command_name="s", timeout=30,
+                                                max_output=1000, destructive=destructive))
+        await asyncio.sleep(0.8)
+        assert remote_processes(sshd.user, sleep), "the command never started"
+        del hosts["test"]
+        pool.prune()
+        given_up.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await given_up
+        assert await asyncio.to_thread(wait_until_gone, sshd.user, sleep, 2.0) == []
+    finally:
+        await pool.close()
