@@ -81,10 +81,17 @@ lint: install
 pytest: install
 	sh tests/run-isolated.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# dist/tailnet-agent: one executable with its own tailscaled (see build/README.md).
+# dist/tailnet-agent: one executable with its own tailscaled (see build/README.md), and its
+# SBOM. Built in a venv of its own holding the app and the build tools only (uv.lock's
+# `build` extra): PyInstaller bundles what the app imports, optional imports included, so
+# what else is installed there would end up in the bundle. .venv gets the build tools too,
+# for the tests and build/image_root.py.
+BUILD_VENV := build/work/venv
 dist: install
 	$(SYNC) --extra test --extra build
-	PYTHON=$(BIN)/python sh build/build.sh
+	UV_PROJECT_ENVIRONMENT=$(BUILD_VENV) UV_PYTHON_DOWNLOADS=never UV_PYTHON=$(PY) \
+		$(BIN)/uv sync --locked --quiet --extra build
+	PYTHON=$(BUILD_VENV)/bin/python sh build/build.sh
 
 # The container image tailnet-agent:<version> from dist/tailnet-agent, FROM scratch (podman;
 # ENGINE=docker for docker). See README "Containers".
