@@ -5,26 +5,45 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-# Quiet installs: pip's own notices and setuptools' editable-install warning are not what a
-# newcomer needs to read first.
-PIP := PYTHONWARNINGS=ignore $(BIN)/pip install -q --disable-pip-version-check
+# Every Python dependency, direct and transitive, comes from uv.lock (exact versions with
+# their hashes), installed by uv, itself pinned with hashes in requirements-uv.txt and
+# installed into the venv by the venv's own pip. `make lock` updates both, on purpose
+# (README: "Dependencies and the lock").
+UV_VERSION ?= $(shell sed -n 's/^uv==\([^ ]*\).*/\1/p' requirements-uv.txt)
+UV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(BIN)/uv
+# --locked: refuse, instead of re-resolving, when pyproject.toml and uv.lock disagree (CI
+# fails there). --inexact: keep uv itself, which is not one of the project's dependencies.
+SYNC := $(UV) sync --locked --inexact --quiet
 
-.PHONY: demo app test install machine tailnet-bin wheels ts-client axe lint pytest dist image measure bench soak clean
+.PHONY: demo app test install lock machine tailnet-bin wheels ts-client axe lint pytest dist image measure bench soak clean
 
 $(BIN)/python:
-	@echo "Creating $(VENV) and installing tailnet-agent into it (a minute or two the first time)..."
+	@echo "Creating $(VENV) and installing tailnet-agent into it from uv.lock..."
 	@$(PY) -m venv $(VENV)
-	@$(PIP) --upgrade pip
+
+$(BIN)/uv: requirements-uv.txt | $(BIN)/python
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+		--no-deps -r requirements-uv.txt
+	@touch $@
 
 # What the app needs and nothing else (no test or build tools).
-app: $(BIN)/python
-	@$(PIP) -e .
+app: $(BIN)/uv
+	@$(SYNC)
 
-install: $(BIN)/python
-	$(PIP) -e '.[test]'
+install: $(BIN)/uv
+	$(SYNC) --extra test
 
 demo: app
 	$(BIN)/tailnet-agent demo
+
+# Update the lock on purpose: after editing pyproject.toml's dependencies, `make lock`;
+# everything to the newest allowed, `make lock LOCK_ARGS=--upgrade` (or
+# `LOCK_ARGS="--upgrade-package NAME"`); another uv, `make lock UV_VERSION=X.Y.Z` (keep
+# pyproject.toml's uv_build range around it).
+lock: $(BIN)/uv
+	$(UV) lock $(LOCK_ARGS)
+	echo "uv==$(UV_VERSION)" | $(UV) pip compile --quiet --universal --generate-hashes \
+		--no-annotate --custom-compile-command "make lock" -o requirements-uv.txt -
 
 # Debian packages (openssh-server, chromium, iproute2) and the sshd test user; needs root,
 # and says what is missing otherwise.
@@ -35,10 +54,12 @@ machine:
 tailnet-bin: install
 	$(BIN)/python -m tests.support.tailnet build
 
-# The app's wheels, so a test can install `make app` into a fresh venv inside the tests'
-# network namespace (no internet there).
+# What `make app` installs, so a test can run it into a fresh venv inside the tests' network
+# namespace (no internet there): uv's wheel here, the locked packages in uv's cache (where
+# `make install` put them).
 wheels: install
-	$(BIN)/pip download -q --disable-pip-version-check -d .cache/wheels . "setuptools>=69" wheel pip
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --require-hashes \
+		--no-deps -d .cache/wheels -r requirements-uv.txt
 
 # The official MCP TypeScript SDK, a second client for the resource and prompt tests
 # (pinned by tests/clients/ts/package-lock.json; installed there, test-only).
@@ -60,10 +81,17 @@ lint: install
 pytest: install
 	sh tests/run-isolated.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# dist/tailnet-agent: one executable with its own tailscaled (see build/README.md).
+# dist/tailnet-agent: one executable with its own tailscaled (see build/README.md), and its
+# SBOM. Built in a venv of its own holding the app and the build tools only (uv.lock's
+# `build` extra): PyInstaller bundles what the app imports, optional imports included, so
+# what else is installed there would end up in the bundle. .venv gets the build tools too,
+# for the tests and build/image_root.py.
+BUILD_VENV := build/work/venv
 dist: install
-	$(PIP) -e '.[build]'
-	PYTHON=$(BIN)/python sh build/build.sh
+	$(SYNC) --extra test --extra build
+	UV_PROJECT_ENVIRONMENT=$(BUILD_VENV) UV_PYTHON_DOWNLOADS=never UV_PYTHON=$(PY) \
+		$(BIN)/uv sync --locked --quiet --extra build
+	PYTHON=$(BUILD_VENV)/bin/python sh build/build.sh
 
 # The container image tailnet-agent:<version> from dist/tailnet-agent, FROM scratch (podman;
 # ENGINE=docker for docker). See README "Containers".

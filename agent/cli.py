@@ -186,7 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds to wait for the answer (default 5)")
     health.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
 
-    command("version", "print versions", "Print our version and the tailscaled version.")
+    version = command("version", "print versions", "Print our version and the tailscaled "
+                      "version; with --verbose, every bundled (or installed) package too.")
+    version.add_argument("-v", "--verbose", action="count", default=0,
+                         help="also list the packages this copy runs on, with their versions "
+                         "(the executable: from the SBOM it carries)")
     return parser
 
 
@@ -216,7 +220,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "version":
         from agent.commands.version import run_version
 
-        return run_version()
+        return run_version(verbose=args.verbose > 0)
     if command == "health":
         from agent.commands.health import run_health
 
@@ -304,6 +308,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.details and args.verbose:
             _stderr(exc.details)
         return _fail(str(exc))
+    except BrokenPipeError:
+        # Whoever read our output stopped (`tailnet-agent version -v | head`): nothing to
+        # say; stdout goes nowhere so that its flush at exit fails no more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:
         # A file or directory the user named cannot be used (permissions, a full disk, ...).
         where = f" ({exc.filename})" if exc.filename else ""

@@ -9,14 +9,23 @@ too, so stderr carries nothing but JSON and stdout stays empty.
 
 Known secret values (auth key, API key, key passphrases) are replaced by
 `[REDACTED]` in every record, whatever its format, exception text included.
+
+Python warnings are records too (logger `py.warnings`, through
+`logging.captureWarnings`): one line each, in the chosen format, and one line per kind
+(category, module, message) for the whole run, never Python's two-line text on stderr.
+Known noise from dependencies (QUIET_WARNINGS) is silenced by category and module before
+those dependencies are imported: `agent.cli` imports none before `main` calls
+`configure`.
 Leaf module: imports nothing from the agent.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -24,6 +33,16 @@ REDACTED = "[REDACTED]"
 # Attributes a log call may set with `extra=` that JSON records carry as fields.
 CONTEXT_FIELDS = ("identity", "host", "command", "tool", "outcome", "call")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+# Warnings that tell our users nothing they could act on: (module of the category, its
+# class, the modules it is attributed to, a regular expression).
+QUIET_WARNINGS: tuple[tuple[str, str, str], ...] = (
+    # asyncssh names cryptography's DSA classes (it still reads ssh-dss keys); cryptography
+    # 51 deprecates them at each use: five warnings at every asyncssh import.
+    ("cryptography.utils", "CryptographyDeprecationWarning", r"asyncssh(\.|$)"),
+)
+# Kinds of warning remembered; past that, a new kind is still logged, but not held.
+WARNING_KINDS_KEPT = 1000
 
 console = logging.getLogger("tailnet_agent.console")
 _json_mode = False
@@ -74,6 +93,7 @@ class JsonFormatter(_Redacting):
 def configure(verbose: int, fmt: str = "text", secrets: Iterable[str] = ()) -> None:
     """Log to stderr in `fmt`; -v shows INFO, -vv DEBUG and tailscaled's own log."""
     global _json_mode, _handler
+    route_warnings()
     _json_mode = fmt == "json"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(secrets) if _json_mode else TextFormatter(secrets))
@@ -91,6 +111,57 @@ def configure(verbose: int, fmt: str = "text", secrets: Iterable[str] = ()) -> N
         logging.getLogger("tailscale_userspace.tailscaled").setLevel(logging.INFO)
         # one line per LocalAPI poll and WhoIs is noise below -vv
         logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class _OncePerKind(logging.Filter):
+    """Lets the first record of each kind through: the message, which for a warning is
+    its category, module and text (see `_warning_line`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = record.getMessage()
+        if kind in self.seen:
+            return False
+        if len(self.seen) < WARNING_KINDS_KEPT:
+            self.seen.add(kind)
+        return True
+
+
+def _module_of(filename: str) -> str:
+    for name, module in list(sys.modules.items()):
+        if getattr(module, "__file__", None) == filename:
+            return name
+    return filename
+
+
+def _warning_line(message: Warning | str, category: type[Warning], filename: str,
+                  lineno: int, line: str | None = None) -> str:
+    """One line for a warning, without its place in the file (one line per kind)."""
+    text = " ".join(str(message).split())
+    return f"{category.__name__}: {text} (in {_module_of(filename)})"
+
+
+def quiet_known_noise() -> None:
+    """Drop the QUIET_WARNINGS; before the modules they are attributed to are imported."""
+    for module_name, class_name, attributed_to in QUIET_WARNINGS:
+        try:
+            category = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):
+            continue  # not installed, or renamed: the tests of each entry point would say
+        warnings.filterwarnings("ignore", category=category, module=attributed_to)
+
+
+def route_warnings() -> None:
+    """Warnings become log records, once per kind; QUIET_WARNINGS are dropped."""
+    quiet_known_noise()
+    warnings.formatwarning = _warning_line
+    logging.captureWarnings(True)
+    records = logging.getLogger("py.warnings")
+    if not any(isinstance(f, _OncePerKind) for f in records.filters):
+        records.addFilter(_OncePerKind())
 
 
 def json_mode() -> bool:

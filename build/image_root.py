@@ -16,7 +16,10 @@ root is built from files this machine already has (Debian packages):
   the Messages API;
 - /etc/passwd and /etc/group with root and the unprivileged user the agent runs as,
   a minimal nsswitch.conf and hosts, and a world-writable /tmp (sticky) where the
-  executable unpacks itself: it must allow executing files.
+  executable unpacks itself: it must allow executing files;
+- the image's SBOM (CycloneDX JSON) at IMAGE_SBOM: the components of the SBOM inside the
+  executable (read from its bundle) and the system packages owning the files copied here
+  (build/sbom.py).
 """
 
 from __future__ import annotations
@@ -32,11 +35,23 @@ UID = GID = 10001
 USER = "tailnet-agent"
 STATE = "/var/lib/tailnet-agent"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+CA_SOURCE = "/usr/share/ca-certificates/mozilla"  # what update-ca-certificates made it from
+IMAGE_SBOM = "/usr/share/doc/tailnet-agent/sbom.cdx.json"
+BUNDLED_SBOM = "tailnet-agent.cdx.json"  # agent.commands.version.BUNDLED_SBOM
 
 
 def fail(message: str) -> None:
     print(f"build/image_root.py: {message}", file=sys.stderr)
     sys.exit(1)
+
+
+def bundled_sbom(executable: Path) -> bytes:
+    from PyInstaller.archive.readers import CArchiveReader
+
+    data = CArchiveReader(str(executable)).extract(BUNDLED_SBOM)
+    if data is None:
+        fail(f"{executable} carries no SBOM ({BUNDLED_SBOM}); rebuild it with `make dist`")
+    return data
 
 
 def bundle_elf_files(executable: Path, into: Path) -> list[Path]:
@@ -123,6 +138,12 @@ def build_root(executable: Path, context: Path) -> None:
     state = context / "state"
     state.mkdir()
     state.chmod(0o700)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import sbom  # build/sbom.py
+
+    count = sbom.write(sbom.image_bom(bundled_sbom(executable), [*libraries, CA_SOURCE]),
+                       root / IMAGE_SBOM.lstrip("/"))
+    print(f"SBOM: {IMAGE_SBOM} ({count} components)", file=sys.stderr)
 
 
 def main(argv: list[str]) -> int:

@@ -9,8 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.web.log_limit import RepeatFilter
-from tests.support.sshd import ssh_host, sshd, sshd_factory  # noqa: F401
+from agent.logs import quiet_known_noise
+
+# The dependency noise the agent silences at start, silenced in the tests' process too,
+# before the imports below bring asyncssh in.
+quiet_known_noise()
+
+from agent.web.log_limit import RepeatFilter  # noqa: E402
+from tests.support.sshd import ssh_host, sshd, sshd_factory  # noqa: E402, F401
 
 
 def pytest_configure(config: pytest.Config) -> None:

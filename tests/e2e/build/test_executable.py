@@ -12,7 +12,9 @@ from pathlib import Path
 
 import httpx2
 from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
+from tests.support.output import assert_json_lines, assert_no_warning
 from tests.support.tailnet import TailnetBinaries
 
 from .frozen import (
@@ -91,6 +93,22 @@ async def test_demo_starts_and_answers_an_mcp_client(tmp_path: Path) -> None:
         record_figure("demo: idle memory, PSS summed over the process tree", tree_pss_mib(pid),
                       "MiB")
         assert await agent.aterminate() in (0, -15), agent.output()
+    assert_no_warning(agent.output())
+
+
+async def test_demo_in_json_mode_prints_json_only(tmp_path: Path) -> None:
+    """`--log-format json` from the executable: its whole output, stdout and stderr together,
+    one JSON object per line, and no warning, from start to stop."""
+    env = user_env(tmp_path)
+    with run(["demo", "--port", "0", "--log-format", "json"], cwd=tmp_path, env=env) as agent:
+        url = (await agent.wait_for(r"MCP endpoint: (http://127\.0\.0\.1:\d+/mcp)", 60)).group(1)
+        await agent.wait_for(r"Ready\.", 30)
+        async with Client(url) as client:
+            result = await client.call_tool("check_memory", {})
+        assert not result.is_error, result.content
+        assert await agent.aterminate() in (0, -15), agent.output()
+    assert_no_warning(agent.output())
+    assert_json_lines(agent.output(), "the executable's output")
 
 
 def test_unpacks_privately_and_cleans_up_after_sigterm(tmp_path: Path) -> None:
@@ -149,6 +167,9 @@ async def test_mcp_over_stdio_through_the_bootloader(tmp_path: Path) -> None:
         command=str(executable()), args=["mcp", "--stdio"], env=user_env(tmp_path),
         cwd=str(tmp_path),
     )
-    async with Client(server) as client:
-        tools = {t.name for t in (await client.list_tools()).tools}
+    errlog = tmp_path / "stderr"
+    with errlog.open("w") as err:
+        async with Client(stdio_client(server, errlog=err)) as client:
+            tools = {t.name for t in (await client.list_tools()).tools}
     assert {"check_memory", "list_hosts"} <= tools
+    assert_no_warning(errlog.read_text(), "stderr")

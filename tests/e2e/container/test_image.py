@@ -41,6 +41,7 @@ from mcp.client.streamable_http import streamable_http_client
 from tailscale_userspace import TailscaleNode
 from tests.e2e.build.frozen import executable, process_tree, record_figure, tree_pss_mib
 from tests.support.components import missing
+from tests.support.output import assert_json_lines, assert_no_warning
 from tests.support.podman import ContainerNetwork, Podman, PortForward, build_image, podman_home
 from tests.support.sshd import Sshd
 from tests.support.tailnet import TEST_TAILSCALED_ENV, TestTailnet, wait_peer
@@ -321,8 +322,8 @@ async def test_compose_up_serves_the_tailnet_and_stop_logs_the_node_out(
         # call is there with who, what and where; no secret is.
         output = agent.output()
         lines = [line for line in output.splitlines() if line.strip()]
-        assert all(line.startswith("{") and line.endswith("}") for line in lines), output
-        records = [json.loads(line) for line in lines]
+        assert_no_warning(output)
+        records = assert_json_lines("\n".join(lines), "the container's output")
         assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
         errors = [r for r in records if r["level"] in ("error", "critical")]
         assert not errors, errors  # nothing went wrong, the shutdown included
@@ -334,6 +335,29 @@ async def test_compose_up_serves_the_tailnet_and_stop_logs_the_node_out(
         call = [r for r in records if r.get("command") == "disk_usage"]
         assert call and call[-1]["identity"] == "ctr-ops" and call[-1]["host"] == "server"
         assert authkey not in output and "PRIVATE KEY" not in output
+
+
+def test_the_image_carries_the_sbom_of_its_files(podman: Podman, image: str,
+                                                 tmp_path: Path) -> None:
+    """The SBOM in the image: the executable with every component of the SBOM it carries,
+    and the Debian packages of the libraries and CA certificates image_root.py copied."""
+    from PyInstaller.archive.readers import CArchiveReader
+
+    container = podman.run("create", image).stdout.strip()
+    try:
+        podman.run("cp", f"{container}:/usr/share/doc/tailnet-agent/sbom.cdx.json",
+                   str(tmp_path / "sbom.json"))
+    finally:
+        podman.run("rm", container)
+    sbom = json.loads((tmp_path / "sbom.json").read_text())
+    assert (sbom["specVersion"], sbom["metadata"]["component"]["type"]) == ("1.6", "container")
+    inner = json.loads(CArchiveReader(str(executable())).extract("tailnet-agent.cdx.json"))
+    refs = {c["bom-ref"] for c in sbom["components"]}
+    assert inner["metadata"]["component"]["bom-ref"] in refs
+    assert {c["bom-ref"] for c in inner["components"]} <= refs
+    debian = {c["name"] for c in sbom["components"] if c.get("purl", "").startswith("pkg:deb/")}
+    assert {"libc6", "ca-certificates"} <= debian, debian
+    record_figure("image: SBOM components", len(sbom["components"]), "components")
 
 
 async def test_the_node_state_on_the_volume_survives_down_and_up(

@@ -2,7 +2,9 @@
 
 - "server": a tailscaled node in front of the real OpenSSH sshd;
 - "agent": `tailnet-agent serve` as a subprocess with its own userspace tailscaled,
-  joined with an ephemeral pre-auth key; its SSH goes through its SOCKS5 proxy;
+  joined with an ephemeral pre-auth key; its SSH goes through its SOCKS5 proxy; it logs
+  JSON (`--log-format json`), and everything it prints is checked at its SIGTERM: one
+  JSON object per line, no raw warning;
 - "client": a third tailscaled; the official MCP SDK client dials the agent's
   tailnet address through that node's SOCKS5 proxy.
 
@@ -33,6 +35,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tailscale_userspace import TailscaleNode, exposed_listeners
 from tailscale_userspace.listeners import listeners
+from tests.support.output import assert_json_lines, assert_no_warning
 from tests.support.sshd import Sshd
 from tests.support.tailnet import TestTailnet, wait_peer
 
@@ -185,7 +188,7 @@ async def topology(tailnet: TestTailnet, sshd: Sshd, tmp_path_factory: pytest.Te
     port = free_port()
     env = {**tailnet.env(user="agent", hostname=AGENT_HOSTNAME),
            **server_env(sshd, server_ip, work)}
-    agent = spawn_agent(env, "--port", str(port))
+    agent = spawn_agent(env, "--port", str(port), "--log-format", "json")
     try:
         url = await ready_url(agent, (client, server))
         yield Topology(tailnet, sshd, server, client, agent, url, port)
@@ -300,6 +303,9 @@ async def test_sigterm_logs_the_ephemeral_node_out_and_leaves_no_tailscaled(
     assert t.agent.stop() == 0
     assert t.tailnet.wait_node_gone(AGENT_HOSTNAME, timeout=30), t.tailnet.headscale.nodes()
     assert not [pid for pid in owned if alive(pid)]
+    # From its start to its exit, stdout and stderr together: JSON only, and no warning.
+    assert_no_warning(t.agent.output)
+    assert_json_lines(t.agent.output, "the agent's output")
 
 
 async def test_without_an_auth_key_the_agent_prints_the_login_url_and_waits(

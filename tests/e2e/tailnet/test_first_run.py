@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.output import assert_clean, assert_json_lines, assert_no_warning
 from tests.support.tailnet import TEST_TAILSCALED_ENV, TailnetBinaries, TestTailnet
 
 pytestmark = pytest.mark.e2e
@@ -60,10 +61,27 @@ def test_serve_with_a_control_url_nobody_answers(tmp_path: Path,
     last = assert_one_line_and_clean(result, tmp_path, "did not reach Running within 6s",
                                      url, "check the control URL", "auth key")
     assert "last log lines" not in last  # the log tail is for -v, not for this line
+    assert_no_warning(result.stdout + result.stderr)
     verbose = run_agent(tmp_path, tailnet_binaries.tailscaled, "serve", "--port", "0", "-v",
                         "--control-url", url, "--authkey", "hs-not-a-real-key",
                         env={"REMOTE_HOST": "web1", "REMOTE_USER": "ops"})
     assert verbose.returncode == 1 and "Traceback" not in verbose.stderr
+    assert_no_warning(verbose.stdout + verbose.stderr)
+
+
+def test_serve_that_cannot_join_logs_json_only(tmp_path: Path,
+                                               tailnet_binaries: TailnetBinaries) -> None:
+    """A log shipper reads `serve --log-format json` failing to join: every line is a JSON
+    object, the last one the error with its next step; nothing else, no warning."""
+    url = f"http://127.0.0.1:{closed_port()}"
+    result = run_agent(tmp_path, tailnet_binaries.tailscaled, "serve", "--port", "0", "-v",
+                       "--log-format", "json", "--control-url", url,
+                       "--authkey", "hs-not-a-real-key",
+                       env={"REMOTE_HOST": "web1", "REMOTE_USER": "ops"})
+    assert result.returncode == 1, result.stderr
+    assert_clean(result.stdout, result.stderr, json_mode=True)
+    last = assert_json_lines(result.stderr)[-1]
+    assert last["level"] == "error" and "did not reach Running" in str(last["message"]), last
 
 
 async def test_trust_tailnet_with_a_key_the_control_server_refuses(

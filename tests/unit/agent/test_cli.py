@@ -31,6 +31,30 @@ def test_version_names_ours_and_tailscaled() -> None:
     assert "tailscaled" in result.stdout
 
 
+def test_version_verbose_lists_the_installed_packages_the_agent_runs_on() -> None:
+    """From the source tree (or pip): the app's requirements, transitively, with the
+    versions installed here; the test tools installed beside them are not the app's."""
+    from importlib import metadata
+
+    result = run_cli("version", "--verbose")
+    assert result.returncode == 0, result.stderr
+    listed = dict(line.split() for line in result.stdout.splitlines() if line.startswith("  "))
+    for name in ("asyncssh", "cryptography", "mcp", "uvicorn", "bcrypt", "pydantic-core"):
+        assert listed.get(name) == metadata.version(name), (name, result.stdout)
+    assert not {"pytest", "mypy", "pyinstaller", "ruff"} & set(listed), result.stdout
+    assert f"({len(listed)} packages, Python " in result.stdout
+
+
+def test_output_cut_short_by_its_reader_is_no_error() -> None:
+    """`tailnet-agent version -v | head -1`: the pipe closes early; no message about it."""
+    done = subprocess.run(f"{sys.executable} -m agent.cli version -v | head -n 1",
+                          shell=True, capture_output=True, text=True, timeout=60,
+                          env={"PATH": os.environ["PATH"], "HOME": "/nonexistent",
+                               "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.stdout.startswith("tailnet-agent "), done.stdout
+    assert done.stderr == "", done.stderr
+
+
 def test_a_malformed_catalog_is_refused_with_file_command_and_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
