@@ -1,8 +1,8 @@
 """Issue 20, finding 6: the small disclosures, each from a hostile peer's seat, against the
 real sshd and the real HTTP server.
 
-Bob may run `hostname` and `uptime` on `web`; two CI nodes share one tag. The operator's
-policy file lives at a path worth hiding.
+Bob may run `hostname` and `uptime` on `web`; a stray tagged node may run nothing; two CI
+nodes share one tag. The operator's policy file lives at a path worth hiding.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ commands:
     category: Test
     template: "seq 1 3000"
 """
+SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
 
 
 @dataclass
@@ -109,6 +110,35 @@ async def test_the_policy_files_path_is_in_no_refusal_a_caller_can_read(fleet: F
     async with fleet.mcp(OPERATOR) as operator:
         status = (await operator.call_tool("server_status", {})).structured_content
     assert status is not None and "secret-policy-location" in status["policy"]
+
+
+async def test_a_caller_with_no_grant_cannot_tell_real_hosts_from_made_up_ones(
+    fleet: Fleet
+) -> None:
+    async with fleet.mcp(STRAY) as stray:
+        answers = {}
+        for host in ("web", "db", "nope", "db-9", "web "):
+            result = await stray.call_tool("execute_command", {"command": "hostname",
+                                                               "host": host})
+            assert result.is_error
+            answers[host] = text_of(result).replace(repr(host), "'X'")
+        listed = await stray.call_tool("list_commands", {"host": "web"})
+        made_up = await stray.call_tool("list_commands", {"host": "nope"})
+    assert len(set(answers.values())) == 1, answers
+    assert text_of(listed).replace("'web'", "'X'") == text_of(made_up).replace("'nope'", "'X'")
+
+
+async def test_the_palette_asks_the_policy_before_it_checks_the_arguments(
+    fleet: Fleet
+) -> None:
+    # disk_usage_path takes an absolute path under its roots; Bob may not run it at all.
+    async with fleet.http(BOB) as http:
+        answer = await http.post("/chat/run", data={"command": "disk_usage_path",
+                                                     "host": "web", "p.path": "relative"},
+                                 headers=SAME_ORIGIN)
+    assert answer.status_code == 200
+    assert "refused by policy" in answer.text, answer.text
+    assert "absolute" not in answer.text and "roots" not in answer.text
 
 
 async def test_two_nodes_sharing_a_tag_set_share_no_output_and_no_audit_view(
