@@ -28,6 +28,7 @@ from .model import (
 )
 from .parameters import MAX_NAME_LENGTH, load_parameter, text_field, unknown_key, valid_name
 from .render import placeholders
+from .values import forbidden_character
 
 _COMMAND_KEYS = {
     "description",
@@ -262,11 +263,14 @@ class _FileLoader:
         assert template is not None and description is not None and category is not None
         if not self._template_matches(name, template, parameters):
             ok = False
-        if become is not None and ("\n" in template or "\r" in template):
-            # sudoers matches one line: the rule for this command must be writable.
+        breaks = forbidden_character(template) if become is not None else None
+        if breaks is not None:
+            # sudoers matches one line: the rule for this command must be writable. Any
+            # line or paragraph separator or control character (U+2028, U+0085, tab...)
+            # is refused, not only \n and \r: some readers take them for line breaks.
             self._problem(name, "template", "a command with `become` must be a single line "
-                          "(no line break, not even a final one: use \"...\" or >-); join "
-                          "lines with ';' or '&&'")
+                          f"of printable text (found {breaks}; no line break, not even a "
+                          "final one: use \"...\" or >-); join lines with ';' or '&&'")
             ok = False
         if not ok:
             return None

@@ -20,14 +20,12 @@ import mcp_types
 from mcp.client.session import ClientRequestContext
 from mcp.server.mcpserver import MCPServer
 
-from agent.core.errors import ConfigError
 from agent.mcp.confirm import selector_list
 from agent.settings import DEFAULT_MODEL
-from whitelist import Catalog, Command, WhitelistError, render
 
 from .api_errors import api_error_message
 from .cards import ToolCard, cards_for, declined_card
-from .confirm_target import CONFIRMED_TOOLS, FanoutPlanner, confirmation_target
+from .confirm_target import CONFIRMED_TOOLS, Target, ToolPreparer, target
 from .events import (
     ConfirmNeeded,
     Event,
@@ -85,7 +83,6 @@ class ChatTurn:
     # The Anthropic client to ask with (the app's one client, shared by turns).
     anthropic_client: ClientFactory
     mcp_server: MCPServer
-    catalog: Catalog
     default_host: str | None
     system: str
     identity_token: str
@@ -93,21 +90,17 @@ class ChatTurn:
     base_url: str | None = None
     # The tools this person may use (None: all); the policy still decides every call.
     allowed_tools: frozenset[str] | None = None
-    # Does a time-limited approval cover this command line on this host? (None: never.)
-    approved: Callable[[str, str], bool] | None = None
-    # Who a command runs as on a host (the confirm box says "as root").
-    runs_as: Callable[[Command, str], str | None] = lambda command, _host: command.runs_as()
-    # Records a call refused before it reached the tools; returns what to show.
-    refused: Callable[[str, dict[str, Any], str, str], str] = lambda c, a, h, e: e
-    # What a run_on_hosts call would run on, for its one confirmation (this person's view).
-    fanout_plan: FanoutPlanner | None = None
+    # Prepares an execute_command or run_on_hosts call as the service will (this person's
+    # view): what its confirm box shows, and whether it asks at all. None: never asks.
+    prepare: ToolPreparer | None = None
     log: EventLog = field(default_factory=EventLog)
     finished: bool = False
     started: float = field(default_factory=time.time)
     _pending: dict[str, _Confirmation] = field(default_factory=dict)
-    # The one tool call whose elicitation we may accept: set after the person's click,
-    # cleared when the call returns or its first elicitation is answered.
-    _confirmed_call: str | None = None
+    # The question the person's click answered: the one elicitation we may accept, and
+    # only if it asks exactly this (the call prepared again must be the call confirmed).
+    # Cleared when the call returns or its first elicitation is answered.
+    _confirmed_question: str | None = None
     _confirmed_minutes: int = 0  # identical calls approved for this long (0: this call only)
     _blocks: int = 0
     # What a stop has to close: text blocks still streaming, the call in progress and
@@ -131,10 +124,10 @@ class ChatTurn:
     async def _elicit(
         self, context: ClientRequestContext, params: mcp_types.ElicitRequestParams
     ) -> mcp_types.ElicitResult:
-        if self._confirmed_call is None:
+        question, self._confirmed_question = self._confirmed_question, None
+        if question is None or params.message != question:
             log.info("declined an elicitation that no click confirmed: %s", params.message)
             return mcp_types.ElicitResult(action="decline")
-        self._confirmed_call = None
         return accept_confirmation(params, self._confirmed_minutes)
 
     async def run(self) -> None:
@@ -299,40 +292,27 @@ class ChatTurn:
             return {"type": "tool_result", "tool_use_id": use.id, "content": text,
                     "is_error": is_error}
 
-        command_name = arguments.get("command")
-        command = (self.catalog.commands.get(command_name)
-                   if name in CONFIRMED_TOOLS and isinstance(command_name, str) else None)
         if name == "run_on_hosts":  # the hosts asked for, until the plan names them
             host = ", ".join(selector_list(arguments.get("hosts") or []))
-        rendered, runnable = "", True
-        if command is not None:
-            try:
-                if command.destructive:  # the confirmation names every host it would run on
-                    host, rendered, runnable = confirmation_target(
-                        name, command, arguments, host, self.fanout_plan)
-                else:
-                    rendered = render(command, arguments.get("parameters") or {})
-            except (WhitelistError, ConfigError) as exc:
-                if command.destructive:  # never ask to confirm what cannot run: recorded
-                    error = self.refused(command.name, arguments, host, str(exc))
-                    self._show(turn, call, [ToolCard(tool=name, host=host, command=command.name,
-                                                     error=error)])
-                    return answer(error, is_error=True)
-        if command is not None and command.destructive:
-            # A time-limited approval still running covers it: no click (the service cites
-            # it); a fan-out that would run nowhere needs none either.
-            confirmed = not runnable or (
-                self.approved is not None and self.approved(host, rendered)) or (
-                await self._confirm(ConfirmNeeded(call, name, host, command.name, rendered,
-                                                  self.runs_as(command, host))))
+        command_name = str(arguments.get("command") or "")
+        preparation = (self.prepare(name, arguments)
+                       if self.prepare is not None and name in CONFIRMED_TOOLS else None)
+        shown = (target(preparation, host) if preparation is not None
+                 else Target(host, "", None, None))
+        host, rendered = shown.host, shown.rendered
+        if shown.question is not None:
+            # A call that cannot run, one a time-limited approval covers and one a second
+            # person must approve need no click; the service says why, or cites, or waits.
+            confirmed = await self._confirm(ConfirmNeeded(call, name, host, command_name,
+                                                          rendered, shown.runs_as))
             if not confirmed:
                 self._show(turn, call, [declined_card(name, host, rendered,
-                                                      command=command.name)])
+                                                      command=command_name)])
                 return answer(
-                    f"The user declined to run '{command.name}' ({rendered}); it did not run.",
+                    f"The user declined to run '{command_name}' ({rendered}); it did not run.",
                     is_error=True,
                 )
-            self._confirmed_call = call
+            self._confirmed_question = shown.question
 
         started_event = self._active = ToolStarted(call, name, host, arguments, rendered)
         self._emit(started_event)
@@ -348,7 +328,7 @@ class ChatTurn:
             self._show(turn, call, [ToolCard(tool=name, host=host, error=error)])
             return answer(error, is_error=True)
         finally:
-            self._confirmed_call = None
+            self._confirmed_question = None
         elapsed = (time.monotonic() - started) * 1000
         self._show(turn, call, cards_for(name, result, host=host, elapsed_ms=elapsed))
         return answer(tool_result_for_model(result), is_error=result.is_error)

@@ -1,29 +1,83 @@
-"""What a destructive tool call's confirmation box names: the host (or, for a fan-out,
-every host it would run on) and the exact command line."""
+"""A chat tool call that runs a catalog command, prepared before it is made: what its
+confirmation box names (the host, or every host a fan-out asks about, the user it runs
+as, the exact command line) and whether it asks the person at all.
+
+The preparation is the service's (agent.core.prepare, agent.core.fanout), from the tool
+call's own arguments, so it is the one the MCP tool's resolvers make again when the call
+arrives; the chat accepts that call's elicitation only if it asks exactly the question
+this preparation asks (agent.chat.agent_loop).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from agent.core.fanout import FanoutPlan
+from agent.core.identity import Identity
+from agent.core.prepare import PreparedCall, Unprepared
+from agent.core.service import AgentService
 from agent.mcp.confirm import selector_list
-from whitelist import Command, render
 
 # Tools that run a catalog command named by their `command` argument: a destructive one
 # waits for the person's click.
 CONFIRMED_TOOLS = ("execute_command", "run_on_hosts")
-# What a run_on_hosts call would run on, as the person asking sees it (their policy).
-FanoutPlanner = Callable[[str, Mapping[str, object], list[str]], FanoutPlan]
+
+ToolPreparation = PreparedCall | Unprepared | FanoutPlan
+# Prepares a call of one of CONFIRMED_TOOLS (tool name, tool arguments) as the service
+# will: as the person asking sees it. None: arguments the tool's schema refuses anyway.
+ToolPreparer = Callable[[str, Mapping[str, Any]], ToolPreparation | None]
 
 
-def confirmation_target(tool: str, command: Command, arguments: Mapping[str, Any], host: str,
-                        planner: FanoutPlanner | None) -> tuple[str, str, bool]:
-    """(the hosts to name, the command line, whether it would run anywhere at all); a fan-out
-    that would run nowhere needs no click. Raises WhitelistError / ConfigError."""
-    parameters = arguments.get("parameters") or {}
-    rendered = render(command, parameters)
-    if tool == "run_on_hosts" and planner is not None:
-        plan = planner(command.name, parameters, selector_list(arguments.get("hosts") or []))
-        return ", ".join(plan.runnable), rendered, bool(plan.runnable)
-    return host, rendered, True
+@dataclass(frozen=True)
+class Target:
+    """What the chat shows of a prepared tool call, and whether it asks for a click."""
+
+    host: str  # the host, or the hosts a fan-out asks about
+    rendered: str  # the exact command line ("" when it could not be prepared)
+    runs_as: str | None
+    question: str | None  # the confirmation it needs from the person (None: no click)
+
+
+def tool_request(tool: str, arguments: Mapping[str, Any]
+                 ) -> tuple[str, Mapping[str, object], str | None, list[str]] | None:
+    """(command, parameters, host, selectors) of a call of one of CONFIRMED_TOOLS, or None
+    when its arguments do not have the types the tool's schema requires."""
+    command, parameters = arguments.get("command"), arguments.get("parameters") or {}
+    host, hosts = arguments.get("host"), arguments.get("hosts") or []
+    if not isinstance(command, str) or not isinstance(parameters, dict) or not (
+            host is None or isinstance(host, str)) or not isinstance(hosts, list | str):
+        return None
+    if isinstance(hosts, list) and not all(isinstance(h, str) for h in hosts):
+        return None
+    return command, parameters, host, selector_list(hosts) if tool == "run_on_hosts" else []
+
+
+def target(preparation: ToolPreparation, shown_host: str) -> Target:
+    """What to show of a prepared call (`shown_host`: what to name when it names none)."""
+    if isinstance(preparation, PreparedCall):
+        asks = preparation.asks == "caller"
+        return Target(preparation.host.name, preparation.rendered, preparation.runs_as,
+                      preparation.question if asks else None)
+    if isinstance(preparation, FanoutPlan) and preparation.error is None:
+        asking = preparation.confirmed_by_caller
+        return Target(", ".join(asking) if asking else shown_host, preparation.rendered,
+                      preparation.runs_as, preparation.question if asking else None)
+    return Target(shown_host, "", None, None)
+
+
+def preparer(service: AgentService, identity: Identity) -> ToolPreparer:
+    """The chat turn's `prepare` for this person: the service's preparation of the call,
+    from the tool call's own arguments only (nothing the chat decided itself)."""
+
+    def prepare(tool: str, arguments: Mapping[str, Any]) -> ToolPreparation | None:
+        request = tool_request(tool, arguments)
+        if request is None:
+            return None
+        command, parameters, host, selectors = request
+        if tool == "run_on_hosts":
+            return service.plan_fanout(command, parameters, selectors, identity)
+        return service.prepare(command, parameters, host=host, identity=identity)
+
+    return prepare

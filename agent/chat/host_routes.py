@@ -34,11 +34,8 @@ def host_panel(service: AgentService, identity: Identity, tag: str = "") -> dict
     """What hosts.html and host_list.html show this caller."""
     hosts = service.host_views(identity)
     command = service.catalog.commands.get(HEALTH_COMMAND)
-    checkable = {
-        h.name for h in hosts
-        if command is not None and command.applies_to(h.name, h.tags)
-        and service.policy.decide(identity, command, h.name, h.tags).allowed
-    }
+    checkable = {h.name for h in hosts if command is not None
+                 and service.may_run(identity, command, service.hosts[h.name])}
     return panel(hosts, checkable, tag)
 
 
@@ -70,7 +67,7 @@ class Hosts:
         if host not in self.service.visible_hosts(identity):
             return html(_result(False, f"There is no host {host!r} you may use."))
         card = (await run_catalog_command(self.service, self.state.mcp_server, identity,
-                                          HEALTH_COMMAND, {}, host, confirmed=False))[0]
+                                          HEALTH_COMMAND, {}, host))[0]
         if not card.ok:
             problem = card.error or card.stderr.strip() or card.status
             return html(_result(False, f"{card.status}: {problem}")

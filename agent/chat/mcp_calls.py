@@ -75,17 +75,20 @@ def tool_result_for_model(result: mcp_types.CallToolResult) -> str:
 
 async def run_catalog_command(
     service: AgentService, mcp_server: MCPServer, identity: Identity, name: str,
-    arguments: dict[str, Any], host: str | None, *, confirmed: bool, minutes: int = 0,
+    arguments: dict[str, Any], host: str | None, *, confirmed: str | None = None,
+    minutes: int = 0,
 ) -> list[ToolCard]:
     """One catalog command run by a click (the palette, the hosts panel's check): the same
-    `execute_command` tool Claude and MCP clients use."""
+    `execute_command` tool Claude and MCP clients use. `confirmed`: the question the
+    person's click answered (PreparedCall.question); the one elicitation that asks exactly
+    it is accepted, any other is declined."""
     accepted = False
 
     async def elicit(context: ClientRequestContext,
                      params: mcp_types.ElicitRequestParams) -> mcp_types.ElicitResult:
         nonlocal accepted
         # One confirmation click accepts one elicitation, for this call only.
-        if not confirmed or accepted:
+        if confirmed is None or accepted or params.message != confirmed:
             return mcp_types.ElicitResult(action="decline")
         accepted = True
         return accept_confirmation(params, minutes)

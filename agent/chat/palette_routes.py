@@ -14,7 +14,7 @@ import secrets
 from starlette.requests import Request
 from starlette.responses import Response
 
-from whitelist import WhitelistError, render
+from agent.core.prepare import Unprepared
 
 from . import views
 from .cards import ToolCard, declined_card
@@ -38,29 +38,29 @@ class Palette:
         form = await self.state.form(request)
         name = form.get("command", "")
         host = form.get("host") or None
-        try:
-            command = self.service.command(name, identity)
-            arguments = arguments_from_form(command, form)
-            rendered = render(command, arguments)
-        except WhitelistError as exc:
+        found = self.service.catalog.commands.get(name)
+        arguments = arguments_from_form(found, form) if found is not None else {}
+        # Decided once (agent.core.prepare): the policy before the arguments, so a caller
+        # learns a command's parameter rules only where they may run it.
+        prepared = self.service.prepare(name, arguments, host=host, identity=identity)
+        if isinstance(prepared, Unprepared):
             # Refused before the tool ran: recorded and counted like any refused call.
             fields = {k: v for k, v in form.items() if k.startswith(PARAM_PREFIX)}
-            error = self.service.refused(identity, tool="palette", command=name, host=host,
-                                         arguments=fields, error=str(exc))
+            refusal = self.service.refused(identity, tool="palette", command=name, host=host,
+                                           arguments=fields, error=prepared.error)
             return html(views.cards([ToolCard(tool="execute_command", host=host or "",
-                                              command=name, error=error)], open_output=True))
-        # A command the policy refuses is not worth a confirmation click: run it, and
-        # the refusal (recorded in the audit log) comes back as the card.
-        if (command.destructive and self.service.policy.visible(identity, command)
-                and not self.state.approved(identity, host, rendered)):
+                                              command=name, error=refusal.message)],
+                                    open_output=True))
+        if prepared.asks == "caller":
             pending = secrets.token_hex(8)
-            session.add_pending(pending, PendingRun(name, arguments, host, rendered))
-            shown_host = host or self.state.default_host(identity) or ""
-            return html(views.confirm(f"run-{pending}", shown_host, name, rendered,
-                                      f"/chat/run/{pending}", replace_self=True,
-                                      runs_as=self.service.runs_as(command, host)))
+            session.add_pending(pending, PendingRun(prepared))
+            return html(views.confirm(f"run-{pending}", prepared.host.name, name,
+                                      prepared.rendered, f"/chat/run/{pending}",
+                                      replace_self=True, runs_as=prepared.runs_as))
+        # Not destructive, covered by a time-limited approval, or waiting for a second
+        # person: no click here (the service cites the approval, or waits).
         cards = await run_catalog_command(self.service, self.state.mcp_server, identity, name,
-                                          arguments, host, confirmed=False)
+                                          arguments, host)
         return html(views.cards(cards, open_output=True))
 
     async def confirmed(self, request: Request) -> Response:
@@ -71,11 +71,15 @@ class Palette:
         pending = session.take_pending(request.path_params["pending"])
         if pending is None:
             return html(views.message_fragment("error", "That command is no longer pending."))
+        call = pending.call
         form = await self.state.form(request)
         if form.get("decision") != "confirm":
-            return html(views.cards([declined_card("execute_command", pending.host or "",
-                                                   pending.rendered, command=pending.command)]))
+            return html(views.cards([declined_card("execute_command", call.host.name,
+                                                   call.rendered, command=call.command.name)]))
+        # The click confirms exactly the call the box showed: the same execute_command the
+        # form would send, prepared again by the tool, must ask the very same question.
         cards = await run_catalog_command(self.service, self.state.mcp_server, identity,
-                                          pending.command, pending.arguments, pending.host,
-                                          confirmed=True, minutes=approve_minutes(form))
+                                          call.command.name, dict(call.arguments),
+                                          call.host.name, confirmed=call.question,
+                                          minutes=approve_minutes(form))
         return html(views.cards(cards, open_output=True))

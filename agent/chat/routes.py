@@ -28,6 +28,7 @@ from agent.mcp.tools import tools_for
 
 from . import views, warmup
 from .agent_loop import ChatTurn
+from .confirm_target import preparer
 from .csrf import TOKEN_HEADER
 from .examples import capabilities, examples
 from .host_routes import host_panel
@@ -176,20 +177,13 @@ class Chat:
             conversation=session.conversation,
             anthropic_client=self._anthropic,
             mcp_server=mcp_server,
-            catalog=catalog,
             default_host=self.state.default_host(identity),
             system=system_prompt(catalog, self.service.host_views(identity)),
             allowed_tools=frozenset(tools_for(self.service, identity, tool_names)),
-            approved=lambda host, rendered: self.state.approved(identity, host, rendered),
-            runs_as=lambda command, host: self.service.runs_as(command, host or None),
-            fanout_plan=lambda command, arguments, hosts: self.service.plan_fanout(
-                command, arguments, hosts, identity),
+            prepare=preparer(self.service, identity),
             identity_token=token,
             options=replace(self.state.options.loop, model=settings.anthropic_model),
             base_url=settings.anthropic_base_url,
-            refused=lambda command, arguments, host, error: self.service.refused(
-                identity, tool="execute_command", command=command, host=host or None,
-                arguments=arguments, error=error),
         )
 
         async def run() -> None:

@@ -6,7 +6,8 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+
+from agent.core.prepare import PreparedCall
 
 from .agent_loop import ChatTurn
 from .history import Conversation, HistoryStore
@@ -18,12 +19,10 @@ PENDING_RUN_SECONDS = 600.0
 
 @dataclass(frozen=True)
 class PendingRun:
-    """A destructive palette command waiting for its confirmation click."""
+    """A destructive palette command waiting for its confirmation click: the call as the
+    confirm box showed it."""
 
-    command: str
-    arguments: dict[str, Any]
-    host: str | None
-    rendered: str
+    call: PreparedCall
     created: float = field(default_factory=time.monotonic)
 
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from mcp.server.mcpserver import MCPServer
 from starlette.requests import Request
 
-from agent.core.errors import ConfigError
 from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.web.middleware.identity import request_identity
@@ -68,14 +67,6 @@ class ChatState:
         """The default host, if this caller may use it."""
         default = self.service.hosts.default
         return default if default in self.service.visible_hosts(identity) else None
-
-    def approved(self, identity: Identity, host: str | None, rendered: str) -> bool:
-        """Whether a time-limited approval covers this call (then nobody is asked)."""
-        try:
-            target = self.service.host(host or None, identity).name
-        except ConfigError:
-            return False
-        return self.service.approvals.find(identity, target, rendered) is not None
 
     async def form(self, request: Request) -> dict[str, str]:
         form = await request.form()

@@ -1,10 +1,13 @@
 """Approvals without fatigue: time-limited approvals, and the two-person rule.
 
-Time-limited: whoever confirms a destructive command may also approve "this command line
-on this host for N minutes" (N bounded by the rule that allowed it). Until then the same
-caller's identical calls (same host, same rendered command) run without asking and cite
-the approval. Approvals live in memory: a restart forgets them, and they are never
-wider than one caller, one host and one exact command line.
+An approval covers exactly one `Action`: this caller (a tagged node by its node too), this
+command, on this host, this exact command line, run as this user, under the rule that
+asked for a confirmation. Time-limited: whoever confirms a destructive command may also
+approve that action for N minutes (N bounded by the rule); until then the same action
+runs without asking and cites the approval. Anything else (another command with the same
+text, another user, host, caller or node, another rule) asks again. A caller's own yes
+never covers an action whose rule wants a second person. Approvals live in memory: a
+restart forgets them.
 
 Two-person: a rule with `approvers` makes a destructive call wait (bounded) until a
 different identity matching one of them approves or denies it on the chat page's
@@ -36,14 +39,26 @@ def _iso(at: datetime) -> str:
 
 
 @dataclass(frozen=True)
-class Approval:
-    """Identical calls (this caller, host, command line) run without asking until `until`."""
+class Action:
+    """What one approval covers, and nothing wider."""
 
-    id: str
-    owner: str  # Identity.key of the caller
+    caller: str  # Identity.key: a person by login; a tagged node by its tags and its node
+    command: str
     host: str
     rendered: str
-    approved_by: str
+    runs_as: str | None
+    rule: str  # the policy rule that allowed it (and asked for a confirmation)
+    approvers: tuple[str, ...] = ()  # that rule's second persons (two-person rule)
+
+
+@dataclass(frozen=True)
+class Approval:
+    """Calls of exactly `action` run without asking until `until`."""
+
+    id: str
+    action: Action
+    approved_by: str  # the principal who said yes
+    second_person: bool  # said by someone other than the caller (two-person rule)
     minutes: int
     until: datetime
     expires: float  # monotonic
@@ -56,27 +71,28 @@ class Approval:
 class Approvals:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._by_call: OrderedDict[tuple[str, str, str], Approval] = OrderedDict()
+        self._by_action: OrderedDict[Action, Approval] = OrderedDict()
 
-    def grant(self, caller: Identity, host: str, rendered: str, minutes: int,
-              approved_by: Identity) -> Approval:
+    def grant(self, action: Action, minutes: int, approved_by: Identity) -> Approval:
         approval = Approval(
-            id="appr-" + secrets.token_hex(6), owner=caller.key, host=host, rendered=rendered,
-            approved_by=approved_by.principal, minutes=minutes,
-            until=datetime.now(UTC) + timedelta(minutes=minutes),
+            id="appr-" + secrets.token_hex(6), action=action,
+            approved_by=approved_by.principal, second_person=approved_by.key != action.caller,
+            minutes=minutes, until=datetime.now(UTC) + timedelta(minutes=minutes),
             expires=self._clock() + minutes * 60)
-        key = (caller.key, host, rendered)
-        self._by_call.pop(key, None)
-        self._by_call[key] = approval
-        while len(self._by_call) > MAX_APPROVALS:
-            self._by_call.popitem(last=False)
+        self._by_action.pop(action, None)
+        self._by_action[action] = approval
+        while len(self._by_action) > MAX_APPROVALS:
+            self._by_action.popitem(last=False)
         return approval
 
-    def find(self, caller: Identity, host: str, rendered: str) -> Approval | None:
-        key = (caller.key, host, rendered)
-        approval = self._by_call.get(key)
+    def find(self, action: Action) -> Approval | None:
+        """The approval still running for exactly `action`; under a two-person rule only a
+        second person's counts."""
+        approval = self._by_action.get(action)
         if approval is not None and approval.expires <= self._clock():
-            del self._by_call[key]
+            del self._by_action[action]
+            return None
+        if approval is not None and action.approvers and not approval.second_person:
             return None
         return approval
 
@@ -185,3 +201,4 @@ class PendingApprovals:
 
     def __len__(self) -> int:
         return len(self._requests)
+

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .audit import LIMITED_EVENT, REMOVED_EVENT
+from .identity import Identity
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,15 @@ def _tail_lines(path: Path, scan: int) -> list[str]:
     return lines[1:] if size > scan else lines  # the first line may be cut
 
 
-def recent_calls(path: Path, *, principal: str, source: str, limit: int = 50,
+def made_by(record: dict[str, Any], identity: Identity) -> bool:
+    """Whether a start record is a call of `identity` (Identity.key: a person by login, a
+    tagged node by its tags and its node)."""
+    return (record.get("identity") == identity.principal
+            and record.get("source") == identity.source
+            and (bool(identity.login) or record.get("node") == identity.node))
+
+
+def recent_calls(path: Path, identity: Identity, *, limit: int = 50,
                  scan: int = RECENT_SCAN_BYTES) -> list[dict[str, Any]]:
     """The newest calls of one identity (merged start + end), newest first."""
     calls: dict[str, CallRecord] = {}
@@ -217,7 +226,7 @@ def recent_calls(path: Path, *, principal: str, source: str, limit: int = 50,
             continue
         call = str(record.get("call", ""))
         if record.get("event") == "start":
-            if record.get("identity") == principal and record.get("source") == source:
+            if made_by(record, identity):
                 calls.setdefault(call, CallRecord(call, record))
         elif record.get("event") == "end" and call in calls and calls[call].end is None:
             calls[call].end = record

@@ -112,6 +112,11 @@ class NotForHost(CallRefused):
     """The catalog binds the command to other hosts (its `hosts:` field)."""
 
 
+class CallChanged(CallRefused):
+    """The policy or the host changed between a call's preparation (and confirmation) and
+    its run, so that it would now be decided otherwise: it does not run."""
+
+
 class HostError(Exception):
     """Reaching or running on a host failed (SSH errors subclass this); `host` names it."""
 

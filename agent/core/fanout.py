@@ -1,39 +1,39 @@
 """One catalog command, with one set of parameters, on many hosts at once.
 
-Each host goes through `AgentService.run`, exactly like a single call: the policy
-decides it, the audit log gets its start and end records (all sharing the fan-out's
-id), the rate and per-host limits apply, an offline host is answered at once. Hosts
-run concurrently, at most `fanout_concurrency` at a time (a setting), and one host's
-failure never touches the others: every host ends as ok, failed, offline or refused.
+Each host's call is prepared like a single call (`plan`: agent.core.prepare decides it)
+and goes through `AgentService.execute`: the audit log gets its start and end records
+(all sharing the fan-out's id), the rate and per-host limits apply, an offline host is
+answered at once. Hosts run concurrently, at most `fanout_concurrency` at a time (a
+setting), and one host's failure never touches the others: every host ends as ok,
+failed, offline or refused.
 
-A destructive command is confirmed once for the whole fan-out: `plan` lists the hosts
-it would run on and the exact command line, which is what a person is asked about.
+A destructive command is confirmed once for the whole fan-out: the plan's `question`
+names the hosts where the caller's yes is needed and the exact command line, and the
+answer goes with exactly those prepared calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fnmatch
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from whitelist import WhitelistError, render
+from whitelist import WhitelistError
 
-from .errors import (
-    CallRefused,
-    ConfigError,
-    HostError,
-    HostOffline,
-    RateLimited,
-    UnknownHost,
-)
+from .errors import CallRefused, ConfigError, HostError, HostOffline, UnknownHost
 from .identity import Identity
+from .prepare import Preparation, PreparedCall, Unprepared
 
 if TYPE_CHECKING:
-    from .service import AgentService, Confirm
+    from .consent import Confirm
+    from .service import AgentService
+    from .visibility import CallerView
 
 Status = Literal["ok", "failed", "offline", "refused"]
 STATUSES: tuple[Status, ...] = ("ok", "failed", "offline", "refused")
@@ -66,10 +66,47 @@ class HostOutcome:
 
 @dataclass(frozen=True)
 class FanoutPlan:
+    """A run_on_hosts call prepared: each host's prepared call, and what its one
+    confirmation asks. A call refused as a whole (an unknown command, invalid arguments, a
+    selection that names no host) is a plan with `error` and no host."""
+
+    identity: Identity
     command: str
-    rendered: str  # the exact command line, the same on every host
-    hosts: tuple[str, ...]  # every host the selection names, in order
-    runnable: tuple[str, ...]  # those the policy allows it on, that it applies to, online
+    arguments: Mapping[str, object]
+    selectors: tuple[str, ...]
+    hosts: tuple[str, ...] = ()  # every host the selection names, in order
+    calls: tuple[Preparation, ...] = ()  # each host's call, prepared (or refused)
+    runnable: tuple[str, ...] = ()  # those prepared, and not offline
+    error: Exception | None = None
+
+    @property
+    def rendered(self) -> str:
+        """The exact command line, the same on every host ("" if it runs on none)."""
+        return next((c.rendered for c in self.calls if isinstance(c, PreparedCall)), "")
+
+    @property
+    def confirmed_by_caller(self) -> tuple[str, ...]:
+        """The runnable hosts where the call asks the caller (no standing approval, no
+        second person): what the one confirmation names."""
+        asking = {c.host.name for c in self.calls
+                  if isinstance(c, PreparedCall) and c.asks == "caller"}
+        return tuple(h for h in self.runnable if h in asking)
+
+    @property
+    def runs_as(self) -> str | None:
+        """Who it runs as where the caller is asked (users joined if hosts differ)."""
+        asking = set(self.confirmed_by_caller)
+        users = sorted({c.runs_as for c in self.calls if isinstance(c, PreparedCall)
+                        and c.host.name in asking and c.runs_as})
+        return ", ".join(users) or None
+
+    @property
+    def question(self) -> str:
+        """What the one confirmation asks (the chat accepts only an elicitation asking it)."""
+        hosts = self.confirmed_by_caller
+        elevated = f" as {self.runs_as}" if self.runs_as else ""
+        return (f"Run destructive command '{self.command}' on {len(hosts)} host(s): "
+                f"{', '.join(hosts)}{elevated}? The command line on each: {self.rendered}")
 
 
 @dataclass(frozen=True)
@@ -118,20 +155,28 @@ def select_hosts(selectors: Sequence[str], visible: Sequence[str],
     return chosen
 
 
-def plan(service: AgentService, command_name: str, arguments: Mapping[str, object],
+def plan(service: CallerView, command_name: str, arguments: Mapping[str, object],
          selectors: Sequence[str], identity: Identity) -> FanoutPlan:
-    """What a fan-out would do, before anything runs (validates the arguments once)."""
-    command = service.command(command_name, identity)  # unknown: the caller's commands
-    rendered = render(command, arguments)
-    hosts = select_hosts(selectors, service.visible_hosts(identity), service.hosts.tags)
-    runnable = []
-    for name in hosts:
-        tags = service.hosts.tags(name)
-        if (service.policy.decide(identity, command, name, tags).allowed
-                and command.applies_to(name, tags)
-                and service.hosts.presence(name).online is not False):
-            runnable.append(name)
-    return FanoutPlan(command.name, rendered, tuple(hosts), tuple(runnable))
+    """What a fan-out would do, before anything runs: each selected host's call prepared
+    (agent.core.prepare). What concerns the whole call is its `error`: a selection that
+    names no host, an unknown command, arguments that do not validate (checked only where
+    the policy lets the caller run the command, like a single call)."""
+    request = FanoutPlan(identity, command_name, MappingProxyType(dict(arguments)),
+                         tuple(selectors))
+    try:
+        hosts = select_hosts(selectors, service.visible_hosts(identity), service.hosts.tags)
+    except ConfigError as exc:
+        return dataclasses.replace(request, error=exc)
+    calls: list[Preparation] = []
+    for host in hosts:
+        call = service.prepare(command_name, arguments, host=host, identity=identity)
+        if isinstance(call, Unprepared) and isinstance(call.error, WhitelistError):
+            return dataclasses.replace(request, error=call.error)  # the same on every host
+        calls.append(call)
+    runnable = tuple(c.host.name for c in calls if isinstance(c, PreparedCall)
+                     and service.hosts.presence(c.host.name).online is not False)
+    return dataclasses.replace(request, hosts=tuple(hosts), calls=tuple(calls),
+                               runnable=runnable)
 
 
 Progress = Callable[[int, int, HostOutcome], Awaitable[None]]
@@ -139,51 +184,43 @@ Progress = Callable[[int, int, HostOutcome], Awaitable[None]]
 
 async def run_on_hosts(
     service: AgentService,
-    command_name: str,
-    arguments: Mapping[str, object],
-    selectors: Sequence[str],
+    fanout_plan: FanoutPlan,
     *,
-    identity: Identity,
     confirm: Confirm | None = None,
     progress: Progress | None = None,
 ) -> FanoutResult:
-    """Run the command on every selected host; `progress(done, total, outcome)` is awaited
-    as each host finishes. Raises only for what concerns the whole call (an unknown
-    command, invalid arguments, a selection that names no host)."""
-    try:
-        fanout_plan = plan(service, command_name, arguments, selectors, identity)
-    except (WhitelistError, ConfigError, CallRefused) as exc:
-        # Refused before any host: recorded, and charged to the caller's rate, all the same.
-        shown = service.refused(identity, tool=TOOL, command=command_name, host=None,
-                                arguments={"hosts": list(selectors),
-                                           "parameters": dict(arguments)},
-                                error=str(exc))
-        if shown != str(exc):
-            raise RateLimited(shown) from None
-        raise
+    """Execute the plan's call on every host; `progress(done, total, outcome)` is awaited
+    as each host finishes. Raises only for what concerns the whole call (the plan's
+    `error`, recorded and charged to the caller's rate like any refused call)."""
+    if fanout_plan.error is not None:
+        refusal = service.refused(
+            fanout_plan.identity, tool=TOOL, command=fanout_plan.command, host=None,
+            arguments={"hosts": list(fanout_plan.selectors),
+                       "parameters": dict(fanout_plan.arguments)},
+            error=fanout_plan.error)
+        raise refusal.error(fanout_plan.error) from None
     fanout = f"fan-{secrets.token_hex(6)}"
     limit = asyncio.Semaphore(service.settings.fanout_concurrency)
-    total = len(fanout_plan.hosts)
+    total = len(fanout_plan.calls)
     done = 0
     started = time.monotonic()
 
-    async def one(host: str) -> HostOutcome:
+    async def one(call: Preparation) -> HostOutcome:
         nonlocal done
         async with limit:
-            outcome = await _run_one(service, command_name, arguments, host, identity,
-                                     confirm, fanout)
+            outcome = await _run_one(service, call, confirm, fanout)
         done += 1
         if progress is not None:
             await progress(done, total, outcome)
         return outcome
 
-    outcomes = await asyncio.gather(*(one(h) for h in fanout_plan.hosts))
+    outcomes = await asyncio.gather(*(one(c) for c in fanout_plan.calls))
     return FanoutResult.of(fanout, fanout_plan, outcomes, (time.monotonic() - started) * 1000)
 
 
-async def _run_one(service: AgentService, command_name: str, arguments: Mapping[str, object],
-                   host: str, identity: Identity, confirm: Confirm | None,
+async def _run_one(service: AgentService, call: Preparation, confirm: Confirm | None,
                    fanout: str) -> HostOutcome:
+    host = call.host.name if isinstance(call, PreparedCall) else call.host or ""
     started = time.monotonic()
 
     def ended(status: Status, error: str) -> HostOutcome:
@@ -191,8 +228,7 @@ async def _run_one(service: AgentService, command_name: str, arguments: Mapping[
                            error=error)
 
     try:
-        result = await service.run(command_name, arguments, host=host, identity=identity,
-                                   confirm=confirm, fanout=fanout, tool=TOOL)
+        result = await service.execute(call, confirm=confirm, fanout=fanout, tool=TOOL)
     except HostOffline as exc:
         return ended("offline", str(exc))
     except CallRefused as exc:

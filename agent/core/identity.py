@@ -47,7 +47,12 @@ class Identity:
 
     @property
     def key(self) -> str:
-        return f"{self.source}:{self.principal}"
+        """Who this caller is for everything bound to a caller (output handles, approvals,
+        rate budget, sessions, their audit view): a person by login name, a tagged node
+        (no login) by its tags *and* its node, so two nodes sharing a tag set stay apart."""
+        if self.login:
+            return f"{self.source}:{self.login}"
+        return f"{self.source}:{self.principal}@{self.node or ''}"
 
     @property
     def is_operator(self) -> bool:

@@ -45,10 +45,12 @@ _TOP_FIELDS = {"groups", "default", "rules"}
 class Decision:
     allowed: bool
     rule: str  # the rule that allowed, or the one that refused
-    reason: str  # the whole reason, for the audit log and the operator
+    # The whole reason, for the audit log and the operator. Never the policy file's path:
+    # the audit log is read back by the caller too (tailnet-agent://audit/recent).
+    reason: str
     approval_minutes: int = 0  # the longest time-limited approval the rule allows
     approvers: tuple[str, ...] = ()  # two-person rule: who may approve (not the caller)
-    # What a caller who is not the operator is told: no policy file path, no other rules.
+    # What a caller who is not the operator is told: no other rules.
     shown: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,16 +124,15 @@ class Policy:
             )
         if not grants:
             rule = TAGGED_RULE if identity.tags and not identity.login else DENY_RULE
-            return Decision(False, rule, f"no rule in {self.source} grants {who} anything",
-                            shown=f"nothing in the agent's policy grants {who} anything")
+            return Decision(False, rule, f"nothing in the agent's policy grants {who} anything")
         names = ", ".join(repr(g.name) for g in grants)
+        where = f" on host {host!r}" if self.covers(identity, host, tags) else ""
         return Decision(
             False,
             DENY_RULE,
-            f"no rule in {self.source} grants {who} {command.name!r} on host {host!r} "
+            f"no rule of the agent's policy grants {who} {command.name!r}{where} "
             f"(rules for {who}: {names})",
-            shown=f"no rule of the agent's policy grants {who} {command.name!r} on host "
-                  f"{host!r}",
+            shown=f"no rule of the agent's policy grants {who} {command.name!r}{where}",
         )
 
     def decide_metrics(self, identity: Identity) -> Decision:
@@ -143,8 +144,8 @@ class Policy:
         return Decision(
             False,
             DENY_RULE,
-            f"no rule in {self.source} grants {identity.principal} the metrics; a rule or "
-            "tailnet grant with `metrics: true` is needed",
+            f"no rule of the agent's policy grants {identity.principal} the metrics; a rule "
+            "or tailnet grant with `metrics: true` is needed",
         )
 
     def check(self, identity: Identity, command: Command, host: str,
@@ -152,8 +153,9 @@ class Policy:
         """`decide`, raising PolicyDenied with a message naming the rule when refused."""
         decision = self.decide(identity, command, host, tags)
         if not decision.allowed:
-            # A caller with no host at all is not told the name of the one it asked for.
-            where = f" on host {host!r}" if self.hosts_for(identity, [host]) else ""
+            # A caller is told the host's name only if a grant of theirs covers it: one who
+            # may use no host is answered alike for a real host and a made-up one.
+            where = f" on host {host!r}" if self.covers(identity, host, tags) else ""
             raise PolicyDenied(
                 f"refused by policy: {identity.principal} may not run {command.name!r}{where}: "
                 f"{decision.reason_for(identity)} [rule: {decision.rule}]. Ask the agent's "
@@ -174,12 +176,16 @@ class Policy:
         """May this caller run `command` on some host? (What list_commands shows them.)"""
         return any(g.allows(command) for g in self.grants_for(identity))
 
+    def covers(self, identity: Identity, host: str, tags: Collection[str] = ()) -> bool:
+        """Whether some grant of this caller names `host` (a grant of no commands names no
+        host): only then may an answer to them name it."""
+        return any(g.commands and g.covers_host(host, tags) for g in self.grants_for(identity))
+
     def hosts_for(self, identity: Identity, hosts: Iterable[str],
                   tags: Callable[[str], Collection[str]] = lambda _: ()) -> list[str]:
         """The hosts some grant of this caller covers (`tags` gives a host's tailnet tags).
         A grant of no commands (`commands: []`, metrics only) shows no host."""
-        grants = [g for g in self.grants_for(identity) if g.commands]
-        return [h for h in hosts if any(g.covers_host(h, tags(h)) for g in grants)]
+        return [h for h in hosts if self.covers(identity, h, tags(h))]
 
 
 def parse_policy(data: Any, source: str) -> Policy:

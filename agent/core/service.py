@@ -1,9 +1,12 @@
-"""The agent's one way to run a catalog command: resolve the host, decide, record, run.
+"""The agent's one way to run a catalog command: prepare (decide), confirm, record, run.
 
-Every front end (MCP over HTTP or stdio, the chat page, the palette) goes through
-`AgentService.run`, so the checks cannot differ between them: the policy, the
-limits and the audit log all sit here. The service does not know how commands
-reach a host; it is given a `Runner` (agent.ssh.SSHPool in practice).
+Every front end (MCP over HTTP or stdio, the chat page, the palette, fan-out) asks
+`prepare` (agent.core.prepare, through CallerView) what a call would do, shows and asks
+from the prepared call, and hands it to `AgentService.execute`, which runs it and decides
+nothing again: the policy's answer, the command line, the user it runs as and the
+confirmation it needs come from the preparation; the limits, the confirmation itself and
+the audit log sit here. The service does not know how commands reach a host; it is given
+a `Runner` (agent.ssh.SSHPool in practice).
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from agent.settings import Settings
-from whitelist import Catalog, Command, WhitelistError, render
+from whitelist import Catalog, Command, WhitelistError
 from whitelist.render import path_refusal
 
 from . import fanout as fan_out
 from .approvals import Approvals, PendingApprovals
 from .audit import AuditLog
 from .audit_shape import summary
+from .call_record import CallEnd, CallStart, Refusal
+from .consent import Confirm, Consent, Consents
 from .elevation import check_elevation
 from .errors import (
     AuditUnavailable,
@@ -32,7 +37,6 @@ from .errors import (
     HostOffline,
     LimitExceeded,
     NotConfirmed,
-    NotForHost,
     PathRefused,
     PolicyDenied,
     RateLimited,
@@ -43,7 +47,8 @@ from .limits import HostGate, RateLimiter
 from .live import LiveOutput
 from .metrics import UNKNOWN, NullRecorder, Recorder, refusal_reason
 from .outputs import OutputStore
-from .policy import Decision, Policy, load_policy
+from .policy import Policy, load_policy
+from .prepare import Preparation, Unprepared, unchanged
 from .redact import Redactor
 from .results import CommandResult
 from .spool import CommandOutput, stderr_cap
@@ -54,9 +59,6 @@ log = logging.getLogger("tailnet_agent.calls")
 AUDIT_EXCERPT = 300  # characters of the (redacted) output the end record keeps
 
 StatusProvider = Callable[[], Awaitable[dict[str, Any]]]
-# A destructive command's confirmation: raises NotConfirmed for no; for yes, returns the
-# minutes for which identical calls are approved too (0 or None: this call only).
-Confirm = Callable[[], Awaitable[int | None]]
 
 
 class Runner(Protocol):
@@ -130,6 +132,7 @@ class AgentService(CallerView):
             redactor=self.redactor)
         self.approvals = Approvals()
         self.pending = PendingApprovals(self.policy.may_approve)
+        self.consents = Consents(self.approvals, self.pending, settings.approval_timeout)
         self.rate = RateLimiter(settings.rate_per_minute, settings.rate_burst)
         self.host_gate = HostGate(settings.host_concurrency, settings.identity_concurrency)
         self.identity_tokens = IdentityTokens()
@@ -149,62 +152,69 @@ class AgentService(CallerView):
         live: LiveOutput | None = None,
         fanout: str | None = None,
     ) -> CommandResult:
-        """Decide, record, render and run one catalog command (for the MCP tool `tool`).
+        """Prepare and execute one catalog command, for a front end that has nothing to
+        show or decide first (the read-only tools, system_overview, tests)."""
+        return await self.execute(
+            self.prepare(command_name, arguments, host=host, identity=identity),
+            confirm=confirm, tool=tool, live=live, fanout=fanout)
 
-        Order: look the command and host up, ask the policy, check that the command
-        applies to that host, validate the arguments, answer at once for a host the
-        tailnet says is offline, take the caller's rate budget, ask for a destructive
-        command's confirmation (`confirm`, which raises NotConfirmed to decline; refused
-        outright without one), take a host slot, write the audit start record (no record,
-        no run), run (lines reach `live` as they arrive), show the output (redacted, head
-        and tail), write the end record. A call stopped at any step gets its start and end
-        records too, and every call is reported to the metrics recorder; `fanout` (the id
-        of a run_on_hosts call) is recorded with them.
+    async def execute(
+        self,
+        call: Preparation,
+        *,
+        confirm: Confirm | None = None,
+        tool: str = UNKNOWN,
+        live: LiveOutput | None = None,
+        fanout: str | None = None,
+    ) -> CommandResult:
+        """Run a prepared call (for the MCP tool `tool`), deciding nothing `prepare` decided.
+
+        Order: take the caller's rate budget (refused and invalid calls cost a token too),
+        raise an unprepared call's refusal, check that the policy and the host are still
+        the ones the call was prepared with, answer at once for a host the tailnet says is
+        offline, get a destructive command's confirmation (the standing approval the
+        preparation found, a second person's yes, or the caller's `confirm`, which raises
+        NotConfirmed to decline; refused outright without one), take a host slot, write
+        the audit start record (no record, no run), run (lines reach `live` as they
+        arrive), show the output (redacted, head and tail), write the end record. A call
+        stopped at any step gets its start and end records too, and every call is
+        reported to the metrics recorder; `fanout` (the id of a run_on_hosts call) is
+        recorded with them.
         Raises WhitelistError / ConfigError / HostError / CallRefused.
         """
         self.audit.flush_limited()
-        call = self.audit.new_call_id()
-        record: dict[str, Any] = {"command": command_name, "host": host,
-                                  "parameters": dict(arguments)}
-        if fanout is not None:
-            record["fanout"] = fanout
+        identity = call.identity
+        start = CallStart.of(self.audit.new_call_id(), call, tool=tool, fanout=fanout)
+        consent: Consent | None = None
         audit_started = False
         ran_from: float | None = None
+        command_name = start.command or ""
         labels = {"tool": tool, "command": command_name if command_name in self.catalog
-                  else UNKNOWN, "host": self._host_label(host)}
+                  else UNKNOWN, "host": self._host_label(start.host)}
         context = {"identity": identity.principal, **labels}
-
-        def begin(decision: dict[str, Any] | None) -> None:
-            nonlocal audit_started
-            self.audit.start(call, identity, **self._scrubbed(record), decision=decision)
-            audit_started = True
 
         try:
             # First, before anything can fail: refused and invalid calls cost a token too.
             self.rate.take(identity)
-            command = self.command(command_name, identity)
-            target = self.host(host, identity)
-            record["host"] = target.name
-            decision = self.policy.check(identity, command, target.name, target.tags)
-            record["decision"] = decision.to_dict()
-            if not command.applies_to(target.name, target.tags):
-                raise NotForHost(
-                    f"{command.name!r} does not apply to host {target.name!r}: the catalog "
-                    f"binds it to {', '.join(command.hosts)}; nothing ran. list_commands "
-                    f"with host={target.name!r} shows what applies there.")
-            record["rendered"] = rendered = render(command, arguments)
-            runs_as = command.runs_as(target.become)
-            if runs_as is not None:
-                record["runs_as"] = runs_as
+            if isinstance(call, Unprepared):
+                raise call.error
+            prepared = unchanged(self, call)
+            command, target, rendered = prepared.command, prepared.host, prepared.rendered
+            runs_as = prepared.runs_as
             presence = self.hosts.presence(target.name)
             if presence.online is False:
                 raise HostOffline(target.name, offline_message(target.name, presence))
-            if command.destructive:
-                await self._approve(identity, command, target.name, arguments, rendered,
-                                    runs_as, decision, record, confirm, live)
+            if prepared.confirmation != "none":
+                consent = self.consents.begin(prepared, confirm)
+                consent = await self.consents.complete(prepared, consent, confirm, live)
+                if not consent.confirmed:
+                    raise NotConfirmed(consent.refusal)
+            start = CallStart.of(start.call, prepared, tool=tool, fanout=fanout,
+                                 consent=consent)
             with self.host_gate.enter(target.name, identity):
                 ran_from = time.monotonic()
-                begin(record.pop("decision"))
+                self._write(start)
+                audit_started = True
                 log.info("%s runs %s on %s: %s", identity.display, command.name, target.name,
                          rendered, extra=context)
                 if live is not None:  # lines shown as they arrive are redacted too
@@ -236,8 +246,11 @@ class AgentService(CallerView):
                     check_elevation(result, command, target, runs_as, timeout=command.timeout)
                     result = dataclasses.replace(result, runs_as=runs_as)
         except BaseException as exc:
-            confirming = record.get("confirmed") is False
-            outcome = "not-confirmed" if confirming else _outcome(exc)
+            unconfirmed = consent is not None and not consent.confirmed
+            outcome = "not-confirmed" if unconfirmed else _outcome(exc)
+            record = dataclasses.replace(start, consent=consent) if consent else start
+            if isinstance(exc, PolicyDenied):
+                record = dataclasses.replace(record, decision=exc.decision)
             if isinstance(exc, RateLimited) and not audit_started:
                 if not self.audit.limited(identity):
                     # Counted in the window's `limited` record; the metrics count each.
@@ -245,19 +258,18 @@ class AgentService(CallerView):
                     self.recorder.call_finished(**labels, outcome=outcome, seconds=None)
                     raise
                 # What a flood sends is not worth keeping, only recognising.
-                record["parameters"] = summary(dict(arguments), preview=False)
+                record = dataclasses.replace(
+                    record, parameters=summary(dict(call.arguments), preview=False))
             if not audit_started and not isinstance(exc, AuditUnavailable):
-                decision_data = record.pop("decision", None)
-                if isinstance(exc, PolicyDenied):
-                    decision_data = exc.decision.to_dict()
                 try:
-                    begin(decision_data)
+                    self._write(record)
                 except AuditUnavailable:
                     raise exc from None
+                audit_started = True
             if audit_started:
                 # A cancelled call's exception text is SDK internals, not a reason.
                 error = "cancelled" if outcome == "cancelled" else str(exc)[:500]
-                self.audit.end(call, identity, outcome=outcome, error=self._scrubbed(error))
+                self._write(CallEnd(start.call, identity, outcome, error=error))
             reason = refusal_reason(exc)
             if reason is not None:
                 self.recorder.refused(reason)
@@ -265,24 +277,14 @@ class AgentService(CallerView):
             if not isinstance(exc, asyncio.CancelledError | GeneratorExit):
                 # The operator watches this terminal: a failure is worth a line there.
                 log.warning("%s: %s on %s %s: %s", identity.display, _short(command_name),
-                            record.get("host") or "(no host)", outcome, _short(exc),
+                            start.host or "(no host)", outcome, _short(exc),
                             extra={**context, "outcome": outcome})
             raise
-        self.audit.end(
-            call,
-            identity,
-            outcome="ran",
-            exit_status=result.exit_status,
-            duration_ms=round(result.duration_ms, 1),
-            bytes_out=(result.stdout_bytes or 0) + len(result.stderr.encode()),
-            truncated=result.truncated,
-            timed_out=result.timed_out,
-            redacted=result.redacted,
-            output_handle=result.output_handle,
+        self._write(CallEnd(
+            start.call, identity, "ran", result=result,
             # What the caller was shown first, for the record: redacted here too, also for a
             # command whose output is shown unredacted (whole lines, then cut).
-            stdout_head=self._scrubbed(result.stdout[:8192])[:AUDIT_EXCERPT],
-        )
+            stdout_head=self._scrubbed(result.stdout[:8192])[:AUDIT_EXCERPT]))
         outcome = ("timed_out" if result.timed_out
                    else "ok" if result.exit_status == 0 else "nonzero_exit")
         assert ran_from is not None
@@ -306,51 +308,14 @@ class AgentService(CallerView):
         name = self.hosts.default if host is None else host
         return name if name is not None and name in self.hosts else UNKNOWN
 
-    async def _approve(self, identity: Identity, command: Command, host: str,
-                       arguments: Mapping[str, object], rendered: str, runs_as: str | None,
-                       decision: Decision, record: dict[str, Any], confirm: Confirm | None,
-                       live: LiveOutput | None) -> None:
-        """A destructive command's yes: a time-limited approval still running for this exact
-        call, a second person's (two-person rule), or the caller's own confirmation. Each
-        is written into the call's start record; raises NotConfirmed / PolicyDenied."""
-        standing = self.approvals.find(identity, host, rendered)
-        if standing is not None:
-            record["confirmed"] = True
-            record["approval"] = standing.to_dict()
-            return
-        if decision.approvers:
-            request = self.pending.open(
-                identity, host=host, command=command.name, parameters=arguments,
-                rendered=rendered, runs_as=runs_as, approvers=decision.approvers,
-                max_minutes=decision.approval_minutes, timeout=self.settings.approval_timeout)
-            record["confirmed"] = False
-            record["approval_request"] = {"id": request.id, "approvers": list(request.approvers)}
-            waiting = (f"waiting for approval by {request.who_may_approve} (request "
-                       f"{request.id}); they decide on the agent's chat page, Approvals")
-            log.info("%s: %s on %s %s", identity.display, command.name, host, waiting)
-            if live is not None:
-                live.note(waiting)
-            verdict = await self.pending.wait(request)
-            record["approved_by"] = verdict.to_dict()
-            if not verdict.approved:
-                raise NotConfirmed(f"{verdict.by.principal} denied {command.name!r} on host "
-                                   f"{host!r}; nothing ran.")
-            minutes, approver = verdict.minutes, verdict.by
+    def _write(self, record: CallStart | CallEnd) -> None:
+        """One of a call's two audit records, secrets redacted (raises AuditUnavailable for a
+        start record that cannot be written)."""
+        fields = self._scrubbed(record.fields())
+        if isinstance(record, CallStart):
+            self.audit.start(record.call, record.identity, **fields)
         else:
-            if confirm is None:
-                raise PolicyDenied(
-                    f"{command.name!r} is destructive and needs a person's confirmation, "
-                    "which this caller cannot give; nothing ran.",
-                    Decision(False, "destructive commands need a confirmation",
-                             "no confirmation"),
-                )
-            record["confirmed"] = False
-            minutes, approver = (await confirm()) or 0, identity
-        record["confirmed"] = True
-        minutes = min(minutes, decision.approval_minutes)
-        if minutes > 0:
-            approval = self.approvals.grant(identity, host, rendered, minutes, approver)
-            record["approval_granted"] = approval.to_dict()
+            self.audit.end(record.call, record.identity, **fields)
 
     def _scrubbed(self, value: Any) -> Any:
         """`value` (a record, a message) with secrets redacted, before it reaches the log."""
@@ -372,31 +337,32 @@ class AgentService(CallerView):
             return command.runs_as()
 
     def refused(self, identity: Identity, *, tool: str, command: str | None,
-                host: str | None, arguments: object, error: str) -> str:
-        """Record a call refused before it reached `run` (MCP schema validation, a palette
-        form, the chat's check before a confirmation), charging the caller's rate like any
-        call. Returns what to tell the caller: `error`, or the rate limit's message."""
+                host: str | None, arguments: object, error: Exception | str) -> Refusal:
+        """Record a call refused before it could be executed (MCP schema validation, a
+        palette form, a fan-out refused before any host), charging the caller's rate like
+        any call. Returns what to tell the caller: the refusal, or the rate limit."""
         call = self.audit.new_call_id()
-        outcome = "invalid"
+        outcome = _outcome(error) if isinstance(error, Exception) else "invalid"
+        decision = error.decision if isinstance(error, PolicyDenied) else None
+        message = str(error)
         parameters: object = arguments
         try:
             self.rate.take(identity)
         except RateLimited as exc:
             if not self.audit.limited(identity):
                 self.recorder.refused("rate_limit")  # the window's `limited` record counts it
-                return str(exc)
-            outcome, error, parameters = "limited", str(exc), summary(arguments, preview=False)
-        self.audit.start(call, identity, tool=tool, command=command, host=host,
-                         parameters=self._scrubbed(parameters), decision=None)
-        self.audit.end(call, identity, outcome=outcome, error=self._scrubbed(error[:500]))
+                return Refusal(True, str(exc))
+            outcome, message, parameters = "limited", str(exc), summary(arguments, preview=False)
+        self._write(CallStart(call, identity, tool, command, host, parameters, decision))
+        self._write(CallEnd(call, identity, outcome, error=message[:500]))
         # Labels from a fixed set only: a refused call's tool name may be anything.
         self.recorder.call_finished(tool=UNKNOWN,
                                     command=command if command and command in self.catalog
                                     else UNKNOWN,
                                     host=self._host_label(host), outcome=outcome, seconds=None)
         log.warning("%s: %s %s: %s", identity.display, _short(command or tool), outcome,
-                    _short(error))
-        return error
+                    _short(message))
+        return Refusal(outcome == "limited", message)
 
     async def run_many(
         self, command_names: Sequence[str], *, host: str | None, identity: Identity,
@@ -412,16 +378,24 @@ class AgentService(CallerView):
 
     def plan_fanout(self, command_name: str, arguments: Mapping[str, object],
                     selectors: Sequence[str], identity: Identity) -> fan_out.FanoutPlan:
-        """Where a run_on_hosts call would run, and its command line (for its confirmation)."""
+        """A run_on_hosts call prepared: every host it names, each host's prepared call, and
+        what its one confirmation asks (fanout.py)."""
         return fan_out.plan(self, command_name, arguments, selectors, identity)
 
     async def run_on_hosts(self, command_name: str, arguments: Mapping[str, object],
                            selectors: Sequence[str], *, identity: Identity,
                            confirm: Confirm | None = None,
                            progress: fan_out.Progress | None = None) -> fan_out.FanoutResult:
-        """One command on every host `selectors` name, each through `run` (fanout.py)."""
-        return await fan_out.run_on_hosts(self, command_name, arguments, selectors,
-                                          identity=identity, confirm=confirm, progress=progress)
+        """Plan and execute a fan-out, for a front end with nothing to show first."""
+        return await self.execute_fanout(
+            self.plan_fanout(command_name, arguments, selectors, identity), confirm=confirm,
+            progress=progress)
+
+    async def execute_fanout(self, plan: fan_out.FanoutPlan, *, confirm: Confirm | None = None,
+                             progress: fan_out.Progress | None = None) -> fan_out.FanoutResult:
+        """One command on every host of `plan`, each host's prepared call through `execute`
+        (fanout.py)."""
+        return await fan_out.run_on_hosts(self, plan, confirm=confirm, progress=progress)
 
     async def status(self, identity: Identity) -> dict[str, Any]:
         """The agent's state as this caller may see it: their hosts, their commands."""

@@ -1,17 +1,19 @@
 """Asking a person before a destructive command runs, through MCP elicitation.
 
-`ask_confirmation` is the SDK resolver of execute_command's `confirmation`
-argument: the SDK turns its `Elicit` into an elicitation request in the protocol
-the client speaks (mid-call on older protocols, an input-required round trip on
-newer ones). `confirmation_check` is the `confirm` step AgentService.run awaits;
-it raises NotConfirmed unless a person said yes.
+The tools' resolvers form a small DAG (the SDK's `Resolve`): `prepared_call` (or
+`fanout_plan`) prepares the call once; `ask_confirmation` (or `ask_fanout_confirmation`)
+asks from that value, and the tool body hands the same value to the service. The SDK turns
+an `Elicit` into an elicitation request in the protocol the client speaks (mid-call on
+older protocols, an input-required round trip on newer ones, where an answer counts only
+for the exact question it was given: the question renders the whole prepared call).
+`confirmation_check` is the `confirm` step AgentService.execute awaits; it raises
+NotConfirmed unless a person said yes.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 from mcp.server.elicitation import (
     AcceptedElicitation,
@@ -19,10 +21,11 @@ from mcp.server.elicitation import (
     DeclinedElicitation,
     ElicitationResult,
 )
-from mcp.server.mcpserver import Context, Elicit
+from mcp.server.mcpserver import Context, Elicit, Resolve
 
-from agent.core.errors import ConfigError, NotConfirmed
-from whitelist import WhitelistError, render
+from agent.core.errors import NotConfirmed
+from agent.core.fanout import FanoutPlan
+from agent.core.prepare import Preparation, PreparedCall
 
 from .context import caller, service_of
 from .models import Confirm, confirm_for
@@ -60,50 +63,27 @@ def confirmation_check(name: str, outcome: ElicitationResult[Confirm] | None) ->
     return confirm
 
 
-def confirmation_message(command: str, host: str, arguments: dict[str, Any], rendered: str,
-                         *, runs_as: str | None = None) -> str:
-    """What the person confirming reads: the command, the host (and the user it runs as),
-    the parameters and the exact command line that will run (as the chat's confirm box
-    shows them)."""
-    shown = json.dumps(arguments, ensure_ascii=False, sort_keys=True) if arguments else "(none)"
-    elevated = f" as {runs_as}" if runs_as else ""
-    return (f"Run destructive command '{command}' on host '{host}'{elevated}?\n"
-            f"Parameters: {shown}\n"
-            f"It runs exactly: {rendered}")
+async def prepared_call(
+    command: str, ctx: Context, host: str | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> Preparation:
+    """Resolver for execute_command: the call, prepared once (agent.core.prepare). The
+    question below and the tool body get this same value."""
+    service = service_of(ctx)
+    return service.prepare(command, parameters or {}, host=host,
+                           identity=caller(service, ctx))
 
 
 async def ask_confirmation(
-    command: str, ctx: Context, host: str | None = None,
-    parameters: dict[str, Any] | None = None,
+    prepared: Annotated[Preparation, Resolve(prepared_call)], ctx: Context,
 ) -> Elicit[Confirm] | str:
-    """Resolver for execute_command: ask a person before a destructive command runs.
-
-    Nobody is asked about a command the policy would refuse anyway, about a call a
-    time-limited approval still covers, about one a second person must approve, nor
-    about arguments that do not validate (the call then fails with the validation error).
-    """
-    service = service_of(ctx)
-    found = service.catalog.commands.get(command)
-    if found is None or not found.destructive or not supports_form_elicitation(ctx):
+    """Resolver for execute_command: ask a person before a destructive command runs, with
+    the prepared call's question. Nobody is asked about a call that cannot run, about one
+    a time-limited approval covers, nor about one a second person must approve."""
+    if (not isinstance(prepared, PreparedCall) or prepared.asks != "caller"
+            or not supports_form_elicitation(ctx)):
         return NOT_ASKED
-    identity = caller(service, ctx)
-    try:
-        target = service.host(host, identity)
-        rendered = render(found, parameters or {})
-    except (ConfigError, WhitelistError):
-        return NOT_ASKED
-    decision = service.policy.decide(identity, found, target.name, target.tags)
-    if not decision.allowed or decision.approvers:
-        return NOT_ASKED
-    if service.approvals.find(identity, target.name, rendered) is not None:
-        return NOT_ASKED
-    runs_as = service.runs_as(found, target.name)
-    message = confirmation_message(found.name, target.name, parameters or {}, rendered,
-                                   runs_as=runs_as)
-    if decision.approval_minutes:
-        message += (f"\nYou may also approve identical calls for up to "
-                    f"{decision.approval_minutes} minutes.")
-    return Elicit(message, confirm_for(decision.approval_minutes))
+    return Elicit(prepared.question, confirm_for(prepared.decision.approval_minutes))
 
 
 def selector_list(hosts: list[str] | str) -> list[str]:
@@ -112,23 +92,22 @@ def selector_list(hosts: list[str] | str) -> list[str]:
     return [part.strip() for item in items for part in item.split(",") if part.strip()]
 
 
-async def ask_fanout_confirmation(
+async def fanout_plan(
     command: str, hosts: list[str] | str, ctx: Context,
     parameters: dict[str, object] | None = None,
+) -> FanoutPlan:
+    """Resolver for run_on_hosts: every host's call, prepared once (agent.core.fanout)."""
+    service = service_of(ctx)
+    return service.plan_fanout(command, parameters or {}, selector_list(hosts),
+                               caller(service, ctx))
+
+
+async def ask_fanout_confirmation(
+    plan: Annotated[FanoutPlan, Resolve(fanout_plan)], ctx: Context,
 ) -> Elicit[Confirm] | str:
     """Resolver for run_on_hosts: one question for a destructive command on many hosts,
-    listing every host it would run on and the exact command line."""
-    service = service_of(ctx)
-    found = service.catalog.commands.get(command)
-    if found is None or not found.destructive or not supports_form_elicitation(ctx):
+    naming every host where it needs the caller's yes and the exact command line."""
+    if plan.error is not None or not plan.confirmed_by_caller or not (
+            supports_form_elicitation(ctx)):
         return NOT_ASKED
-    try:
-        plan = service.plan_fanout(command, parameters or {}, selector_list(hosts),
-                                   caller(service, ctx))
-    except (ConfigError, WhitelistError):
-        return NOT_ASKED  # the call fails with the same error, nobody needs asking
-    if not plan.runnable:
-        return NOT_ASKED
-    return Elicit(
-        f"Run destructive command '{found.name}' on {len(plan.runnable)} host(s): "
-        f"{', '.join(plan.runnable)}? The command line on each: {plan.rendered}", Confirm)
+    return Elicit(plan.question, Confirm)

@@ -1,9 +1,10 @@
 """Who is calling a tool, the service behind the server, and calls refused before our tools.
 
-The SDK validates a call's arguments against the tool's schema (and looks the tool
-up) before any of our code runs. `AgentMCPServer.call_tool` wraps that step: a call
-refused there is audited and charged to the caller's rate like any other refusal,
-and its message is ours (what was wrong, no pydantic help links, no 100 KB echo).
+Every tool call passes `AgentMCPServer.call_tool`, which maps its failure in one place
+(agent/mcp/errors.py): our exceptions become the tool errors that say what is allowed,
+and a call the SDK refused before any of our code ran (the arguments against the tool's
+schema, an unknown tool) is audited and charged to the caller's rate like any other
+refusal, with our message.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, InputRequiredResult
-from pydantic import AnyUrl, ValidationError
+from pydantic import AnyUrl
 
 from agent.core.errors import NoCallerIdentity
 from agent.core.identity import Identity
@@ -23,6 +24,7 @@ from agent.core.service import AgentService
 from agent.web.middleware.identity import request_identity
 from whitelist.errors import shown
 
+from .errors import sdk_refusal, tool_error
 from .resources import read_for_caller
 
 # The chat's in-process client names its user with a token under this `_meta` key.
@@ -67,7 +69,10 @@ class AgentMCPServer(MCPServer):
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
-            message = _refusal(name, exc)
+            mapped = tool_error(name, exc)
+            if mapped is not None:
+                raise mapped from exc.__cause__
+            message = sdk_refusal(name, exc)
             if message is None or context is None:
                 raise
             try:
@@ -76,12 +81,12 @@ class AgentMCPServer(MCPServer):
                 raise ToolError(NO_CALLER) from None
             command = arguments.get("command") if name == "execute_command" else None
             host = arguments.get("host")
-            message = self.service.refused(
+            refusal = self.service.refused(
                 identity, tool=name if len(name) <= 64 else shown(name, 64),
                 arguments=arguments, error=message,
                 command=command if isinstance(command, str) else None,
                 host=host if isinstance(host, str) else None)
-            raise ToolError(message) from None
+            raise ToolError(refusal.message) from None
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context | None = None
@@ -92,22 +97,6 @@ class AgentMCPServer(MCPServer):
             if text is not None:
                 return [ReadResourceContents(content=text, mime_type="application/json")]
         return await super().read_resource(uri, context)
-
-
-def _refusal(tool: str, exc: ToolError) -> str | None:
-    """Our message for a call the SDK refused before the tool ran (None: not such a call)."""
-    cause = exc.__cause__
-    if isinstance(cause, ValidationError):
-        problems = []
-        for error in cause.errors(include_url=False)[:5]:
-            where = ".".join(str(part) for part in error["loc"]) or "(arguments)"
-            problems.append(f"{shown(where, 60)}: {error['msg']}")
-        more = f" (and {cause.error_count() - 5} more)" if cause.error_count() > 5 else ""
-        return (f"invalid arguments for tool {shown(tool, 64)}: {'; '.join(problems)}{more}. "
-                "See the tool's input schema (tools/list).")
-    if cause is None and str(exc).startswith("Unknown tool: "):
-        return f"unknown tool {shown(tool, 64)}; tools/list shows the tools you can use"
-    return None
 
 
 def service_of(ctx: Context) -> AgentService:

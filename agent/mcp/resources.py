@@ -41,8 +41,7 @@ def _hosts(service: AgentService, identity: Identity) -> Any:
 
 
 def _audit(service: AgentService, identity: Identity) -> Any:
-    calls = recent_calls(service.audit.path, principal=identity.principal,
-                         source=identity.source, limit=RECENT_LIMIT)
+    calls = recent_calls(service.audit.path, identity, limit=RECENT_LIMIT)
     return {"identity": identity.principal, "calls": calls}
 
 

@@ -1,15 +1,15 @@
 """The MCP tools, served with the official SDK's `MCPServer`.
 
-Tools are thin: they find the caller's identity, hand the work to
-`AgentService`, and turn our exceptions into tool errors (`isError`) whose text
-says what is allowed. Nothing here builds a command string.
+Tools are thin: they find the caller's identity, hand the work to `AgentService`
+(execute_command and run_on_hosts get their call prepared by their resolvers,
+agent/mcp/confirm.py) and let its exceptions through: AgentMCPServer.call_tool maps them
+to tool errors in one place (agent/mcp/errors.py). Nothing here builds a command string.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 from typing import Annotated, Any, Literal
 
 from mcp.server.elicitation import ElicitationResult
@@ -19,15 +19,20 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from agent import __version__
-from agent.core.errors import CallRefused, ConfigError, HostError
-from agent.core.fanout import HostOutcome
+from agent.core.fanout import FanoutPlan, HostOutcome
 from agent.core.identity import Identity
 from agent.core.outputs import MAX_PAGE
+from agent.core.prepare import Preparation, PreparedCall
 from agent.core.service import AgentService
-from whitelist import WhitelistError
 from whitelist.errors import shown
 
-from .confirm import ask_confirmation, ask_fanout_confirmation, confirmation_check, selector_list
+from .confirm import (
+    ask_confirmation,
+    ask_fanout_confirmation,
+    confirmation_check,
+    fanout_plan,
+    prepared_call,
+)
 from .context import AgentMCPServer, caller
 from .models import (
     CommandList,
@@ -44,11 +49,6 @@ from .models import (
 from .progress import live_progress
 from .prompts import register_prompts
 from .resources import register_resources
-
-log = logging.getLogger(__name__)
-
-# What a tool call can fail with that the caller can act on: shown as a tool error.
-CALL_ERRORS = (WhitelistError, ConfigError, HostError, CallRefused)
 
 OVERVIEW_COMMANDS = ("hostname", "uptime", "uname", "disk_usage", "memory_usage", "process_count")
 
@@ -106,29 +106,22 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
     register_prompts(mcp, service)
     mcp.stdio_caller = stdio_caller
 
-    async def run(
-        ctx: Context,
-        tool: str,
-        name: str,
-        arguments: dict[str, Any],
-        host: str | None,
-        confirmation: ElicitationResult[Confirm] | None = None,
-    ) -> ToolResult:
-        identity = caller(service, ctx)
-        confirm = confirmation_check(name, confirmation)
-        try:
-            async with live_progress(ctx) as live:
-                result = await service.run(name, arguments, host=host, identity=identity,
-                                           confirm=confirm, tool=tool, live=live)
-        except CALL_ERRORS as exc:
-            log.info("%s: %s refused: %s", identity.display, name, exc)
-            raise ToolError(str(exc)) from exc
+    async def run(ctx: Context, tool: str, call: Preparation,
+                  confirmation: ElicitationResult[Confirm] | None = None) -> ToolResult:
+        name = call.command.name if isinstance(call, PreparedCall) else call.command
+        async with live_progress(ctx) as live:
+            result = await service.execute(call, confirm=confirmation_check(name, confirmation),
+                                           tool=tool, live=live)
         if result.exit_status in (126, 127):
             raise ToolError(
                 f"'{name}' could not run on host '{result.host}': the program is missing or not "
                 f"executable there (exit status {result.exit_status}): {result.stderr.strip()}"
             )
         return ToolResult.of(result)
+
+    def prepared(ctx: Context, name: str, arguments: dict[str, Any],
+                 host: str | None) -> Preparation:
+        return service.prepare(name, arguments, host=host, identity=caller(service, ctx))
 
     @mcp.tool(annotations=READ_ONLY)
     async def ping(ctx: Context) -> Pong:
@@ -154,10 +147,7 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
         """List the whitelisted commands you may run, their categories and typed parameters."""
         identity = caller(service, ctx)
         known = sorted({c.category for c in service.visible_commands(identity)})
-        try:
-            commands = service.visible_commands(identity, category, host)
-        except CALL_ERRORS as exc:
-            raise ToolError(str(exc)) from exc
+        commands = service.visible_commands(identity, category, host)
         if category and not commands:
             raise ToolError(f"unknown category {shown(category)} (or nothing in it that you may "
                             f"run); categories you can use: {', '.join(known) or 'none'}")
@@ -178,22 +168,23 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
             Field(description="Values for the command's parameters, by name (see list_commands)."),
         ] = None,
         host: HostArg = None,
+        prepared: Annotated[Preparation, Resolve(prepared_call)] = None,  # type: ignore[assignment]
         confirmation: Annotated[
             ElicitationResult[Confirm], Resolve(ask_confirmation)
         ] = None,  # type: ignore[assignment]
     ) -> ToolResult:
         """Run one whitelisted catalog command by name with typed, validated parameters."""
-        return await run(ctx, "execute_command", command, parameters or {}, host, confirmation)
+        return await run(ctx, "execute_command", prepared, confirmation)
 
     @mcp.tool(annotations=READ_ONLY)
     async def check_disk(ctx: Context, host: HostArg = None) -> ToolResult:
         """Filesystem usage (df -h): size, used, available and use% per mount."""
-        return await run(ctx, "check_disk", "disk_usage", {}, host)
+        return await run(ctx, "check_disk", prepared(ctx, "disk_usage", {}, host))
 
     @mcp.tool(annotations=READ_ONLY)
     async def check_memory(ctx: Context, host: HostArg = None) -> ToolResult:
         """Memory and swap usage (free -h)."""
-        return await run(ctx, "check_memory", "memory_usage", {}, host)
+        return await run(ctx, "check_memory", prepared(ctx, "memory_usage", {}, host))
 
     @mcp.tool(annotations=READ_ONLY)
     async def check_service(
@@ -202,7 +193,8 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
         host: HostArg = None,
     ) -> ToolResult:
         """Status of one systemd service (systemctl status)."""
-        return await run(ctx, "check_service", "service_status", {"unit": unit}, host)
+        return await run(ctx, "check_service",
+                         prepared(ctx, "service_status", {"unit": unit}, host))
 
     @mcp.tool(annotations=READ_ONLY)
     async def check_path_size(
@@ -211,17 +203,14 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
         host: HostArg = None,
     ) -> ToolResult:
         """Total size of a file or directory (du -sh)."""
-        return await run(ctx, "check_path_size", "disk_usage_path", {"path": path}, host)
+        return await run(ctx, "check_path_size",
+                         prepared(ctx, "disk_usage_path", {"path": path}, host))
 
     @mcp.tool(annotations=READ_ONLY)
     async def system_overview(ctx: Context, host: HostArg = None) -> Overview:
         """Hostname, uptime, kernel, disk, memory and process count, gathered concurrently."""
-        identity = caller(service, ctx)
-        try:
-            results = await service.run_many(OVERVIEW_COMMANDS, host=host, identity=identity,
-                                             tool="system_overview")
-        except CALL_ERRORS as exc:
-            raise ToolError(str(exc)) from exc
+        results = await service.run_many(OVERVIEW_COMMANDS, host=host,
+                                         identity=caller(service, ctx), tool="system_overview")
         return Overview(host=results[0].host, results=[ToolResult.of(r) for r in results])
 
     @mcp.tool(annotations=runs_commands)
@@ -237,6 +226,7 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
             dict[str, Any] | None,
             Field(description="Values for the command's parameters, the same on every host."),
         ] = None,
+        plan: Annotated[FanoutPlan, Resolve(fanout_plan)] = None,  # type: ignore[assignment]
         confirmation: Annotated[
             ElicitationResult[Confirm], Resolve(ask_fanout_confirmation)
         ] = None,  # type: ignore[assignment]
@@ -246,17 +236,12 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
         Every host is checked and recorded like a single call; the result has a status per
         host (ok, failed, offline, refused), its output, and a summary. Progress is reported
         as hosts finish."""
-        identity = caller(service, ctx)
 
         async def progress(done: int, total: int, outcome: HostOutcome) -> None:
             await ctx.report_progress(done, total, f"{outcome.host}: {outcome.status}")
 
-        try:
-            result = await service.run_on_hosts(
-                command, parameters or {}, selector_list(hosts), identity=identity,
-                confirm=confirmation_check(command, confirmation), progress=progress)
-        except CALL_ERRORS as exc:
-            raise ToolError(str(exc)) from exc
+        result = await service.execute_fanout(
+            plan, confirm=confirmation_check(command, confirmation), progress=progress)
         return FanoutToolResult.of(result)
 
     @mcp.tool(annotations=READ_ONLY)
@@ -274,11 +259,8 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
         """Read more of a long command output by its handle: a page of whole lines, secrets
         redacted. Handles belong to whoever ran the command and expire."""
         identity = caller(service, ctx)
-        try:
-            page = await asyncio.to_thread(service.outputs.read, identity, handle,
-                                           offset=offset, max_bytes=max_bytes, stream=stream)
-        except CALL_ERRORS as exc:
-            raise ToolError(str(exc)) from exc
+        page = await asyncio.to_thread(service.outputs.read, identity, handle,
+                                       offset=offset, max_bytes=max_bytes, stream=stream)
         return OutputPage(**dataclasses.asdict(page))
 
     @mcp.tool(annotations=READ_ONLY)

@@ -276,6 +276,58 @@ ERROR_CASES = {
         "template",
         ["single line"],
     ),
+    "become with a line separator (U+2028) in its template": (
+        """
+        commands:
+          x:
+            description: d
+            category: c
+            template: "whoami\\Lid"
+            become: true
+        """,
+        "x",
+        "template",
+        ["single line", "U+2028"],
+    ),
+    "become with a next-line control (U+0085) in its template": (
+        """
+        commands:
+          x:
+            description: d
+            category: c
+            template: "whoami\\Nid"
+            become: true
+        """,
+        "x",
+        "template",
+        ["single line", "U+0085"],
+    ),
+    "become with a paragraph separator (U+2029) in its template": (
+        """
+        commands:
+          x:
+            description: d
+            category: c
+            template: "whoami\\Pid"
+            become: true
+        """,
+        "x",
+        "template",
+        ["single line", "U+2029"],
+    ),
+    "become with a control character in its template": (
+        """
+        commands:
+          x:
+            description: d
+            category: c
+            template: "whoami\\x1bid"
+            become: true
+        """,
+        "x",
+        "template",
+        ["single line", "U+001B"],
+    ),
     "redact not a bool": (
         """
         commands:

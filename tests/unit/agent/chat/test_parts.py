@@ -16,7 +16,7 @@ from agent.chat.palette import arguments_from_form
 from agent.chat.sse import sse_message
 from agent.chat.tooldefs import anthropic_tool
 from tests.support.fake_anthropic import ApiError, FakeAnthropic, Step, Text, ToolUse
-from whitelist import Catalog, Command, Parameter, ParamType
+from whitelist import Command, Parameter, ParamType
 
 
 def turn(question: str, answer_bytes: int = 10) -> Turn:
@@ -127,7 +127,7 @@ async def test_the_chat_accepts_only_an_elicitation_the_person_confirmed() -> No
         id="t", question="q", conversation=Conversation(),
         anthropic_client=client,
         mcp_server=None,  # type: ignore[arg-type]
-        catalog=Catalog({}), default_host=None, system="", identity_token="x",
+        default_host=None, system="", identity_token="x",
         options=LoopOptions(model="m"),
     )
     params = mcp_types.ElicitRequestFormParams(
@@ -135,7 +135,10 @@ async def test_the_chat_accepts_only_an_elicitation_the_person_confirmed() -> No
         requested_schema={"type": "object", "properties": {"confirm": {"type": "boolean"}}},
     )
     assert (await chat._elicit(None, params)).action == "decline"  # type: ignore[arg-type]
-    chat._confirmed_call = "t-call"
+    # A click confirmed another question (the call prepared again differs): declined.
+    chat._confirmed_question = "Run destructive command 'reboot' on host 'web-2'?"
+    assert (await chat._elicit(None, params)).action == "decline"  # type: ignore[arg-type]
+    chat._confirmed_question = params.message
     accepted = await chat._elicit(None, params)  # type: ignore[arg-type]
     assert accepted.action == "accept" and accepted.content == {"confirm": True}
     # One click, one acceptance: a second elicitation in the same call is declined.

@@ -4,10 +4,11 @@ fields that bound them."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
-from agent.core.approvals import MAX_PENDING_PER_CALLER, Approvals, PendingApprovals
+from agent.core.approvals import MAX_PENDING_PER_CALLER, Action, Approvals, PendingApprovals
 from agent.core.errors import CallRefused, ConfigError, LimitExceeded, NotConfirmed
 from agent.core.identity import Identity
 from agent.core.policy import parse_policy
@@ -38,18 +39,35 @@ class Clock:
         return self.now
 
 
-def test_an_approval_covers_only_that_caller_host_and_command_line_until_it_expires() -> None:
+def action(caller: Identity = ALICE, host: str = "web1",
+           rendered: str = "systemctl restart nginx", **fields: object) -> Action:
+    values: dict[str, object] = {"command": "restart", "runs_as": None,
+                                 "rule": "carol-quick", **fields}
+    return Action(caller.key, host=host, rendered=rendered, **values)  # type: ignore[arg-type]
+
+
+def test_an_approval_covers_exactly_its_action_until_it_expires() -> None:
     clock = Clock()
     approvals = Approvals(clock)
-    granted = approvals.grant(ALICE, "web1", "systemctl restart nginx", 15, ALICE)
-    assert approvals.find(ALICE, "web1", "systemctl restart nginx") == granted
-    assert approvals.find(BOB, "web1", "systemctl restart nginx") is None
-    assert approvals.find(ALICE, "web2", "systemctl restart nginx") is None
-    assert approvals.find(ALICE, "web1", "systemctl restart nginx2") is None
+    granted = approvals.grant(action(), 15, ALICE)
+    assert approvals.find(action()) == granted
+    for other in (action(BOB), action(host="web2"), action(rendered="systemctl restart x"),
+                  action(command="restart2"), action(runs_as="root"), action(rule="other"),
+                  action(CI), action(dataclasses.replace(CI, node="ci-2"))):
+        assert approvals.find(other) is None, other
     clock.now += 15 * 60 - 1
-    assert approvals.find(ALICE, "web1", "systemctl restart nginx") is not None
+    assert approvals.find(action()) is not None
     clock.now += 1
-    assert approvals.find(ALICE, "web1", "systemctl restart nginx") is None
+    assert approvals.find(action()) is None
+
+
+def test_a_callers_own_yes_never_stands_in_for_a_second_person() -> None:
+    approvals = Approvals()
+    two_person = action(rule="alice-restarts", approvers=("group:ops",))
+    approvals.grant(two_person, 30, ALICE)
+    assert approvals.find(two_person) is None
+    by_bob = approvals.grant(two_person, 30, BOB)
+    assert approvals.find(two_person) == by_bob and by_bob.second_person
 
 
 def test_the_policy_bounds_approvals_and_names_second_approvers() -> None:
