@@ -7,7 +7,6 @@ says what is allowed. Nothing here builds a command string.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from typing import Annotated, Any, Literal
@@ -272,11 +271,12 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
             description="Which stream")] = "stdout",
     ) -> OutputPage:
         """Read more of a long command output by its handle: a page of whole lines, secrets
-        redacted. Handles belong to whoever ran the command and expire."""
+        redacted. Handles belong to whoever ran the command and expire; each page counts
+        against your rate limit like a call."""
         identity = caller(service, ctx)
         try:
-            page = await asyncio.to_thread(service.outputs.read, identity, handle,
-                                           offset=offset, max_bytes=max_bytes, stream=stream)
+            page = await service.read_output(identity, handle, offset=offset,
+                                             max_bytes=max_bytes, stream=stream)
         except CALL_ERRORS as exc:
             raise ToolError(str(exc)) from exc
         return OutputPage(**dataclasses.asdict(page))
