@@ -4,11 +4,12 @@ and tail, pages at any offset, live lines, the audit excerpt) shows what was red
 once, here. The formats are agent/core/secret_formats.py.
 
 Matching uses RE2 (google-re2, Google's binding of the C++ library): all formats are one
-`RE2::Set`, so a chunk is scanned once for all of them in linear time, and only a
-chunk the set says holds a secret is searched format by format for the spans. Every
-byte a command prints goes through here, which is why the engine matters: RE2 runs at
-well over 100 MiB/s where Python's `re` with the same list managed about 2, and its
-linear time means output crafted against a backtracking engine cannot stall the agent.
+`RE2::Set`, so a chunk is scanned once for all of them in linear time, and only the
+blocks of a chunk the set says hold a secret are searched, format by format, for the
+spans. Every byte a command prints goes through here, which is why the engine matters:
+Python's `re` needs a pass per format (detect-secrets' list took 128 ms of CPU per MiB
+of mixed output), this takes about 12 (tests/bench/bench_redact.py), and RE2's linear
+time means output crafted against a backtracking engine cannot stall the agent.
 
 A `StreamRedactor` follows one stream. No secret spans a line, so it releases output up
 to the last line end at once and holds the partial line back (the carry) until its
@@ -34,6 +35,7 @@ from .secret_formats import FORMATS, PRIVATE_KEY
 
 MAX_CARRY = 16 * 1024  # bytes of a partial line held back whole
 HOLD = 4 * 1024  # of a longer line, the tail held back
+_BLOCK = 4 * 1024  # a chunk that holds a secret is searched in blocks of about this size
 _KEY_END_HOLD = 160  # inside a key block: enough of the end to see a split END line
 # BEGIN ... PRIVATE KEY (RSA, EC, DSA, OPENSSH, ENCRYPTED, PGP ... BLOCK), and its END.
 _KEY = rb"[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----"
@@ -75,19 +77,37 @@ class _Engine:
         self.token_end = re2.compile(rb"[\s\"']", options)
 
     def spans(self, text: bytes) -> list[_Span]:
-        found = self.set.Match(text)
-        if not found:
+        """The secrets in `text`, each format's (overlaps included), in order.
+
+        One pass of the set says whether any format matches at all (most chunks: none).
+        If one does, the set is asked again for each block of about `_BLOCK` bytes (whole
+        lines: no secret spans two), and the formats it names there are searched in that
+        block only."""
+        if not self.set.Match(text):
             return []
         spans = []
-        for index in found:
-            fmt, regex, group = FORMATS[index], self.regexes[index], self.groups[index]
-            for match in regex.finditer(text):
-                start, end = match.span(group) if group is not None else match.span()
-                if fmt.placeholders and _PLACEHOLDER.fullmatch(text[start:end].strip(b"\"'")):
-                    continue
-                spans.append(_Span(start, end, fmt.kind, match.start(), match.end(), index))
+        block_start = 0
+        while block_start < len(text):
+            block_end = _line_end(text, block_start + _BLOCK)
+            block = text[block_start:block_end]
+            for index in self.set.Match(block) or ():
+                fmt, regex, group = FORMATS[index], self.regexes[index], self.groups[index]
+                for match in regex.finditer(block):
+                    start, end = match.span(group) if group is not None else match.span()
+                    if fmt.placeholders and _PLACEHOLDER.fullmatch(block[start:end].strip(b"\"'")):
+                        continue
+                    spans.append(_Span(block_start + start, block_start + end, fmt.kind,
+                                       block_start + match.start(), block_start + match.end(),
+                                       index))
+            block_start = block_end
         spans.sort(key=lambda s: (s.start, -s.end, s.order))
         return spans
+
+
+def _line_end(text: bytes, at: int) -> int:
+    """Just past the first line end at or after `at` (the end of `text` if none)."""
+    ends = [end for end in (text.find(b"\n", at), text.find(b"\r", at)) if end >= 0]
+    return min(ends) + 1 if ends else len(text)
 
 
 # `password: ${DB_PASSWORD}`, `secret: true`, `passwd: files systemd` (nsswitch.conf):
