@@ -43,8 +43,8 @@ from agent.mcp.tools import OVERVIEW_COMMANDS, build_mcp_server
 from agent.settings import load_settings
 from agent.ssh import SSHPool, socks_connector
 from tests.bench import bench_ssh
-from tests.bench.bench_redact import redaction_rows
 from tests.bench.bench_fleet import fleet_targets
+from tests.bench.bench_redact import redaction_rows
 from tests.bench.bench_servers import (
     ServerProcess,
     agent_env,
