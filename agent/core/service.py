@@ -128,7 +128,8 @@ class AgentService(CallerView):
         self.outputs = OutputStore(
             head=settings.output_head, tail=settings.output_tail, ttl=settings.output_ttl,
             max_handles=settings.output_handles, max_bytes=settings.output_disk)
-        self._page_records: dict[tuple[str, str], float] = {}  # (caller, handle): last record
+        # (caller, handle, outcome): when its reads were last recorded
+        self._page_records: dict[tuple[str, str, str], float] = {}
         self.approvals = Approvals()
         self.pending = PendingApprovals(self.policy.may_approve)
         self.rate = RateLimiter(settings.rate_per_minute, settings.rate_burst)
@@ -450,7 +451,7 @@ class AgentService(CallerView):
     def _record_page(self, identity: Identity, handle: str, offset: int, stream: str, *,
                      outcome: str, page: Page | None = None, error: str | None = None) -> None:
         now = time.monotonic()
-        key = (identity.key, handle[:40])
+        key = (identity.key, handle[:40], outcome)
         if now - self._page_records.get(key, -PAGE_RECORD_WINDOW) < PAGE_RECORD_WINDOW:
             return
         for old in [k for k, t in self._page_records.items() if now - t >= PAGE_RECORD_WINDOW]:
