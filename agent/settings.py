@@ -155,9 +155,10 @@ SETTINGS: tuple[Setting, ...] = (
             "paging handles kept at once (16 per caller); the oldest go first",
             integer(1, 10_000, "it is how many outputs are kept for paging")),
     Setting("TAILNET_AGENT_OUTPUT_DISK", "output_disk", 1 << 30,
-            "bytes of output kept for paging (in memory up to 64 KiB per stream, then in "
-            "unlinked temporary files)",
-            integer(1 << 20, 1 << 40, "it is how much output is kept for paging")),
+            "bytes of output held at once, by running commands and by outputs kept for "
+            "paging together (in memory up to 64 KiB per stream, then in unlinked temporary "
+            "files); a command that would go past it is cut and says so",
+            integer(1 << 20, 1 << 40, "it is how much output is held at once")),
     Setting("TAILNET_AGENT_OUTPUT_DIR", "output_dir", None,
             "directory for output spilled to disk", path, shown_default="`$TMPDIR`"),
     Setting("TAILNET_AGENT_APPROVAL_TIMEOUT", "approval_timeout", 600.0,

@@ -1,12 +1,11 @@
 """Live output: the lines a running command prints, collected for whoever shows them as they
-arrive (MCP progress notifications, the chat's tool card), redacted like everything else.
+arrive (MCP progress notifications, the chat's tool card).
 
-`feed` is the CommandOutput listener: it runs for every chunk the SSH layer receives, so it
-only splits lines and keeps a bounded batch per stream; a command printing 50 MB keeps at
-most `max_chars` per stream between two drains and counts the rest. `drain` hands over
-the batch, redacted in one pass. Whether a private key block is open is followed on every
-line, shown or not, so a key that starts in a skipped line is still hidden when its body
-is shown.
+`feed` is the CommandOutput listener: it gets what the spool keeps, already redacted
+(agent/core/spool.py), for every chunk the SSH layer receives, so it only splits lines
+and keeps a bounded batch per stream; a command printing 50 MB keeps at most
+`max_chars` per stream between two drains and counts the rest. `drain` hands over the
+batch.
 """
 
 from __future__ import annotations
@@ -14,14 +13,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from .redact import Redactor
-
 MAX_LINE = 1000  # characters of one line shown live; the result has the whole line
 
 
 @dataclass
 class _Batch:
-    inside_key: bool = False  # was a key block open before the batch's first line?
     lines: list[str] = field(default_factory=list)
     chars: int = 0
     skipped: int = 0
@@ -29,7 +25,6 @@ class _Batch:
 
 @dataclass
 class _Stream:
-    inside_key: bool = False
     partial: bytes = b""
     batch: _Batch = field(default_factory=_Batch)
 
@@ -37,7 +32,6 @@ class _Stream:
 class LiveOutput:
     def __init__(self, *, max_chars: int = 4000) -> None:
         self.max_chars = max_chars
-        self.redactor: Redactor | None = None  # set by the service (None: do not redact)
         self.started = time.monotonic()
         self.lines = 0
         self.bytes = 0
@@ -64,10 +58,6 @@ class LiveOutput:
     def _line(self, stream: _Stream, line: str) -> None:
         self.lines += 1
         batch = stream.batch
-        if not batch.lines and not batch.skipped:
-            batch.inside_key = stream.inside_key
-        if "PRIVATE KEY" in line:
-            stream.inside_key = Redactor.key_open_after(line, stream.inside_key)
         if len(line) > MAX_LINE:
             line = line[:MAX_LINE] + "…"
         if batch.skipped or batch.chars + len(line) > self.max_chars:
@@ -83,15 +73,13 @@ class LiveOutput:
         batch.chars += len(text) + 3
 
     def drain(self) -> str:
-        """The lines since the last drain (stderr's marked), redacted; "" when none."""
+        """The lines since the last drain (stderr's marked); "" when none."""
         parts: list[str] = []
         for stderr, stream in self._streams.items():
             batch, stream.batch = stream.batch, _Batch()
             if not batch.lines and not batch.skipped:
                 continue
             text = "".join(f"{line}\n" for line in batch.lines)
-            if self.redactor is not None:
-                text = self.redactor.redact(text, inside_key=batch.inside_key)[0]
             if stderr:
                 text = "".join(f"[stderr] {line}\n" for line in text.splitlines())
             if batch.skipped:

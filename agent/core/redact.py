@@ -1,40 +1,44 @@
-"""Secrets in command output are replaced before the output reaches a model, a client or the
-audit log.
+"""Secrets in command output are replaced as the output arrives, before it is stored: the
+spools (agent/core/spool.py) only ever hold redacted bytes, so every view of them (head
+and tail, pages at any offset, live lines, the audit excerpt) shows what was redacted
+once, here. The formats are agent/core/secret_formats.py.
 
-The patterns come from Yelp's detect-secrets (Apache-2.0, the secret scanner behind many
-pre-commit set-ups): its regex plugins for cloud access keys (AWS, Azure storage), tokens
-(GitHub, GitLab, Slack, Stripe, OpenAI, npm, PyPI, SendGrid, Twilio, Mailchimp, Square,
-Discord, Telegram), JSON Web Tokens and passwords in URLs (`scheme://user:password@`).
-We use its pattern set rather than our own so the list is kept up to date by people who
-study leaked secrets; we leave out its entropy and keyword plugins (hashes, container
-IDs and ordinary `password=` prose in command output are not secrets to hide, and those
-plugins are slow) and its verification (no network). detect-secrets recognises a private
-key by its BEGIN line only; here the whole PEM block is replaced, from BEGIN to END or to
-the end of the text when the END has not arrived yet.
+Matching uses RE2 (google-re2, Google's binding of the C++ library): all formats are one
+`RE2::Set`, so a chunk is scanned once for all of them in linear time, and only the
+blocks of a chunk the set says hold a secret are searched, format by format, for the
+spans. Every byte a command prints goes through here, which is why the engine matters:
+Python's `re` needs a pass per format (detect-secrets' list took 128 ms of CPU per MiB
+of mixed output), this takes about 12 (tests/bench/bench_redact.py), and RE2's linear
+time means output crafted against a backtracking engine cannot stall the agent.
 
-A `Redactor` works on text of any size in one call, and keeps one bit of state between
-calls (`inside_key`): whether a private key block is still open, so output read in
-pieces (live lines, pages) is redacted like the whole.
+A `StreamRedactor` follows one stream. No secret spans a line, so it releases output up
+to the last line end at once and holds the partial line back (the carry) until its
+end arrives: a secret cut in two by an SSH chunk is seen whole. A line longer than
+`MAX_CARRY` is released except its last `HOLD` bytes (more than any secret's shortest
+form), the cut moved so it never splits a secret; a secret still growing at the cut is
+redacted so far and what continues it (up to white space or a quote) is dropped as it
+arrives. A private key block is replaced from its BEGIN line to its END line, across
+chunks and lines: between the two nothing is released at all.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import cache
+from typing import Any
 
-if TYPE_CHECKING:
-    from detect_secrets.plugins.base import RegexBasedDetector
+import re2
 
-PRIVATE_KEY = "Private Key"
-JWT = "JSON Web Token"  # detect-secrets' JwtTokenDetector.secret_type
-# BEGIN ... PRIVATE KEY (RSA, EC, DSA, OPENSSH, ENCRYPTED, PGP ... BLOCK, SSH2 ENCRYPTED).
-_KEY_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----")
-_KEY_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----")
-# How far back a page looks to know whether it starts inside a key (keys are a few KiB).
-KEY_LOOKBACK = 64 * 1024
+from .secret_formats import FORMATS, PRIVATE_KEY
+
+MAX_CARRY = 16 * 1024  # bytes of a partial line held back whole
+HOLD = 4 * 1024  # of a longer line, the tail held back
+_BLOCK = 4 * 1024  # a chunk that holds a secret is searched in blocks of about this size
+_KEY_END_HOLD = 160  # inside a key block: enough of the end to see a split END line
+# BEGIN ... PRIVATE KEY (RSA, EC, DSA, OPENSSH, ENCRYPTED, PGP ... BLOCK), and its END.
+_KEY = rb"[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----"
 
 
 def marker(kind: str) -> str:
@@ -42,145 +46,194 @@ def marker(kind: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Pattern:
+class _Span:
+    start: int
+    end: int  # what is replaced
     kind: str
-    regex: re.Pattern[str]
+    match_start: int  # the whole match, context included
+    match_end: int
+    order: int  # of the same span, the format listed first names it (vendors before context)
 
 
-def plugins() -> tuple[type[RegexBasedDetector], ...]:
-    """The detect-secrets plugins we use; imported on first use (requests comes with them,
-    and an agent that never shows output need not pay for it at start-up)."""
-    from detect_secrets.plugins.aws import AWSKeyDetector
-    from detect_secrets.plugins.azure_storage_key import AzureStorageKeyDetector
-    from detect_secrets.plugins.basic_auth import BasicAuthDetector
-    from detect_secrets.plugins.discord import DiscordBotTokenDetector
-    from detect_secrets.plugins.github_token import GitHubTokenDetector
-    from detect_secrets.plugins.gitlab_token import GitLabTokenDetector
-    from detect_secrets.plugins.mailchimp import MailchimpDetector
-    from detect_secrets.plugins.npm import NpmDetector
-    from detect_secrets.plugins.openai import OpenAIDetector
-    from detect_secrets.plugins.pypi_token import PypiTokenDetector
-    from detect_secrets.plugins.sendgrid import SendGridDetector
-    from detect_secrets.plugins.slack import SlackDetector
-    from detect_secrets.plugins.square_oauth import SquareOAuthDetector
-    from detect_secrets.plugins.stripe import StripeDetector
-    from detect_secrets.plugins.telegram_token import TelegramBotTokenDetector
-    from detect_secrets.plugins.twilio import TwilioKeyDetector
+class _Engine:
+    """The formats compiled once per process: a set for the scan, one regexp per format."""
 
-    return (
-        AWSKeyDetector, AzureStorageKeyDetector, BasicAuthDetector, DiscordBotTokenDetector,
-        GitHubTokenDetector, GitLabTokenDetector, MailchimpDetector, NpmDetector,
-        OpenAIDetector, PypiTokenDetector, SendGridDetector, SlackDetector,
-        SquareOAuthDetector, StripeDetector, TelegramBotTokenDetector, TwilioKeyDetector,
-    )
+    def __init__(self) -> None:
+        options = re2.Options()
+        options.encoding = re2.Options.Encoding.LATIN1  # bytes, whatever the encoding
+        options.log_errors = False
+        self.set = re2.Set.SearchSet(options)
+        self.regexes: list[Any] = []
+        for fmt in FORMATS:
+            pattern = fmt.pattern.encode("ascii")
+            self.set.Add(pattern)
+            self.regexes.append(re2.compile(pattern, options))
+        self.set.Compile()
+        self.groups = [r.groupindex.get(b"s") for r in self.regexes]
+        self.key_begin = re2.compile(rb"-----BEGIN" + _KEY, options)
+        self.key_end = re2.compile(rb"-----END" + _KEY, options)
+        self.key_line = re2.compile(rb"-----(?:BEGIN|END)" + _KEY, options)
+        # Where a secret cut at a long line's held tail stops continuing.
+        self.token_end = re2.compile(rb"[\s\"']", options)
+
+    def spans(self, text: bytes) -> list[_Span]:
+        """The secrets in `text`, each format's (overlaps included), in order.
+
+        One pass of the set says whether any format matches at all (most chunks: none).
+        If one does, the set is asked again for each block of about `_BLOCK` bytes (whole
+        lines: no secret spans two), and the formats it names there are searched in that
+        block only."""
+        if not self.set.Match(text):
+            return []
+        spans = []
+        block_start = 0
+        while block_start < len(text):
+            block_end = _line_end(text, block_start + _BLOCK)
+            block = text[block_start:block_end]
+            for index in self.set.Match(block) or ():
+                fmt, regex, group = FORMATS[index], self.regexes[index], self.groups[index]
+                for match in regex.finditer(block):
+                    start, end = match.span(group) if group is not None else match.span()
+                    if fmt.placeholders and _PLACEHOLDER.fullmatch(block[start:end].strip(b"\"'")):
+                        continue
+                    spans.append(_Span(block_start + start, block_start + end, fmt.kind,
+                                       block_start + match.start(), block_start + match.end(),
+                                       index))
+            block_start = block_end
+        spans.sort(key=lambda s: (s.start, -s.end, s.order))
+        return spans
 
 
-def _patterns() -> list[_Pattern]:
-    found: list[_Pattern] = []
-    for plugin in (cls() for cls in plugins()):
-        for regex in plugin.denylist:
-            # detect-secrets matches line by line; we match whole texts, so ^ and $ must
-            # mean the start and end of a line.
-            found.append(_Pattern(plugin.secret_type,
-                                  re.compile(regex.pattern, regex.flags | re.MULTILINE)))
-    return found
+def _line_end(text: bytes, at: int) -> int:
+    """Just past the first line end at or after `at` (the end of `text` if none)."""
+    ends = [end for end in (text.find(b"\n", at), text.find(b"\r", at)) if end >= 0]
+    return min(ends) + 1 if ends else len(text)
+
+
+# `password: ${DB_PASSWORD}`, `secret: true`, `passwd: files systemd` (nsswitch.conf):
+# values that name or describe a secret without being one.
+_PLACEHOLDER = re.compile(
+    rb"(?i)(?:true|false|null|none|nil|yes|no|required|optional|files|compat|systemd|sss|"
+    rb"ldap|nis|winbind|\*+|x+|\.+|<[^>]*>|\[[^\]]*\]|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|"
+    rb"\{\{.*\}\}|%\([a-z_]+\)s)")
+
+
+@cache
+def _engine() -> _Engine:
+    return _Engine()
+
+
+def _replace(text: bytes, spans: list[_Span], counts: Counter[str]) -> bytes:
+    pieces: list[bytes] = []
+    at = 0
+    for span in spans:
+        if span.end <= at:
+            continue  # inside a secret already replaced
+        pieces += [text[at:max(at, span.start)], marker(span.kind).encode()]
+        counts[span.kind] += 1
+        at = span.end
+    if not pieces:
+        return text
+    pieces.append(text[at:])
+    return b"".join(pieces)
+
+
+class StreamRedactor:
+    """One output stream, redacted as it arrives: `feed` returns what may be released now,
+    `finish` the rest at the end. `counts` tells what was replaced, by kind."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._carry = b""
+        self._in_key = False
+        self._continuing = False  # a secret cut at a long line's tail goes on
+
+    @property
+    def held(self) -> int:
+        return len(self._carry)
+
+    def feed(self, data: bytes) -> bytes:
+        return self._run(self._carry + data, final=False)
+
+    def finish(self) -> bytes:
+        out = self._run(self._carry, final=True)
+        self._carry, self._in_key, self._continuing = b"", False, False
+        return out
+
+    def _run(self, data: bytes, *, final: bool) -> bytes:
+        engine = _engine()
+        out: list[bytes] = []
+        pos = 0
+        while True:
+            if self._in_key:
+                end = engine.key_end.search(data, pos)
+                if end is None:  # all key material: nothing is released
+                    self._carry = b"" if final else data[max(pos, len(data) - _KEY_END_HOLD):]
+                    return b"".join(out)
+                pos, self._in_key = end.end(), False
+            if self._continuing:
+                stop = engine.token_end.search(data, pos)
+                if stop is None:
+                    self._carry = b""
+                    return b"".join(out)
+                pos, self._continuing = stop.start(), False
+            cut, spans, continuing = self._cut(data, pos, final)
+            begin = engine.key_begin.search(data, pos, cut) if cut > pos else None
+            if begin is not None:
+                region = data[pos:begin.start()]
+                out += [_replace(region, engine.spans(region), self.counts),
+                        marker(PRIVATE_KEY).encode()]
+                self.counts[PRIVATE_KEY] += 1
+                pos, self._in_key = begin.end(), True
+                continue
+            region = data[pos:cut]
+            if spans is None:
+                spans = engine.spans(region)
+            out.append(_replace(region, spans, self.counts))
+            self._carry, self._continuing = data[cut:], continuing
+            return b"".join(out)
+
+    @staticmethod
+    def _cut(data: bytes, pos: int, final: bool) -> tuple[int, list[_Span] | None, bool]:
+        """Where the release stops: the end (final), the last line end, or for a long line
+        the start of its held tail, moved off any secret. With the spans of a long line's
+        region (relative to `pos`) when they had to be found for that, and whether a
+        secret reaching the end of `data` may go on past the cut."""
+        size = len(data)
+        if final:
+            return size, None, False
+        line_end = max(data.rfind(b"\n", pos), data.rfind(b"\r", pos), pos - 1) + 1
+        if size - line_end <= MAX_CARRY:
+            return line_end, None, False
+        engine = _engine()
+        cut = size - HOLD
+        # A key line across the cut: hold it back whole.
+        for mark in engine.key_line.finditer(data, max(pos, cut - 128), min(size, cut + 128)):
+            if mark.start() < cut < mark.end():
+                cut = mark.start()
+        spans = engine.spans(data[pos:])
+        continuing = False
+        moved = True
+        while moved:
+            moved = False
+            for span in spans:
+                start, end = pos + span.match_start, pos + span.match_end
+                if start < cut < end:
+                    # A secret across the cut goes out whole (redacted); one that reaches
+                    # the end of what arrived may go on: its continuation is dropped.
+                    cut, moved = end, True
+                    continuing = end == size
+        return cut, [s for s in spans if pos + s.match_end <= cut], continuing
 
 
 class Redactor:
-    def __init__(self) -> None:
-        self._loaded: tuple[list[_Pattern], Any] | None = None
+    """Redaction of a whole text at once (parameters and messages for the audit log, the
+    excerpt of a command shown unredacted)."""
 
-    def _load(self) -> tuple[list[_Pattern], Any]:
-        if self._loaded is None:
-            from detect_secrets.plugins.jwt import JwtTokenDetector
-
-            self._loaded = (_patterns(), JwtTokenDetector())
-        return self._loaded
-
-    def redact(self, text: str, *, inside_key: bool = False) -> tuple[str, Counter[str], bool]:
-        """`text` with secrets replaced, what was replaced by kind, and whether a private key
-        block is still open at its end (pass it as `inside_key` for the text that follows).
-
-        Give whole lines: a secret cut in two by the caller cannot be recognised."""
-        counts: Counter[str] = Counter()
-        text, inside_key = self._keys(text, inside_key, counts)
-        spans = sorted(self._spans(text), key=lambda s: (s[0], -s[1]))
-        if not spans and JWT_PREFIX not in text:
-            return text, counts, inside_key
-        for value in set(self._load()[1].analyze_string(text)):
-            start = text.find(value)
-            while start >= 0:
-                # detect-secrets reports header.payload.; the signature goes too.
-                tail = _JWT_TAIL.match(text, start + len(value))
-                spans.append((start, tail.end() if tail else start + len(value), JWT))
-                start = text.find(value, start + len(value))
-            spans.sort(key=lambda s: (s[0], -s[1]))
-        pieces: list[str] = []
-        at = 0
-        for start, end, kind in spans:
-            if start < at:
-                continue  # inside a span already replaced
-            pieces += [text[at:start], marker(kind)]
-            counts[kind] += 1
-            at = end
-        pieces.append(text[at:])
-        return "".join(pieces), counts, inside_key
-
-    def _spans(self, text: str) -> Iterator[tuple[int, int, str]]:
-        for pattern in self._load()[0]:
-            for match in pattern.regex.finditer(text):
-                yield (*_secret_span(match), pattern.kind)
-
-    def _keys(self, text: str, inside: bool, counts: Counter[str]) -> tuple[str, bool]:
-        pieces: list[str] = []
-        at = 0
-        while True:
-            if not inside:
-                begin = _KEY_BEGIN.search(text, at)
-                if begin is None:
-                    break
-                pieces.append(text[at:begin.start()])
-                at = begin.start()
-                inside = True
-            end = _KEY_END.search(text, at)
-            pieces.append(marker(PRIVATE_KEY))
-            counts[PRIVATE_KEY] += 1
-            if end is None:
-                return "".join(pieces), True  # the rest of the text is key material
-            at = end.end()
-            inside = False
-        pieces.append(text[at:])
-        return "".join(pieces), False
-
-    @staticmethod
-    def key_open_after(line: str, inside: bool) -> bool:
-        """Whether a key block is open after `line`, given whether it was before it."""
-        begin = max((m.end() for m in _KEY_BEGIN.finditer(line)), default=-1)
-        end = max((m.end() for m in _KEY_END.finditer(line)), default=-1)
-        return inside if begin == end == -1 else begin > end
-
-    @staticmethod
-    def inside_key_at(before: str) -> bool:
-        """Given text just before a point, is that point inside a private key block?"""
-        begin = max((m.end() for m in _KEY_BEGIN.finditer(before)), default=-1)
-        end = max((m.end() for m in _KEY_END.finditer(before)), default=-1)
-        return begin > end
-
-
-JWT_PREFIX = "eyJ"
-_JWT_TAIL = re.compile(r"[A-Za-z0-9_\-+/=.]*")
-
-
-def _secret_span(match: re.Match[str]) -> tuple[int, int]:
-    """The part of a match that is the secret.
-
-    Patterns that need context around a secret capture it in group 1 (the password of
-    `://user:password@`, the key after `aws_secret_access_key = '`, an npm token after
-    `_authToken=`): then only the group is replaced, the context stays readable. Other
-    groups (GitHub's `(ghp|gho|...)_` prefix) are part of the secret: the whole match goes.
-    """
-    if match.re.groups and match.group(1):
-        start, end = match.span(1)
-        if start > match.start() and match.end() - end <= 1:
-            return start, end
-    return match.span()
+    def redact(self, text: str) -> tuple[str, Counter[str]]:
+        stream = StreamRedactor()
+        data = text.encode("utf-8", errors="surrogatepass")
+        out = stream.feed(data) + stream.finish()
+        if stream.counts:
+            text = out.decode("utf-8", errors="replace")
+        return text, stream.counts

@@ -46,7 +46,7 @@ from .identity import Identity, IdentityTokens
 from .limits import HostGate, RateLimiter
 from .live import LiveOutput
 from .metrics import UNKNOWN, NullRecorder, Recorder, refusal_reason
-from .outputs import OutputStore
+from .outputs import OutputStore, Page, UnknownOutput
 from .policy import Policy, load_policy
 from .prepare import Preparation, Unprepared, unchanged
 from .redact import Redactor
@@ -57,6 +57,7 @@ from .visibility import CallerView
 log = logging.getLogger("tailnet_agent.calls")
 
 AUDIT_EXCERPT = 300  # characters of the (redacted) output the end record keeps
+PAGE_RECORD_WINDOW = 60.0  # seconds: reads of one handle by one caller recorded once per window
 
 StatusProvider = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -128,8 +129,9 @@ class AgentService(CallerView):
         self.redactor = Redactor()
         self.outputs = OutputStore(
             head=settings.output_head, tail=settings.output_tail, ttl=settings.output_ttl,
-            max_handles=settings.output_handles, max_bytes=settings.output_disk,
-            redactor=self.redactor)
+            max_handles=settings.output_handles, max_bytes=settings.output_disk)
+        # (caller, handle, outcome): when its reads were last recorded
+        self._page_records: dict[tuple[str, str, str], float] = {}
         self.approvals = Approvals()
         self.pending = PendingApprovals(self.policy.may_approve)
         self.consents = Consents(self.approvals, self.pending, settings.approval_timeout)
@@ -216,12 +218,13 @@ class AgentService(CallerView):
                 self._write(start)
                 audit_started = True
                 log.info("%s runs %s on %s: %s", identity.display, command.name, target.name,
-                         rendered, extra=context)
-                if live is not None:  # lines shown as they arrive are redacted too
-                    live.redactor = self.redactor if command.redact else None
+                         self._scrubbed(rendered), extra=context)
+                # Redacted as it arrives, within the disk budget (spool.py): every view of
+                # the output, live lines included, reads only what was kept.
                 output = CommandOutput(command.max_output, stderr_cap(command.max_output),
                                        directory=self.settings.output_dir,
-                                       listener=live.feed if live is not None else None)
+                                       listener=live.feed if live is not None else None,
+                                       redact=command.redact, budget=self.outputs.budget)
                 try:
                     result = await self.pool.run(
                         target.name,
@@ -240,8 +243,8 @@ class AgentService(CallerView):
                 if refusal is not None:  # the host-side path check said no: nothing ran
                     output.close()
                     raise PathRefused(refusal.removeprefix("tailnet-agent: ").capitalize())
-                # Shown redacted, head and tail, the rest behind a handle (outputs.py).
-                result = self.outputs.present(result, identity, redact=command.redact)
+                # Shown as head and tail, the rest behind a handle (outputs.py).
+                result = self.outputs.present(result, identity)
                 if runs_as is not None:
                     check_elevation(result, command, target, runs_as, timeout=command.timeout)
                     result = dataclasses.replace(result, runs_as=runs_as)
@@ -396,6 +399,48 @@ class AgentService(CallerView):
         """One command on every host of `plan`, each host's prepared call through `execute`
         (fanout.py)."""
         return await fan_out.run_on_hosts(self, plan, confirm=confirm, progress=progress)
+
+    async def read_output(self, identity: Identity, handle: str, *, offset: int = 0,
+                          max_bytes: int = 64 * 1024, stream: str = "stdout") -> Page:
+        """A page of a kept output (outputs.py). Reading is like calling: each page takes a
+        token of the caller's rate, and the audit log records the reads of a handle once
+        per caller and PAGE_RECORD_WINDOW (a reader of a big output takes hundreds of
+        pages, a record each would flood the log). Raises RateLimited / UnknownOutput."""
+        try:
+            self.rate.take(identity)
+        except RateLimited:
+            if self.audit.limited(identity):
+                self._record_page(identity, handle, offset, stream, outcome="limited")
+            raise
+        try:
+            page = await asyncio.to_thread(self.outputs.read, identity, handle, offset=offset,
+                                           max_bytes=max_bytes, stream=stream)
+        except UnknownOutput as exc:
+            self._record_page(identity, handle, offset, stream, outcome="refused",
+                              error=str(exc))
+            raise
+        self._record_page(identity, handle, offset, stream, outcome="read", page=page)
+        return page
+
+    def _record_page(self, identity: Identity, handle: str, offset: int, stream: str, *,
+                     outcome: str, page: Page | None = None, error: str | None = None) -> None:
+        now = time.monotonic()
+        key = (identity.key, handle[:40], outcome)
+        if now - self._page_records.get(key, -PAGE_RECORD_WINDOW) < PAGE_RECORD_WINDOW:
+            return
+        for old in [k for k, t in self._page_records.items() if now - t >= PAGE_RECORD_WINDOW]:
+            del self._page_records[old]
+        self._page_records[key] = now
+        call = self.audit.new_call_id()
+        self.audit.start(call, identity, tool="read_output",
+                         command=page.command if page else None, host=page.host if page else None,
+                         parameters={"handle": handle[:40], "offset": offset, "stream": stream},
+                         decision=None)
+        self.audit.end(call, identity, outcome=outcome,
+                       **({"bytes_out": len(page.text.encode()),
+                           "note": f"further reads of this handle within "
+                                   f"{PAGE_RECORD_WINDOW:g} s are not recorded one by one"}
+                          if page else {"error": (error or outcome)[:500]}))
 
     async def status(self, identity: Identity) -> dict[str, Any]:
         """The agent's state as this caller may see it: their hosts, their commands."""

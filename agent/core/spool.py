@@ -1,19 +1,35 @@
-"""A command's output as it arrives: two capped byte spools, in memory while small and in an
-unlinked temporary file beyond that, plus whoever listens to it live.
+"""A command's output as it arrives: redacted, then kept in two capped byte spools (in memory
+while small, in an unlinked temporary file beyond that), and passed to whoever listens live.
 
 Both ways of running a command (agent/ssh/exec.py and shell.py) write into a
 `CommandOutput`; the service then shows a head and a tail of it and keeps the rest
-behind a paging handle (agent/core/outputs.py). Memory stays bounded whatever the
-command prints: `SPOOL_MEMORY` per stream, then the disk, up to the command's cap.
-Uses the standard library's `SpooledTemporaryFile`: the file is created only when
+behind a paging handle (agent/core/outputs.py). Two guarantees hold here, where the
+bytes are written, so that no reader has to repeat them:
+
+- Secrets are replaced on the way in (agent/core/redact.py, one `StreamRedactor` per
+  stream): a spool, and so every view of it, only ever holds redacted bytes. A command
+  with `redact: false` is spooled as it came.
+- Disk is bounded by one `DiskBudget` (TAILNET_AGENT_OUTPUT_DISK) shared by every spool,
+  running or kept: a spool takes bytes from it as it writes and gives them back when
+  it closes. A write that finds no room first asks the budget's `reclaim` (the output
+  store drops its oldest kept outputs); what still does not fit is cut, and the
+  stream's `cut` says why ("disk", or "cap" for the command's own max_output).
+
+Memory stays bounded whatever the command prints: `SPOOL_MEMORY` per stream, then the
+disk. Uses the standard library's `SpooledTemporaryFile`: the file is created only when
 needed, without a name on disk, and disappears when closed.
 """
 
 from __future__ import annotations
 
 import tempfile
+import threading
+import weakref
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+
+from .redact import StreamRedactor
 
 SPOOL_MEMORY = 64 * 1024  # bytes per stream kept in memory before spilling to a file
 STDERR_CAP = 64 * 1024  # stderr is for errors: kept up to this much, whatever max_output says
@@ -26,22 +42,81 @@ def stderr_cap(max_output: int) -> int:
 Listener = Callable[[bool, bytes], None]
 
 
-class Spool:
-    """The bytes of one stream, up to `cap`; past it `overflow` is set and the rest dropped."""
+class DiskBudget:
+    """Bytes held by all spools together, at most `limit`; thread-safe (pages are read, and
+    kept outputs dropped, in worker threads)."""
 
-    def __init__(self, cap: int, directory: Path | None = None) -> None:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.peak = 0
+        # Asked for this many bytes when a write finds too little room (the output store
+        # drops its oldest kept outputs); called without the budget's lock held.
+        self.reclaim: Callable[[int], None] | None = None
+        self._lock = threading.Lock()
+
+    def take(self, wanted: int) -> int:
+        """Room for up to `wanted` more bytes: how many were granted."""
+        with self._lock:
+            short = wanted - (self.limit - self.used)
+        if short > 0 and self.reclaim is not None:
+            self.reclaim(short)
+        with self._lock:
+            granted = max(0, min(wanted, self.limit - self.used))
+            self.used += granted
+            self.peak = max(self.peak, self.used)
+            return granted
+
+    def give_back(self, size: int) -> None:
+        with self._lock:
+            self.used -= size
+
+
+class _Charge:
+    """What one spool took from the budget, given back once (at close, or when the spool is
+    collected without being closed)."""
+
+    def __init__(self, budget: DiskBudget) -> None:
+        self.budget = budget
+        self.size = 0
+
+    def release(self) -> None:
+        size, self.size = self.size, 0
+        if size:
+            self.budget.give_back(size)
+
+
+class Spool:
+    """The bytes of one stream, up to `cap` (and what the budget grants); past it `cut` says
+    why ("cap" or "disk") and the rest is dropped."""
+
+    def __init__(self, cap: int, directory: Path | None = None,
+                 budget: DiskBudget | None = None) -> None:
         self.cap = cap
         self.size = 0
-        self.overflow = False
+        self.cut: str | None = None
         self._file = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by close()
             max_size=SPOOL_MEMORY, dir=None if directory is None else str(directory))
+        self._charge = None if budget is None else _Charge(budget)
+        if self._charge is not None:
+            weakref.finalize(self, self._charge.release)
+
+    @property
+    def overflow(self) -> bool:
+        return self.cut is not None
 
     def write(self, data: bytes) -> bytes:
         """Keep what fits; returns the part kept."""
         room = self.cap - self.size
         if len(data) > room:
             data = data[:room]
-            self.overflow = True
+            self.cut = self.cut or "cap"
+        if data and self._charge is not None:
+            granted = self._charge.budget.take(len(data))
+            self._charge.size += granted
+            if granted < len(data):
+                data = data[:granted]
+                self.cut = "disk"
         if data:
             self._file.seek(self.size)
             self._file.write(data)
@@ -64,16 +139,21 @@ class Spool:
 
     def close(self) -> None:
         self._file.close()
+        if self._charge is not None:
+            self._charge.release()
 
 
 class CommandOutput:
-    """stdout and stderr of one command, capped, with an optional live listener."""
+    """stdout and stderr of one command, redacted (unless `redact` is False), capped, within
+    the disk `budget`, with an optional live listener."""
 
     def __init__(self, stdout_cap: int, stderr_cap: int, *, directory: Path | None = None,
-                 listener: Listener | None = None) -> None:
-        self.stdout = Spool(stdout_cap, directory)
-        self.stderr = Spool(stderr_cap, directory)
+                 listener: Listener | None = None, redact: bool = True,
+                 budget: DiskBudget | None = None) -> None:
+        self.stdout = Spool(stdout_cap, directory, budget)
+        self.stderr = Spool(stderr_cap, directory, budget)
         self.listener = listener
+        self._redactors = {False: StreamRedactor(), True: StreamRedactor()} if redact else None
         self._closed = False
 
     def spool(self, stderr: bool) -> Spool:
@@ -88,11 +168,35 @@ class CommandOutput:
         which closes the whole connection and fails every other call on it."""
         if self.closed:
             return False
+        if self._redactors is not None:
+            data = self._redactors[stderr].feed(data)
+        return self._keep(stderr, data)
+
+    def finish(self) -> None:
+        """The command is over: what redaction held back (a last line without its end) is
+        released. Called once the channel has delivered everything (agent/ssh/output.py)."""
+        if self._redactors is not None and not self.closed:
+            for stderr, redactor in self._redactors.items():
+                self._keep(stderr, redactor.finish())
+
+    def _keep(self, stderr: bool, data: bytes) -> bool:
         spool = self.spool(stderr)
         kept = spool.write(data)
         if kept and self.listener is not None:
             self.listener(stderr, kept)
         return not spool.overflow
+
+    @property
+    def redacted(self) -> Counter[str]:
+        """Secrets replaced so far, by kind."""
+        counts: Counter[str] = Counter()
+        for redactor in (self._redactors or {}).values():
+            counts.update(redactor.counts)
+        return counts
+
+    @property
+    def disk_cut(self) -> bool:
+        return "disk" in (self.stdout.cut, self.stderr.cut)
 
     @property
     def size(self) -> int:

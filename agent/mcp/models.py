@@ -22,7 +22,9 @@ class ToolResult(BaseModel):
     stderr: str
     exit_status: int | None = Field(description="Exit status; null if the command was killed")
     duration_ms: float
-    truncated: bool = Field(description="True if output was cut at the command's max_output")
+    truncated: bool = Field(description="True if output was cut: at the command's max_output, "
+                            "or where the agent's disk budget for outputs was used up (the "
+                            "note at the end of stdout says which)")
     timed_out: bool = False
     runs_as: str | None = Field(default=None, description="The user sudo ran the command as "
                                 "(catalog `become`); null: the SSH login user")
@@ -31,7 +33,8 @@ class ToolResult(BaseModel):
     output_handle: str | None = Field(default=None, description="Read the output not shown "
                                       "with read_output(handle, offset)")
     redacted: dict[str, int] = Field(default_factory=dict, description="Secrets replaced in "
-                                     "what is shown, by kind (e.g. AWS Access Key: 1)")
+                                     "the whole output (shown or paged), by kind (e.g. AWS "
+                                     "Access Key: 1)")
 
     @classmethod
     def of(cls, result: CommandResult) -> ToolResult:
@@ -49,6 +52,8 @@ class OutputPage(BaseModel):
     text: str
     redacted: dict[str, int] = Field(description="Secrets replaced in this page, by kind")
     expires_in_s: float = Field(description="Seconds left before the handle expires")
+    command: str = Field(description="The catalog command whose output this is")
+    host: str
 
 
 class Overview(BaseModel):

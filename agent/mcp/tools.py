@@ -8,7 +8,6 @@ to tool errors in one place (agent/mcp/errors.py). Nothing here builds a command
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from typing import Annotated, Any, Literal
 
@@ -257,10 +256,11 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
             description="Which stream")] = "stdout",
     ) -> OutputPage:
         """Read more of a long command output by its handle: a page of whole lines, secrets
-        redacted. Handles belong to whoever ran the command and expire."""
+        redacted. Handles belong to whoever ran the command and expire; each page counts
+        against your rate limit like a call."""
         identity = caller(service, ctx)
-        page = await asyncio.to_thread(service.outputs.read, identity, handle,
-                                       offset=offset, max_bytes=max_bytes, stream=stream)
+        page = await service.read_output(identity, handle, offset=offset,
+                                         max_bytes=max_bytes, stream=stream)
         return OutputPage(**dataclasses.asdict(page))
 
     @mcp.tool(annotations=READ_ONLY)

@@ -12,7 +12,7 @@ from typing import Protocol
 import asyncssh
 
 from agent.core.results import CommandResult
-from agent.core.spool import CommandOutput, stderr_cap
+from agent.core.spool import CommandOutput, Spool, stderr_cap
 
 INLINE_TEXT = 1 << 20  # bytes of each stream decoded into CommandResult.stdout / .stderr
 STDOUT: int | None = None
@@ -37,6 +37,16 @@ class Collected(Protocol):
     def flush(self) -> None: ...
 
 
+def _cut_note(spool: Spool, cap: int) -> str:
+    if spool.cut == "disk":
+        return (f"\n[output cut at {spool.size} bytes: the disk budget for all outputs, running "
+                "and kept (TAILNET_AGENT_OUTPUT_DISK), is used up; run it again when other "
+                "commands have finished, or ask the operator to raise it]\n")
+    if spool.cut == "cap":
+        return f"\n[output truncated at {cap} bytes]\n"
+    return ""
+
+
 def to_result(
     collected: Collected,
     *,
@@ -50,14 +60,10 @@ def to_result(
 ) -> CommandResult:
     collected.flush()
     output = collected.output
-    stdout_note = stderr_note = ""
-    truncated = False
-    if output.stdout.overflow:
-        truncated = True
-        stdout_note = f"\n[output truncated at {max_output} bytes]\n"
-    if output.stderr.overflow:
-        truncated = True
-        stderr_note = f"\n[output truncated at {stderr_cap(max_output)} bytes]\n"
+    output.finish()
+    truncated = output.stdout.overflow or output.stderr.overflow
+    stdout_note = _cut_note(output.stdout, max_output)
+    stderr_note = _cut_note(output.stderr, stderr_cap(max_output))
     status = collected.exit_status
     # `timeout` exits 124 after TERM and 137 when it had to KILL; a command that
     # returns 124 by itself early is not a timeout, hence the elapsed-time check.

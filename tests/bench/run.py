@@ -44,6 +44,7 @@ from agent.settings import load_settings
 from agent.ssh import SSHPool, socks_connector
 from tests.bench import bench_ssh
 from tests.bench.bench_fleet import fleet_targets
+from tests.bench.bench_redact import redaction_rows
 from tests.bench.bench_servers import (
     ServerProcess,
     agent_env,
@@ -392,6 +393,8 @@ def targets(report: Report) -> list[Target]:
                detail="" if ours_load is None else f"errors: {ours_load.errors}"),
         Target("memory", "resident memory after 10,000 / after 100 calls",
                ratio(value("rss_10k"), value("rss_100")), 1.2),
+        Target("redaction", "redaction at ingest: MiB/s of CPU time (mixed output)",
+               value("redact_ingest"), 50.0, sense="ge"),
         Target("tailnet", "warm call through the tailnet / on loopback p50 (interleaved)",
                ratio(p50("tailnet"), p50("loopback_again")), 2.0),
         *fleet_targets(report),
@@ -450,6 +453,8 @@ async def measure(report: Report, sshd: Sshd, plan: Plan, work: Path) -> None:
         if plan.fleet:
             step("the fleet: 8 tailnet hosts in namespaces of their own")
             await fleet(report, plan, work)
+        step("redaction at ingest, 50 MiB")
+        report.rows += redaction_rows()
         step("done")
 
 

@@ -11,7 +11,8 @@ from agent.commands.doctor import DEPENDENCIES
 
 ROOT = Path(__file__).resolve().parents[4]
 # Distribution name on PyPI -> the name it is imported by.
-IMPORT_NAMES = {"pyyaml": "yaml", "python-socks": "python_socks", "markdown-it-py": "markdown_it"}
+IMPORT_NAMES = {"pyyaml": "yaml", "python-socks": "python_socks", "markdown-it-py": "markdown_it",
+                "google-re2": "re2"}
 
 
 def third_party_imports() -> set[str]:

@@ -1,4 +1,5 @@
-"""Head, tail and paging handles for big outputs (agent/core/outputs.py)."""
+"""Head, tail and paging handles for big outputs (agent/core/outputs.py), and the disk budget
+they share with running commands (agent/core/spool.py)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,13 @@ class Clock:
         return self.now
 
 
-def result_of(stdout: bytes, stderr: bytes = b"", cap: int = 1 << 30) -> CommandResult:
-    output = CommandOutput(cap, 65536)
+def result_of(stdout: bytes, stderr: bytes = b"", cap: int = 1 << 30, *, redact: bool = True,
+              store: OutputStore | None = None) -> CommandResult:
+    output = CommandOutput(cap, 65536, redact=redact,
+                           budget=store.budget if store is not None else None)
     output.feed(False, stdout)
     output.feed(True, stderr)
+    output.finish()
     return CommandResult(host="h", command="c", rendered="c", stdout="", stderr="",
                          exit_status=0, duration_ms=1.0, truncated=False, output=output)
 
@@ -36,7 +40,7 @@ def lines(count: int, width: int = 20) -> bytes:
 
 def test_a_small_output_is_shown_whole_without_a_handle() -> None:
     store = OutputStore(head=1000, tail=200)
-    shown = store.present(result_of(b"hello\n", b"warn\n"), ALICE, redact=True)
+    shown = store.present(result_of(b"hello\n", b"warn\n"), ALICE)
     assert (shown.stdout, shown.stderr, shown.output_handle) == ("hello\n", "warn\n", None)
     assert shown.stdout_bytes == 6 and len(store) == 0
 
@@ -44,7 +48,7 @@ def test_a_small_output_is_shown_whole_without_a_handle() -> None:
 def test_a_big_output_shows_head_and_tail_and_pages_read_back_everything() -> None:
     store = OutputStore(head=1000, tail=200)
     data = lines(5000)
-    shown = store.present(result_of(data), ALICE, redact=True)
+    shown = store.present(result_of(data), ALICE)
     handle = shown.output_handle
     assert handle is not None and shown.stdout_bytes == len(data)
     head = shown.stdout.split("\n[... ")[0]
@@ -67,7 +71,7 @@ def test_a_big_output_shows_head_and_tail_and_pages_read_back_everything() -> No
 def test_handles_belong_to_their_caller_and_expire() -> None:
     clock = Clock()
     store = OutputStore(head=100, tail=0, ttl=60, clock=clock)
-    handle = store.present(result_of(lines(100)), ALICE, redact=True).output_handle
+    handle = store.present(result_of(lines(100)), ALICE).output_handle
     assert handle is not None
     with pytest.raises(UnknownOutput, match="belong to whoever ran the command"):
         store.read(BOB, handle)
@@ -78,20 +82,37 @@ def test_handles_belong_to_their_caller_and_expire() -> None:
     assert len(store) == 0
 
 
-def test_the_store_is_bounded_in_handles_per_caller_and_bytes() -> None:
-    store = OutputStore(head=100, tail=0, max_handles=5, per_identity=3, max_bytes=50_000)
-    alice = [store.present(result_of(lines(100)), ALICE, redact=True).output_handle
-             for _ in range(4)]
+def test_the_store_is_bounded_in_handles_per_caller() -> None:
+    store = OutputStore(head=100, tail=0, max_handles=5, per_identity=3)
+    alice = [store.present(result_of(lines(100)), ALICE).output_handle for _ in range(4)]
     assert len(store) == 3  # Alice's oldest went first
     with pytest.raises(UnknownOutput):
         store.read(ALICE, alice[0] or "")
-    bob = [store.present(result_of(lines(100)), BOB, redact=True).output_handle
-           for _ in range(3)]
+    bob = [store.present(result_of(lines(100)), BOB).output_handle for _ in range(3)]
     assert len(store) == 5 and store.read(BOB, bob[-1] or "").total_bytes == 2000
-    big = store.present(result_of(lines(2400)), BOB, redact=True)  # 48 kB: the rest goes
-    assert store.bytes_kept <= 50_000 and big.output_handle is not None
-    too_big = store.present(result_of(lines(3000)), BOB, redact=True)  # 60 kB: never kept
-    assert too_big.output_handle is None and "too big to keep" in too_big.stdout
+
+
+def test_running_and_kept_outputs_share_one_disk_budget() -> None:
+    store = OutputStore(head=100, tail=0, max_bytes=50_000)
+    kept = [store.present(result_of(lines(1000), store=store), ALICE).output_handle
+            for _ in range(2)]
+    assert store.budget.used == store.bytes_kept == 40_000
+    # A running command needs room: the oldest kept output goes for it.
+    running = CommandOutput(1 << 30, 65536, budget=store.budget)
+    assert running.feed(False, lines(1000)) and store.budget.used == 40_000
+    with pytest.raises(UnknownOutput):
+        store.read(ALICE, kept[0] or "")
+    assert store.read(ALICE, kept[1] or "").total_bytes == 20_000
+    # Beyond what can be freed (the other kept output too), it is cut, and says why.
+    other = CommandOutput(1 << 30, 65536, budget=store.budget)
+    assert not other.feed(False, lines(2000))
+    assert other.stdout.cut == "disk" and other.disk_cut and other.stdout.size == 30_000
+    assert len(store) == 0
+    assert store.budget.used == store.budget.peak == 50_000
+    running.close()
+    other.close()
+    store.close()
+    assert store.budget.used == 0
 
 
 def test_secrets_are_redacted_in_head_tail_and_every_page_even_across_page_edges() -> None:
@@ -99,7 +120,7 @@ def test_secrets_are_redacted_in_head_tail_and_every_page_even_across_page_edges
     pem = private_key()
     data = (lines(30) + pem.encode() + f"id {AWS_KEY_ID}\n".encode() + lines(60)
             + pem.encode() + f"id {AWS_KEY_ID}\n".encode())
-    shown = store.present(result_of(data), ALICE, redact=True)
+    shown = store.present(result_of(data), ALICE)
     assert AWS_KEY_ID not in shown.stdout and "[REDACTED: AWS Access Key]" in shown.stdout
     assert shown.redacted and all(body not in shown.stdout for body in key_body(pem))
     handle = shown.output_handle or ""
@@ -116,7 +137,7 @@ def test_secrets_are_redacted_in_head_tail_and_every_page_even_across_page_edges
 
 def test_redaction_can_be_turned_off_per_command() -> None:
     store = OutputStore()
-    shown = store.present(result_of(f"id {AWS_KEY_ID}\n".encode()), ALICE, redact=False)
+    shown = store.present(result_of(f"id {AWS_KEY_ID}\n".encode(), redact=False), ALICE)
     assert AWS_KEY_ID in shown.stdout and shown.redacted == {}
 
 
@@ -134,7 +155,7 @@ def test_a_flood_of_big_outputs_stays_within_the_bounds() -> None:
     handles: dict[str, list[str]] = {c.key: [] for c in callers}
     for round_ in range(200):  # 1200 outputs of 100 kB, each spilled to an unlinked file
         for caller in callers:
-            shown = store.present(result_of(lines(5000)), caller, redact=False)
+            shown = store.present(result_of(lines(5000), redact=False, store=store), caller)
             handles[caller.key].append(shown.output_handle or "")
         assert len(store) <= 64 and store.bytes_kept <= 20 << 20, round_
     assert open_fds() - fds <= 64 + 2  # one file per kept output, no more
