@@ -34,9 +34,9 @@ GROUP = f"ours: HTTP responses, {BURST} calls back to back on one connection"
 HOSTNAME = ("execute_command", {"command": "hostname"})
 # mcp.Client's mode: "legacy" negotiates 2025-11-25 with the initialize handshake.
 PROTOCOLS = {"2025-11-25": "legacy", "2026-07-28": "2026-07-28"}
-# Our GET /healthz does more than the floor's (Host/Origin check, identity, the tailnet
-# state from tailscaled); the stall made it 20 to 40 times the floor.
-GET_LIMIT = 3.0
+# Ours / floor for GET /healthz; the stall made it 25 to 40. Through the tailnet ours also
+# asks tailscaled twice per GET (WhoIs for the caller, the node's state), about 2 ms each.
+GET_LIMIT = {"": 3.0, "_tailnet": 4.0}
 PROTOCOL_LIMIT = 1.2
 
 Call = Callable[[], Awaitable[object]]
@@ -94,7 +94,7 @@ def http_targets(report: Report) -> list[Target]:
         old, new = (report.p50(f"http_call_{v}{suffix}") for v in PROTOCOLS)
         targets += [
             Target(f"http_get{suffix}", f"GET /healthz back to back {where}: ours / floor p50",
-                   ratio(get_ours, get_floor), GET_LIMIT, detail=_ms(get_ours, get_floor)),
+                   ratio(get_ours, get_floor), GET_LIMIT[suffix], detail=_ms(get_ours, get_floor)),
             Target(f"http_protocols{suffix}",
                    f"warm call back to back {where}: 2026-07-28 / 2025-11-25 p50",
                    ratio(new, old), PROTOCOL_LIMIT, detail=_ms(new, old)),
