@@ -90,7 +90,11 @@ class HTTPServer:
     def _bind(self) -> socket.socket:
         """Our own loopback socket, so a port in use is a clear error and not uvicorn's exit."""
         port = self.server.config.port
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not the default 0: asyncio turns Nagle off (TCP_NODELAY) only on
+        # sockets whose proto says TCP, and accepted sockets inherit the listener's. With
+        # Nagle on, the body uvicorn writes after the head waited for the client's delayed
+        # ACK: about 40 ms on every response but a connection's first.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))

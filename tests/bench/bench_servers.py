@@ -1,7 +1,8 @@
 """The servers the benchmark talks to, each in its own process like a real deployment.
 
 - the floor: the same MCP SDK serving one trivial `echo` tool over Streamable HTTP
-  with uvicorn on loopback (`python -m tests.bench.bench_servers floor PORT`);
+  with uvicorn on loopback, and a plain `GET /healthz`
+  (`python -m tests.bench.bench_servers floor PORT`);
 - ours: `tailnet-agent serve --local` (or on the test tailnet) against the real sshd.
 """
 
@@ -173,6 +174,8 @@ def _serve_floor(port: int, any_host: bool) -> None:
     import uvicorn
     from mcp.server.mcpserver import MCPServer
     from mcp.server.transport_security import TransportSecuritySettings
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
 
     mcp = MCPServer("floor")
 
@@ -185,6 +188,12 @@ def _serve_floor(port: int, any_host: bool) -> None:
     # DNS-rebinding check would refuse it, so the floor switches it off there.
     app = (mcp.streamable_http_app(transport_security=TransportSecuritySettings(
         enable_dns_rebinding_protection=False)) if any_host else mcp.streamable_http_app())
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    # The floor for a plain GET: the same uvicorn and Starlette as ours, no middleware.
+    app.add_route("/healthz", healthz, methods=["GET"])
 
     class Announcing(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:

@@ -18,6 +18,11 @@ def percentile(samples: Sequence[float], fraction: float) -> float:
     return ordered[rank - 1]
 
 
+def ratio(a: float | None, b: float | None) -> float | None:
+    """a / b, or None when either is missing (or b is 0)."""
+    return None if a is None or not b else a / b
+
+
 @dataclass(frozen=True)
 class Row:
     key: str
@@ -69,6 +74,10 @@ class Report:
 
     def row(self, key: str) -> Row | None:
         return next((r for r in self.rows if r.key == key), None)
+
+    def p50(self, key: str) -> float | None:
+        row = self.row(key)
+        return None if row is None else row.p50_ms
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -35,16 +35,19 @@ class Topology:
     server_ip: str  # "ip:port" form for whois
     known_hosts: Path  # the sshd key pinned under the server's tailnet address
 
+    def http(self) -> httpx2.AsyncClient:
+        """An HTTP client dialing through the client node's SOCKS5 proxy."""
+        host, port = self.client_node.socks5
+        return httpx2.AsyncClient(proxy=f"socks5://{host}:{port}", timeout=httpx2.Timeout(30.0))
+
     @contextlib.asynccontextmanager
     async def client(self, url: str | None = None, **options: Any) -> AsyncIterator[Client]:
         """An MCP client dialing `url` (default: the agent) through the client node;
         `options` go to mcp.Client (an elicitation callback, say)."""
-        host, port = self.client_node.socks5
         deadline = time.monotonic() + 60
         while True:  # the client node may not have the agent in its netmap yet
             stack = contextlib.AsyncExitStack()
-            http = httpx2.AsyncClient(proxy=f"socks5://{host}:{port}",
-                                      timeout=httpx2.Timeout(30.0))
+            http = self.http()
             try:
                 mcp = await stack.enter_async_context(
                     Client(streamable_http_client(url or self.url, http_client=http), **options))

@@ -8,9 +8,9 @@ Uses the same real sshd as the tests and, where needed, the test tailnet
 ratios, marks each target met / not met, and writes bench-results/<stamp>.json
 and .txt so two runs can be compared.
 
-Figures that a target compares are sampled interleaved (one call of each, round
-after round), so that load from other processes on a shared machine falls on
-all of them alike instead of skewing one ratio.
+Figures that a target compares are sampled interleaved (tests/bench/calls.py), so
+that load from other processes on a shared machine falls on all of them alike
+instead of skewing one ratio.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx2
 from mcp import Client
 
 from agent.app import build_service
@@ -44,6 +44,7 @@ from agent.settings import load_settings
 from agent.ssh import SSHPool, socks_connector
 from tests.bench import bench_ssh
 from tests.bench.bench_fleet import fleet_targets
+from tests.bench.bench_http import BURST, http_calls, http_rows, http_targets
 from tests.bench.bench_redact import redaction_rows
 from tests.bench.bench_servers import (
     ServerProcess,
@@ -57,21 +58,18 @@ from tests.bench.bench_servers import (
     tree_cpu_seconds,
 )
 from tests.bench.bench_stats import Report, Row, Target, percentile, render, save
+from tests.bench.calls import HOSTNAME, Call, interleaved, tool
 from tests.support.sshd import Sshd
 from whitelist import wrap_for_exec
 
 RESULTS = Path("bench-results")
 CLIENTS = 32
 MEMORY_CALLS = 10_000
-HOSTNAME = ("execute_command", {"command": "hostname"})
 THROUGHPUT = "throughput, 32 concurrent MCP clients in another process"
 WARM = "ours: warm tool call (hostname)"
 SSH_ALONE = "ours: the SSH layer alone (hostname)"
 STARTUP = "ours: start-up and memory"
 OVERVIEW = "ours: system_overview"
-
-Call = Callable[[], Awaitable[object]]
-
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
@@ -80,30 +78,6 @@ class Plan:
     load_calls: int  # calls per throughput chunk for the trivial tool
     tailnet: bool
     fleet: bool = True  # the fleet rows (tests/bench/bench_fleet.py): root, namespaces
-
-
-async def interleaved(calls: dict[str, Call], rounds: int, warmup: int = 5
-                      ) -> dict[str, list[float]]:
-    for _ in range(warmup):
-        for call in calls.values():
-            await call()
-    out: dict[str, list[float]] = {key: [] for key in calls}
-    for _ in range(rounds):
-        for key, call in calls.items():
-            started = time.perf_counter()
-            await call()
-            out[key].append(time.perf_counter() - started)
-    return out
-
-
-def tool(client: Client, name: str, arguments: dict[str, Any]) -> Call:
-    async def call() -> object:
-        result = await client.call_tool(name, arguments)
-        if result.is_error:
-            raise RuntimeError(f"tool call {name} failed: {result.content}")
-        return result
-
-    return call
 
 
 def pool_call(pool: SSHPool, host: str) -> Call:
@@ -230,6 +204,21 @@ async def latency(report: Report, stack: contextlib.AsyncExitStack, sshd: Sshd, 
         report.rows.append(Row.latency(key, label, group, seconds, note=note))
 
 
+async def http_responses(report: Report, stack: contextlib.AsyncExitStack, run: Running,
+                         plan: Plan) -> None:
+    http = await stack.enter_async_context(httpx2.AsyncClient(timeout=httpx2.Timeout(30.0)))
+    calls = await http_calls(stack, http, lambda url, mode: Client(url, mode=mode),
+                             floor_base=base_url(run.floor_url),
+                             agent_base=base_url(run.agent_url), suffix="")
+    rounds = max(20, plan.rounds // 4)
+    report.rows += http_rows(await interleaved(calls, rounds, burst=BURST), "")
+    run.calls += 2 * (rounds * BURST + 5)
+
+
+def base_url(mcp_url: str) -> str:
+    return mcp_url.removesuffix("/mcp")
+
+
 async def overview(report: Report, run: Running, plan: Plan) -> None:
     calls = {f"member_{name}": tool(run.agent_client, "execute_command", {"command": name})
              for name in OVERVIEW_COMMANDS}
@@ -304,6 +293,11 @@ async def through_tailnet(report: Report, sshd: Sshd, run: Running, plan: Plan,
             calls["whois"] = lambda: topo.client_node.localapi.whois(topo.server_ip)
             samples = await interleaved(calls, max(50, plan.rounds // 2))
             run.calls += len(samples["loopback_again"]) + 5
+            http = await stack.enter_async_context(topo.http())
+            http_samples = await interleaved(await http_calls(
+                stack, http, lambda url, mode: topo.client(url, mode=mode),
+                floor_base=f"http://{server_ip}:{floor_port}", agent_base=base_url(topo.url),
+                suffix="_tailnet"), max(20, plan.rounds // 4), burst=BURST)
     except Exception as exc:  # a missing Go toolchain must not sink the other figures
         traceback.print_exc()
         report.rows.append(Row.missing("tailnet", "MCP through the tailnet", WARM,
@@ -321,6 +315,7 @@ async def through_tailnet(report: Report, sshd: Sshd, run: Running, plan: Plan,
     for key, seconds in samples.items():
         group, label, note = labels[key]
         report.rows.append(Row.latency(key, label, group, seconds, note=note))
+    report.rows += http_rows(http_samples, "_tailnet")
 
 
 async def fleet(report: Report, plan: Plan, work: Path) -> None:
@@ -397,6 +392,7 @@ def targets(report: Report) -> list[Target]:
                value("redact_ingest"), 50.0, sense="ge"),
         Target("tailnet", "warm call through the tailnet / on loopback p50 (interleaved)",
                ratio(p50("tailnet"), p50("loopback_again")), 2.0),
+        *http_targets(report),
         *fleet_targets(report),
     ]
 
@@ -436,6 +432,8 @@ async def measure(report: Report, sshd: Sshd, plan: Plan, work: Path) -> None:
         rss_100 = rss_mib(agent.proc.pid)
         step("latency, interleaved")
         await latency(report, stack, sshd, run, plan)
+        step("HTTP responses back to back: GET, both MCP protocol versions")
+        await http_responses(report, stack, run, plan)
         step("system_overview")
         await overview(report, run, plan)
         step("new connection per command, OpenSSH client")
