@@ -3,7 +3,9 @@
 Measured per call: the wall time, the time to the first progress notification (the first
 host's result), the result's size (its text content, what a model is given, and its
 structured content), the hosts' distinct outputs and how many copies of them the text
-holds, and the CPU time the agent process spent on it.
+holds, and the CPU time the agent process spent on it. The distinct outputs are read
+from the result's per-host list (`hosts`) and its `summary`: a change of the result's
+shape (grouped hosts) is adapted here, once.
 """
 
 from __future__ import annotations
