@@ -15,7 +15,7 @@ UV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(BIN)/uv
 # fails there). --inexact: keep uv itself, which is not one of the project's dependencies.
 SYNC := $(UV) sync --locked --inexact --quiet
 
-.PHONY: demo app test install lock machine tailnet-bin wheels ts-client axe lint pytest dist image measure bench soak clean
+.PHONY: demo app test install lock machine tailnet-bin wheels ts-client axe lint pytest dist image measure bench bench-scale soak clean
 
 $(BIN)/python:
 	@echo "Creating $(VENV) and installing tailnet-agent into it from uv.lock..."
@@ -107,6 +107,12 @@ test: machine install tailnet-bin wheels ts-client axe lint dist pytest
 # Benchmarks against the physical floor (not tests): prints one table, saves bench-results/.
 bench: install tailnet-bin
 	sh tests/run-isolated.sh $(BIN)/python -m tests.bench.run $(BENCH_ARGS)
+
+# The scale benchmark (not a test): one command on 10, 100, 300 and 1,000 hosts (real sshd
+# on as many loopback addresses) and on as many test-tailnet nodes as this machine takes;
+# prints the figures against N and the table, saves bench-results/scale-*. As root.
+bench-scale: install tailnet-bin
+	sh tests/run-isolated.sh $(BIN)/python -m tests.bench.scale $(BENCH_ARGS)
 
 # A soak with faults (not a test): 16 clients, 5,000 calls, sshd restarted 3 times and, on the
 # test tailnet, the agent's tailscaled killed twice; prints the report, saves bench-results/.

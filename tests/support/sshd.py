@@ -124,10 +124,12 @@ class Sshd:
         listen: Sequence[str] = ("127.0.0.1",),
         run_in: Sequence[str] = (),
         host_key: Path | None = None,
+        settings: Sequence[str] = (),
     ) -> None:
         """`run_in` prefixes sshd's argv (nsenter into a node's namespaces, tests/support/
         fleet.py); `listen` are its addresses, the last one is where readiness is checked;
-        `host_key` is an existing key to serve instead of a fresh one."""
+        `host_key` is an existing key to serve instead of a fresh one; `settings` are
+        sshd_config lines that win over ours (sshd keeps a keyword's first value)."""
         self.sshd = _sshd_path()
         self.users = users or (default_user(),)
         self.user = self.users[0]
@@ -138,6 +140,7 @@ class Sshd:
         self.port = port or _free_port()
         self.listen = tuple(listen)
         self.run_in = tuple(run_in)
+        self.settings = tuple(settings)
         self.host_key = host_key or self.dir / "ssh_host_ed25519_key"
         self.client_key = self.dir / "id_ed25519"
         self.encrypted_key = self.dir / "id_ed25519_pass"
@@ -168,6 +171,7 @@ class Sshd:
 
     def _write_config(self) -> None:
         lines = [
+            *self.settings,
             f"Port {self.port}",
             *(f"ListenAddress {address}" for address in self.listen),
             f"HostKey {self.host_key}",
