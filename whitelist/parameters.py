@@ -18,7 +18,7 @@ from .param_types import ParamType
 from .values import check_value, normalize_path
 
 NAME = re.compile(r"[a-z][a-z0-9_]*")
-MAX_NAME_LENGTH = 64  # MCP clients commonly cap tool names at 64 characters
+MAX_NAME_LENGTH = 64  # a name is shown in tool results, messages and the audit log
 
 PARAMETER_KEYS = {"type", "description", "default", "max_length"}
 TYPE_KEYS: dict[ParamType, set[str]] = {

@@ -24,7 +24,7 @@ from agent.core.service import AgentService
 from agent.web.middleware.identity import request_identity
 from whitelist.errors import shown
 
-from .errors import sdk_refusal, tool_error
+from .errors import sdk_refusal, tool_error, unknown_tool
 from .resources import read_for_caller
 
 # The chat's in-process client names its user with a token under this `_meta` key.
@@ -79,6 +79,10 @@ class AgentMCPServer(MCPServer):
                 identity = self.caller(context)
             except NoCallerIdentity:
                 raise ToolError(NO_CALLER) from None
+            if unknown_tool(exc) and any(
+                    c.name == name for c in self.service.visible_commands(identity)):
+                message = (f"{name} is a catalog command, not a tool: run it with "
+                           f"execute_command (command: {name!r})")
             command = arguments.get("command") if name == "execute_command" else None
             host = arguments.get("host")
             refusal = self.service.refused(

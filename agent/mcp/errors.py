@@ -43,6 +43,10 @@ def sdk_refusal(tool: str, exc: ToolError) -> str | None:
         more = f" (and {cause.error_count() - 5} more)" if cause.error_count() > 5 else ""
         return (f"invalid arguments for tool {shown(tool, 64)}: {'; '.join(problems)}{more}. "
                 "See the tool's input schema (tools/list).")
-    if cause is None and str(exc).startswith("Unknown tool: "):
+    if unknown_tool(exc):
         return f"unknown tool {shown(tool, 64)}; tools/list shows the tools you can use"
     return None
+
+
+def unknown_tool(exc: ToolError) -> bool:
+    return exc.__cause__ is None and str(exc).startswith("Unknown tool: ")

@@ -13,6 +13,7 @@ from mcp import Client
 from agent.core.identity import local_user_identity
 from agent.inventory import HostConfig
 from tests.support.agents import RunningAgent, running_agent, settings_for
+from whitelist.loader import default_catalog_path
 
 EXPECTED_TOOLS = {
     "ping", "server_status", "list_commands", "execute_command", "check_disk", "check_memory",
@@ -129,6 +130,35 @@ async def test_list_commands_and_hosts(agent: RunningAgent) -> None:
                       "auth": "key", "host_key_source": "known_hosts"}]
     bad = await call(agent.url, "list_commands", {"category": "Nope"})
     assert bad.is_error and "Disk" in bad.content[0].text
+
+
+async def test_a_custom_command_runs_by_name_through_execute_command_as_the_catalog_says(
+    ssh_host: HostConfig, tmp_path: Path
+) -> None:
+    header = default_catalog_path().read_text().split("\ncommands:", 1)[0]
+    # What the format says of a command's name, up to the next key.
+    name_entry = header.split("<name>:", 1)[1].split("description:", 1)[0]
+    assert "execute_command" in name_entry and "tool name" not in name_entry, name_entry
+    catalog = tmp_path / "extra.yaml"
+    catalog.write_text(
+        "commands:\n  say_hello:\n    description: Print hello.\n    category: Demo\n"
+        "    template: echo hello\n")
+    settings = settings_for(ssh_host, audit_log=tmp_path / "audit.jsonl")
+    async with running_agent(settings, catalogs=(catalog,)) as running, \
+            Client(running.url) as client:
+        tools = {t.name for t in (await client.list_tools()).tools}
+        listed = (await client.call_tool("list_commands", {})).structured_content
+        ran = await client.call_tool("execute_command", {"command": "say_hello"})
+        as_tool = await client.call_tool("say_hello", {})
+        fanned = await client.call_tool("run_on_hosts", {"command": "say_hello",
+                                                          "hosts": [ssh_host.name]})
+    assert "say_hello" not in tools and {"execute_command", "run_on_hosts"} <= tools
+    assert "say_hello" in {c["name"] for c in listed["commands"]}
+    assert not ran.is_error and ran.structured_content["stdout"] == "hello\n"
+    assert not fanned.is_error, fanned.content
+    # Called as a tool, it says how to call it.
+    assert as_tool.is_error
+    assert "execute_command (command: 'say_hello')" in as_tool.content[0].text
 
 
 async def test_system_overview_gathers_all_members(agent: RunningAgent) -> None:
