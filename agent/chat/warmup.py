@@ -5,13 +5,15 @@ needs it), but a first turn would then spend about a second importing it and ano
 ~0.2 s building the SDK's response types on its first stream. With a key configured,
 the chat starts this warm-up when the app is built: a background thread imports the
 SDK and runs one canned stream through it over an in-memory transport (no network),
-so the first real stream finds everything built.
+so the first real stream finds everything built. The server announces "Ready." only
+once the warm-up is over (`settled`), so a question asked right then does not wait for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import importlib
 import json
 import logging
@@ -43,6 +45,15 @@ def start() -> concurrent.futures.Future[bool]:
 async def ready() -> None:
     """Wait (without blocking the event loop) until the SDK is imported and warm."""
     await asyncio.shield(asyncio.wrap_future(start()))
+
+
+async def settled(limit: float = 30.0) -> None:
+    """Wait, at most `limit` seconds, for the warm-up if one was started (else return)."""
+    with _lock:
+        warm = _warm
+    if warm is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(warm)), limit)
 
 
 def _run(done: concurrent.futures.Future[bool]) -> None:

@@ -65,3 +65,50 @@ async def test_a_cancelled_waiter_does_not_cancel_the_warm_up() -> None:
     await asyncio.gather(*waiters, return_exceptions=True)
     await asyncio.wait_for(warmup.ready(), 120)  # still there for the next turn
     assert not warmup.start().cancelled()
+
+
+# `serve --local` with a key, its warm-up held until the server waits for it: "Ready." must
+# come after the warm-up, or the first question right after it waits for the SDK.
+HELD_SERVE = """
+import concurrent.futures, sys, threading
+from agent.chat import warmup
+from agent.cli import main
+
+class Held(concurrent.futures.Future):
+    awaited = threading.Event()
+    def add_done_callback(self, fn):
+        super().add_done_callback(fn)
+        Held.awaited.set()
+
+held = Held()
+held.set_running_or_notify_cancel()
+warmup._warm = held
+def release():
+    if Held.awaited.wait(60):
+        print("warm-up awaited", flush=True)
+    held.set_result(True)
+threading.Thread(target=release, daemon=True).start()
+sys.exit(main(["serve", "--local", "--port", "0", "--env-file", "/dev/null"]))
+"""
+
+
+def test_ready_is_announced_once_the_warm_up_is_over(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           "XDG_STATE_HOME": str(tmp_path / "state"), "PYTHONPATH": str(ROOT),
+           "ANTHROPIC_API_KEY": "sk-ant-test-not-a-real-key"}
+    proc = subprocess.Popen([sys.executable, "-c", HELD_SERVE], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:
+            lines.append(line.strip())
+            if line.startswith("Ready."):
+                break
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    ready = [i for i, line in enumerate(lines) if line.startswith("Ready.")]
+    assert ready, lines
+    assert "warm-up awaited" in lines[:ready[0]], (
+        "Ready. was announced before the chat's warm-up was over:\n" + "\n".join(lines))
