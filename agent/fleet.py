@@ -12,6 +12,10 @@ already uses is a start-up error; one that appears later is left out, with a war
 Last seen: control reports it for peers that are offline when the netmap is sent, but
 Headscale's "went offline" update carries no time (v0.29), so for a peer seen going
 offline while we watch, the time we learned it stands in.
+
+A peer that has just joined is "not seen yet" (online None, see
+tailscale_userspace/peers.py) until it connects: not offline, so a call to it is tried,
+not refused. A peer once seen online is never "not seen yet" again while it stays.
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ def host_for(peer: Peer, selectors: Sequence[TailnetSelector], tailnet_self: str
     return None
 
 
+def presence_word(presence: Presence) -> str:
+    return {True: "online", False: "offline", None: "not seen yet"}[presence.online]
+
+
 class TailnetFleet:
     """Keeps `registry`'s tailnet hosts equal to the matching peers of our node."""
 
@@ -62,6 +70,7 @@ class TailnetFleet:
         self._self = ""
         self._warned: set[str] = set()
         self._went_offline: dict[str, str] = {}  # host -> when we saw it go offline
+        self._seen_online: set[str] = set()  # hosts seen online since they appeared
         self.updates = 0  # netmap changes applied so far
 
     async def start(self, timeout: float = FIRST_NETMAP_TIMEOUT) -> None:  # noqa: ASYNC109
@@ -121,7 +130,15 @@ class TailnetFleet:
         before = {name: self.registry.presence(name).online for name in self.registry
                   if self.registry[name].source == "tailnet"}
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self._seen_online &= set(hosts)  # one that left and joins again starts afresh
         for name, (host, presence) in list(hosts.items()):
+            if presence.online:
+                self._seen_online.add(name)
+            elif presence.online is None and name in self._seen_online:
+                # It was online, so this is not the moment it registered: it went offline
+                # and control's LastSeen is still the registration's (no time came with it).
+                presence = dataclasses.replace(presence, online=False)
+                hosts[name] = host, presence
             if presence.online is not False:
                 self._went_offline.pop(name, None)
             elif presence.last_seen is None and (before.get(name) or name in self._went_offline):
@@ -133,11 +150,9 @@ class TailnetFleet:
         self.updates += 1
         for name, (_, presence) in hosts.items():
             if name not in before:
-                log.info("tailnet host %s appeared (%s)", name,
-                         "online" if presence.online else "offline")
+                log.info("tailnet host %s appeared (%s)", name, presence_word(presence))
             elif before[name] != presence.online:
-                log.info("tailnet host %s is %s", name,
-                         "online" if presence.online else "offline")
+                log.info("tailnet host %s is %s", name, presence_word(presence))
         for name in set(before) - set(hosts):
             log.info("tailnet host %s left", name)
 

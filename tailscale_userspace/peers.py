@@ -6,6 +6,13 @@ announces (a full netmap, or peer deltas such as a node going offline) is answer
 with one fresh status read, so the peer list follows joins, leaves and online changes
 as they happen, without polling. The status document is the stable, typed view;
 the netmap inside bus messages is tailscaled's internal structure and is not read.
+
+Online is three-valued here. The status writes a peer's online state as a plain bool,
+so "control has not said" reads as offline. A node that has registered but not yet
+connected is one of those: Headscale v0.29 registers a node with LastSeen set to that
+moment and marks it offline until its first map poll connects, ~1.6 s later. Control
+has not seen it online since it registered, so it is `online=None` ("not seen yet"),
+not offline with a last-seen time.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ log = logging.getLogger(__name__)
 
 # Go's zero time.Time, which status reports as LastSeen for peers it has no time for.
 _ZERO_TIME_YEAR = 1
+# A LastSeen this close to the node's registration (Created) is the registration itself:
+# Headscale sets LastSeen just before it stores the node.
+REGISTERED_ONLY = dt.timedelta(seconds=5)
 RECONNECT_DELAY = 1.0
 RECONNECT_DELAY_MAX = 10.0
 
@@ -59,9 +69,10 @@ class Peer:
     tags: tuple[str, ...]  # ("tag:server", ...); () for a user's node
     user: str  # the owning user's login name ("" for tagged nodes)
     os: str
-    online: bool
-    last_seen: dt.datetime | None  # when control last saw it; None if not reported
+    online: bool | None  # None: not seen yet (registered, not connected since)
+    last_seen: dt.datetime | None  # when control last saw it offline; None if not reported
     ssh_host_keys: tuple[str, ...]  # "type base64" host keys it publishes (Tailscale SSH)
+    created: dt.datetime | None = None  # when it registered with control
 
     @property
     def short_name(self) -> str:
@@ -78,6 +89,13 @@ class Peer:
         ips = _strings(data.get("TailscaleIPs"))
         tags = _strings(data.get("Tags"))
         profile = users.get(str(data.get("UserID"))) or {}
+        online: bool | None = bool(data.get("Online"))
+        last_seen, created = _time(data.get("LastSeen")), _time(data.get("Created"))
+        if (not online and last_seen is not None and created is not None
+                and last_seen - created <= REGISTERED_ONLY):
+            online, last_seen = None, None  # registered, never seen since: not seen yet
+        elif online:
+            last_seen = None  # Go: "only present if offline"; an old one may linger
         return cls(
             id=str(data.get("ID") or data.get("PublicKey") or ""),
             hostname=str(data.get("HostName") or ""),
@@ -86,9 +104,10 @@ class Peer:
             tags=tags,
             user="" if tags else str(profile.get("LoginName") or ""),
             os=str(data.get("OS") or ""),
-            online=bool(data.get("Online")),
-            last_seen=_time(data.get("LastSeen")),
+            online=online,
+            last_seen=last_seen,
             ssh_host_keys=_strings(data.get("sshHostKeys")),
+            created=created,
         )
 
 

@@ -139,7 +139,7 @@ async def _tailnet_hosts(report: Report, settings: Settings, node: TailscaleNode
         if host.name in settings.hosts:
             report.fail(f"tailnet host {host.name} clashes with a host of the same name "
                         "from the inventory or REMOTE_HOST_NAME", "rename one of them")
-        elif not presence.online:
+        elif presence.online is False:
             report.warn(f"{host.name}: offline in the tailnet (last seen "
                         f"{presence.last_seen or 'unknown'})", "start it, then check again")
         else:

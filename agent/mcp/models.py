@@ -93,7 +93,8 @@ class HostInfo(BaseModel):
     default: bool
     source: str = Field(description="Where the host comes from: file (inventory/REMOTE_*) or "
                         "tailnet")
-    online: bool | None = Field(description="Online in the tailnet; null when not known")
+    online: bool | None = Field(description="Online in the tailnet; null when not known (a "
+                                "host from a file, or a tailnet node that has just joined)")
     os: str = ""
     tags: list[str] = []
     last_seen: str | None = Field(default=None, description="When the tailnet last saw an "

@@ -51,3 +51,18 @@ def test_how_the_tailnet_policy_names_this_node() -> None:
     assert self_principal(untagged) == "ops@"  # Headscale CLI users have no domain
     untagged["User"]["9"]["LoginName"] = "ops@example.com"
     assert self_principal(untagged) == "ops@example.com"
+
+
+def test_a_node_registered_but_not_yet_connected_is_not_seen_yet_rather_than_offline() -> None:
+    # Headscale v0.29 registers a node with LastSeen = now and offline until its first map
+    # poll; the status reads that as Online false with a LastSeen (a few ms before Created).
+    joining, gone = peers_from_status(status(
+        joining={"ID": "n1", "DNSName": "a-web-4.tailnet.test.", "Online": False,
+                 "Created": "2026-12-06T01:00:00.004Z", "LastSeen": "2026-12-06T01:00:00.001Z"},
+        gone={"ID": "n2", "DNSName": "b-web-3.tailnet.test.", "Online": False,
+              "Created": "2026-12-06T01:00:00Z", "LastSeen": "2026-12-06T01:09:30Z"},
+    ))
+    assert (joining.online, joining.last_seen) == (None, None)
+    assert joining.created == dt.datetime(2026, 12, 6, 1, 0, 0, 4000, tzinfo=dt.UTC)
+    assert gone.online is False
+    assert gone.last_seen == dt.datetime(2026, 12, 6, 1, 9, 30, tzinfo=dt.UTC)
