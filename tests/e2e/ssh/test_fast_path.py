@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 
@@ -13,7 +14,8 @@ from agent.inventory import HostConfig
 from agent.ssh import SSHPool
 from agent.ssh.shell import FrameStream, frame
 from tests.support.memory import peak_rss_bytes, reset_peak_rss
-from tests.support.sshd import Sshd, accepted_logins, wait_until_gone
+from tests.support.sshd import Sshd, accepted_logins, remote_processes, wait_until_gone
+from tests.support.waiting import eventually
 from whitelist import wrap_for_exec
 
 MiB = 1024 * 1024
@@ -158,9 +160,9 @@ async def test_pooled_shells_survive_an_sshd_restart(sshd_factory: Callable[...,
         assert pool.shells("test") == 4
         server.restart()  # no pause: the pool still holds four dead shells
         second = await asyncio.gather(*(run(pool, "echo two") for _ in range(4)))
-        await asyncio.sleep(0.2)
         server.restart()
-        await asyncio.sleep(0.5)  # this time the client has noticed
+        # This time the client has noticed before the next calls.
+        await eventually(lambda: pool._hosts["test"].live() is None, what="connection closed")
         third = await asyncio.gather(*(run(pool, "echo three") for _ in range(4)))
     finally:
         await pool.close()
@@ -245,23 +247,26 @@ def test_frame_parser_doubts_stray_output() -> None:
 async def test_shells_idle_too_long_are_closed(
     ssh_host: HostConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("agent.ssh.shell.IDLE_SECONDS", 0.5)
     pool = SSHPool({"test": ssh_host}, max_sessions=4)
     try:
         await asyncio.gather(*(run(pool, "sleep 0.2") for _ in range(3)))
         assert pool.shells("test") == 3
-        await asyncio.sleep(0.7)
+        # As if they had been idle for IDLE_SECONDS (300 s): none of them is used again.
+        monkeypatch.setattr("agent.ssh.shell.IDLE_SECONDS", 0.0)
         assert (await run(pool, "echo fresh")).stdout == "fresh\n"
         assert pool.shells("test") == 1
     finally:
         await pool.close()
 
 
-async def test_a_cancelled_caller_does_not_leave_its_shell_in_the_pool(pool: SSHPool) -> None:
+async def test_a_cancelled_caller_does_not_leave_its_shell_in_the_pool(
+    pool: SSHPool, ssh_host: HostConfig
+) -> None:
     await run(pool, "true")
     assert pool.shells("test") == 1
-    task = asyncio.create_task(run(pool, "sleep 3; echo never", timeout=4))
-    await asyncio.sleep(0.5)
+    sleep = f"sleep 3.{os.getpid() % 1000}"
+    task = asyncio.create_task(run(pool, f"{sleep}; echo never", timeout=4))
+    await eventually(lambda: remote_processes(ssh_host.user, sleep), what="the command runs")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -34,6 +34,7 @@ from tests.support.sshd import (
     remote_processes,
     wait_until_gone,
 )
+from tests.support.waiting import eventually
 
 MiB = 1024 * 1024
 
@@ -473,9 +474,10 @@ async def test_a_connection_lost_mid_command_is_reported_in_the_result(
 ) -> None:
     server = sshd_factory()
     pool = SSHPool({"test": server.host_config()})
+    sleep = f"sleep 30.{os.getpid() % 1000}"
     try:
-        running = asyncio.create_task(run(pool, "echo started; sleep 30"))
-        await asyncio.sleep(1)
+        running = asyncio.create_task(run(pool, f"echo started; {sleep}"))
+        await eventually(lambda: remote_processes(server.user, sleep), what="the command runs")
         await asyncio.to_thread(server.restart)
         result = await running
         after = await run(pool, "echo back")
@@ -498,11 +500,12 @@ async def test_a_host_that_leaves_mid_command_lets_it_finish_or_stops_it(
     pool = SSHPool(hosts)
     destructive = path == "exec"
     sleep = f"sleep 4.{os.getpid() % 1000}"
+    short = f"sleep 1.{os.getpid() % 1000}"
     try:
-        running = asyncio.create_task(pool.run("test", "sleep 1; echo done", command_name="s",
+        running = asyncio.create_task(pool.run("test", f"{short}; echo done", command_name="s",
                                                timeout=10, max_output=1000,
                                                destructive=destructive))
-        await asyncio.sleep(0.5)
+        await eventually(lambda: remote_processes(sshd.user, short), what="the command runs")
         old = pool._hosts["test"]
         del hosts["test"]
         pool.prune()
@@ -517,8 +520,7 @@ async def test_a_host_that_leaves_mid_command_lets_it_finish_or_stops_it(
         hosts["test"] = ssh_host
         given_up = asyncio.create_task(pool.run("test", sleep, command_name="s", timeout=30,
                                                 max_output=1000, destructive=destructive))
-        await asyncio.sleep(0.8)
-        assert remote_processes(sshd.user, sleep), "the command never started"
+        await eventually(lambda: remote_processes(sshd.user, sleep), what="the command runs")
         del hosts["test"]
         pool.prune()
         given_up.cancel()
