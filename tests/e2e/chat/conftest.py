@@ -127,7 +127,7 @@ class ServedChat:
 
     def start(self) -> ServedChat:
         self._thread.start()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # a bound for a loaded machine, not a wait
         while not self.server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the chat app did not start")

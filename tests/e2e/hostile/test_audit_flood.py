@@ -41,7 +41,7 @@ async def test_a_flood_of_huge_refused_calls_keeps_the_record_of_a_real_one(
     # Small files and budget, so that rotation would show within this test.
     settings = settings_for(ssh_host, audit_log=tmp_path / "audit.jsonl",
                             audit_max_bytes=200_000, audit_budget=1_000_000,
-                            rate_per_minute=1)
+                            rate_per_minute=0)
     async with running_agent(settings, resolver=by_address(PEERS)) as agent:
         async with mcp_from(agent.url, "127.0.0.1") as operator:
             real = await operator.call_tool("execute_command", {"command": "hostname"})
@@ -79,7 +79,7 @@ async def test_every_refusal_path_is_audited_and_charged(
     ssh_host: HostConfig, tmp_path: Path
 ) -> None:
     settings = settings_for(ssh_host, audit_log=tmp_path / "audit.jsonl", rate_burst=40,
-                            rate_per_minute=1)
+                            rate_per_minute=0)
     async with running_agent(settings, resolver=by_address(PEERS)) as agent:
         async with mcp_from(agent.url, "127.0.0.3") as alice:
             invalid = await alice.call_tool("check_service", {"unit": 12345})

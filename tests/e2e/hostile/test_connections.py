@@ -69,7 +69,7 @@ def agent(ssh_host: HostConfig, tmp_path: Path) -> Iterator[Agent]:
             env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
     running = Agent(proc, port, log)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a bound for a loaded machine, not a wait
         while b"Ready." not in log.read_bytes():
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)

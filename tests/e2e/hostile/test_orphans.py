@@ -146,9 +146,14 @@ async def test_mcp_cancellation_and_vanished_clients_stop_the_remote_command(
             later = await client.call_tool("execute_command", {"command": "hostname"})
             assert not later.is_error
     records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
-    ends = [r for r in records if r["event"] == "end" and r["outcome"] == "cancelled"]
-    assert len(ends) == 40
-    assert Counter(r["error"] for r in ends) == {"cancelled": 40}  # no SDK internals
+    started = {r["call"] for r in records
+               if r["event"] == "start" and r.get("command") in ("nap", "nap_long")}
+    ends = [r for r in records if r["event"] == "end" and r["call"] in started]
+    # Every call the agent started ends as cancelled (a loaded machine may give one up
+    # before its request even reached the agent: that one has no record at all).
+    assert len(started) >= 30, len(started)
+    assert Counter((r["outcome"], r["error"]) for r in ends) == {
+        ("cancelled", "cancelled"): len(started)}  # no SDK internals
 
 
 async def test_cancelling_the_task_running_the_service_call_ends_the_remote_tree(

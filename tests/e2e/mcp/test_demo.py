@@ -47,7 +47,7 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
     )
     assert proc.stdout is not None
     url = None
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a bound for a loaded machine, not a wait
     lines = []
     while time.monotonic() < deadline:
         line = proc.stdout.readline()

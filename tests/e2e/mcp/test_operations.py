@@ -100,7 +100,7 @@ async def test_refusals_by_policy_rate_and_audit_are_counted_on_the_operator_soc
     policy = tmp_path / "policy.yaml"
     policy.write_text("default: none\nrules:\n  - name: bob-disk\n    who: [bob@example.com]\n"
                       "    commands: [disk_usage]\n")
-    settings = settings_for(ssh_host, policy_file=policy, rate_burst=3, rate_per_minute=1)
+    settings = settings_for(ssh_host, policy_file=policy, rate_burst=3, rate_per_minute=0)
     socket = tmp_path / "run" / "agent.sock"
     async with running_agent(settings, identity=BOB) as running, \
             serving_on_socket(running.agent.ops_app, socket):

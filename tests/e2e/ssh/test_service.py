@@ -181,7 +181,7 @@ async def test_secrets_never_reach_the_audit_log(
 async def test_the_rate_limit_is_per_identity_and_spares_the_local_operator(
     make_service: ServiceFactory,
 ) -> None:
-    service = make_service(rate_burst=3, rate_per_minute=1)
+    service = make_service(rate_burst=3, rate_per_minute=0)
     for _ in range(3):
         await service.run("hostname", {}, host=None, identity=BOB)
     with pytest.raises(LimitExceeded, match=r"rate limit: bob@example\.com"):
