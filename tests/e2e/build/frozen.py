@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import queue
 import re
@@ -22,11 +21,12 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from tests.support.artifacts import ARTIFACTS, update_json
 from tests.support.components import missing
 
 REPO = Path(__file__).resolve().parents[3]
 EXECUTABLE = REPO / "dist" / "tailnet-agent"
-FIGURES = REPO / "test-artifacts" / "build-figures.json"
+FIGURES = ARTIFACTS / "build-figures.json"
 MAX_SIZE = 80 * 1024 * 1024
 
 # What the commands we call need on the agent's machine (the demo target runs them
@@ -238,9 +238,4 @@ def unpack_dirs(tmpdir: Path) -> list[Path]:
 
 def record_figure(name: str, value: float, unit: str) -> None:
     """Add one measurement to test-artifacts/build-figures.json (read by build/measure.sh)."""
-    FIGURES.parent.mkdir(parents=True, exist_ok=True)
-    figures: dict[str, dict[str, object]] = {}
-    with contextlib.suppress(OSError, ValueError):
-        figures = json.loads(FIGURES.read_text())
-    figures[name] = {"value": round(value, 1), "unit": unit}
-    FIGURES.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    update_json(FIGURES, name, {"value": round(value, 1), "unit": unit})

@@ -14,9 +14,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from tests.support.artifacts import ARTIFACTS, update_json
 from tests.support.components import missing
 
-ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
 AXE_URL = "/__test-only__/axe.min.js"
 TIMEOUT = 15_000  # ms
@@ -81,9 +81,7 @@ def check_state(page: Any, base_url: str, name: str) -> None:
     counts = {impact: sum(v["impact"] == impact for v in violations)
               for impact in ("critical", "serious", "moderate", "minor")}
     AXE_SUMMARY[name] = counts
-    summary = ARTIFACTS / "axe-summary.json"
-    previous = json.loads(summary.read_text()) if summary.exists() else {}
-    summary.write_text(json.dumps({**previous, name: counts}, indent=1, sort_keys=True))
+    update_json(ARTIFACTS / "axe-summary.json", name, counts)
     serious = [v for v in violations if v["impact"] in ("serious", "critical")]
     assert not serious, f"{name}: axe finds\n" + json.dumps(serious, indent=1)
     assert not page.console_errors, f"{name}: console errors {page.console_errors}"

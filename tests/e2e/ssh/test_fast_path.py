@@ -136,7 +136,7 @@ async def test_50_mb_of_output_is_capped_on_the_fast_path(pool: SSHPool, sshd: S
     peak_before = peak_rss_bytes()
     started = time.monotonic()
     result = await run(
-        pool, "head -c 52428800 /dev/zero | tr '\\000' f; echo tail-marker", timeout=30
+        pool, "head -c 52428808 /dev/zero | tr '\\000' f; echo tail-marker", timeout=30
     )
     elapsed = time.monotonic() - started
     growth = peak_rss_bytes() - peak_before
@@ -146,7 +146,7 @@ async def test_50_mb_of_output_is_capped_on_the_fast_path(pool: SSHPool, sshd: S
     assert "tail-marker" not in result.stdout
     assert growth < 20 * MiB, f"peak RSS grew by {growth / MiB:.1f} MiB"
     assert elapsed < 10
-    assert wait_until_gone(sshd.user, "head -c 52428800") == []
+    assert wait_until_gone(sshd.user, "head -c 52428808") == []
     # The cut shell was discarded, not reused with half a frame in it.
     assert pool.shells("test") == 0
     assert (await run(pool, "echo after")).stdout == "after\n"
