@@ -16,6 +16,8 @@ from agent.logs import quiet_known_noise
 quiet_known_noise()
 
 from agent.web.log_limit import RepeatFilter  # noqa: E402
+from tests.support import parallel  # noqa: E402
+from tests.support.artifacts import clear_figures_for  # noqa: E402
 from tests.support.sshd import ssh_host, sshd, sshd_factory  # noqa: E402, F401
 
 
@@ -23,6 +25,15 @@ def pytest_configure(config: pytest.Config) -> None:
     # Every agent the tests start (in process or as a subprocess) writes its audit log
     # under XDG_STATE_HOME: keep that out of the user's home.
     os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="tnagent-test-state-")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # once a run: not again in each worker
+        clear_figures_for(session.config.args, session.config.invocation_params.dir)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    parallel.longest_first(items)
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,21 @@ import fcntl
 import json
 from pathlib import Path
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+# What the build and container tests measure (read by build/measure.sh).
+BUILD_FIGURES = ARTIFACTS / "build-figures.json"
+FIGURE_TESTS = (ROOT / "tests" / "e2e" / "build", ROOT / "tests" / "e2e" / "container")
+
+
+def clear_figures_for(args: list[str], invocation_dir: Path) -> None:
+    """Start a run that includes the build or container tests without old figures."""
+    for arg in args:
+        given = (invocation_dir / arg.split("::", 1)[0]).resolve()
+        if any(given == tests or given in tests.parents or tests in given.parents
+               for tests in FIGURE_TESTS):
+            BUILD_FIGURES.unlink(missing_ok=True)
+            return
 
 
 def update_json(path: Path, key: str, value: object) -> None:

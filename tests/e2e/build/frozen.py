@@ -21,12 +21,11 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from tests.support.artifacts import ARTIFACTS, update_json
+from tests.support.artifacts import BUILD_FIGURES, update_json
 from tests.support.components import missing
 
 REPO = Path(__file__).resolve().parents[3]
 EXECUTABLE = REPO / "dist" / "tailnet-agent"
-FIGURES = ARTIFACTS / "build-figures.json"
 MAX_SIZE = 80 * 1024 * 1024
 
 # What the commands we call need on the agent's machine (the demo target runs them
@@ -238,4 +237,4 @@ def unpack_dirs(tmpdir: Path) -> list[Path]:
 
 def record_figure(name: str, value: float, unit: str) -> None:
     """Add one measurement to test-artifacts/build-figures.json (read by build/measure.sh)."""
-    update_json(FIGURES, name, {"value": round(value, 1), "unit": unit})
+    update_json(BUILD_FIGURES, name, {"value": round(value, 1), "unit": unit})
