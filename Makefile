@@ -50,7 +50,8 @@ lock: $(BIN)/uv
 machine:
 	sh tests/setup-machine.sh
 
-# headscale and tailscaled at pinned versions, built with Go into .cache/tailnet-bin.
+# headscale, tailscaled and tailscale at pinned versions, built with Go into
+# .cache/tailnet-bin (the trimmed tailscaled the executable embeds is `make dist`'s).
 tailnet-bin: install
 	$(BIN)/python -m tests.support.tailnet build
 
@@ -78,8 +79,13 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The suite mostly waits on real components, so it runs on more workers than cores, a test
+# module whole on one worker (tests/support/parallel.py); the 15 slowest tests are listed
+# at the end. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 4
 pytest: install
-	sh tests/run-isolated.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+	sh tests/run-isolated.sh $(BIN)/python -m pytest -n $(PYTEST_WORKERS) \
+		--dist loadscope --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
 
 # dist/tailnet-agent: one executable with its own tailscaled (see build/README.md), and its
 # SBOM. Built in a venv of its own holding the app and the build tools only (uv.lock's
@@ -101,8 +107,16 @@ image: dist
 measure: dist
 	PYTHON=$(BIN)/python sh build/measure.sh
 
-# dist before pytest: tests/build smoke-tests the built executable itself.
-test: machine install tailnet-bin wheels ts-client axe lint dist pytest
+# The Debian packages and the venv at once; then the Go builds, npm installs, lint and the
+# executable side by side (none needs another: dist builds the embedded tailscaled while
+# tailnet-bin builds headscale, then the test tailscaled from the packages dist compiled);
+# then the tests (dist before them: tests/build smoke-tests the built executable itself).
+# `-o install`: installed once, in the first step.
+test:
+	@$(MAKE) --no-print-directory -j2 machine install
+	@$(MAKE) --no-print-directory -j6 --output-sync=target -o install \
+		tailnet-bin wheels ts-client axe lint dist
+	@$(MAKE) --no-print-directory -o install pytest
 
 # Benchmarks against the physical floor (not tests): prints one table, saves bench-results/.
 bench: install tailnet-bin
