@@ -172,6 +172,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only this catalog command")
     audit.add_argument("--json", action="store_true", help="one JSON object per call")
     audit.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    audit_actions = audit.add_subparsers(dest="audit_action", metavar="ACTION")
+    audit_show = audit_actions.add_parser(
+        "show", help="one call's record and its recorded output",
+        description="Print one call's audit record, then the output it recorded (stdout "
+        "and stderr, redacted, as they arrived); with --cast, write the recording (an "
+        "asciinema v2 cast) instead.")
+    audit_show.add_argument("call", metavar="CALL_ID", help="the call's id, as `tailnet-agent "
+                            "audit` shows it")
+    audit_show.add_argument("--cast", type=Path, metavar="FILE", dest="cast_file",
+                            help="write the recording to FILE (`-` for stdout); play it with "
+                            "`asciinema play FILE`")
+    # Also after the action (`audit show ID --audit-log F`); SUPPRESS keeps a value given
+    # before it.
+    audit_show.add_argument("--env-file", type=Path, default=argparse.SUPPRESS,
+                            help=argparse.SUPPRESS)
+    _flag(audit_show, "audit_log", "the log to read (default: as serve)", type=Path,
+          default=argparse.SUPPRESS)
 
     health = command("health", "ask a running agent whether it is ready (exit 0) or not (1)",
                      "Ask the agent serving on the local socket (--socket, "
@@ -260,6 +277,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from agent.commands.hosts import run_hosts
 
         return run_hosts(settings)
+    if command == "audit" and args.audit_action == "show":
+        from agent.commands.audit import run_audit_show
+
+        return run_audit_show(settings, args.call, cast_file=args.cast_file)
     if command == "audit":
         from agent.commands.audit import run_audit
 

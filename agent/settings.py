@@ -133,6 +133,17 @@ SETTINGS: tuple[Setting, ...] = (
             "bytes the audit log and its rotated files may take; past it the oldest file is "
             "removed, a record and a warning say so, and `doctor` reports it",
             integer(100_000, 10**15, "it is the bytes kept for the audit log")),
+    Setting("TAILNET_AGENT_RECORDINGS", "recordings_dir", None,
+            "directory of the recordings: each command's output as an asciinema cast, linked "
+            "from its audit record", path, shown_default="`casts/` beside the audit log"),
+    Setting("TAILNET_AGENT_RECORDING_MAX_BYTES", "recording_max_bytes", 8_000_000,
+            "bytes one command's recording may take; the rest of its output is not recorded, "
+            "and the recording says so",
+            integer(65_536, 1 << 30, "it is the size of one recording")),
+    Setting("TAILNET_AGENT_RECORDINGS_BUDGET", "recordings_budget", 1_000_000_000,
+            "bytes all recordings may take; past it the oldest are removed, each removal "
+            "recorded in the audit log",
+            integer(1_000_000, 10**15, "it is the bytes kept for recordings")),
     Setting("TAILNET_AGENT_RATE_PER_MINUTE", "rate_per_minute", 120,
             "calls per minute per tailnet identity (refill rate)",
             integer(1, 1_000_000, "it is calls per minute per identity")),
@@ -248,6 +259,9 @@ class Settings:
     audit_log: Path | None = _default("audit_log")  # None: default_audit_path()
     audit_max_bytes: int = _default("audit_max_bytes")
     audit_budget: int = _default("audit_budget")
+    recordings_dir: Path | None = _default("recordings_dir")  # None: casts/ beside the log
+    recording_max_bytes: int = _default("recording_max_bytes")
+    recordings_budget: int = _default("recordings_budget")
     rate_per_minute: int = _default("rate_per_minute")
     rate_burst: int = _default("rate_burst")
     host_concurrency: int = _default("host_concurrency")
@@ -283,6 +297,10 @@ class Settings:
     @property
     def audit_path(self) -> Path:
         return self.audit_log or default_audit_path()
+
+    @property
+    def recordings_path(self) -> Path:
+        return self.recordings_dir or self.audit_path.parent / "casts"
 
     def secret_values(self) -> list[str]:
         """Every secret these settings hold, so the audit log can keep them out."""

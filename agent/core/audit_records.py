@@ -1,8 +1,9 @@
-"""Reading the audit log back: records, calls (start + end merged), filters, one-line views.
+"""Reading the audit log back: records, calls (start + end merged), filters, one-line views,
+one call by its id, and who may see a call's record.
 
-Used by `tailnet-agent audit` and by tests that count records. Tolerant: a line
-that is not JSON is skipped with a warning, a start without an end is an
-"unfinished" call.
+Used by `tailnet-agent audit` (and `audit show`), the replay and share pages, and by
+tests that count records. Tolerant: a line that is not JSON is skipped with a warning, a
+start without an end is an "unfinished" call.
 """
 
 from __future__ import annotations
@@ -17,10 +18,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import casts
 from .audit import LIMITED_EVENT, REMOVED_EVENT
 from .identity import Identity
+from .policy import Policy
 
 log = logging.getLogger(__name__)
+
+# Records that are not part of a call: a removed log file, a count of rate-limited calls,
+# a removed recording.
+NOTE_EVENTS = (REMOVED_EVENT, LIMITED_EVENT, casts.REMOVED_EVENT)
 
 
 @dataclass
@@ -90,7 +97,7 @@ def read_calls(path: Path, notes: list[tuple[int, dict[str, Any]]] | None = None
     of rate-limited calls) go to `notes` when given, with the number of calls before them."""
     calls: dict[str, CallRecord] = {}
     for record in read_records(path):
-        if record.get("event") in (REMOVED_EVENT, LIMITED_EVENT):
+        if record.get("event") in NOTE_EVENTS:
             if notes is not None:
                 notes.append((len(calls), record))
             continue
@@ -152,7 +159,7 @@ def format_call(call: CallRecord) -> str:
         detail += f" ({data['error'][:120]})"
     duration = data.get("duration_ms")
     took = f" {duration:.0f}ms" if isinstance(duration, int | float) else ""
-    return (f"{data['time'][:23]} {data.get('identity', '?')} "
+    return (f"{data['time'][:23]} {call.call} {data.get('identity', '?')} "
             f"[{data.get('node') or data.get('source', '')}] {data.get('command', '?')} "
             f"on {data.get('host') or '?'}: {detail}{took}")
 
@@ -166,6 +173,10 @@ def format_note(note: dict[str, Any]) -> str:
     if note.get("event") == REMOVED_EVENT:
         return (f"{str(note.get('time'))[:23]} -- {note.get('file')} was removed (audit budget "
                 f"reached): its records from {note.get('first')} to {note.get('last')} are gone")
+    if note.get("event") == casts.REMOVED_EVENT:
+        return (f"{str(note.get('time'))[:23]} -- the recording of call {note.get('cast')} "
+                f"({note.get('bytes')} bytes, made {note.get('recorded')}) was removed "
+                "(recordings budget reached)")
     return (f"{str(note.get('time'))[:23]} {note.get('identity', '?')}: {note.get('calls')} more "
             f"call(s) refused by the rate limit in {note.get('window_s')} s (counted, not "
             "recorded one by one)")
@@ -232,3 +243,69 @@ def recent_calls(path: Path, identity: Identity, *, limit: int = 50,
             calls[call].end = record
     newest = list(calls.values())[-limit:]
     return [c.merged() for c in reversed(newest)]
+
+
+# -- one call, and who may see it ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Found:
+    """A call looked up by id: its records, and the removal of its recording if recorded."""
+
+    call: CallRecord
+    cast_removed: dict[str, Any] | None = None
+
+
+def find_call(path: Path, call: str) -> Found | None:
+    """The call with this id (start and end merged), newest file first; None if the log
+    (with its rotated files) has no start record for it. Lines are matched by the id's
+    bytes before they are parsed, so a look-up reads files but parses only a few lines."""
+    if not casts.valid_id(call):
+        return None
+    needle = call.encode()
+    found: list[dict[str, Any]] = []
+    for file in reversed(log_files(path)):
+        try:
+            data = file.read_bytes()
+        except OSError:
+            continue
+        records = []
+        at = data.find(needle)
+        while at >= 0:
+            start = data.rfind(b"\n", 0, at) + 1
+            end = data.find(b"\n", at)
+            end = len(data) if end < 0 else end
+            with contextlib.suppress(ValueError):
+                record = json.loads(data[start:end])
+                if isinstance(record, dict):
+                    records.append(record)
+            at = data.find(needle, end)
+        found = records + found
+        if any(r.get("event") == "start" and r.get("call") == call for r in records):
+            break
+    start_record = next((r for r in found if r.get("event") == "start"
+                         and r.get("call") == call), None)
+    if start_record is None:
+        return None
+    merged = CallRecord(call, start_record)
+    merged.end = next((r for r in found if r.get("event") == "end" and r.get("call") == call),
+                      None)
+    removal = next((r for r in found if r.get("event") == casts.REMOVED_EVENT
+                    and r.get("cast") == call), None)
+    return Found(merged, removal)
+
+
+def approved_by(record: dict[str, Any], identity: Identity) -> bool:
+    """Whether `identity` is the second person who decided this call (two-person rule)."""
+    verdict = record.get("approved_by")
+    return (isinstance(verdict, dict) and bool(identity.login)
+            and verdict.get("identity") == identity.principal)
+
+
+def may_see(record: dict[str, Any], identity: Identity, policy: Policy) -> bool:
+    """Whether `identity` may see a call's audit record (`record`: its start record), and so
+    its recording and a turn shared with it: their own calls (what
+    tailnet-agent://audit/recent lists), the calls they approved as the second person,
+    and every call for an auditor (a grant with `audit: true`; the local operator)."""
+    return (made_by(record, identity) or approved_by(record, identity)
+            or policy.audits(identity))

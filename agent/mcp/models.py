@@ -35,6 +35,9 @@ class ToolResult(BaseModel):
     redacted: dict[str, int] = Field(default_factory=dict, description="Secrets replaced in "
                                      "the whole output (shown or paged), by kind (e.g. AWS "
                                      "Access Key: 1)")
+    audit_id: str | None = Field(default=None, description="This call's id in the agent's "
+                                 "audit log; its output is recorded under it (`tailnet-agent "
+                                 "audit show <id>`, and the chat's replay)")
 
     @classmethod
     def of(cls, result: CommandResult) -> ToolResult:
