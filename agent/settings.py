@@ -144,6 +144,9 @@ SETTINGS: tuple[Setting, ...] = (
             "bytes all recordings may take; past it the oldest are removed, each removal "
             "recorded in the audit log",
             integer(1_000_000, 10**15, "it is the bytes kept for recordings")),
+    Setting("TAILNET_AGENT_SHARE_TTL", "share_ttl", 86_400.0,
+            "seconds a shared chat turn's read-only link lasts (shares are kept in memory: a "
+            "restart ends them)", seconds(7 * 86_400)),
     Setting("TAILNET_AGENT_RATE_PER_MINUTE", "rate_per_minute", 120,
             "calls per minute per tailnet identity (refill rate)",
             integer(1, 1_000_000, "it is calls per minute per identity")),
@@ -262,6 +265,7 @@ class Settings:
     recordings_dir: Path | None = _default("recordings_dir")  # None: casts/ beside the log
     recording_max_bytes: int = _default("recording_max_bytes")
     recordings_budget: int = _default("recordings_budget")
+    share_ttl: float = _default("share_ttl")
     rate_per_minute: int = _default("rate_per_minute")
     rate_burst: int = _default("rate_burst")
     host_concurrency: int = _default("host_concurrency")

@@ -43,6 +43,7 @@ class ToolCard:
     declined: bool = False  # a destructive command the person did not confirm
     stopped: bool = False  # the person stopped the turn while this call was pending
     fanout: tuple[FanoutRow, ...] = ()  # run_on_hosts: one row per host, failures first
+    audit_id: str = ""  # the call's id in the audit log: its recording plays at replay_url
 
     @property
     def ok(self) -> bool:
@@ -96,6 +97,7 @@ def _command_card(tool: str, data: dict[str, Any]) -> ToolCard:
         stderr=str(data.get("stderr", "")),
         truncated=bool(data.get("truncated", False)),
         timed_out=bool(data.get("timed_out", False)),
+        audit_id=str(data.get("audit_id") or ""),
     )
 
 

@@ -26,8 +26,9 @@ from .policy import Policy
 log = logging.getLogger(__name__)
 
 # Records that are not part of a call: a removed log file, a count of rate-limited calls,
-# a removed recording.
-NOTE_EVENTS = (REMOVED_EVENT, LIMITED_EVENT, casts.REMOVED_EVENT)
+# a removed recording, a chat turn shared and a share opened (agent/chat/share_routes.py).
+SHARED_EVENT, OPENED_EVENT = "turn-shared", "share-opened"
+NOTE_EVENTS = (REMOVED_EVENT, LIMITED_EVENT, casts.REMOVED_EVENT, SHARED_EVENT, OPENED_EVENT)
 
 
 @dataclass
@@ -177,6 +178,16 @@ def format_note(note: dict[str, Any]) -> str:
         return (f"{str(note.get('time'))[:23]} -- the recording of call {note.get('cast')} "
                 f"({note.get('bytes')} bytes, made {note.get('recorded')}) was removed "
                 "(recordings budget reached)")
+    if note.get("event") == SHARED_EVENT:
+        calls = ", ".join(str(c) for c in note.get("calls") or []) or "none"
+        return (f"{str(note.get('time'))[:23]} {note.get('identity', '?')} shared a chat answer "
+                f"(share {str(note.get('share'))[:8]}..., calls: {calls}) until "
+                f"{note.get('until')}")
+    if note.get("event") == OPENED_EVENT:
+        verdict = "opened" if note.get("allowed") else "was refused"
+        return (f"{str(note.get('time'))[:23]} {note.get('identity', '?')} "
+                f"[{note.get('node') or note.get('source', '')}] {verdict} the answer "
+                f"{note.get('shared_by')} shared (share {str(note.get('share'))[:8]}...)")
     return (f"{str(note.get('time'))[:23]} {note.get('identity', '?')}: {note.get('calls')} more "
             f"call(s) refused by the rate limit in {note.get('window_s')} s (counted, not "
             "recorded one by one)")
@@ -191,7 +202,7 @@ def show(path: Path, flt: AuditFilter, *, as_json: bool) -> Sequence[str]:
             shown.append((index, 1, json.dumps(call.merged(), ensure_ascii=True) if as_json
                           else _printable(format_call(call))))
     for position, note in notes:
-        if flt.identity is not None and note.get("event") == LIMITED_EVENT and (
+        if flt.identity is not None and "identity" in note and (
                 str(note.get("identity", "")).lower() != flt.identity.lower()):
             continue
         shown.append((position, 0, json.dumps(note, ensure_ascii=True) if as_json

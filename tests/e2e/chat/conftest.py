@@ -64,6 +64,13 @@ commands:
     category: Test
     template: "sleep 31.25"
     timeout: 60
+  slow_report:
+    description: Print a report over 1.5 s, with colour and a warning on stderr (test command).
+    category: Test
+    template: >-
+      for i in 1 2 3 4 5; do echo "step $i of 5: ok"; sleep 0.3; done;
+      printf '\\033[32mall good\\033[0m, key AKIAIOSFODNN7EXAMPLE\\n';
+      echo 'warning: low disk' >&2
   count_lines:
     description: Print N numbered lines in a given style (test command for the palette).
     category: Test

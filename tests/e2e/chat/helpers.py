@@ -90,6 +90,16 @@ def check_state(page: Any, base_url: str, name: str) -> None:
     assert page_overflow(page) <= 0, f"{name}: the page scrolls sideways"
 
 
+def document_status_only(page: Any, status: int) -> None:
+    """A page served with an error status on purpose (a refusal, something unknown): the
+    browser logs that status as a console error. Check it is the only one, then forget it
+    so that check_state looks for any other."""
+    expected = f"Failed to load resource: the server responded with a status of {status} "
+    assert [e for e in page.console_errors if not e.startswith(expected)] == []
+    assert len(page.console_errors) == 1, page.console_errors
+    page.console_errors.clear()
+
+
 RAW_MARKDOWN = re.compile(r"\*\*|__|~~|`|^\s*#|\||\]\(", re.MULTILINE)
 
 
