@@ -50,7 +50,7 @@ def cast_url(call: str) -> str:
 def not_found(call: str, identity: Identity) -> str:
     return (f"No call {call[:40]!r} for {identity.principal}: its audit record and recording "
             "are shown to whoever made the call, to the person who approved it, and to "
-            "auditors (a policy rule with `audit: true`). Ask one of them, or the agent's "
+            "auditors (a policy rule with 'audit: true'). Ask one of them, or the agent's "
             "operator (`tailnet-agent audit show`).")
 
 

@@ -103,7 +103,7 @@ class ShareView:
                 identity=identity, missing=(
                     f"No shared answer here for {identity.principal}. A shared answer opens for "
                     "the person who shared it and for whoever may see the audit records of "
-                    "all its commands (auditors: a policy rule with `audit: true`); it lasts "
+                    "all its commands (auditors: a policy rule with 'audit: true'); it lasts "
                     f"{hours(self.shares.ttl)} and ends when the agent restarts. Ask the "
                     "person who shared it.")), status_code=404)
         return html(views.template("share.html").render(
