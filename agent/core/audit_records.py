@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -235,9 +235,16 @@ def made_by(record: dict[str, Any], identity: Identity) -> bool:
             and (bool(identity.login) or record.get("node") == identity.node))
 
 
+# Which of the log's calls a view lists for a viewer, from the call's start record.
+Selector = Callable[[dict[str, Any], Identity], bool]
+
+
 def recent_calls(path: Path, identity: Identity, *, limit: int = 50,
-                 scan: int = RECENT_SCAN_BYTES) -> list[dict[str, Any]]:
-    """The newest calls of one identity (merged start + end), newest first."""
+                 scan: int = RECENT_SCAN_BYTES, keep: Selector | None = None
+                 ) -> list[dict[str, Any]]:
+    """The newest calls of one identity (merged start + end), newest first; with `keep`,
+    the newest calls `keep` selects for them instead."""
+    keep = keep or made_by
     calls: dict[str, CallRecord] = {}
     for line in _tail_lines(path, scan):
         try:
@@ -248,7 +255,7 @@ def recent_calls(path: Path, identity: Identity, *, limit: int = 50,
             continue
         call = str(record.get("call", ""))
         if record.get("event") == "start":
-            if made_by(record, identity):
+            if keep(record, identity):
                 calls.setdefault(call, CallRecord(call, record))
         elif record.get("event") == "end" and call in calls and calls[call].end is None:
             calls[call].end = record
@@ -320,3 +327,10 @@ def may_see(record: dict[str, Any], identity: Identity, policy: Policy) -> bool:
     and every call for an auditor (a grant with `audit: true`; the local operator)."""
     return (made_by(record, identity) or approved_by(record, identity)
             or policy.audits(identity))
+
+
+def two_person(record: dict[str, Any], identity: Identity) -> bool:
+    """A call under the two-person rule that `identity` asked for or decided (what the
+    approvals view lists as decided)."""
+    return "approval_request" in record and (made_by(record, identity)
+                                             or approved_by(record, identity))

@@ -9,7 +9,9 @@ policy makes bob an auditor (`audit: true`); carol is an ordinary tailnet user.
 Alice asks, a command runs and is recorded, alice shares the answer: bob opens the link
 and replays the recording; carol is refused the share, the replay and the cast. Every
 page is checked for axe findings and console errors at laptop and phone width, and the
-audit log says who shared and who opened.
+audit log says who shared and who opened. Then alice asks over MCP for a command under
+the two-person rule; bob approves it on the approvals page, which then lists it as
+decided, with the replay of what ran.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 import pytest_asyncio
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from tailscale_userspace import TailscaleNode
 from tests.e2e.chat.conftest import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE
@@ -50,6 +55,11 @@ rules:
     who: [bob]
     commands: []
     audit: true
+  - name: alice-changes
+    who: [alice]
+    commands: [rotate_logs]
+    destructive: true
+    approvers: [bob]
 """
 CATALOG = f"""
 commands:
@@ -59,6 +69,11 @@ commands:
     template: >-
       for i in 1 2 3 4; do echo "step $i of 4: ok"; sleep 0.25; done;
       echo 'key {AWS_KEY_ID}'; echo 'warning: low disk' >&2
+  rotate_logs:
+    description: Pretend to rotate the logs (test command, destructive).
+    category: Test
+    destructive: true
+    template: "echo 'rotated 3 files'; echo 'skipped app.log: busy' >&2"
 """
 SCRIPT = [
     Step(when="step 4 of 4", reply=[Text("The report ran: all four steps are ok.")]),
@@ -226,3 +241,49 @@ async def test_a_shared_answer_opens_for_an_auditor_and_not_for_another_user(
     assert opened == {("bob", True), ("carol", False)}
     end = next(r for r in records if r.get("event") == "end" and r.get("call") == seen["call"])
     assert end["cast"]["id"] == seen["call"]
+
+
+def approve(t: Topology) -> dict[str, Any]:
+    """Bob, on the approvals page: approve alice's waiting request, then replay what ran."""
+    from playwright.sync_api import sync_playwright
+
+    seen: dict[str, Any] = {}
+    with sync_playwright() as playwright:
+        browsers = Browsers(playwright)
+        try:
+            bob = browsers.page(t.bob)
+            bob.goto(t.base + "/approvals")
+            request = bob.locator("section.approval", has_text="rotate_logs")
+            request.wait_for(timeout=60_000)
+            assert "alice" in request.inner_text()
+            check_state(bob, t.base, "tailnet-approvals-waiting")
+            request.locator("button[value=approve]").click()
+            decided = bob.locator("ul.decided li", has_text="rotate_logs").first
+            decided.locator("a").wait_for(timeout=60_000)  # once the call has ended
+            seen["decided"] = decided.inner_text()
+            check_state(bob, t.base, "tailnet-approvals-decided")
+            phone = browsers.page(t.bob, PHONE)
+            phone.goto(t.base + "/approvals")
+            phone.locator("ul.decided li a").first.wait_for(timeout=TIMEOUT)
+            check_state(phone, t.base, "tailnet-approvals-decided-phone")
+            decided.locator("a").click()
+            bob.wait_for_selector(".player[data-ready=true]", timeout=TIMEOUT)
+            seen["screen"] = bob.inner_text("[data-screen]")
+            check_state(bob, t.base, "tailnet-replay-approved")
+        finally:
+            browsers.close()
+    return seen
+
+
+async def test_the_approver_replays_what_they_approved(topology: Topology) -> None:
+    t = topology
+    host, port = t.alice.socks5
+    http = httpx2.AsyncClient(proxy=f"socks5://{host}:{port}", timeout=httpx2.Timeout(90.0))
+    async with Client(streamable_http_client(t.base + "/mcp", http_client=http)) as alice:
+        call = asyncio.create_task(alice.call_tool("execute_command",
+                                                   {"command": "rotate_logs"}))
+        seen = await asyncio.to_thread(approve, t)
+        result = await asyncio.wait_for(call, 60)
+    assert not result.is_error, result.content
+    assert "asked by alice: approved by bob; ran, exit 0" in seen["decided"]
+    assert seen["screen"].rstrip("\n") == "rotated 3 files\nskipped app.log: busy"
