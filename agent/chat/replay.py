@@ -77,17 +77,25 @@ def summary(found: Found) -> dict[str, Any]:
     }
 
 
+def charge(service: AgentService, identity: Identity) -> Response | None:
+    """Take a token of the caller's rate for a page of the audit trail (a replay, a cast, a
+    shared answer); the 429 to answer when none is left."""
+    try:
+        service.rate.take(identity)
+    except RateLimited as exc:
+        return _text(429, f"429 Too Many Requests: {exc}")
+    return None
+
+
 class ReplayView:
     def __init__(self, service: AgentService) -> None:
         self.service = service
 
     async def _found(self, request: Request) -> tuple[Identity, Found | None] | Response:
         identity = request_identity(request)
-        try:
-            self.service.rate.take(identity)
-        except RateLimited as exc:
-            return Response(f"429 Too Many Requests: {exc}\n", status_code=429,
-                            media_type="text/plain", headers=SECURITY_HEADERS)
+        refused = charge(self.service, identity)
+        if refused is not None:
+            return refused
         call = request.path_params["call"]
         return identity, await visible_call(self.service, identity, call)
 

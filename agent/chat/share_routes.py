@@ -22,12 +22,13 @@ from starlette.responses import Response
 
 from agent.core.audit import identity_fields
 from agent.core.audit_records import OPENED_EVENT, SHARED_EVENT, find_call
-from agent.core.errors import AuditUnavailable, RateLimited
+from agent.core.errors import AuditUnavailable
 from agent.core.identity import Identity
 from agent.web.middleware.identity import request_identity
 
 from . import views
-from .responses import SECURITY_HEADERS, forbidden, html
+from .replay import charge
+from .responses import forbidden, html
 from .shares import Share, ShareStore
 from .state import ChatState
 
@@ -62,7 +63,7 @@ class ShareView:
             return html(views.message_fragment(
                 "error", "That answer is no longer in this conversation (a new chat, or older "
                 "answers dropped to keep it short); nothing was shared."), status_code=409)
-        ids = [i.card.audit_id for i in turn.items if i.card is not None and i.card.audit_id]
+        ids = [call for i in turn.items if i.card is not None for call in i.card.audit_ids]
         calls = await asyncio.to_thread(self._records, ids)
         share = self.shares.create(identity, turn, calls, self._redact)
         until = datetime.now(UTC) + timedelta(seconds=self.shares.ttl)
@@ -89,11 +90,9 @@ class ShareView:
 
     async def page(self, request: Request) -> Response:
         identity = request_identity(request)
-        try:
-            self.service.rate.take(identity)
-        except RateLimited as exc:
-            return Response(f"429 Too Many Requests: {exc}\n", status_code=429,
-                            media_type="text/plain", headers=SECURITY_HEADERS)
+        refused = charge(self.service, identity)
+        if refused is not None:
+            return refused
         share = self.shares.get(request.path_params["share"])
         allowed = share is not None and share.visible_to(identity, self.service.policy)
         if share is not None:

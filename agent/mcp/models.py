@@ -133,6 +133,8 @@ class HostRun(BaseModel):
     error: str = Field(default="", description="Why it was refused, offline or failed")
     output_handle: str | None = Field(default=None, description="For read_output: the rest "
                                       "of a long output")
+    audit_id: str | None = Field(default=None, description="This host's call in the agent's "
+                                 "audit log, and its recording")
 
 
 class FanoutSummary(BaseModel):

@@ -45,6 +45,7 @@ from agent.ssh import SSHPool, socks_connector
 from tests.bench import bench_ssh
 from tests.bench.bench_fleet import fleet_targets
 from tests.bench.bench_http import BURST, http_calls, http_rows, http_targets
+from tests.bench.bench_recording import recording_rows
 from tests.bench.bench_redact import redaction_rows
 from tests.bench.bench_servers import (
     ServerProcess,
@@ -453,6 +454,8 @@ async def measure(report: Report, sshd: Sshd, plan: Plan, work: Path) -> None:
             await fleet(report, plan, work)
         step("redaction at ingest, 50 MiB")
         report.rows += redaction_rows()
+        step("recordings: a minute of steady output")
+        report.rows += await recording_rows(sshd, work)
         step("done")
 
 

@@ -31,6 +31,16 @@ def axe_source() -> Path:
     return AXE
 
 
+def watch_console(page: Any) -> Any:
+    """`page` with `page.console_errors`: the console errors (CSP violations among them) and
+    uncaught exceptions it meets."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
+    page.console_errors = errors
+    return page
+
+
 def ask(page: Any, question: str) -> None:
     page.fill("#question", question)
     page.press("#question", "Enter")

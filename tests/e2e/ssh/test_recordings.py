@@ -6,25 +6,20 @@ log, and `tailnet-agent audit show` prints a call with its output or says why it
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.app import build_service
 from agent.cli import main
 from agent.core.audit_records import read_calls, read_records
 from agent.core.casts import REMOVED_EVENT, output
 from agent.core.identity import Identity
 from agent.core.service import AgentService
-from agent.inventory import HostConfig
-from agent.settings import load_settings
+from tests.e2e.ssh.conftest import ServiceMaker
 from tests.support.secrets_planted import AWS_KEY_ID
-from whitelist import load_catalog
 
 pytestmark = pytest.mark.e2e
 
@@ -49,30 +44,6 @@ commands:
     category: Test
     template: "seq 1 50000"
 """
-
-ServiceMaker = Callable[..., AgentService]
-
-
-@pytest.fixture
-async def make(ssh_host: HostConfig, tmp_path: Path) -> AsyncIterator[ServiceMaker]:
-    path = tmp_path / "catalog.yaml"
-    path.write_text(CATALOG)
-    catalog = load_catalog([path])
-    made: list[AgentService] = []
-
-    def maker(**values: Any) -> AgentService:
-        settings = dataclasses.replace(
-            load_settings({}, env_file=None), hosts={ssh_host.name: ssh_host},
-            default_host=ssh_host.name, audit_log=tmp_path / "audit.jsonl", **values)
-        service = build_service(settings, mode="tailnet", catalog=catalog)
-        made.append(service)
-        return service
-
-    yield maker
-    for service in made:
-        service.outputs.close()
-        await service.pool.close()
-
 
 def end_record(service: AgentService, call: str) -> dict[str, Any]:
     return next(c.merged() for c in read_calls(service.audit.path) if c.call == call)

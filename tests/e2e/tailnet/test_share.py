@@ -17,6 +17,7 @@ decided, with the replay of what ran.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import tempfile
@@ -33,7 +34,14 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tailscale_userspace import TailscaleNode
 from tests.e2e.chat.conftest import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE
-from tests.e2e.chat.helpers import TIMEOUT, ask, card, check_state, document_status_only
+from tests.e2e.chat.helpers import (
+    TIMEOUT,
+    ask,
+    card,
+    check_state,
+    document_status_only,
+    watch_console,
+)
 from tests.e2e.tailnet.test_agent import (
     AgentProcess,
     free_port,
@@ -142,12 +150,7 @@ class Browsers:
             viewport=viewport, is_mobile=viewport == PHONE, has_touch=viewport == PHONE,
             device_scale_factor=1, proxy={"server": f"socks5://{host}:{port}"})
         self.contexts.append(context)
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
-        page.console_errors = errors
-        return page
+        return watch_console(context.new_page())
 
     def close(self) -> None:
         for context in self.contexts:
@@ -155,72 +158,79 @@ class Browsers:
         self.browser.close()
 
 
-def browse(t: Topology) -> dict[str, Any]:
-    """Everything the browsers do, in a thread of its own (Playwright's sync API must not run
-    on the test's event loop, which keeps the tailnet's log readers going)."""
+@contextlib.contextmanager
+def chromium() -> Iterator[Browsers]:
+    """Chromium for one test, in the thread that calls it: Playwright's sync API must not
+    run on the test's event loop, which keeps the tailnet's log readers going."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         missing("Playwright for Python", "pip install playwright (no browser download needed)")
-    seen: dict[str, Any] = {}
     with sync_playwright() as playwright:
         browsers = Browsers(playwright)
         try:
-            alice = browsers.page(t.alice)
-            alice.goto(t.base + "/")
-            assert "alice" in alice.inner_text("header .facts")
-            ask(alice, "run the report please")
-            card(alice, "slow_report", "exit 0")
-            alice.wait_for_selector("text=all four steps are ok", timeout=TIMEOUT)
-            alice.click(".share button")
-            link = alice.locator(".share.shared code.cmd")
-            link.wait_for(timeout=TIMEOUT)
-            url = seen["url"] = link.inner_text()
-            replay = alice.locator("a.replay").get_attribute("href")
-            seen["call"] = replay.split("/")[2]
-            check_state(alice, t.base, "tailnet-share-link-alice")
-
-            # Bob, an auditor, opens the share: the answer, the card, its audit id.
-            for viewport, name in ((DESKTOP, "tailnet-share-bob"),
-                                   (PHONE, "tailnet-share-bob-phone")):
-                bob = browsers.page(t.bob, viewport)
-                response = bob.goto(url)
-                assert response is not None and response.status == 200
-                text = bob.inner_text("main")
-                assert "Answer shared by alice" in text and "run the report please" in text
-                assert "step 4 of 4: ok" in text and seen["call"] in text
-                assert AWS_KEY_ID not in bob.content() and "[REDACTED: " in text
-                assert bob.locator("form, textarea, [hx-post]").count() == 0
-                check_state(bob, t.base, name)
-            bob.click("a.replay")
-            bob.wait_for_selector(".player[data-ready=true]", timeout=TIMEOUT)
-            seen["bob_screen"] = bob.inner_text("[data-screen]")
-            check_state(bob, t.base, "tailnet-replay-bob-phone")
-            cast = bob.request.get(f"{t.base}/audit/{seen['call']}/cast")
-            seen["bob_cast"] = cast.status
-
-            # Carol, on the tailnet but no auditor: the share, the replay and the cast are
-            # not there for her.
-            for viewport, name in ((DESKTOP, "tailnet-share-carol"),
-                                   (PHONE, "tailnet-share-carol-phone")):
-                carol = browsers.page(t.carol, viewport)
-                response = carol.goto(url)
-                assert response is not None and response.status == 404
-                text = carol.inner_text("main")
-                assert "No shared answer here for carol" in text
-                assert "run the report" not in text and "step 1" not in carol.content()
-                document_status_only(carol, 404)
-                check_state(carol, t.base, name)
-            response = carol.goto(f"{t.base}/audit/{seen['call']}/replay")
-            assert response is not None and response.status == 404
-            assert "step 1" not in carol.content()
-            document_status_only(carol, 404)
-            check_state(carol, t.base, "tailnet-replay-carol")
-            seen["carol_cast"] = carol.request.get(f"{t.base}/audit/{seen['call']}/cast")
-            seen["carol_cast_text"] = seen["carol_cast"].text()
-            seen["carol_cast"] = seen["carol_cast"].status
+            yield browsers
         finally:
             browsers.close()
+
+
+def browse(t: Topology) -> dict[str, Any]:
+    """Everything the browsers do in the first test (in a thread of its own)."""
+    seen: dict[str, Any] = {}
+    with chromium() as browsers:
+        alice = browsers.page(t.alice)
+        alice.goto(t.base + "/")
+        assert "alice" in alice.inner_text("header .facts")
+        ask(alice, "run the report please")
+        card(alice, "slow_report", "exit 0")
+        alice.wait_for_selector("text=all four steps are ok", timeout=TIMEOUT)
+        alice.click(".share button")
+        link = alice.locator(".share.shared code.cmd")
+        link.wait_for(timeout=TIMEOUT)
+        url = seen["url"] = link.inner_text()
+        replay = alice.locator("a.replay").get_attribute("href")
+        seen["call"] = replay.split("/")[2]
+        check_state(alice, t.base, "tailnet-share-link-alice")
+
+        # Bob, an auditor, opens the share: the answer, the card, its audit id.
+        for viewport, name in ((DESKTOP, "tailnet-share-bob"),
+                               (PHONE, "tailnet-share-bob-phone")):
+            bob = browsers.page(t.bob, viewport)
+            response = bob.goto(url)
+            assert response is not None and response.status == 200
+            text = bob.inner_text("main")
+            assert "Answer shared by alice" in text and "run the report please" in text
+            assert "step 4 of 4: ok" in text and seen["call"] in text
+            assert AWS_KEY_ID not in bob.content() and "[REDACTED: " in text
+            assert bob.locator("form, textarea, [hx-post]").count() == 0
+            check_state(bob, t.base, name)
+        bob.click("a.replay")
+        bob.wait_for_selector(".player[data-ready=true]", timeout=TIMEOUT)
+        seen["bob_screen"] = bob.inner_text("[data-screen]")
+        check_state(bob, t.base, "tailnet-replay-bob-phone")
+        cast = bob.request.get(f"{t.base}/audit/{seen['call']}/cast")
+        seen["bob_cast"] = cast.status
+
+        # Carol, on the tailnet but no auditor: the share, the replay and the cast are
+        # not there for her.
+        for viewport, name in ((DESKTOP, "tailnet-share-carol"),
+                               (PHONE, "tailnet-share-carol-phone")):
+            carol = browsers.page(t.carol, viewport)
+            response = carol.goto(url)
+            assert response is not None and response.status == 404
+            text = carol.inner_text("main")
+            assert "No shared answer here for carol" in text
+            assert "run the report" not in text and "step 1" not in carol.content()
+            document_status_only(carol, 404)
+            check_state(carol, t.base, name)
+        response = carol.goto(f"{t.base}/audit/{seen['call']}/replay")
+        assert response is not None and response.status == 404
+        assert "step 1" not in carol.content()
+        document_status_only(carol, 404)
+        check_state(carol, t.base, "tailnet-replay-carol")
+        seen["carol_cast"] = carol.request.get(f"{t.base}/audit/{seen['call']}/cast")
+        seen["carol_cast_text"] = seen["carol_cast"].text()
+        seen["carol_cast"] = seen["carol_cast"].status
     return seen
 
 
@@ -245,33 +255,27 @@ async def test_a_shared_answer_opens_for_an_auditor_and_not_for_another_user(
 
 def approve(t: Topology) -> dict[str, Any]:
     """Bob, on the approvals page: approve alice's waiting request, then replay what ran."""
-    from playwright.sync_api import sync_playwright
-
     seen: dict[str, Any] = {}
-    with sync_playwright() as playwright:
-        browsers = Browsers(playwright)
-        try:
-            bob = browsers.page(t.bob)
-            bob.goto(t.base + "/approvals")
-            request = bob.locator("section.approval", has_text="rotate_logs")
-            request.wait_for(timeout=60_000)
-            assert "alice" in request.inner_text()
-            check_state(bob, t.base, "tailnet-approvals-waiting")
-            request.locator("button[value=approve]").click()
-            decided = bob.locator("ul.decided li", has_text="rotate_logs").first
-            decided.locator("a").wait_for(timeout=60_000)  # once the call has ended
-            seen["decided"] = decided.inner_text()
-            check_state(bob, t.base, "tailnet-approvals-decided")
-            phone = browsers.page(t.bob, PHONE)
-            phone.goto(t.base + "/approvals")
-            phone.locator("ul.decided li a").first.wait_for(timeout=TIMEOUT)
-            check_state(phone, t.base, "tailnet-approvals-decided-phone")
-            decided.locator("a").click()
-            bob.wait_for_selector(".player[data-ready=true]", timeout=TIMEOUT)
-            seen["screen"] = bob.inner_text("[data-screen]")
-            check_state(bob, t.base, "tailnet-replay-approved")
-        finally:
-            browsers.close()
+    with chromium() as browsers:
+        bob = browsers.page(t.bob)
+        bob.goto(t.base + "/approvals")
+        request = bob.locator("section.approval", has_text="rotate_logs")
+        request.wait_for(timeout=60_000)
+        assert "alice" in request.inner_text()
+        check_state(bob, t.base, "tailnet-approvals-waiting")
+        request.locator("button[value=approve]").click()
+        decided = bob.locator("ul.decided li", has_text="rotate_logs").first
+        decided.locator("a").wait_for(timeout=60_000)  # once the call has ended
+        seen["decided"] = decided.inner_text()
+        check_state(bob, t.base, "tailnet-approvals-decided")
+        phone = browsers.page(t.bob, PHONE)
+        phone.goto(t.base + "/approvals")
+        phone.locator("ul.decided li a").first.wait_for(timeout=TIMEOUT)
+        check_state(phone, t.base, "tailnet-approvals-decided-phone")
+        decided.locator("a").click()
+        bob.wait_for_selector(".player[data-ready=true]", timeout=TIMEOUT)
+        seen["screen"] = bob.inner_text("[data-screen]")
+        check_state(bob, t.base, "tailnet-replay-approved")
     return seen
 
 
