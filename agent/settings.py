@@ -139,7 +139,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TAILNET_AGENT_RECORDING_MAX_BYTES", "recording_max_bytes", 8_000_000,
             "bytes one command's recording may take; the rest of its output is not recorded, "
             "and the recording says so",
-            integer(65_536, 1 << 30, "it is the size of one recording")),
+            integer(65_536, 1 << 28, "it is the size of one recording")),
     Setting("TAILNET_AGENT_RECORDINGS_BUDGET", "recordings_budget", 1_000_000_000,
             "bytes all recordings may take; past it the oldest are removed, each removal "
             "recorded in the audit log",
