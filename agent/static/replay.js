@@ -24,13 +24,13 @@
     return {events: events, duration: events.length ? events[events.length - 1].t : 0};
   }
 
-  // -- the screen: lines of [character, class] cells ------------------------------------
+  // -- the screen: lines of cells, each line two arrays: characters and their classes ---
   function Screen(pre) {
     this.pre = pre;
     this.reset();
   }
   Screen.prototype.reset = function () {
-    this.lines = [[]];
+    this.lines = [newLine()];
     this.nodes = [];
     this.dirty = {};
     this.row = 0;
@@ -49,16 +49,18 @@
     return names.join(" ");
   };
   Screen.prototype.touch = function () { this.dirty[this.row] = true; };
+  function newLine() { return {c: [], k: []}; }
   Screen.prototype.put = function (ch) {
     var line = this.lines[this.row];
-    while (line.length < this.col) { line.push([" ", ""]); }
-    line[this.col] = [ch, this.cls()];
+    while (line.c.length < this.col) { line.c.push(" "); line.k.push(""); }
+    line.c[this.col] = ch;
+    line.k[this.col] = this.cls();
     this.col++;
     this.touch();
   };
   Screen.prototype.down = function () {
     this.row++;
-    if (this.row >= this.lines.length) { this.lines.push([]); }
+    if (this.row >= this.lines.length) { this.lines.push(newLine()); }
     if (this.lines.length > MAX_LINES) {
       this.lines.shift();
       var gone = this.nodes.shift();
@@ -84,9 +86,12 @@
         else if (p === 38 || p === 48) { i += n[i + 1] === 5 ? 2 : 4; }  // 256 / true colour
       }
     } else if (final === "K") {
-      if (n[0] === 0) { line.length = Math.min(line.length, this.col); }
-      else if (n[0] === 1) { for (var k = 0; k < Math.min(this.col + 1, line.length); k++) { line[k] = [" ", ""]; } }
-      else { line.length = 0; }
+      if (n[0] === 0) {
+        line.c.length = Math.min(line.c.length, this.col);
+        line.k.length = line.c.length;
+      } else if (n[0] === 1) {
+        for (var k = 0; k < Math.min(this.col + 1, line.c.length); k++) { line.c[k] = " "; line.k[k] = ""; }
+      } else { line.c.length = 0; line.k.length = 0; }
       this.touch();
     } else if (final === "C") { this.col += n[0] || 1; }
     else if (final === "D") { this.col = Math.max(0, this.col - (n[0] || 1)); }
@@ -105,7 +110,7 @@
         var kind = this.esc[1];
         if (kind === "[" ? /[@-~]/.test(ch) && this.esc.length > 2
             : kind === "]" ? ch === "\x07" || this.esc.slice(-2) === "\x1b\\"
-            : this.esc.length === 2 && kind !== "[" && kind !== "]") {
+            : this.esc.length === ("()".indexOf(kind) >= 0 ? 3 : 2)) {
           if (kind === "[") { this.csi(this.esc.slice(2, -1).replace(/^[?>=]/, ""), ch); }
           this.esc = "";
         } else if (this.esc.length > 256) { this.esc = ""; }  // not an escape after all
@@ -130,21 +135,15 @@
       }
       var target = this.nodes[row];
       target.textContent = "";
-      var cells = this.lines[row] || [];
-      var run = "", cls = null;
-      for (var c = 0; c <= cells.length; c++) {
-        var cell = cells[c];
-        if (!cell || cell[1] !== cls) {
-          if (run) {
-            var span = document.createElement("span");
-            if (cls) { span.className = cls; }
-            span.textContent = run;
-            target.appendChild(span);
-          }
-          run = "";
-          cls = cell ? cell[1] : null;
-        }
-        if (cell) { run += cell[0]; }
+      var line = this.lines[row] || newLine();
+      var start = 0;
+      for (var c = 1; c <= line.c.length; c++) {
+        if (c < line.c.length && line.k[c] === line.k[start]) { continue; }
+        var span = document.createElement("span");
+        if (line.k[start]) { span.className = line.k[start]; }
+        span.textContent = line.c.slice(start, c).join("");
+        target.appendChild(span);
+        start = c;
       }
       target.appendChild(document.createTextNode("\n"));
     }

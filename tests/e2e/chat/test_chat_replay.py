@@ -4,11 +4,12 @@ width, axe-clean and without console errors under the page's CSP."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.chat.conftest import DESKTOP, PHONE, ChatFactory, PageFactory
+from tests.e2e.chat.conftest import DESKTOP, EXTRA_CATALOG, PHONE, ChatFactory, PageFactory
 from tests.e2e.chat.helpers import (
     ARTIFACTS,
     TIMEOUT,
@@ -25,6 +26,27 @@ pytestmark = pytest.mark.e2e
 
 EXPECTED = ("step 1 of 5: ok\nstep 2 of 5: ok\nstep 3 of 5: ok\nstep 4 of 5: ok\n"
             "step 5 of 5: ok\nall good, key [REDACTED: ")
+
+
+# What a terminal's progress display prints: carriage returns, an erased line, colour,
+# backspaces, a tab, a title escape (skipped), 256-colour and bold.
+TERMINAL = """
+  progress:
+    description: Print a progress display (test command).
+    category: Test
+    template: >-
+      printf 'copying:  10%%\\rcopying:  50%%\\rcopying: 100%%\\n';
+      printf 'stale text\\r\\033[Kfresh\\n';
+      printf '\\033]0;a title\\007\\033[1;31mFAILED\\033[0m abcX\\bd\\tend\\n';
+      printf '\\033[38;5;208morange\\033[39m plain\\n'
+"""
+
+
+@pytest.fixture
+def catalog_file(tmp_path: Path, marker: Path) -> Path:
+    path = tmp_path / "extra.yaml"
+    path.write_text(EXTRA_CATALOG.replace("{marker}", str(marker)) + TERMINAL)
+    return path
 
 
 def report_script() -> list[Step]:
@@ -141,3 +163,20 @@ def test_a_finished_turn_is_shared_as_a_read_only_page(
         check_state(shared, app.url, name)
     shared.click("a.replay")
     replay_ready(shared)
+
+
+def test_the_player_draws_what_a_terminal_would(chat_app: ChatFactory,
+                                                open_page: PageFactory) -> None:
+    app = chat_app(None)
+    page = open_page()
+    page.goto(app.url + "/")
+    page.click("#palette details.cmd:has(.name:text-is('progress')) summary")
+    page.click("form[data-command='progress'] button[type=submit]")
+    progress = card(page, "progress", "exit 0")
+    progress.locator("a.replay").click()
+    replay_ready(page)
+    screen = page.locator("[data-screen]")
+    assert screen.inner_text().splitlines() == [
+        "copying: 100%", "fresh", "FAILED abcd     end", "orange plain"]
+    assert screen.locator(".c1.b").inner_text() == "FAILED"
+    check_state(page, app.url, "replay-terminal")
