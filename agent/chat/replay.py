@@ -9,7 +9,7 @@ audit_records.may_see: their own calls, the calls they approved as the second pe
 every call for an auditor); for anyone else the call does not exist, like an unknown
 one. Each request takes a token of the caller's rate, like a page of output.
 
-The player is ours (agent/static/replay.js, about 250 lines), not asciinema-player 3.x:
+The player is ours (agent/static/replay.js, about 300 lines), not asciinema-player 3.x:
 that one compiles a WebAssembly terminal, which the page's Content-Security-Policy
 (`script-src 'self'`, no `'wasm-unsafe-eval'`) refuses, and its play button has no
 accessible name. Our recordings are of commands run without a terminal, so they rarely

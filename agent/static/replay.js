@@ -7,7 +7,7 @@
 (function () {
   "use strict";
   var IDLE = 2;            // seconds: a longer pause plays as this long
-  var MAX_LINES = 20000;   // lines kept on screen; older ones scroll away
+  var MAX_LINES = 20000;   // lines kept on screen; older ones scroll away, a quarter at a time
 
   function parse(text) {
     var lines = text.split("\n");  // only "\n" ends a line: JSON may hold U+2028 raw
@@ -35,18 +35,24 @@
     this.dirty = {};
     this.row = 0;
     this.col = 0;
+    this.dropped = 0;  // lines that scrolled away
     this.fg = 0;       // 0: the default colour, else 1-15
     this.bold = false;
     this.stderr = false;
+    this.cls = "";     // the classes of what is written now (restyle)
     this.esc = "";     // an escape sequence being read
     this.pre.textContent = "";
   };
-  Screen.prototype.cls = function () {
+  Screen.prototype.restyle = function () {
     var names = [];
     if (this.stderr) { names.push("e"); }
     if (this.fg) { names.push("c" + this.fg); }
     if (this.bold) { names.push("b"); }
-    return names.join(" ");
+    this.cls = names.join(" ");
+  };
+  Screen.prototype.stream = function (stderr) {
+    this.stderr = stderr;
+    this.restyle();
   };
   Screen.prototype.touch = function () { this.dirty[this.row] = true; };
   function newLine() { return {c: [], k: []}; }
@@ -54,20 +60,21 @@
     var line = this.lines[this.row];
     while (line.c.length < this.col) { line.c.push(" "); line.k.push(""); }
     line.c[this.col] = ch;
-    line.k[this.col] = this.cls();
+    line.k[this.col] = this.cls;
     this.col++;
     this.touch();
   };
   Screen.prototype.down = function () {
     this.row++;
     if (this.row >= this.lines.length) { this.lines.push(newLine()); }
-    if (this.lines.length > MAX_LINES) {
-      this.lines.shift();
-      var gone = this.nodes.shift();
-      if (gone) { gone.remove(); }
-      this.row--;
+    if (this.lines.length > MAX_LINES * 1.25) {  // in one go: shifting line by line is quadratic
+      var drop = this.lines.length - MAX_LINES;
+      this.lines.splice(0, drop);
+      this.nodes.splice(0, drop).forEach(function (node) { node.remove(); });
+      this.row -= drop;
+      this.dropped += drop;
       var moved = {};
-      for (var r in this.dirty) { if (r > 0) { moved[r - 1] = true; } }
+      for (var r in this.dirty) { if (r >= drop) { moved[r - drop] = true; } }
       this.dirty = moved;
     }
   };
@@ -85,6 +92,7 @@
         else if (p === 39) { this.fg = 0; }
         else if (p === 38 || p === 48) { i += n[i + 1] === 5 ? 2 : 4; }  // 256 / true colour
       }
+      this.restyle();
     } else if (final === "K") {
       if (n[0] === 0) {
         line.c.length = Math.min(line.c.length, this.col);
@@ -99,7 +107,7 @@
     else if (final === "J" && n[0] >= 2) {
       var err = this.stderr;
       this.reset();
-      this.stderr = err;
+      this.stream(err);
     }
   };
   Screen.prototype.write = function (text) {
@@ -167,6 +175,7 @@
     this.timeLabel = root.querySelector("[data-time]");
     this.speedInput = root.querySelector("[data-speed]");
     this.cutNote = root.querySelector("[data-cut]");
+    this.droppedNote = root.querySelector("[data-dropped]");
     this.cast = null;
     this.next = 0;       // the first event not yet on screen
     this.time = 0;
@@ -179,19 +188,25 @@
       var e = events[this.next++];
       if (e.code === "o") { this.screen.write(e.data); }
       else if (e.code === "m" && (e.data === "stderr" || e.data === "stdout")) {
-        this.screen.stderr = e.data === "stderr";
+        this.screen.stream(e.data === "stderr");
       } else if (e.code === "m" && e.data.indexOf("cut: ") === 0) {
         this.cutNote.textContent = "The recording stopped early: " + e.data.slice(5) + ".";
         this.cutNote.hidden = false;
       }
     }
     this.screen.flush();
+    if (this.screen.dropped) {
+      this.droppedNote.textContent = "The first " + this.screen.dropped + " lines scrolled " +
+        "away; the download below, or tailnet-agent audit show, has them all.";
+      this.droppedNote.hidden = false;
+    }
   };
   Player.prototype.seek = function (t) {
     if (t < this.time || this.next === 0) {
       this.screen.reset();
       this.next = 0;
       this.cutNote.hidden = true;
+      this.droppedNote.hidden = true;
     }
     this.time = t;
     this.apply(t);
