@@ -151,7 +151,7 @@ class AuditLog:
             first, last, last_line = _file_ends(oldest)
             end = link_after(last_line) if last_line is not None else None
             # Where the chain of the files that remain starts (audit_verify).
-            removed.append({"time": _now(), "event": REMOVED_EVENT, "file": oldest.name,
+            removed.append({"time": timestamp(), "event": REMOVED_EVENT, "file": oldest.name,
                             "bytes": sizes.pop(oldest), "first": first, "last": last,
                             "last_seq": end.seq if end else None,
                             "last_hash": end.hash if end else None})
@@ -215,6 +215,18 @@ class AuditLog:
             "so `tailnet-agent audit verify` shows the gap", self.path, self._end.link.seq,
             f"seq {on_disk.link.seq}" if on_disk else "no record")
         return self._end, prefix
+
+    def last_link(self) -> Link:
+        """The chain's end as the files show it (no lock: a line is written at once)."""
+        end, mark = self._end, self._mark
+        try:
+            stat = self.path.stat()
+            if end is not None and mark == (stat.st_ino, stat.st_size):
+                return end.link
+        except FileNotFoundError:
+            pass
+        last, _ = self._last_line()
+        return link_after(last) if last is not None else START
 
     def _last_line(self) -> tuple[bytes | None, bool]:
         """The log's last line (of the newest file that has one) and whether it is complete."""
@@ -283,7 +295,7 @@ class AuditLog:
         """Sign the chain's end (with a signing key, unless a seal is already the end)."""
         if self.signer is None or end.sealed or end.link == START:
             return end
-        return self._append_record({"time": _now(), "event": SEAL_EVENT, "reason": reason,
+        return self._append_record({"time": timestamp(), "event": SEAL_EVENT, "reason": reason,
                                     "key": self.signer.key_id}, end, prefix)
 
     def close(self) -> None:
@@ -339,7 +351,7 @@ class AuditLog:
             del self._limited[key]
             if state.suppressed:
                 try:
-                    self.write({"time": _now(), "event": LIMITED_EVENT,
+                    self.write({"time": timestamp(), "event": LIMITED_EVENT,
                                 **identity_fields(state.identity), "calls": state.suppressed,
                                 "window_s": LIMITED_WINDOW,
                                 "note": "calls refused by the rate limit, not recorded one "
@@ -349,19 +361,19 @@ class AuditLog:
                               state.suppressed)
 
     def start(self, call: str, identity: Identity, **fields: Any) -> None:
-        self.write({"time": _now(), "event": "start", "call": call,
+        self.write({"time": timestamp(), "event": "start", "call": call,
                     **identity_fields(identity), **fields})
 
     def end(self, call: str, identity: Identity, **fields: Any) -> None:
         """The closing record; the call is over, so a failure here is logged, not raised."""
         try:
-            self.write({"time": _now(), "event": "end", "call": call,
+            self.write({"time": timestamp(), "event": "end", "call": call,
                         "identity": identity.principal, **fields})
         except AuditUnavailable as exc:
             log.error("%s (call %s has a start record but no end record)", exc, call)
 
 
-def _now() -> str:
+def timestamp() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
