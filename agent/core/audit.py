@@ -72,6 +72,7 @@ log = logging.getLogger(__name__)
 REDACTED = "[REDACTED]"
 REMOVED_EVENT = "archive-removed"
 LIMITED_EVENT = "limited"
+NOT_SHIPPED_EVENT = "not-shipped"  # records the syslog sender left out (audit_ship.py)
 LIMITED_WINDOW = 10.0  # seconds
 TAIL_BYTES = 16384  # read back from a file's end: more than a record (audit_shape)
 

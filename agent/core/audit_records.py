@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .audit import LIMITED_EVENT, REMOVED_EVENT
+from .audit import LIMITED_EVENT, NOT_SHIPPED_EVENT, REMOVED_EVENT
 from .identity import Identity
 
 log = logging.getLogger(__name__)
@@ -87,10 +87,11 @@ def removals(path: Path) -> list[dict[str, Any]]:
 def read_calls(path: Path, notes: list[tuple[int, dict[str, Any]]] | None = None
                ) -> list[CallRecord]:
     """Calls in the log's order; records that are not part of a call (removed files, counts
-    of rate-limited calls) go to `notes` when given, with the number of calls before them."""
+    of rate-limited calls, records not shipped) go to `notes` when given, with the number of
+    calls before them. Seals are neither."""
     calls: dict[str, CallRecord] = {}
     for record in read_records(path):
-        if record.get("event") in (REMOVED_EVENT, LIMITED_EVENT):
+        if record.get("event") in (REMOVED_EVENT, LIMITED_EVENT, NOT_SHIPPED_EVENT):
             if notes is not None:
                 notes.append((len(calls), record))
             continue
@@ -166,6 +167,10 @@ def format_note(note: dict[str, Any]) -> str:
     if note.get("event") == REMOVED_EVENT:
         return (f"{str(note.get('time'))[:23]} -- {note.get('file')} was removed (audit budget "
                 f"reached): its records from {note.get('first')} to {note.get('last')} are gone")
+    if note.get("event") == NOT_SHIPPED_EVENT:
+        return (f"{str(note.get('time'))[:23]} -- {note.get('records')} record(s), seq "
+                f"{note.get('first_seq')} to {note.get('last_seq')}, were not sent to "
+                f"{note.get('sink')}: {note.get('reason')}")
     return (f"{str(note.get('time'))[:23]} {note.get('identity', '?')}: {note.get('calls')} more "
             f"call(s) refused by the rate limit in {note.get('window_s')} s (counted, not "
             "recorded one by one)")

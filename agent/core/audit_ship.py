@@ -46,14 +46,13 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from .audit import AuditLog, timestamp
+from .audit import NOT_SHIPPED_EVENT, AuditLog, timestamp
 from .audit_chain import SEQ, START, Link, line_hash, parse_chained
 from .audit_records import log_files
 from .errors import AuditUnavailable
 
 log = logging.getLogger(__name__)
 
-NOT_SHIPPED_EVENT = "not-shipped"
 SETTLE = 5.0  # seconds: acknowledged by the receiver's TCP and the connection still up
 RETRY_MIN, RETRY_MAX = 0.5, 5.0  # seconds between connection attempts
 CONNECT_TIMEOUT = 5.0

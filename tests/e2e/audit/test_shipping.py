@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from agent.commands.doctor import run_doctor
+from agent.core.audit import NOT_SHIPPED_EVENT
 from agent.core.audit_chain import line_hash
-from agent.core.audit_records import log_files
-from agent.core.audit_ship import NOT_SHIPPED_EVENT
+from agent.core.audit_records import AuditFilter, log_files, show
+from agent.core.audit_ship import ShipStatus
 from agent.core.audit_verify import verify
 from agent.core.identity import Identity
 from agent.core.service import AgentService
@@ -78,12 +79,14 @@ async def calls(service: AgentService, n: int, *, pace: float = 0.0,
     return timings
 
 
-async def delivered(service: AgentService, seq: int) -> None:
-    """Until the shipper counts the records up to `seq` as delivered (SETTLE after sending)."""
+async def shipper_shows(service: AgentService, done: Callable[[ShipStatus], bool]) -> ShipStatus:
+    """The shipper's status once `done` holds for it (it changes in the sender's thread)."""
+    assert service.shipper is not None
     deadline = time.monotonic() + 30
-    while service.shipper is not None and service.shipper.status().delivered < seq:
-        assert time.monotonic() < deadline, service.shipper.status()
+    while not done(status := service.shipper.status()):  # set in the sender's thread
+        assert time.monotonic() < deadline, status
         await asyncio.sleep(0.1)
+    return status
 
 
 def same_records(received: list[Received], audit: Path) -> None:
@@ -121,7 +124,7 @@ async def test_a_receiver_down_for_30_s_blocks_no_call_and_loses_no_record(
     outage: list[float] = []
 
     async def stop_then_start() -> None:
-        while len(local_lines(audit)) < 400:  # 200 calls in
+        while len(local_lines(audit)) < 400:  # noqa: ASYNC110 - 200 calls in
             await asyncio.sleep(0.1)
         outage.append(time.monotonic())
         await asyncio.to_thread(receiver.stop)
@@ -161,7 +164,7 @@ async def test_the_backlog_bound_holds_and_what_was_not_sent_is_said(
     service = make_service(audit_syslog=receiver.url, audit_ship_backlog=40)
     audit = tmp_path / "audit.jsonl"
     await calls(service, 10)
-    await delivered(service, 20)
+    await shipper_shows(service, lambda status: status.delivered >= 20)  # SETTLE after sent
     receiver.stop()
     await calls(service, 60)  # 120 records while it is down: 80 more than the bound
     before_restart = len(local_lines(audit))
@@ -189,6 +192,9 @@ async def test_the_backlog_bound_holds_and_what_was_not_sent_is_said(
     assert (f"80 record(s) were never sent to {receiver.url} (the last: seq 21 to "
             f"{note['last_seq']}") in out
     assert verify(audit).ok  # the note is part of the chain like any record
+    shown = show(audit, AuditFilter(), as_json=False)
+    assert any(f"80 record(s), seq 21 to {note['last_seq']}, were not sent to {receiver.url}"
+               in line for line in shown)
 
 
 async def test_records_written_while_the_receiver_was_down_are_sent_after_a_restart(
@@ -224,12 +230,8 @@ async def test_tls_with_the_receivers_ca_and_not_without(
     service = make_service(audit_syslog=receiver.url, audit_syslog_ca=other.ca,
                            audit_log=tmp_path / "second" / "audit.jsonl")
     await calls(service, 2)
-    deadline = time.monotonic() + 20
-    while service.shipper is not None and not service.shipper.status().error and (
-            time.monotonic() < deadline):
-        await asyncio.sleep(0.1)
-    assert service.shipper is not None
-    assert "certificate verify failed" in str(service.shipper.status().error)
+    status = await shipper_shows(service, lambda status: status.error is not None)
+    assert "certificate verify failed" in str(status.error)
     assert len(receiver.received()) == 20  # nothing reached a receiver it could not trust
     capsys.readouterr()
     await run_doctor(service.settings)
