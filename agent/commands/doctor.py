@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from agent.core.audit import AuditLog
 from agent.core.audit_chain import Signer
 from agent.core.audit_records import log_files, removals
-from agent.core.audit_ship import Sink, read_cursor
+from agent.core.audit_ship import read_cursor
+from agent.core.audit_syslog import Sink
 from agent.core.errors import ConfigError
 from agent.core.policy import load_policy
 from agent.fleet import host_for

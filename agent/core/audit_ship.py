@@ -1,13 +1,10 @@
 """Audit records shipped off the machine as they are written: syslog over TCP or TLS.
 
-Each record goes to the operator's syslog receiver as one RFC 5424 message (facility
-authpriv, severity info, APP-NAME `tailnet-agent`, MSGID the record's event, the record's
-line as MSG) with RFC 6587 octet-counting framing over TCP, or over TLS (RFC 5425). Every
-syslog server speaks this (rsyslog's imtcp, syslog-ng, and the log systems that accept
-syslog); the tests run it against a real rsyslog. OTLP would need an OpenTelemetry
-collector, which these machines do not have to test against. The framing is a length and
-a space before each message: a library (rfc5424-logging-handler) would bring a blocking
-logging handler we would have to wrap in the same queue anyway.
+Each record goes to the operator's syslog receiver as one RFC 5424 message over TCP or
+TLS (agent.core.audit_syslog). Every syslog server speaks this (rsyslog's imtcp,
+syslog-ng, and the log systems that accept syslog), and the tests run it against a real
+rsyslog; OTLP would need an OpenTelemetry collector, which these machines do not have to
+test against.
 
 The local log is the queue. A call's record is written to the local file first, as
 before, and nothing here ever makes a write wait: the sender is a thread that reads the
@@ -35,85 +32,27 @@ import os
 import select
 import socket
 import ssl
-import struct
-import termios
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit
 
 from .audit import NOT_SHIPPED_EVENT, AuditLog, timestamp
-from .audit_chain import SEQ, START, Link, line_hash, parse_chained
-from .audit_records import log_files
+from .audit_chain import START, Link
+from .audit_follow import LogReader
+from .audit_syslog import SEND_TIMEOUT, Sink, closed, frame, syslog_hostname, unacknowledged
 from .errors import AuditUnavailable
 
 log = logging.getLogger(__name__)
 
 SETTLE = 5.0  # seconds: acknowledged by the receiver's TCP and the connection still up
 RETRY_MIN, RETRY_MAX = 0.5, 5.0  # seconds between connection attempts
-CONNECT_TIMEOUT = 5.0
-SEND_TIMEOUT = 10.0  # a receiver that takes no bytes for this long is dropped
 BATCH_RECORDS, BATCH_BYTES = 256, 256 * 1024
 CURSOR_EVERY = 1.0  # seconds between writes of the cursor file
 CURSOR_BYTES = 1024  # the cursor file, written in place with one write (its reason included)
 IDLE_POLL = 0.5  # seconds: how soon a receiver's closing is noticed when nothing is sent
-PRI = 10 * 8 + 6  # authpriv.info
-APP_NAME = "tailnet-agent"
-
-
-@dataclass(frozen=True)
-class Sink:
-    """Where records go: `tcp://HOST:PORT` or `tls://HOST:PORT` (settings check the form)."""
-
-    url: str
-    ca: Path | None = None  # CA file for tls:// (default: the system's)
-
-    @property
-    def tls(self) -> bool:
-        return self.url.startswith("tls://")
-
-    @property
-    def address(self) -> tuple[str, int]:
-        parts = urlsplit(self.url)
-        assert parts.hostname is not None and parts.port is not None
-        return parts.hostname, parts.port
-
-    def connect(self, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
-        """A connection to the receiver (TLS handshake done); OSError when it fails."""
-        host, port = self.address
-        sock = socket.create_connection((host, port), timeout=timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if not self.tls:
-            return sock
-        context = ssl.create_default_context(cafile=str(self.ca) if self.ca else None)
-        try:
-            return context.wrap_socket(sock, server_hostname=host)
-        except (ssl.SSLError, OSError):
-            sock.close()
-            raise
-
-
-def frame(line: bytes, record: Mapping[str, Any], hostname: str, pid: int) -> bytes:
-    """A record's line as one octet-counted RFC 5424 message."""
-    stamp = record.get("time")
-    event = str(record.get("event") or "")
-    msgid = event if event and len(event) <= 32 and event.isascii() and event.isprintable() \
-        and " " not in event else "-"
-    header = (f"<{PRI}>1 {stamp if isinstance(stamp, str) and ' ' not in stamp else '-'} "
-              f"{hostname} {APP_NAME} {pid} {msgid} - ")
-    message = header.encode("ascii") + line.rstrip(b"\n")
-    return b"%d " % len(message) + message
-
-
-def syslog_hostname() -> str:
-    """This machine's name as RFC 5424 allows it (printable ASCII, no spaces, 255 at most)."""
-    name = "".join(c for c in socket.gethostname() if c.isascii() and c.isprintable()
-                   and c != " ")
-    return name[:255] or "-"
 
 
 @dataclass(frozen=True)
@@ -125,118 +64,6 @@ class ShipStatus:
     shipped: int  # records delivered since start
     not_shipped: int  # records never sent since start (the backlog bound, or removed first)
     error: str | None  # why the receiver cannot be reached, while it cannot
-
-
-class _Reader:
-    """Reads the log's chained records in order from a `seq` on, across rotations (a file
-    renamed while it is read stays open; the next file is found by its first `seq`)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file: IO[bytes] | None = None
-        self._inode = 0
-        self.last: Link = START  # the last record read
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def seek_after(self, seq: int) -> int | None:
-        """Read from the first record after `seq`; returns the `seq` of the oldest record the
-        log still holds when it is later than seq + 1 (the ones between are gone)."""
-        self.close()
-        files = log_files(self.path)
-        chosen, oldest = None, None
-        for file in reversed(files):  # newest first
-            first = _first_seq(file)
-            if first is None:
-                continue
-            oldest = first
-            chosen = file
-            if first <= seq + 1:
-                break
-        self.last = Link(seq, "")
-        if chosen is None:
-            return None
-        self._open(chosen)
-        return oldest if oldest is not None and oldest > seq + 1 else None
-
-    def _open(self, path: Path) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self._file = open(path, "rb")  # noqa: SIM115 - kept open across calls
-            self._inode = os.fstat(self._file.fileno()).st_ino
-
-    def read(self, max_records: int, max_bytes: int) -> list[tuple[Link, dict[str, Any], bytes]]:
-        """The next records (those at or before the last one read are skipped)."""
-        found: list[tuple[Link, dict[str, Any], bytes]] = []
-        size = 0
-        while len(found) < max_records and size < max_bytes:
-            if self._file is None:
-                if self._reopen():
-                    continue
-                break
-            position = self._file.tell()
-            line = self._file.readline()
-            if not line.endswith(b"\n"):
-                self._file.seek(position)  # the end, or a line being written
-                if self._rotated():
-                    continue
-                break
-            record = parse_chained(line)
-            if record is None or record[SEQ] <= self.last.seq:
-                continue
-            link = Link(record[SEQ], line_hash(line))
-            found.append((link, record, line))
-            size += len(line)
-            self.last = link
-        return found
-
-    def _rotated(self) -> bool:
-        """At the end of the file read: when the log moved on to another file, go there."""
-        try:
-            inode = os.stat(self.path).st_ino
-        except FileNotFoundError:
-            return False
-        if inode == self._inode or self._file is None:
-            return False
-        if self._file.read(1):  # written to before it was renamed: read that first
-            self._file.seek(-1, os.SEEK_CUR)
-            return True
-        finished, last = self._inode, self.last
-        self.seek_after(last.seq)
-        self.last = last
-        if self._inode == finished:  # records are missing after it: take the next file
-            self.close()
-            files = log_files(self.path)
-            inodes = [_inode(f) for f in files]
-            if finished in inodes and inodes.index(finished) + 1 < len(files):
-                self._open(files[inodes.index(finished) + 1])
-        return self._file is not None and self._inode != finished
-
-    def _reopen(self) -> bool:
-        """No file was open (the log did not exist yet): open the one to read now."""
-        last = self.last
-        self.seek_after(last.seq)
-        self.last = last
-        return self._file is not None
-
-
-def _inode(path: Path) -> int:
-    try:
-        return os.stat(path).st_ino
-    except OSError:
-        return 0
-
-
-def _first_seq(path: Path) -> int | None:
-    try:
-        with open(path, "rb") as f:
-            line = f.readline()
-    except OSError:
-        return None
-    record = parse_chained(line)
-    return record[SEQ] if record is not None else 0 if line else None
 
 
 @dataclass
@@ -260,7 +87,7 @@ class Shipper:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="audit-shipper", daemon=True)
         self._sock: socket.socket | None = None
-        self._reader = _Reader(audit.path)
+        self._reader = LogReader(audit.path)
         self._inflight: deque[_InFlight] = deque()
         self._sent_bytes = 0
         self._delivered = START
@@ -507,7 +334,7 @@ class Shipper:
         if self._sock is None or not self._inflight:
             return
         try:
-            unacked = _unacknowledged(self._sock)
+            unacked = unacknowledged(self._sock)
         except OSError:
             return
         acked = self._sent_bytes - unacked
@@ -530,10 +357,10 @@ class Shipper:
         if sock is None:
             return
         readable, _, _ = select.select([sock], [], [], 0)
-        closed = _closed(sock) if readable else None
-        if closed is not None:
+        why = closed(sock) if readable else None
+        if why is not None:
             self._disconnect()
-            self._down(ConnectionError(closed))
+            self._down(ConnectionError(why))
 
     def _save_cursor(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -547,29 +374,6 @@ class Shipper:
         with contextlib.suppress(OSError):
             os.pwrite(self._cursor_file.fileno(), data.ljust(CURSOR_BYTES), 0)
             os.ftruncate(self._cursor_file.fileno(), CURSOR_BYTES)
-
-
-def _closed(sock: socket.socket) -> str | None:
-    """Why a readable connection is over, or None: a receiver sends nothing but its close
-    (and, over TLS, handshake messages such as session tickets, which are not data)."""
-    sock.settimeout(0)
-    try:
-        data = sock.recv(1)
-    except (ssl.SSLWantReadError, BlockingIOError):
-        return None
-    except (OSError, ssl.SSLError) as exc:
-        return str(exc) or type(exc).__name__
-    finally:
-        sock.settimeout(SEND_TIMEOUT)
-    return None if data else "the receiver closed the connection"
-
-
-def _unacknowledged(sock: socket.socket) -> int:
-    """Bytes sent on `sock` that the peer's TCP has not acknowledged yet (SIOCOUTQ). With
-    TLS these are encrypted bytes, a little more than the plain ones: an underestimate of
-    what was acknowledged, never an overestimate."""
-    value = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-    return int(struct.unpack("i", value)[0])
 
 
 def read_cursor(audit_path: Path) -> dict[str, Any] | None:

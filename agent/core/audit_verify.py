@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -91,11 +92,11 @@ class _Line:
     record: dict[str, Any] | None = None  # a JSON object
     problem: tuple[str, str] | None = None  # (kind, detail): why it is no record of ours
 
-    @property
+    @cached_property
     def chained(self) -> bool:
         return self.record is not None and self.problem is None and is_chained(self.record)
 
-    @property
+    @cached_property
     def link(self) -> Link:
         seq = self.record[SEQ] if self.chained and self.record is not None else 0
         return Link(seq, line_hash(self.raw))

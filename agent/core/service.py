@@ -27,7 +27,8 @@ from .approvals import Approvals, PendingApprovals
 from .audit import AuditLog
 from .audit_chain import Signer
 from .audit_shape import summary
-from .audit_ship import Shipper, Sink
+from .audit_ship import Shipper
+from .audit_syslog import Sink
 from .call_record import CallEnd, CallStart, Refusal
 from .consent import Confirm, Consent, Consents
 from .elevation import check_elevation
@@ -478,7 +479,10 @@ class AgentService(CallerView):
         if identity.is_operator:
             status["policy"] = self.policy.source
             status["audit"] = {"path": str(self.audit.path), "budget_bytes": self.audit.budget,
-                               "files_removed_for_budget": self.audit.removed}
+                               "files_removed_for_budget": self.audit.removed,
+                               "signed": self.audit.signer is not None}
+            if self.shipper is not None:
+                status["audit"]["shipping"] = dataclasses.asdict(self.shipper.status())
         return status
 
 

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.core.audit import AuditLog
-from agent.core.audit_ship import Shipper, Sink
+from agent.core.audit_ship import Shipper
+from agent.core.audit_syslog import Sink
 from agent.core.audit_verify import verify
 from agent.core.identity import Identity
 from tests.bench.bench_stats import Row

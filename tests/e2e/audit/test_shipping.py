@@ -103,7 +103,8 @@ async def test_rsyslog_receives_every_record_of_a_thousand_calls_in_order(
         make_service: ServiceFactory, rsyslog: Callable[..., Rsyslog],  # noqa: F811
         tmp_path: Path) -> None:
     receiver = rsyslog()
-    service = make_service(audit_syslog=receiver.url)
+    # 50 KB files: the sender follows the log across some twenty rotations.
+    service = make_service(audit_syslog=receiver.url, audit_max_bytes=50_000)
     await calls(service, 1000, concurrency=8)
     audit = tmp_path / "audit.jsonl"
     written = len(local_lines(audit))
@@ -111,6 +112,7 @@ async def test_rsyslog_receives_every_record_of_a_thousand_calls_in_order(
     got = receiver.wait_for(has_all(lambda: written))
     assert [m.record["seq"] for m in got] == list(range(1, 2001))  # in order, none twice
     same_records(got, audit)
+    assert len(log_files(audit)) > 10
     await service.close()
     assert verify(audit).ok
 
@@ -119,7 +121,7 @@ async def test_a_receiver_down_for_30_s_blocks_no_call_and_loses_no_record(
         make_service: ServiceFactory, rsyslog: Callable[..., Rsyslog],  # noqa: F811
         tmp_path: Path) -> None:
     receiver = rsyslog()
-    service = make_service(audit_syslog=receiver.url)
+    service = make_service(audit_syslog=receiver.url, audit_max_bytes=50_000)
     audit = tmp_path / "audit.jsonl"
     outage: list[float] = []
 
