@@ -187,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--public-key", type=Path, metavar="FILE",
                         help="also check the seals with this Ed25519 public key (the .pub of "
                         "TAILNET_AGENT_AUDIT_SIGNING_KEY)")
+    verify.add_argument("--shipped", type=Path, metavar="FILE",
+                        help="also compare with the copy a syslog receiver kept (its file, "
+                        "one message a line): finds records changed after they were shipped "
+                        "and an end cut off")
 
     health = command("health", "ask a running agent whether it is ready (exit 0) or not (1)",
                      "Ask the agent serving on the local socket (--socket, "
@@ -278,7 +282,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "audit" and args.audit_action == "verify":
         from agent.commands.audit import run_verify
 
-        return run_verify(settings, public_key=args.public_key)
+        return run_verify(settings, public_key=args.public_key, shipped=args.shipped)
     if command == "audit":
         from agent.commands.audit import run_audit
 

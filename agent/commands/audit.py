@@ -37,7 +37,8 @@ def run_audit(
     return 0
 
 
-def run_verify(settings: Settings, *, public_key: Path | None) -> int:
+def run_verify(settings: Settings, *, public_key: Path | None, shipped: Path | None = None
+               ) -> int:
     """0: every link intact; 1: a finding (one line each); 2: the log or key unreadable."""
     key = None
     if public_key is not None:
@@ -52,7 +53,7 @@ def run_verify(settings: Settings, *, public_key: Path | None) -> int:
                   "the signing key)", file=sys.stderr)
             return 2
     try:
-        result = verify(settings.audit_path, key)
+        result = verify(settings.audit_path, key, shipped)
     except Unreadable as exc:
         print(f"tailnet-agent audit verify: {exc}", file=sys.stderr)
         return 2

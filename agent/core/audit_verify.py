@@ -17,7 +17,9 @@ budget removed a file (its last `seq` and hash): a removal is a note, not a find
 With the public key, every seal must verify and every rotated file must end in one.
 
 What no chain can show: the end of the newest file cut off while no agent was running
-(nothing follows it); only the shipped copy or a signature over that end can.
+(nothing follows it), or a stretch written again with every hash after it computed anew.
+The copy a syslog receiver kept can (`shipped`): a record whose line differs from the one
+shipped with its `seq` is edited, and records shipped beyond the local log's end were cut.
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ class _Walk:
         self.starts = {(r.get("last_seq"), r.get("last_hash")): r for r in removed}
         self.key = key
         self.current = current
+        self.shipped: dict[int, str] | None = None  # seq -> hash of the line received
         self.last: _Line | None = None  # the line the next one must follow
         self.before: _Line | None = None  # and the one before that
         self.started = False  # a chained record has been seen
@@ -175,6 +178,7 @@ class _Walk:
                     self.file_end(after)
                 after = next(lines, None)
             line = after
+        self.shipped_after_the_end()
         if self.legacy:
             self.result.notes.append(f"{self.legacy} record(s) at the start were written before "
                                      "the chain (no seq, no prev): they are not covered")
@@ -191,6 +195,26 @@ class _Walk:
             self.result.last_seq = seq
             assert line.record is not None
             self.check_seal(line, line.record)
+            self.check_shipped(line)
+
+    def check_shipped(self, line: _Line) -> None:
+        if self.shipped is None:
+            return
+        sent = self.shipped.pop(line.link.seq, None)
+        if sent is not None and sent != line.link.hash:
+            self.result.findings.append(Finding(line.place, "edited", "it is not the record "
+                                                f"seq {line.link.seq} that was shipped"))
+
+    def shipped_after_the_end(self) -> None:
+        """Records the receiver holds beyond the local log's end: its end was cut."""
+        if not self.shipped or self.last is None:
+            return
+        end = self.result.last_seq or 0
+        later = sorted(seq for seq in self.shipped if seq > end)
+        if later:
+            self.result.findings.append(Finding(
+                self.last.place, "truncated", f"the log ends at seq {end}, the shipped copy "
+                f"goes on to seq {later[-1]} ({len(later)} record(s) more): the end was cut"))
 
     def step(self, line: _Line, after: _Line | None) -> bool:
         """Check one line against the last; True when `after` was dealt with too."""
@@ -365,8 +389,33 @@ def _hole(before: Path, after: Path) -> str | None:
     return ", ".join(names)
 
 
-def verify(path: Path, key: Ed25519PublicKey | None = None) -> Verification:
-    """Walk the log at `path` and its rotated files; raises Unreadable when it cannot."""
+def shipped_copy(path: Path) -> dict[int, str]:
+    """seq -> line hash of every record in a receiver's file (each line holds one record's
+    JSON after whatever header the receiver writes; the first copy of a record counts)."""
+    found: dict[int, str] = {}
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                start = raw.find(b"{")
+                if start < 0:
+                    continue
+                line = raw[start:].rstrip(b"\r\n")
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and is_chained(record):
+                    found.setdefault(record[SEQ], line_hash(
+                        canonical(record, strict=True).encode("ascii")))
+    except OSError as exc:
+        raise Unreadable(f"cannot read the shipped copy {path}: {exc.strerror or exc}") from None
+    return found
+
+
+def verify(path: Path, key: Ed25519PublicKey | None = None,
+           shipped: Path | None = None) -> Verification:
+    """Walk the log at `path` and its rotated files (and compare them with the `shipped`
+    copy, when given); raises Unreadable when it cannot."""
     files = log_files(path)
     if not files:
         raise Unreadable(f"no audit log at {path} (nothing has run, or the agent writes "
@@ -376,6 +425,9 @@ def verify(path: Path, key: Ed25519PublicKey | None = None) -> Verification:
     except OSError as exc:
         raise Unreadable(f"cannot read the audit log: {exc.strerror or exc}") from None
     result = Verification(files)
-    _Walk(result, [r for r in removed if r.get("event") == REMOVED_EVENT], key, path).run(
-        _lines(files))
+    walk = _Walk(result, [r for r in removed if r.get("event") == REMOVED_EVENT], key, path)
+    if shipped is not None:
+        walk.shipped = shipped_copy(shipped)
+        result.notes.append(f"compared with the {len(walk.shipped)} record(s) of {shipped}")
+    walk.run(_lines(files))
     return result

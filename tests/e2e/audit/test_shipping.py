@@ -8,6 +8,7 @@ leaves out is said in a `not-shipped` record, the agent's log, /metrics and `doc
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 from collections.abc import Callable
@@ -15,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from agent.cli import main
 from agent.commands.doctor import run_doctor
 from agent.core.audit import NOT_SHIPPED_EVENT
-from agent.core.audit_chain import line_hash
+from agent.core.audit_chain import line_hash, record_line
 from agent.core.audit_records import AuditFilter, log_files, show
 from agent.core.audit_ship import ShipStatus
 from agent.core.audit_verify import verify
@@ -35,8 +37,6 @@ LOCAL = Identity(login="me", node="here", source="local")
 
 def local_lines(audit: Path) -> dict[int, bytes]:
     """Every record of the local log by seq, as its line."""
-    import json
-
     found: dict[int, bytes] = {}
     for file in log_files(audit):
         for line in file.read_bytes().splitlines():
@@ -241,3 +241,42 @@ async def test_tls_with_the_receivers_ca_and_not_without(
     assert f"audit receiver {receiver.url}: cannot be reached" in out
     assert "certificate verify failed" in out
     await service.close()
+
+
+async def test_the_shipped_copy_shows_an_end_cut_off_and_a_chain_written_again(
+        make_service: ServiceFactory, rsyslog: Callable[..., Rsyslog],  # noqa: F811
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    receiver = rsyslog()
+    service = make_service(audit_syslog=receiver.url)
+    await calls(service, 20)
+    receiver.wait_for(has_all(lambda: 40))
+    await service.close()
+    audit = tmp_path / "audit.jsonl"
+
+    def verify_cli(*args: str) -> tuple[int, list[str]]:
+        status = main(["audit", "verify", "--env-file", "/dev/null", "--audit-log", str(audit),
+                       *args])
+        return status, capsys.readouterr().out.splitlines()
+
+    lines = audit.read_bytes().splitlines(keepends=True)
+    audit.write_bytes(b"".join(lines[:-6]))  # the last three calls cut off, whole lines
+    assert verify_cli()[0] == 0  # nothing in the log itself shows it
+    status, out = verify_cli("--shipped", str(receiver.output))
+    assert status == 1
+    assert out[0] == ("audit.jsonl:34: truncated: the log ends at seq 34, the shipped copy "
+                      "goes on to seq 40 (6 record(s) more): the end was cut")
+
+    # Written again from record 10 on, every hash after it computed anew: only the copy
+    # that left the machine tells.
+    record = json.loads(lines[9])
+    record["exit_status"] = 1
+    rewritten = [*lines[:9], record_line(record)]
+    for line in lines[10:]:
+        record = json.loads(line)
+        record["prev"] = line_hash(rewritten[-1])
+        rewritten.append(record_line(record))
+    audit.write_bytes(b"".join(rewritten))
+    assert verify_cli()[0] == 0
+    status, out = verify_cli("--shipped", str(receiver.output))
+    assert status == 1
+    assert out[0] == "audit.jsonl:10: edited: it is not the record seq 10 that was shipped"
