@@ -328,7 +328,8 @@ class _Walk:
                   "file was deleted, or the start of this one cut")
 
     def gap(self, line: _Line, first: int, last: int) -> str:
-        count = f"{last - first + 1} record(s) (seq {first} to {last})"
+        count = (f"1 record (seq {first})" if first == last
+                 else f"{last - first + 1} records (seq {first} to {last})")
         before = self.last
         if line.place.line != 1 or before is None or before.path == line.path:
             return f"{count} before this line are missing"

@@ -116,8 +116,8 @@ def test_a_deleted_line_is_found(audit: Path, capsys: pytest.CaptureFixture[str]
     put(rotated, content)
     status, out = verify(capsys, audit)
     assert status == 1
-    assert out[0] == (f"audit.jsonl.1:21: removed: 1 record(s) (seq {seq} to {seq}) before "
-                      "this line are missing")
+    assert out[0] == (f"audit.jsonl.1:21: removed: 1 record (seq {seq}) before this line "
+                      "are missing")
 
 
 def test_two_swapped_lines_are_found(audit: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -143,8 +143,7 @@ def test_a_record_moved_further_down_is_found_missing_then_out_of_place(
     seq = json.loads(moved)["seq"]
     assert status == 1
     assert out[:2] == [
-        f"audit.jsonl.1:4: removed: 1 record(s) (seq {seq} to {seq}) before this line are "
-        "missing",
+        f"audit.jsonl.1:4: removed: 1 record (seq {seq}) before this line are missing",
         f"audit.jsonl.1:10: reordered: this is record seq {seq}, found missing at "
         "audit.jsonl.1:4",
     ]
@@ -197,7 +196,7 @@ def test_a_rotated_file_cut_short_is_found_at_the_next_file(
     put(rotated, content[:-5])
     status, out = verify(capsys, audit)
     assert status == 1
-    assert out[0] == (f"audit.jsonl.2:1: removed: 5 record(s) (seq {first_cut} to "
+    assert out[0] == (f"audit.jsonl.2:1: removed: 5 records (seq {first_cut} to "
                       f"{first_cut + 4}) before this line are missing: the end of audit.jsonl.3 "
                       "was cut")
 
@@ -226,7 +225,7 @@ def test_the_current_file_cut_while_the_agent_runs_is_found_by_its_next_record(
     assert "was cut short or changed since this agent wrote its record seq 100" in caplog.text
     status, out = verify(capsys, path)
     assert status == 1
-    assert out[0] == (f"audit.jsonl:{len(content) - 2}: removed: 3 record(s) (seq 98 to 100) "
+    assert out[0] == (f"audit.jsonl:{len(content) - 2}: removed: 3 records (seq 98 to 100) "
                       "before this line are missing")
 
 
