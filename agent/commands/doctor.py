@@ -1,7 +1,8 @@
 """`tailnet-agent doctor`: one line per check, OK or FAIL with the fix.
 
 Checks, in order: the Python packages the agent imports, the catalog, the policy,
-the audit log, the API key, tailscaled, then per host its key file and a real
+the audit log (its budget, its signing key, its syslog receiver and what waits for it),
+the API key, tailscaled, then per host its key file and a real
 connection (host key, authentication, POSIX shell). Hosts only the tailnet reaches
 are checked through it with `--tailnet`, and reported as not checked without it; so
 are the hosts the inventory's `tailnet:` selectors find among the node's peers.

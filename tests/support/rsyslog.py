@@ -29,15 +29,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.support.components import require_executable
+from tests.support.tailnet import free_port
 
 READY_TIMEOUT = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
@@ -106,7 +100,7 @@ class Rsyslog:
                                          "(and rsyslog-openssl for TLS)", "/usr/sbin/rsyslogd")
         self.directory = directory
         self.tls = tls
-        self.port = _free_port()
+        self.port = free_port()
         self.output = directory / "received.log"
         self.config = directory / "rsyslog.conf"
         self.process: subprocess.Popen[bytes] | None = None

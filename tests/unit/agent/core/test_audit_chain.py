@@ -3,6 +3,7 @@ the seals: what a key proves that the chain alone cannot."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import multiprocessing
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.app import build_service
 from agent.cli import main
+from agent.commands.doctor import run_doctor
 from agent.core.audit import AuditLog
 from agent.core.audit_chain import (
     GENESIS,
@@ -25,6 +28,7 @@ from agent.core.audit_records import log_files, read_calls
 from agent.core.audit_verify import verify
 from agent.core.errors import ConfigError
 from agent.core.identity import Identity
+from agent.settings import load_settings
 from tests.support.components import require_executable
 
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
@@ -223,3 +227,25 @@ def test_a_key_that_cannot_seal_is_refused_with_the_fix(tmp_path: Path, key: Pat
         Signer.load(tmp_path / "missing", log_dir)
     with pytest.raises(ConfigError, match="not a private key"):
         Signer.load(key.with_suffix(".pub"), log_dir)
+
+
+async def test_the_agent_does_not_start_with_a_key_it_cannot_use_and_doctor_says_why(
+        tmp_path: Path, key: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    settings = dataclasses.replace(load_settings({}, env_file=None),
+                                   audit_log=log_dir / "audit.jsonl",
+                                   audit_signing_key=keygen(log_dir / "key"))
+    with pytest.raises(ConfigError, match="lies in the audit log's directory"):
+        build_service(settings, mode="local")
+    assert await run_doctor(settings) == 1
+    (line,) = [line for line in capsys.readouterr().out.splitlines()
+               if "audit signing key" in line]
+    assert line.startswith("FAIL") and "lies in the audit log's directory" in line
+    settings = dataclasses.replace(settings, audit_signing_key=key)
+    service = build_service(settings, mode="local")
+    assert service.audit.signer is not None
+    await service.close()
+    assert await run_doctor(settings) == 1  # no host: still a problem, but not the key
+    out = capsys.readouterr().out
+    assert f"audit signing key: {service.audit.signer.key_id} seals the log" in out
