@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .audit import LIMITED_EVENT, NOT_SHIPPED_EVENT, REMOVED_EVENT
+from .audit_chain import PREV, SEQ
 from .identity import Identity
 
 log = logging.getLogger(__name__)
@@ -36,13 +37,21 @@ class CallRecord:
     def time(self) -> datetime:
         return datetime.fromisoformat(self.start["time"])
 
-    def merged(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.start.items() if k != "event"}
+    def merged(self, *, chain: bool = False) -> dict[str, Any]:
+        """One object for the call. Its records' places in the chain (`seq`, and `end_seq`)
+        only with `chain`: for the operator; a caller's own view would learn from them how
+        many records others' calls made."""
+        data = {k: v for k, v in self.start.items() if k not in ("event", SEQ, PREV)}
         if self.end is not None:
-            data.update({k: v for k, v in self.end.items() if k not in ("event", "time")})
+            data.update({k: v for k, v in self.end.items()
+                         if k not in ("event", "time", SEQ, PREV)})
             data["end_time"] = self.end["time"]
         else:
             data["outcome"] = "unfinished"
+        if chain:
+            data[SEQ] = self.start.get(SEQ)
+            if self.end is not None:
+                data["end_seq"] = self.end.get(SEQ)
         return data
 
 
@@ -182,7 +191,8 @@ def show(path: Path, flt: AuditFilter, *, as_json: bool) -> Sequence[str]:
     shown: list[tuple[int, int, str]] = []  # (calls before it, 0 note / 1 call, line)
     for index, call in enumerate(calls):
         if flt.keep(call):
-            shown.append((index, 1, json.dumps(call.merged(), ensure_ascii=True) if as_json
+            shown.append((index, 1, json.dumps(call.merged(chain=True), ensure_ascii=True)
+                          if as_json
                           else _printable(format_call(call))))
     for position, note in notes:
         if flt.identity is not None and note.get("event") == LIMITED_EVENT and (
