@@ -131,36 +131,25 @@ class Shipper:
     # -- the thread --------------------------------------------------------------------
 
     def _run(self) -> None:
+        if self._cursor_file is None:
+            if not self._wait_for_lock():
+                return
+            self._start_position()
+        failures = 0
         try:
-            if self._cursor_file is None:
-                if not self._wait_for_lock():
-                    return
-                self._start_position()
-            retry = RETRY_MIN
-            deadline: float | None = None
             while True:
-                if self._stopping.is_set():
-                    deadline = deadline or time.monotonic() + self._drain
-                    if self._sock is None or not self._unread() or time.monotonic() > deadline:
+                try:
+                    self._loop()
+                    break
+                except Exception:  # a sender must never take the agent down, nor give up
+                    failures += 1
+                    if failures == 1:
+                        log.exception("the audit shipper failed; it starts again from its "
+                                      "cursor in %.0f s (records wait in the local log)",
+                                      RETRY_MAX)
+                    self._disconnect()
+                    if self._stopping.wait(RETRY_MAX):
                         break
-                self._bound()
-                if self._sock is None and not self._connect():
-                    if self._stopping.is_set():
-                        break
-                    self._stopping.wait(retry)  # not woken by writes: no retry per record
-                    retry = min(retry * 2, RETRY_MAX)
-                    continue
-                retry = RETRY_MIN
-                self._close_gap()
-                if not self._send_some():
-                    self._settle()
-                    self._save_cursor()
-                    self._idle()
-                else:
-                    self._settle()
-                    self._save_cursor()
-        except Exception:  # a sender must never take the agent down
-            log.exception("the audit shipper stopped; records stay in the local log")
         finally:
             self._settle()
             self._disconnect()
@@ -169,6 +158,30 @@ class Shipper:
             self._reader.close()
             if self._cursor_file is not None:
                 self._cursor_file.close()
+
+    def _loop(self) -> None:
+        """Send until stopped: connect (again), keep the bound, send, settle, wait."""
+        retry = RETRY_MIN
+        deadline: float | None = None
+        while True:
+            if self._stopping.is_set():
+                deadline = deadline or time.monotonic() + self._drain
+                if self._sock is None or not self._unread() or time.monotonic() > deadline:
+                    return
+            self._bound()
+            if self._sock is None and not self._connect():
+                if self._stopping.is_set():
+                    return
+                self._stopping.wait(retry)  # not woken by writes: no retry per record
+                retry = min(retry * 2, RETRY_MAX)
+                continue
+            retry = RETRY_MIN
+            self._close_gap()
+            sent = self._send_some()
+            self._settle()
+            self._save_cursor()
+            if not sent:
+                self._idle()
 
     def _try_lock(self) -> bool:
         """Hold the cursor file (one shipper per log); False while another process does."""

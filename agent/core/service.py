@@ -318,12 +318,14 @@ class AgentService(CallerView):
         return result
 
     async def close(self) -> None:
-        """At shutdown, after the last call: SSH connections, then the audit log's seal
-        (with a signing key), then the shipper (what it has not sent yet, briefly)."""
+        """At shutdown, after the last call: SSH connections, then the shipper (it sends
+        what it has not sent yet, briefly, and notes what it never will), then the audit
+        log's seal (with a signing key), so that the log ends sealed; the seal is shipped
+        at the next start."""
         await self.pool.close()
-        self.audit.close()
         if self.shipper is not None:
             await asyncio.to_thread(self.shipper.stop)
+        self.audit.close()
 
     def _host_label(self, host: str | None) -> str:
         """A host name for metrics and logs: a known one (from a file or the tailnet's
