@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .audit import LIMITED_EVENT, NOT_SHIPPED_EVENT, REMOVED_EVENT
 from .audit_chain import PREV, SEQ
@@ -84,12 +84,19 @@ def removals(path: Path) -> list[dict[str, Any]]:
     """The `archive-removed` records (the writer puts them at the top of a fresh file)."""
     found: list[dict[str, Any]] = []
     for file in log_files(path):
-        with open(file, encoding="utf-8", errors="replace") as f:
-            for _, line in zip(range(20), f, strict=False):
-                with contextlib.suppress(ValueError):
-                    record = json.loads(line)
-                    if isinstance(record, dict) and record.get("event") == REMOVED_EVENT:
-                        found.append(record)
+        with open(file, "rb") as f:
+            found += removals_at_top(f)
+    return found
+
+
+def removals_at_top(f: IO[bytes]) -> list[dict[str, Any]]:
+    """The `archive-removed` records among the first lines of one open file."""
+    found: list[dict[str, Any]] = []
+    for _, line in zip(range(20), f, strict=False):
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("event") == REMOVED_EVENT:
+                found.append(record)
     return found
 
 

@@ -24,18 +24,20 @@ shipped with its `seq` is edited, and records shipped beyond the local log's end
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .audit import REMOVED_EVENT
 from .audit_chain import GENESIS, PREV, SEAL_EVENT, SEQ, Link, is_chained, line_hash, seal_problem
-from .audit_records import log_files, removals
+from .audit_records import log_files, removals_at_top
 from .audit_shape import canonical
 
 
@@ -130,19 +132,49 @@ def _parse(place: Place, raw: bytes, path: Path, last_in_file: bool) -> _Line:
     return line
 
 
-def _lines(files: list[Path]) -> Iterator[_Line]:
-    for path in files:
+@dataclass
+class _File:
+    path: Path
+    handle: IO[bytes]
+    size: int  # what the walk reads: the file as it was when it was opened
+
+
+@contextlib.contextmanager
+def _snapshot(path: Path) -> Iterator[list[_File]]:
+    """The log's files as they are at one moment: listed, opened and measured while its
+    writers wait (a shared lock on the directory, a few milliseconds), so a rotation or a
+    record written during the walk changes nothing in what is walked."""
+    opened: list[_File] = []
+    try:
+        lock = None
+        with contextlib.suppress(OSError):  # a reader without the lock still reads
+            lock = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            fcntl.flock(lock, fcntl.LOCK_SH)
         try:
-            with open(path, "rb") as f:
-                pending: tuple[int, bytes] | None = None
-                for number, raw in enumerate(f, start=1):
-                    if pending is not None:
-                        yield _parse(Place(path.name, pending[0]), pending[1], path, False)
-                    pending = (number, raw)
-                if pending is not None:
-                    yield _parse(Place(path.name, pending[0]), pending[1], path, True)
+            for file in log_files(path):
+                handle = open(file, "rb")  # noqa: SIM115 - closed below
+                opened.append(_File(file, handle, os.fstat(handle.fileno()).st_size))
         except OSError as exc:
-            raise Unreadable(f"cannot read {path}: {exc.strerror or exc}") from None
+            raise Unreadable(f"cannot read {exc.filename or path}: {exc.strerror or exc}"
+                             ) from None
+        finally:
+            if lock is not None:
+                os.close(lock)
+        yield opened
+    finally:
+        for each in opened:
+            each.handle.close()
+
+
+def _lines(files: list[_File]) -> Iterator[_Line]:
+    for file in files:
+        try:
+            file.handle.seek(0)
+            lines = file.handle.read(file.size).splitlines(keepends=True)
+        except OSError as exc:
+            raise Unreadable(f"cannot read {file.path}: {exc.strerror or exc}") from None
+        for number, raw in enumerate(lines, start=1):
+            yield _parse(Place(file.path.name, number), raw, file.path, number == len(lines))
 
 
 class _Walk:
@@ -417,18 +449,19 @@ def verify(path: Path, key: Ed25519PublicKey | None = None,
            shipped: Path | None = None) -> Verification:
     """Walk the log at `path` and its rotated files (and compare them with the `shipped`
     copy, when given); raises Unreadable when it cannot."""
-    files = log_files(path)
-    if not files:
-        raise Unreadable(f"no audit log at {path} (nothing has run, or the agent writes "
-                         "elsewhere: --audit-log / TAILNET_AGENT_AUDIT_LOG)")
-    try:
-        removed = removals(path)
-    except OSError as exc:
-        raise Unreadable(f"cannot read the audit log: {exc.strerror or exc}") from None
-    result = Verification(files)
-    walk = _Walk(result, [r for r in removed if r.get("event") == REMOVED_EVENT], key, path)
-    if shipped is not None:
-        walk.shipped = shipped_copy(shipped)
-        result.notes.append(f"compared with the {len(walk.shipped)} record(s) of {shipped}")
-    walk.run(_lines(files))
+    with _snapshot(path) as files:
+        if not files:
+            raise Unreadable(f"no audit log at {path} (nothing has run, or the agent writes "
+                             "elsewhere: --audit-log / TAILNET_AGENT_AUDIT_LOG)")
+        try:
+            removed = [r for f in files for r in removals_at_top(f.handle)]
+        except OSError as exc:
+            raise Unreadable(f"cannot read the audit log: {exc.strerror or exc}") from None
+        result = Verification([f.path for f in files])
+        walk = _Walk(result, removed, key, path)
+        if shipped is not None:
+            walk.shipped = shipped_copy(shipped)
+            result.notes.append(f"compared with the {len(walk.shipped)} record(s) of "
+                                f"{shipped}")
+        walk.run(_lines(files))
     return result

@@ -8,6 +8,7 @@ import itertools
 import json
 import multiprocessing
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -249,3 +250,28 @@ async def test_the_agent_does_not_start_with_a_key_it_cannot_use_and_doctor_says
     assert await run_doctor(settings) == 1  # no host: still a problem, but not the key
     out = capsys.readouterr().out
     assert f"audit signing key: {service.audit.signer.key_id} seals the log" in out
+
+
+def test_verify_of_a_log_being_written_and_rotated_sees_it_whole(tmp_path: Path) -> None:
+    """verify takes the files as they are at one moment: a rotation or a record written
+    while it reads is no finding."""
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, max_bytes=10_000, budget=200_000)
+    calls(log, 10)
+    stop = threading.Event()
+
+    def write() -> None:
+        n = 10
+        while not stop.is_set():
+            calls(log, 1, start=n)
+            n += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        results = [verify(path) for _ in range(10)]
+    finally:
+        stop.set()
+        writer.join()
+    assert all(r.ok for r in results), [r.findings[:2] for r in results if not r.ok][:2]
+    assert results[-1].records > results[0].records  # it was being written meanwhile
