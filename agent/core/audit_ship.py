@@ -99,6 +99,7 @@ class Shipper:
         self._down_since: float | None = None
         self._pid = os.getpid()
         self._drain = 3.0
+        self._positioned = False  # the cursor read and the reader placed
         self._sent_max = 0  # the newest record ever sent
         self._gap: tuple[int, int, str] | None = None  # skipped, not yet on record
         # For `doctor`: records never sent to this receiver before this run, the last range.
@@ -110,8 +111,9 @@ class Shipper:
     def start(self) -> None:
         """Start sending; a receiver new to this log gets the records written from now on."""
         self.audit.on_written = self._wake.set
-        if self._try_lock():
-            self._start_position()
+        with contextlib.suppress(OSError):  # the thread tries again, and says why it cannot
+            if self._try_lock():
+                self._start_position()
         self._thread.start()
 
     def stop(self, drain: float = 3.0) -> None:
@@ -131,10 +133,15 @@ class Shipper:
     # -- the thread --------------------------------------------------------------------
 
     def _run(self) -> None:
-        if self._cursor_file is None:
-            if not self._wait_for_lock():
+        if not self._positioned:
+            try:
+                if self._cursor_file is None and not self._wait_for_lock():
+                    return
+                self._start_position()
+            except OSError as exc:
+                log.error("cannot ship the audit log %s: %s; records stay in the local log "
+                          "only", self.audit.path, exc)
                 return
-            self._start_position()
         failures = 0
         try:
             while True:
@@ -225,6 +232,7 @@ class Shipper:
             if isinstance(gap, list) and len(gap) == 3:
                 self._gap = (int(gap[0]), int(gap[1]), str(gap[2]))
         self._seek(self._delivered.seq)
+        self._positioned = True
 
     def _seek(self, seq: int) -> None:
         oldest = self._reader.seek_after(seq)

@@ -280,3 +280,21 @@ async def test_the_shipped_copy_shows_an_end_cut_off_and_a_chain_written_again(
     status, out = verify_cli("--shipped", str(receiver.output))
     assert status == 1
     assert out[0] == "audit.jsonl:10: edited: it is not the record seq 10 that was shipped"
+
+
+async def test_one_agent_ships_a_log_and_another_takes_over_when_it_stops(
+        make_service: ServiceFactory, rsyslog: Callable[..., Rsyslog],  # noqa: F811
+        tmp_path: Path) -> None:
+    receiver = rsyslog()
+    first = make_service(audit_syslog=receiver.url)
+    second = make_service(audit_syslog=receiver.url)  # another agent, the same log
+    await calls(first, 5)
+    await calls(second, 5)
+    got = receiver.wait_for(has_all(lambda: 20))
+    assert first_seen(got) == list(range(1, 21)) and len(got) == 20  # once each
+    await first.close()
+    await calls(second, 5)  # the second ships once it holds the cursor (within 10 s)
+    got = receiver.wait_for(has_all(lambda: 30))
+    assert first_seen(got) == list(range(1, 31))
+    await second.close()
+    assert verify(tmp_path / "audit.jsonl").ok  # two writers, one chain
