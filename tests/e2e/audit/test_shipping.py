@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from agent.commands.audit import run_verify
 from agent.commands.doctor import run_doctor
 from agent.core.audit import NOT_SHIPPED_EVENT
 from agent.core.audit_chain import line_hash, record_line
@@ -254,8 +254,10 @@ async def test_the_shipped_copy_shows_an_end_cut_off_and_a_chain_written_again(
     audit = tmp_path / "audit.jsonl"
 
     def verify_cli(*args: str) -> tuple[int, list[str]]:
-        status = main(["audit", "verify", "--env-file", "/dev/null", "--audit-log", str(audit),
-                       *args])
+        """`tailnet-agent audit verify [--shipped FILE]` (the command, without main()'s
+        logging set-up, which would outlive this test's captured output)."""
+        shipped = Path(args[1]) if args else None
+        status = run_verify(service.settings, public_key=None, shipped=shipped)
         return status, capsys.readouterr().out.splitlines()
 
     lines = audit.read_bytes().splitlines(keepends=True)
