@@ -1,5 +1,7 @@
-"""`tailnet-agent audit`: the audit log, one line (or one JSON object) per call; `audit show
-CALL_ID`: one call's record and its recorded output (`--cast FILE`: the recording)."""
+"""`tailnet-agent audit`: the audit log, one line (or one JSON object) per call;
+`tailnet-agent audit verify`: its hash chain checked (agent.core.audit_verify); `tailnet-agent
+audit show CALL_ID`: one call's record and its recorded output (`--cast FILE`: the recording).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ import sys
 from pathlib import Path
 
 from agent.core import casts
+from agent.core.audit_chain import load_public_key
 from agent.core.audit_records import AuditFilter, find_call, parse_since, show
+from agent.core.audit_verify import Unreadable, verify
 from agent.settings import Settings
 
 
@@ -45,6 +49,34 @@ def run_audit(
     return 0
 
 
+def run_verify(settings: Settings, *, public_key: Path | None, shipped: Path | None = None
+               ) -> int:
+    """0: every link intact; 1: a finding (one line each); 2: the log or key unreadable."""
+    key = None
+    if public_key is not None:
+        try:
+            key = load_public_key(public_key)
+        except OSError as exc:
+            print(f"tailnet-agent audit verify: cannot read --public-key {public_key}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            return 2
+        except ValueError as exc:
+            print(f"tailnet-agent audit verify: --public-key: {exc} (give the .pub file of "
+                  "the signing key)", file=sys.stderr)
+            return 2
+    try:
+        result = verify(settings.audit_path, key, shipped)
+    except Unreadable as exc:
+        print(f"tailnet-agent audit verify: {exc}", file=sys.stderr)
+        return 2
+    for finding in result.findings:
+        print(finding)
+    for note in result.notes:
+        print(f"note: {note}")
+    print(result.summary())
+    return 0 if result.ok else 1
+
+
 def _terminal_safe(text: str) -> str:
     """Output as a terminal may print it: line ends and tabs as they are, every other
     control character (escape sequences a host printed) escaped."""
@@ -61,7 +93,7 @@ def run_audit_show(settings: Settings, call: str, *, cast_file: Path | None) -> 
         _error(f"no call {call[:40]!r} in {path} (nor in its rotated files); `tailnet-agent "
                "audit` lists the calls with their ids")
         return 1
-    record = found.call.merged()
+    record = found.call.merged(chain=True)  # seq: where `audit verify` would look
     ref = record.get("cast")
     if cast_file is None:
         print(json.dumps(record, indent=1, ensure_ascii=True))

@@ -16,19 +16,22 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from . import casts
-from .audit import LIMITED_EVENT, REMOVED_EVENT
+from .audit import LIMITED_EVENT, NOT_SHIPPED_EVENT, REMOVED_EVENT
+from .audit_chain import PREV, SEQ
 from .identity import Identity
 from .policy import Policy
 
 log = logging.getLogger(__name__)
 
 # Records that are not part of a call: a removed log file, a count of rate-limited calls,
-# a removed recording, a chat turn shared and a share opened (agent/chat/share_routes.py).
+# records not shipped to syslog, a removed recording, a chat turn shared and a share
+# opened (agent/chat/share_routes.py).
 SHARED_EVENT, OPENED_EVENT = "turn-shared", "share-opened"
-NOTE_EVENTS = (REMOVED_EVENT, LIMITED_EVENT, casts.REMOVED_EVENT, SHARED_EVENT, OPENED_EVENT)
+NOTE_EVENTS = (REMOVED_EVENT, LIMITED_EVENT, NOT_SHIPPED_EVENT, casts.REMOVED_EVENT,
+               SHARED_EVENT, OPENED_EVENT)
 
 
 @dataclass
@@ -44,13 +47,21 @@ class CallRecord:
     def time(self) -> datetime:
         return datetime.fromisoformat(self.start["time"])
 
-    def merged(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.start.items() if k != "event"}
+    def merged(self, *, chain: bool = False) -> dict[str, Any]:
+        """One object for the call. Its records' places in the chain (`seq`, and `end_seq`)
+        only with `chain`: for the operator; a caller's own view would learn from them how
+        many records others' calls made."""
+        data = {k: v for k, v in self.start.items() if k not in ("event", SEQ, PREV)}
         if self.end is not None:
-            data.update({k: v for k, v in self.end.items() if k not in ("event", "time")})
+            data.update({k: v for k, v in self.end.items()
+                         if k not in ("event", "time", SEQ, PREV)})
             data["end_time"] = self.end["time"]
         else:
             data["outcome"] = "unfinished"
+        if chain:
+            data[SEQ] = self.start.get(SEQ)
+            if self.end is not None:
+                data["end_seq"] = self.end.get(SEQ)
         return data
 
 
@@ -83,19 +94,27 @@ def removals(path: Path) -> list[dict[str, Any]]:
     """The `archive-removed` records (the writer puts them at the top of a fresh file)."""
     found: list[dict[str, Any]] = []
     for file in log_files(path):
-        with open(file, encoding="utf-8", errors="replace") as f:
-            for _, line in zip(range(20), f, strict=False):
-                with contextlib.suppress(ValueError):
-                    record = json.loads(line)
-                    if isinstance(record, dict) and record.get("event") == REMOVED_EVENT:
-                        found.append(record)
+        with open(file, "rb") as f:
+            found += removals_at_top(f)
+    return found
+
+
+def removals_at_top(f: IO[bytes]) -> list[dict[str, Any]]:
+    """The `archive-removed` records among the first lines of one open file."""
+    found: list[dict[str, Any]] = []
+    for _, line in zip(range(20), f, strict=False):
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("event") == REMOVED_EVENT:
+                found.append(record)
     return found
 
 
 def read_calls(path: Path, notes: list[tuple[int, dict[str, Any]]] | None = None
                ) -> list[CallRecord]:
     """Calls in the log's order; records that are not part of a call (removed files, counts
-    of rate-limited calls) go to `notes` when given, with the number of calls before them."""
+    of rate-limited calls, records not shipped) go to `notes` when given, with the number of
+    calls before them. Seals are neither."""
     calls: dict[str, CallRecord] = {}
     for record in read_records(path):
         if record.get("event") in NOTE_EVENTS:
@@ -188,6 +207,10 @@ def format_note(note: dict[str, Any]) -> str:
         return (f"{str(note.get('time'))[:23]} {note.get('identity', '?')} "
                 f"[{note.get('node') or note.get('source', '')}] {verdict} the answer "
                 f"{note.get('shared_by')} shared (share {str(note.get('share'))[:8]}...)")
+    if note.get("event") == NOT_SHIPPED_EVENT:
+        return (f"{str(note.get('time'))[:23]} -- {note.get('records')} record(s), seq "
+                f"{note.get('first_seq')} to {note.get('last_seq')}, were not sent to "
+                f"{note.get('sink')}: {note.get('reason')}")
     return (f"{str(note.get('time'))[:23]} {note.get('identity', '?')}: {note.get('calls')} more "
             f"call(s) refused by the rate limit in {note.get('window_s')} s (counted, not "
             "recorded one by one)")
@@ -199,7 +222,8 @@ def show(path: Path, flt: AuditFilter, *, as_json: bool) -> Sequence[str]:
     shown: list[tuple[int, int, str]] = []  # (calls before it, 0 note / 1 call, line)
     for index, call in enumerate(calls):
         if flt.keep(call):
-            shown.append((index, 1, json.dumps(call.merged(), ensure_ascii=True) if as_json
+            shown.append((index, 1, json.dumps(call.merged(chain=True), ensure_ascii=True)
+                          if as_json
                           else _printable(format_call(call))))
     for position, note in notes:
         if flt.identity is not None and "identity" in note and (

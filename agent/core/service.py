@@ -25,7 +25,10 @@ from whitelist.render import path_refusal
 from . import fanout as fan_out
 from .approvals import Approvals, PendingApprovals
 from .audit import AuditLog
+from .audit_chain import Signer
 from .audit_shape import summary
+from .audit_ship import Shipper
+from .audit_syslog import Sink
 from .call_record import CallEnd, CallStart, Refusal
 from .casts import CastStore
 from .consent import Confirm, Consent, Consents
@@ -125,9 +128,18 @@ class AgentService(CallerView):
             max_bytes=settings.audit_max_bytes,
             budget=settings.audit_budget,
             secrets_to_hide=settings.secret_values(),
+            signer=(Signer.load(settings.audit_signing_key, settings.audit_path.parent)
+                    if settings.audit_signing_key is not None else None),
         )
         self.recorder: Recorder = recorder if recorder is not None else NullRecorder()
         self.audit.on_failure = self.recorder.audit_write_failed
+        # Records off the machine as they are written (audit_ship.py), in the background.
+        self.shipper: Shipper | None = None
+        if settings.audit_syslog is not None:
+            self.shipper = Shipper(self.audit, Sink(settings.audit_syslog,
+                                                    settings.audit_syslog_ca),
+                                   backlog=settings.audit_ship_backlog)
+            self.shipper.start()
         self.redactor = Redactor()
         self.outputs = OutputStore(
             head=settings.output_head, tail=settings.output_tail, ttl=settings.output_ttl,
@@ -317,6 +329,16 @@ class AgentService(CallerView):
         )
         return result
 
+    async def close(self) -> None:
+        """At shutdown, after the last call: SSH connections, then the shipper (it sends
+        what it has not sent yet, briefly, and notes what it never will), then the audit
+        log's seal (with a signing key), so that the log ends sealed; the seal is shipped
+        at the next start."""
+        await self.pool.close()
+        if self.shipper is not None:
+            await asyncio.to_thread(self.shipper.stop)
+        self.audit.close()
+
     def _record(self, call: str, title: str) -> Recording:
         """The call's recording; like its start record, no recording, no run."""
         try:
@@ -482,7 +504,10 @@ class AgentService(CallerView):
         if identity.is_operator:
             status["policy"] = self.policy.source
             status["audit"] = {"path": str(self.audit.path), "budget_bytes": self.audit.budget,
-                               "files_removed_for_budget": self.audit.removed}
+                               "files_removed_for_budget": self.audit.removed,
+                               "signed": self.audit.signer is not None}
+            if self.shipper is not None:
+                status["audit"]["shipping"] = dataclasses.asdict(self.shipper.status())
         return status
 
 

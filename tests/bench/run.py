@@ -43,6 +43,7 @@ from agent.mcp.tools import OVERVIEW_COMMANDS, build_mcp_server
 from agent.settings import load_settings
 from agent.ssh import SSHPool, socks_connector
 from tests.bench import bench_ssh
+from tests.bench.bench_audit import audit_rows
 from tests.bench.bench_fleet import fleet_targets
 from tests.bench.bench_http import BURST, http_calls, http_rows, http_targets
 from tests.bench.bench_recording import recording_rows
@@ -454,6 +455,8 @@ async def measure(report: Report, sshd: Sshd, plan: Plan, work: Path) -> None:
             await fleet(report, plan, work)
         step("redaction at ingest, 50 MiB")
         report.rows += redaction_rows()
+        step("the audit log: chain, verify, shipping to rsyslog")
+        report.rows += await asyncio.to_thread(audit_rows)
         step("recordings: a minute of steady output")
         report.rows += await recording_rows(sshd, work)
         step("done")

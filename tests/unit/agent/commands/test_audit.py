@@ -9,6 +9,7 @@ import pytest
 
 from agent.cli import main
 from agent.core.audit import AuditLog
+from agent.core.audit_records import recent_calls
 from agent.core.identity import Identity
 
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
@@ -63,6 +64,11 @@ def test_audit_shows_one_line_per_call_and_filters(
     records = [json.loads(line) for line in run(capsys, path, "--json", "--host", "db")]
     assert len(records) == 1
     assert records[0]["outcome"] == "refused" and records[0]["decision"]["rule"] == "default deny"
+    # The operator sees where the call's records sit in the chain; a caller's own view
+    # (recent_calls) does not, nor the hash of someone else's record.
+    assert (records[0]["seq"], records[0]["end_seq"]) == (5, 6) and "prev" not in records[0]
+    (mine,) = recent_calls(path, BOB, limit=1)
+    assert not {"seq", "end_seq", "prev"} & set(mine)
 
 
 def test_audit_says_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
