@@ -65,7 +65,7 @@ async def recording_rows(sshd: Sshd, work: Path, seconds: float = 60.0) -> list[
                                           for name in STEADY))
     finally:
         service.outputs.close()
-        await service.pool.close()
+        await service.close()
     rows = []
     for name, result in zip(STEADY, results, strict=True):
         cast = (settings.recordings_path / f"{result.audit_id}.cast").read_bytes()

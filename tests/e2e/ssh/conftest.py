@@ -49,4 +49,4 @@ async def make(ssh_host: HostConfig, tmp_path: Path,  # noqa: F811
     yield maker
     for service in made:
         service.outputs.close()
-        await service.pool.close()
+        await service.close()
