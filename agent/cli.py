@@ -191,6 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also compare with the copy a syslog receiver kept (its file, "
                         "one message a line): finds records changed after they were shipped "
                         "and an end cut off")
+    show = actions.add_parser(
+        "show", help="one call's record and its recorded output",
+        description="Print one call's audit record, then the output it recorded (stdout "
+        "and stderr, redacted, as they arrived); with --cast, write the recording (an "
+        "asciinema v2 cast) instead.")
+    show.add_argument("call", metavar="CALL_ID", help="the call's id, as `tailnet-agent audit` "
+                      "shows it")
+    show.add_argument("--cast", type=Path, metavar="FILE", dest="cast_file",
+                      help="write the recording to FILE (`-` for stdout); play it with "
+                      "`asciinema play FILE`")
+    show.add_argument("--env-file", type=Path, default=argparse.SUPPRESS,
+                      help="read settings from this file too (default: ./.env if it exists)")
+    _flag(show, "audit_log", "the log to read (default: as serve)", type=Path,
+          default=argparse.SUPPRESS)
 
     health = command("health", "ask a running agent whether it is ready (exit 0) or not (1)",
                      "Ask the agent serving on the local socket (--socket, "
@@ -283,6 +297,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from agent.commands.audit import run_verify
 
         return run_verify(settings, public_key=args.public_key, shipped=args.shipped)
+    if command == "audit" and args.audit_action == "show":
+        from agent.commands.audit import run_audit_show
+
+        return run_audit_show(settings, args.call, cast_file=args.cast_file)
     if command == "audit":
         from agent.commands.audit import run_audit
 

@@ -168,6 +168,20 @@ SETTINGS: tuple[Setting, ...] = (
             "audit records that may wait for the syslog receiver; past it the oldest are not "
             "sent, and a record, a warning, `doctor` and `/metrics` say so",
             integer(10, 100_000_000, "it is the records that may wait to be sent")),
+    Setting("TAILNET_AGENT_RECORDINGS", "recordings_dir", None,
+            "directory of the recordings: each command's output as an asciinema cast, linked "
+            "from its audit record", path, shown_default="`casts/` beside the audit log"),
+    Setting("TAILNET_AGENT_RECORDING_MAX_BYTES", "recording_max_bytes", 8_000_000,
+            "bytes one command's recording may take; the rest of its output is not recorded, "
+            "and the recording says so",
+            integer(65_536, 1 << 28, "it is the size of one recording")),
+    Setting("TAILNET_AGENT_RECORDINGS_BUDGET", "recordings_budget", 1_000_000_000,
+            "bytes all recordings may take; past it the oldest are removed, each removal "
+            "recorded in the audit log",
+            integer(1_000_000, 10**15, "it is the bytes kept for recordings")),
+    Setting("TAILNET_AGENT_SHARE_TTL", "share_ttl", 86_400.0,
+            "seconds a shared chat turn's read-only link lasts (shares are kept in memory: a "
+            "restart ends them)", seconds(7 * 86_400)),
     Setting("TAILNET_AGENT_RATE_PER_MINUTE", "rate_per_minute", 120,
             "calls per minute per tailnet identity (refill rate)",
             integer(1, 1_000_000, "it is calls per minute per identity")),
@@ -287,6 +301,10 @@ class Settings:
     audit_syslog: str | None = _default("audit_syslog")
     audit_syslog_ca: Path | None = _default("audit_syslog_ca")
     audit_ship_backlog: int = _default("audit_ship_backlog")
+    recordings_dir: Path | None = _default("recordings_dir")  # None: casts/ beside the log
+    recording_max_bytes: int = _default("recording_max_bytes")
+    recordings_budget: int = _default("recordings_budget")
+    share_ttl: float = _default("share_ttl")
     rate_per_minute: int = _default("rate_per_minute")
     rate_burst: int = _default("rate_burst")
     host_concurrency: int = _default("host_concurrency")
@@ -322,6 +340,10 @@ class Settings:
     @property
     def audit_path(self) -> Path:
         return self.audit_log or default_audit_path()
+
+    @property
+    def recordings_path(self) -> Path:
+        return self.recordings_dir or self.audit_path.parent / "casts"
 
     def secret_values(self) -> list[str]:
         """Every secret these settings hold, so the audit log can keep them out."""

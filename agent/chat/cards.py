@@ -20,6 +20,7 @@ class FanoutRow:
     stdout: str = ""
     stderr: str = ""
     error: str = ""
+    audit_id: str = ""  # its call in the audit log: the recording to replay
 
 
 # Failures first: what needs a look comes before what went fine.
@@ -43,6 +44,12 @@ class ToolCard:
     declined: bool = False  # a destructive command the person did not confirm
     stopped: bool = False  # the person stopped the turn while this call was pending
     fanout: tuple[FanoutRow, ...] = ()  # run_on_hosts: one row per host, failures first
+    audit_id: str = ""  # the call's id in the audit log: its recording plays at replay_url
+
+    @property
+    def audit_ids(self) -> list[str]:
+        """The calls this card shows, by their audit ids (one per host of a fan-out)."""
+        return [i for i in (self.audit_id, *(row.audit_id for row in self.fanout)) if i]
 
     @property
     def ok(self) -> bool:
@@ -96,6 +103,7 @@ def _command_card(tool: str, data: dict[str, Any]) -> ToolCard:
         stderr=str(data.get("stderr", "")),
         truncated=bool(data.get("truncated", False)),
         timed_out=bool(data.get("timed_out", False)),
+        audit_id=str(data.get("audit_id") or ""),
     )
 
 
@@ -110,6 +118,7 @@ def _fanout_card(tool: str, data: dict[str, Any]) -> ToolCard:
             stdout=str(r.get("stdout", "")),
             stderr=str(r.get("stderr", "")),
             error=str(r.get("error", "")),
+            audit_id=str(r.get("audit_id") or ""),
         )
         for r in data["hosts"] if isinstance(r, dict)
     ]

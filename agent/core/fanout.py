@@ -55,13 +55,14 @@ class HostOutcome:
     timed_out: bool = False
     error: str = ""  # why it was refused, offline or failed without output
     output_handle: str | None = None  # read_output pages what stdout/stderr do not show
+    audit_id: str | None = None  # the host's call in the audit log (its recording)
 
     def to_dict(self) -> dict[str, Any]:
         return {"host": self.host, "status": self.status, "exit_status": self.exit_status,
                 "stdout": self.stdout, "stderr": self.stderr,
                 "duration_ms": round(self.duration_ms, 1), "truncated": self.truncated,
                 "timed_out": self.timed_out, "error": self.error,
-                "output_handle": self.output_handle}
+                "output_handle": self.output_handle, "audit_id": self.audit_id}
 
 
 @dataclass(frozen=True)
@@ -241,4 +242,4 @@ async def _run_one(service: AgentService, call: Preparation, confirm: Confirm | 
                  f"(exit status {result.exit_status})")
     return HostOutcome(host, "ok" if result.ok else "failed", result.exit_status,
                        result.stdout, result.stderr, result.duration_ms, result.truncated,
-                       result.timed_out, error, result.output_handle)
+                       result.timed_out, error, result.output_handle, result.audit_id)

@@ -30,6 +30,7 @@ from .audit_shape import summary
 from .audit_ship import Shipper
 from .audit_syslog import Sink
 from .call_record import CallEnd, CallStart, Refusal
+from .casts import CastStore
 from .consent import Confirm, Consent, Consents
 from .elevation import check_elevation
 from .errors import (
@@ -52,6 +53,7 @@ from .metrics import UNKNOWN, NullRecorder, Recorder, refusal_reason
 from .outputs import OutputStore, Page, UnknownOutput
 from .policy import Policy, load_policy
 from .prepare import Preparation, Unprepared, unchanged
+from .recorder import Recording
 from .redact import Redactor
 from .results import CommandResult
 from .spool import CommandOutput, stderr_cap
@@ -142,6 +144,9 @@ class AgentService(CallerView):
         self.outputs = OutputStore(
             head=settings.output_head, tail=settings.output_tail, ttl=settings.output_ttl,
             max_handles=settings.output_handles, max_bytes=settings.output_disk)
+        # Every command's output as a cast, bounded; removals recorded in the audit log.
+        self.casts = CastStore(settings.recordings_path, per_call=settings.recording_max_bytes,
+                               budget=settings.recordings_budget, record=self.audit.write)
         # (caller, handle, outcome): when its reads were last recorded
         self._page_records: dict[tuple[str, str, str], float] = {}
         self.approvals = Approvals()
@@ -201,6 +206,7 @@ class AgentService(CallerView):
         start = CallStart.of(self.audit.new_call_id(), call, tool=tool, fanout=fanout)
         consent: Consent | None = None
         audit_started = False
+        recording: Recording | None = None
         ran_from: float | None = None
         command_name = start.command or ""
         labels = {"tool": tool, "command": command_name if command_name in self.catalog
@@ -231,12 +237,15 @@ class AgentService(CallerView):
                 audit_started = True
                 log.info("%s runs %s on %s: %s", identity.display, command.name, target.name,
                          self._scrubbed(rendered), extra=context)
+                recording = self._record(start.call, f"{command.name} on {target.name}")
                 # Redacted as it arrives, within the disk budget (spool.py): every view of
-                # the output, live lines included, reads only what was kept.
+                # the output, live lines and the recording included, reads only what was
+                # kept.
                 output = CommandOutput(command.max_output, stderr_cap(command.max_output),
                                        directory=self.settings.output_dir,
                                        listener=live.feed if live is not None else None,
-                                       redact=command.redact, budget=self.outputs.budget)
+                                       redact=command.redact, budget=self.outputs.budget,
+                                       recorder=recording.feed)
                 try:
                     result = await self.pool.run(
                         target.name,
@@ -284,7 +293,8 @@ class AgentService(CallerView):
             if audit_started:
                 # A cancelled call's exception text is SDK internals, not a reason.
                 error = "cancelled" if outcome == "cancelled" else str(exc)[:500]
-                self._write(CallEnd(start.call, identity, outcome, error=error))
+                self._write(CallEnd(start.call, identity, outcome, error=error,
+                                    cast=recording.finish() if recording else None))
             reason = refusal_reason(exc)
             if reason is not None:
                 self.recorder.refused(reason)
@@ -295,8 +305,10 @@ class AgentService(CallerView):
                             start.host or "(no host)", outcome, _short(exc),
                             extra={**context, "outcome": outcome})
             raise
+        result = dataclasses.replace(result, audit_id=start.call)
+        assert recording is not None
         self._write(CallEnd(
-            start.call, identity, "ran", result=result,
+            start.call, identity, "ran", result=result, cast=recording.finish(),
             # What the caller was shown first, for the record: redacted here too, also for a
             # command whose output is shown unredacted (whole lines, then cut).
             stdout_head=self._scrubbed(result.stdout[:8192])[:AUDIT_EXCERPT]))
@@ -326,6 +338,17 @@ class AgentService(CallerView):
         if self.shipper is not None:
             await asyncio.to_thread(self.shipper.stop)
         self.audit.close()
+
+    def _record(self, call: str, title: str) -> Recording:
+        """The call's recording; like its start record, no recording, no run."""
+        try:
+            return self.casts.start(call, title)
+        except OSError as exc:
+            raise AuditUnavailable(
+                f"cannot record this command's output in {self.casts.directory}: "
+                f"{exc.strerror or exc}. Nothing was run: every command is recorded. Fix the "
+                "directory's permissions or free room (TAILNET_AGENT_RECORDINGS, "
+                "TAILNET_AGENT_RECORDINGS_BUDGET) and try again.") from None
 
     def _host_label(self, host: str | None) -> str:
         """A host name for metrics and logs: a known one (from a file or the tailnet's

@@ -35,6 +35,9 @@ class ToolResult(BaseModel):
     redacted: dict[str, int] = Field(default_factory=dict, description="Secrets replaced in "
                                      "the whole output (shown or paged), by kind (e.g. AWS "
                                      "Access Key: 1)")
+    audit_id: str | None = Field(default=None, description="This call's id in the agent's "
+                                 "audit log; its output is recorded under it (`tailnet-agent "
+                                 "audit show <id>`, and the chat's replay)")
 
     @classmethod
     def of(cls, result: CommandResult) -> ToolResult:
@@ -130,6 +133,8 @@ class HostRun(BaseModel):
     error: str = Field(default="", description="Why it was refused, offline or failed")
     output_handle: str | None = Field(default=None, description="For read_output: the rest "
                                       "of a long output")
+    audit_id: str | None = Field(default=None, description="This host's call in the agent's "
+                                 "audit log, and its recording")
 
 
 class FanoutSummary(BaseModel):

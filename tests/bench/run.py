@@ -46,6 +46,7 @@ from tests.bench import bench_ssh
 from tests.bench.bench_audit import audit_rows
 from tests.bench.bench_fleet import fleet_targets
 from tests.bench.bench_http import BURST, http_calls, http_rows, http_targets
+from tests.bench.bench_recording import recording_rows
 from tests.bench.bench_redact import redaction_rows
 from tests.bench.bench_servers import (
     ServerProcess,
@@ -456,6 +457,8 @@ async def measure(report: Report, sshd: Sshd, plan: Plan, work: Path) -> None:
         report.rows += redaction_rows()
         step("the audit log: chain, verify, shipping to rsyslog")
         report.rows += await asyncio.to_thread(audit_rows)
+        step("recordings: a minute of steady output")
+        report.rows += await recording_rows(sshd, work)
         step("done")
 
 
