@@ -40,7 +40,7 @@ from .checks import Finding, key_finding, needs_tailnet
 DEPENDENCIES = (
     "anthropic", "mcp", "asyncssh", "bcrypt", "starlette", "uvicorn", "h11", "yaml",
     "python_socks", "httpx", "jinja2", "markupsafe", "markdown_it", "pydantic",
-    "prometheus_client", "re2", "packaging",
+    "prometheus_client", "re2", "packaging", "jc", "jmespath",
 )
 
 

@@ -187,7 +187,7 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
 
     @mcp.tool(annotations=READ_ONLY)
     async def check_disk(ctx: Context, host: HostArg = None) -> ToolResult:
-        """Filesystem usage (df -h): size, used, available and use% per mount."""
+        """Filesystem usage (df -hP): size, used, available and use% per mount, also as rows."""
         return await run(ctx, "check_disk", prepared(ctx, "disk_usage", {}, host))
 
     @mcp.tool(annotations=READ_ONLY)
