@@ -125,6 +125,9 @@ async def test_which_hosts_have_a_disk_over_90_percent_full(
             "command": "disk_usage", "hosts": "all", "filter": "use_percent >= `90`"})
         unfiltered = await client.call_tool("run_on_hosts", {
             "command": "disk_usage", "hosts": "all"})
+        # A df field that df -hP does not print: nothing matches, and the result says why.
+        absent = await client.call_tool("run_on_hosts", {
+            "command": "disk_usage", "hosts": "all", "filter": "capacity_percent >= `90`"})
     data = result.structured_content
     assert not result.is_error and data is not None, result.content
     assert data["summary"] == {"total": FLEET, "ok": FLEET, "failed": 0, "offline": 0,
@@ -144,6 +147,10 @@ async def test_which_hosts_have_a_disk_over_90_percent_full(
     rows = unfiltered.structured_content
     assert rows is not None and len(rows["hosts"]) == FLEET and rows["filter"] is None
     assert all(len(h["data"]) == 6 for h in rows["hosts"])
+    verdicts = (absent.structured_content or {})["filter"]
+    assert (verdicts["matched"], verdicts["not_matched"]) == (0, FLEET)
+    assert verdicts["note"].startswith("no row of any host had capacity_percent")
+    assert "use_percent" in verdicts["note"]
 
 
 @pytest.mark.parametrize(("arguments", "says"), [

@@ -3,6 +3,8 @@ definitions, the scripted API against the real SDK, and the elicitation gate."""
 
 from __future__ import annotations
 
+import json
+
 import anthropic
 import mcp_types
 import pytest
@@ -254,3 +256,19 @@ def test_a_filtered_fan_out_card_shows_what_matched_and_what_was_left_out() -> N
     html = views.cards([card])
     assert "Hosts whose rows match <code>use_percent &gt;= `90`</code>: 1 of 300 hosts" in html
     assert "could not parse the output as df" in html and "&lt;odd output&gt;" in html
+
+
+def test_a_command_s_rows_are_clipped_for_the_model_like_its_text() -> None:
+    from agent.chat.mcp_calls import MODEL_OUTPUT_LIMIT, tool_result_for_model
+
+    rows = [{"pid": n, "user": "www-data", "command": "nginx: worker process"}
+            for n in range(2000)]
+    result = mcp_types.CallToolResult(content=[], structured_content={
+        "host": "web-1", "command": "top_processes", "rendered": "ps", "stdout": "x" * 40_000,
+        "data": rows})
+    text = tool_result_for_model(result)
+    shown = json.loads(text)
+    assert len(text) < 3 * MODEL_OUTPUT_LIMIT
+    assert shown["data"][0] == rows[0] and shown["data"][-1].endswith(
+        "more rows not shown to the model]")
+    assert len(shown["data"]) < len(rows)
