@@ -45,6 +45,7 @@ from agent.ssh import SSHPool, socks_connector
 from tests.bench import bench_ssh
 from tests.bench.bench_fleet import fleet_targets
 from tests.bench.bench_http import BURST, http_calls, http_rows, http_targets
+from tests.bench.bench_parsing import parsing_rows
 from tests.bench.bench_redact import redaction_rows
 from tests.bench.bench_servers import (
     ServerProcess,
@@ -453,6 +454,8 @@ async def measure(report: Report, sshd: Sshd, plan: Plan, work: Path) -> None:
             await fleet(report, plan, work)
         step("redaction at ingest, 50 MiB")
         report.rows += redaction_rows()
+        step("output as data: parsing and filtering")
+        report.rows += parsing_rows()
         step("done")
 
 
