@@ -47,7 +47,7 @@ from .checks import Finding, key_finding, needs_tailnet
 DEPENDENCIES = (
     "anthropic", "mcp", "asyncssh", "bcrypt", "starlette", "uvicorn", "h11", "yaml",
     "python_socks", "httpx", "jinja2", "markupsafe", "markdown_it", "pydantic",
-    "prometheus_client", "re2", "packaging", "cryptography",
+    "prometheus_client", "re2", "packaging", "cryptography", "jc", "jmespath",
 )
 
 

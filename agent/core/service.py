@@ -51,6 +51,7 @@ from .limits import HostGate, RateLimiter
 from .live import LiveOutput
 from .metrics import UNKNOWN, NullRecorder, Recorder, refusal_reason
 from .outputs import OutputStore, Page, UnknownOutput
+from .parsing import parse_result
 from .policy import Policy, load_policy
 from .prepare import Preparation, Unprepared, unchanged
 from .recorder import Recording
@@ -264,7 +265,12 @@ class AgentService(CallerView):
                 if refusal is not None:  # the host-side path check said no: nothing ran
                     output.close()
                     raise PathRefused(refusal.removeprefix("tailnet-agent: ").capitalize())
-                # Shown as head and tail, the rest behind a handle (outputs.py).
+                # As data too, from the whole redacted stdout (parsing.py), then shown as
+                # head and tail, the rest behind a handle (outputs.py).
+                parsed = await parse_result(command, result)
+                if parsed is not None:
+                    result = dataclasses.replace(result, data=parsed.data,
+                                                 parse_note=parsed.note)
                 result = self.outputs.present(result, identity)
                 if runs_as is not None:
                     check_elevation(result, command, target, runs_as, timeout=command.timeout)
@@ -425,19 +431,22 @@ class AgentService(CallerView):
         )
 
     def plan_fanout(self, command_name: str, arguments: Mapping[str, object],
-                    selectors: Sequence[str], identity: Identity) -> fan_out.FanoutPlan:
-        """A run_on_hosts call prepared: every host it names, each host's prepared call, and
-        what its one confirmation asks (fanout.py)."""
-        return fan_out.plan(self, command_name, arguments, selectors, identity)
+                    selectors: Sequence[str], identity: Identity,
+                    filter_expression: str | None = None) -> fan_out.FanoutPlan:
+        """A run_on_hosts call prepared: every host it names, each host's prepared call,
+        what its one confirmation asks and its filter, checked (fanout.py)."""
+        return fan_out.plan(self, command_name, arguments, selectors, identity,
+                            filter_expression)
 
     async def run_on_hosts(self, command_name: str, arguments: Mapping[str, object],
                            selectors: Sequence[str], *, identity: Identity,
                            confirm: Confirm | None = None,
-                           progress: fan_out.Progress | None = None) -> fan_out.FanoutResult:
+                           progress: fan_out.Progress | None = None,
+                           filter_expression: str | None = None) -> fan_out.FanoutResult:
         """Plan and execute a fan-out, for a front end with nothing to show first."""
         return await self.execute_fanout(
-            self.plan_fanout(command_name, arguments, selectors, identity), confirm=confirm,
-            progress=progress)
+            self.plan_fanout(command_name, arguments, selectors, identity, filter_expression),
+            confirm=confirm, progress=progress)
 
     async def execute_fanout(self, plan: fan_out.FanoutPlan, *, confirm: Confirm | None = None,
                              progress: fan_out.Progress | None = None) -> fan_out.FanoutResult:

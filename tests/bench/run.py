@@ -46,6 +46,7 @@ from tests.bench import bench_ssh
 from tests.bench.bench_audit import audit_rows
 from tests.bench.bench_fleet import fleet_targets
 from tests.bench.bench_http import BURST, http_calls, http_rows, http_targets
+from tests.bench.bench_parsing import parsing_rows
 from tests.bench.bench_recording import recording_rows
 from tests.bench.bench_redact import redaction_rows
 from tests.bench.bench_servers import (
@@ -459,6 +460,8 @@ async def measure(report: Report, sshd: Sshd, plan: Plan, work: Path) -> None:
         report.rows += await asyncio.to_thread(audit_rows)
         step("recordings: a minute of steady output")
         report.rows += await recording_rows(sshd, work)
+        step("output as data: parsing and filtering")
+        report.rows += parsing_rows()
         step("done")
 
 
