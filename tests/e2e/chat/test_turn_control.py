@@ -26,6 +26,7 @@ from agent.chat.routes import MAX_STREAMS
 from agent.core.audit_records import read_calls
 from agent.inventory import HostConfig
 from agent.web.connections import ConnectionLimits
+from tests.e2e.chat.conftest import SLEEP_LONG
 from tests.support.agents import RunningAgent, running_agent, settings_for
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse, tool_results
 from tests.support.sshd import remote_processes
@@ -298,8 +299,8 @@ async def test_views_of_a_turn_are_capped_and_bogus_stops_cost_nothing(
 
 
 def sleeping(user: str) -> set[str]:
-    """PIDs of the test's `sleep 31.25` processes on the host."""
-    return {line.split()[0] for line in remote_processes(user, "sleep 31.25")
+    """PIDs of the test's `sleep_long` processes on the host."""
+    return {line.split()[0] for line in remote_processes(user, SLEEP_LONG)
             if line.split()[1:2] == ["sleep"]}
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from collections import Counter
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from agent.ssh import SSHPool
 from tests.support.agents import running_agent, settings_for
 from tests.support.peers import http_from, open_session, session_headers
 from tests.support.services import ServiceFactory
-from tests.support.sshd import Sshd, remote_processes, wait_until_gone
+from tests.support.sshd import Sshd, remote_processes, unique_sleep, wait_until_gone
 from whitelist import load_catalog
 
 LOCAL = Identity(login="me", node="here", source="local")
@@ -33,10 +32,6 @@ async def gone(sshd: Sshd, pattern: str) -> list[str]:
     """What still runs of `pattern` 2 s from now (checked off the event loop, which the
     agent under test shares)."""
     return await asyncio.to_thread(wait_until_gone, sshd.user, pattern, 2.0)
-
-
-def marker() -> str:
-    return f"{random.randint(1000, 9999)}.{random.randint(100, 999)}"
 
 
 def nap_catalog(directory: Path, sleep: str, another: str) -> Path:
@@ -60,7 +55,7 @@ async def test_sixty_cancels_mid_command_leave_no_process_and_free_every_slot(
     ssh_host: HostConfig, sshd: Sshd, path: str
 ) -> None:
     pool = SSHPool({"test": ssh_host})
-    sleep = f"sleep {marker()}"
+    sleep = unique_sleep(3600)
     destructive = path == "exec"  # destructive commands always take an exec channel
     try:
         for n in range(60):
@@ -92,7 +87,7 @@ async def test_a_flood_of_concurrent_cancels_on_both_paths(
     ssh_host: HostConfig, sshd: Sshd
 ) -> None:
     pool = SSHPool({"test": ssh_host})
-    sleep = f"sleep {marker()}"
+    sleep = unique_sleep(3600)
     try:
         for _ in range(5):
             tasks = [asyncio.create_task(pool.run(
@@ -112,7 +107,7 @@ async def test_a_flood_of_concurrent_cancels_on_both_paths(
 async def test_mcp_cancellation_and_vanished_clients_stop_the_remote_command(
     ssh_host: HostConfig, sshd: Sshd, tmp_path: Path
 ) -> None:
-    sleep = f"sleep {marker()}"
+    sleep = unique_sleep(3600)
     catalog = nap_catalog(tmp_path, sleep, """
   nap_long:
     description: Sleep longer than the fast path takes (test command).
@@ -161,7 +156,7 @@ async def test_cancelling_the_task_running_the_service_call_ends_the_remote_tree
 ) -> None:
     # What the chat's stop button (and any front end) does: cancel the task awaiting
     # AgentService.run. By the time the cancelled task has finished, nothing runs.
-    sleep = f"sleep {marker()}"
+    sleep = unique_sleep(3600)
     catalog = nap_catalog(tmp_path, sleep, """
   nap_destructive:
     description: Sleep, on an exec channel (test command).

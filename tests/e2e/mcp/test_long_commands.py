@@ -16,23 +16,27 @@ from mcp import Client
 from agent.inventory import HostConfig
 from agent.mcp import progress
 from tests.support.agents import RunningAgent, agent_with_catalog
-from tests.support.sshd import Sshd, remote_processes
+from tests.support.sshd import Sshd, remote_processes, unique_count
 
 pytestmark = pytest.mark.e2e
 
-CATALOG = """
+# Loop counts of this worker's own, for finding its commands among the test user's processes.
+FUSE = unique_count(4000)
+TICKS = unique_count(50000)
+
+CATALOG = f"""
 commands:
   ticker:
     description: Print a numbered line five times a second.
     category: Test
-    template: "i=0; while [ $i -lt {count} ]; do echo tick-$i; i=$((i+1)); sleep 0.2; done"
+    template: "i=0; while [ $i -lt {{count}} ]; do echo tick-$i; i=$((i+1)); sleep 0.2; done"
     timeout: 60
     parameters:
-      count: {type: integer, description: lines, minimum: 1, maximum: 100000}
+      count: {{type: integer, description: lines, minimum: 1, maximum: 100000}}
   short_fuse:
     description: Ticks past its own timeout.
     category: Test
-    template: "i=0; while [ $i -lt 4321 ]; do echo fuse-$i; i=$((i+1)); sleep 0.2; done"
+    template: "i=0; while [ $i -lt {FUSE} ]; do echo fuse-$i; i=$((i+1)); sleep 0.2; done"
     timeout: 3
 """
 
@@ -114,7 +118,7 @@ async def test_the_catalog_timeout_ends_the_call_with_the_output_so_far(
     assert "timed out after 3 s; the output so far is kept" in data["stderr"]
     assert 3 <= took < 8
     assert any("fuse-" in line for line in seen.lines)
-    assert await gone(sshd.user, "lt 4321") == []
+    assert await gone(sshd.user, f"lt {FUSE}") == []
 
 
 async def test_cancelling_the_call_ends_the_remote_command(agent: RunningAgent, sshd: Sshd
@@ -122,14 +126,14 @@ async def test_cancelling_the_call_ends_the_remote_command(agent: RunningAgent, 
     seen = Progress()
     async with Client(agent.url) as client:
         call = asyncio.create_task(client.call_tool(
-            "execute_command", {"command": "ticker", "parameters": {"count": 98765}},
+            "execute_command", {"command": "ticker", "parameters": {"count": TICKS}},
             progress_callback=seen))
         await asyncio.wait_for(seen.arrived.wait(), 10)
-        assert remote_processes(sshd.user, "lt 98765")
+        assert remote_processes(sshd.user, f"lt {TICKS}")
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
-        assert await gone(sshd.user, "lt 98765", within=10) == []
+        assert await gone(sshd.user, f"lt {TICKS}", within=10) == []
         assert not (await client.call_tool("ping", {})).is_error  # the session goes on
     for _ in range(50):
         records = [json.loads(line) for line in agent.service.audit.path.read_text().splitlines()]

@@ -33,7 +33,7 @@ from agent.settings import Settings
 from agent.ssh.pool import SSHPool
 from tests.support.agents import running_agent, settings_for
 from tests.support.components import missing, require_executable
-from tests.support.sshd import remote_processes, wait_until_gone
+from tests.support.sshd import remote_processes, unique_sleep, wait_until_gone
 from whitelist import load_catalog, render, sudoers_line
 from whitelist.render import TIMEOUT_PATH
 
@@ -225,7 +225,7 @@ async def test_cancelled_commands_running_as_root_leave_nothing_running(
     ssh_host: HostConfig, sudoers: Sudoers, path: str
 ) -> None:
     """The login user cannot signal root's processes; the stop goes through sudo."""
-    sleep = f"sleep {secrets.randbelow(9000) + 1000}"
+    sleep = unique_sleep(3600)
     rendered = f"{sleep}; echo never"
     sudoers.add(sudoers_line(ssh_host.user, "root", rendered, timeout=30))
     pool = SSHPool({"test": ssh_host})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable
 
@@ -14,7 +13,14 @@ from agent.inventory import HostConfig
 from agent.ssh import SSHPool
 from agent.ssh.shell import FrameStream, frame
 from tests.support.memory import peak_rss_bytes, reset_peak_rss
-from tests.support.sshd import Sshd, accepted_logins, remote_processes, wait_until_gone
+from tests.support.sshd import (
+    Sshd,
+    accepted_logins,
+    remote_processes,
+    unique_count,
+    unique_sleep,
+    wait_until_gone,
+)
 from tests.support.waiting import eventually
 from whitelist import wrap_for_exec
 
@@ -104,10 +110,11 @@ async def test_a_timeout_in_the_middle_of_the_pool_leaves_the_others_alone(
     pool = SSHPool({"test": ssh_host}, max_sessions=4)
     try:
         await asyncio.gather(*(run(pool, "true") for _ in range(4)))  # four warm shells
+        sleep = unique_sleep(96)
         started = time.monotonic()
         results = await asyncio.gather(
             run(pool, "sleep 0.5; echo a"),
-            run(pool, "sleep 96 | cat; echo never", timeout=1),
+            run(pool, f"{sleep} | cat; echo never", timeout=1),
             run(pool, "sleep 0.5; echo b"),
             run(pool, "sleep 1.5; echo c"),
         )
@@ -117,7 +124,7 @@ async def test_a_timeout_in_the_middle_of_the_pool_leaves_the_others_alone(
         assert stuck.timed_out and stuck.exit_status in (124, 137)
         assert "timed out after 1 s" in stuck.stderr
         assert elapsed < 4
-        assert wait_until_gone(sshd.user, "sleep 96") == []
+        assert wait_until_gone(sshd.user, sleep) == []
         # The timed-out shell was thrown away; the pool refills and keeps answering.
         assert pool.shells("test") == 3
         again = await asyncio.gather(*(run(pool, f"echo {i}") for i in range(6)))
@@ -134,10 +141,9 @@ async def test_50_mb_of_output_is_capped_on_the_fast_path(pool: SSHPool, sshd: S
     if not reset_peak_rss():
         pytest.skip("cannot reset the peak RSS counter (/proc/self/clear_refs)")
     peak_before = peak_rss_bytes()
+    head = f"head -c {unique_count(50 * MiB)}"
     started = time.monotonic()
-    result = await run(
-        pool, "head -c 52428808 /dev/zero | tr '\\000' f; echo tail-marker", timeout=30
-    )
+    result = await run(pool, f"{head} /dev/zero | tr '\\000' f; echo tail-marker", timeout=30)
     elapsed = time.monotonic() - started
     growth = peak_rss_bytes() - peak_before
     assert result.truncated
@@ -146,7 +152,7 @@ async def test_50_mb_of_output_is_capped_on_the_fast_path(pool: SSHPool, sshd: S
     assert "tail-marker" not in result.stdout
     assert growth < 20 * MiB, f"peak RSS grew by {growth / MiB:.1f} MiB"
     assert elapsed < 10
-    assert wait_until_gone(sshd.user, "head -c 52428808") == []
+    assert wait_until_gone(sshd.user, head) == []
     # The cut shell was discarded, not reused with half a frame in it.
     assert pool.shells("test") == 0
     assert (await run(pool, "echo after")).stdout == "after\n"
@@ -264,7 +270,7 @@ async def test_a_cancelled_caller_does_not_leave_its_shell_in_the_pool(
 ) -> None:
     await run(pool, "true")
     assert pool.shells("test") == 1
-    sleep = f"sleep 3.{os.getpid() % 1000}"
+    sleep = unique_sleep(3)
     task = asyncio.create_task(run(pool, f"{sleep}; echo never", timeout=4))
     await eventually(lambda: remote_processes(ssh_host.user, sleep), what="the command runs")
     task.cancel()

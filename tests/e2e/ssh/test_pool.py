@@ -32,6 +32,8 @@ from tests.support.sshd import (
     accepted_logins,
     ensure_user,
     remote_processes,
+    unique_count,
+    unique_sleep,
     wait_until_gone,
 )
 from tests.support.waiting import eventually
@@ -125,9 +127,10 @@ async def test_concurrent_commands_share_one_connection_within_the_session_limit
 async def test_timeout_kills_the_command_and_leaves_nothing_behind(
     pool: SSHPool, sshd: Sshd
 ) -> None:
+    sleep = unique_sleep(97)
     started = time.monotonic()
     result = await pool.run(
-        "test", "sleep 97 | cat; echo never", command_name="slow", timeout=2, max_output=MiB
+        "test", f"{sleep} | cat; echo never", command_name="slow", timeout=2, max_output=MiB
     )
     elapsed = time.monotonic() - started
     assert result.timed_out
@@ -135,7 +138,7 @@ async def test_timeout_kills_the_command_and_leaves_nothing_behind(
     assert "timed out after 2 s" in result.stderr
     assert "never" not in result.stdout
     assert elapsed < 2 + 5
-    assert wait_until_gone(sshd.user, "sleep 97") == []
+    assert wait_until_gone(sshd.user, sleep) == []
     # The connection is still good afterwards.
     again = await pool.run("test", "echo ok", command_name="echo", timeout=10, max_output=MiB)
     assert again.stdout == "ok\n"
@@ -149,10 +152,11 @@ async def test_huge_output_is_capped_without_holding_it_in_memory(
     if not reset_peak_rss():
         pytest.skip("cannot reset the peak RSS counter (/proc/self/clear_refs)")
     peak_before = peak_rss_bytes()
+    head = f"head -c {unique_count(50 * MiB)}"
     started = time.monotonic()
     result = await pool.run(
         "test",
-        "head -c 52428800 /dev/zero | tr '\\000' a; echo tail-marker",
+        f"{head} /dev/zero | tr '\\000' a; echo tail-marker",
         command_name="flood",
         timeout=30,
         max_output=MiB,
@@ -166,7 +170,7 @@ async def test_huge_output_is_capped_without_holding_it_in_memory(
     assert "tail-marker" not in result.stdout
     assert growth < 20 * MiB, f"peak RSS grew by {growth / MiB:.1f} MiB"
     assert elapsed < 10
-    assert wait_until_gone(sshd.user, "head -c 52428800") == []
+    assert wait_until_gone(sshd.user, head) == []
 
 
 async def test_stderr_is_capped_too(pool: SSHPool) -> None:
@@ -433,17 +437,18 @@ async def test_client_gives_up_when_an_escaped_process_holds_the_channel(
 ) -> None:
     # `setsid` leaves timeout's process group, so the remote kill misses it and its
     # inherited stdout keeps the channel open: only the client-side deadline ends this.
+    sleep = unique_sleep(89)
     started = time.monotonic()
     try:
         result = await pool.run(
             "test",
-            "setsid sleep 89; echo never",
+            f"setsid {sleep}; echo never",
             command_name="stuck",
             timeout=1,
             max_output=MiB,
         )
     finally:
-        for line in remote_processes(sshd.user, "sleep 89"):
+        for line in remote_processes(sshd.user, sleep):
             os.kill(int(line.split()[0]), signal.SIGTERM)  # the sleep this test started
     elapsed = time.monotonic() - started
     assert result.timed_out
@@ -474,7 +479,7 @@ async def test_a_connection_lost_mid_command_is_reported_in_the_result(
 ) -> None:
     server = sshd_factory()
     pool = SSHPool({"test": server.host_config()})
-    sleep = f"sleep 30.{os.getpid() % 1000}"
+    sleep = unique_sleep(30)
     try:
         running = asyncio.create_task(run(pool, f"echo started; {sleep}"))
         await eventually(lambda: remote_processes(server.user, sleep), what="the command runs")
@@ -499,8 +504,8 @@ async def test_a_host_that_leaves_mid_command_lets_it_finish_or_stops_it(
     hosts = {"test": ssh_host}
     pool = SSHPool(hosts)
     destructive = path == "exec"
-    sleep = f"sleep 4.{os.getpid() % 1000}"
-    short = f"sleep 1.{os.getpid() % 1000}"
+    sleep = unique_sleep(4)
+    short = unique_sleep(1)
     try:
         running = asyncio.create_task(pool.run("test", f"{short}; echo done", command_name="s",
                                                timeout=10, max_output=1000,
@@ -511,11 +516,8 @@ async def test_a_host_that_leaves_mid_command_lets_it_finish_or_stops_it(
         pool.prune()
         result = await running
         assert (result.exit_status, result.stdout) == (0, "done\n")
-        for _ in range(50):  # the old connection closes once its last call has ended
-            if old.live() is None:
-                break
-            await asyncio.sleep(0.1)
-        assert old.live() is None
+        # The old connection closes once its last call has ended.
+        await eventually(lambda: old.live() is None, 5, "the old connection closed")
         # Given up after the host left: its command is still stopped on the host.
         hosts["test"] = ssh_host
         given_up = asyncio.create_task(pool.run("test", sleep, command_name="s", timeout=30,
