@@ -20,17 +20,19 @@ from agent.core.errors import ConfigError, UnknownHost
 from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.settings import load_settings
-from tests.support.sshd import Sshd, remote_processes
+from tests.support.sshd import Sshd, remote_processes, unique_sleep
 from whitelist import ParameterError, load_catalog
 
 LOCAL = Identity(login="me", node="here", source="local")
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
-CATALOG = """
+# Durations no other test, worker or run uses: the cancel test counts what is left of them.
+MARKED_SLEEP = {"marked_nap": unique_sleep(19), "marked_nap_exec": unique_sleep(19)}
+CATALOG = f"""
 commands:
   nap:
     description: Sleep a little, then print the time in ms.
     category: Test
-    template: "sleep {seconds} && date +%s%3N"
+    template: "sleep {{seconds}} && date +%s%3N"
     timeout: 30
     parameters:
       seconds:
@@ -41,12 +43,12 @@ commands:
   marked_nap:
     description: Sleep long (a duration no other test uses), on the fast path.
     category: Test
-    template: "sleep 19.417"
+    template: "{MARKED_SLEEP['marked_nap']}"
     timeout: 30
   marked_nap_exec:
     description: Sleep long (a duration no other test uses), on an exec channel.
     category: Test
-    template: "sleep 19.418"
+    template: "{MARKED_SLEEP['marked_nap_exec']}"
     timeout: 30
     destructive: true
   db_only:
@@ -55,7 +57,6 @@ commands:
     template: "hostname"
     hosts: ["db-*"]
 """
-MARKED_SLEEP = {"marked_nap": "sleep 19.417", "marked_nap_exec": "sleep 19.418"}
 ALICE_POLICY = """
 default: none
 rules:
