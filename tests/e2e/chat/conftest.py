@@ -91,7 +91,7 @@ commands:
         description: printf style of each line
         default: "line-%g"
         choices: ["line-%g", "row-%g"]
-"""
+""".replace("{sleep_long}", SLEEP_LONG)
 
 
 def free_port() -> int:
@@ -163,8 +163,7 @@ def marker() -> Iterator[Path]:
 @pytest.fixture
 def catalog_file(tmp_path: Path, marker: Path) -> Path:
     path = tmp_path / "extra.yaml"
-    catalog = EXTRA_CATALOG.replace("{marker}", str(marker))
-    path.write_text(catalog.replace("{sleep_long}", SLEEP_LONG))
+    path.write_text(EXTRA_CATALOG.replace("{marker}", str(marker)))
     return path
 
 
