@@ -20,19 +20,17 @@ from agent.core.errors import ConfigError, UnknownHost
 from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.settings import load_settings
-from tests.support.sshd import Sshd, remote_processes, unique_sleep
+from tests.support.sshd import Sshd, remote_processes
 from whitelist import ParameterError, load_catalog
 
 LOCAL = Identity(login="me", node="here", source="local")
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
-# Durations no other test, worker or run uses: the cancel test counts what is left of them.
-MARKED_SLEEP = {"marked_nap": unique_sleep(19), "marked_nap_exec": unique_sleep(19)}
-CATALOG = f"""
+CATALOG = """
 commands:
   nap:
     description: Sleep a little, then print the time in ms.
     category: Test
-    template: "sleep {{seconds}} && date +%s%3N"
+    template: "sleep {seconds} && date +%s%3N"
     timeout: 30
     parameters:
       seconds:
@@ -43,12 +41,12 @@ commands:
   marked_nap:
     description: Sleep long (a duration no other test uses), on the fast path.
     category: Test
-    template: "{MARKED_SLEEP['marked_nap']}"
+    template: "sleep 19.417"
     timeout: 30
   marked_nap_exec:
     description: Sleep long (a duration no other test uses), on an exec channel.
     category: Test
-    template: "{MARKED_SLEEP['marked_nap_exec']}"
+    template: "sleep 19.418"
     timeout: 30
     destructive: true
   db_only:
@@ -57,6 +55,7 @@ commands:
     template: "hostname"
     hosts: ["db-*"]
 """
+MARKED_SLEEP = {"marked_nap": "sleep 19.417", "marked_nap_exec": "sleep 19.418"}
 ALICE_POLICY = """
 default: none
 rules:
