@@ -11,19 +11,37 @@ import mcp_types
 
 @dataclass(frozen=True)
 class FanoutRow:
-    """One host of a fan-out (run_on_hosts), as its table shows it."""
+    """One row of a fan-out's table (run_on_hosts): a group of hosts that ended the same
+    way (their names compacted, `web-[001-180]`), or a host on its own."""
 
-    host: str
-    status: str  # ok, failed, offline, refused
+    host: str  # the host, or the group's hosts in the compact notation
+    status: str  # ok, failed, offline, refused, skipped
     exit_status: int | None = None
     duration_ms: float | None = None
     stdout: str = ""
     stderr: str = ""
     error: str = ""
+    count: int = 1  # hosts in the row
+    hosts_not_listed: int = 0  # a group's hosts its `host` leaves out
+
+    @property
+    def group(self) -> bool:
+        return self.count > 1
 
 
 # Failures first: what needs a look comes before what went fine.
-ROW_ORDER = {"failed": 0, "refused": 1, "offline": 2, "ok": 3}
+ROW_ORDER = {"failed": 0, "refused": 1, "offline": 2, "skipped": 3, "ok": 4}
+
+
+@dataclass(frozen=True)
+class FanoutFacts:
+    """What a fan-out's card says besides its rows."""
+
+    total: int  # hosts in the fan-out
+    ok: int
+    strategy: str = ""  # e.g. "canary; stopped: the canary host web-1 failed ..."
+    not_shown: int = 0  # hosts the result left out for size
+    listing: str = ""  # the handle of the whole result, when something was left out or cut
 
 
 @dataclass(frozen=True)
@@ -42,12 +60,13 @@ class ToolCard:
     output: str = ""  # non-command tools (list_hosts, ...): their JSON, pretty-printed
     declined: bool = False  # a destructive command the person did not confirm
     stopped: bool = False  # the person stopped the turn while this call was pending
-    fanout: tuple[FanoutRow, ...] = ()  # run_on_hosts: one row per host, failures first
+    fanout: tuple[FanoutRow, ...] = ()  # run_on_hosts: a row per group or host, failures first
+    facts: FanoutFacts | None = None  # run_on_hosts: the summary, strategy, what is left out
 
     @property
     def ok(self) -> bool:
-        if self.fanout:
-            return all(row.status == "ok" for row in self.fanout)
+        if self.facts is not None:
+            return self.facts.ok == self.facts.total
         return not self.error and not self.timed_out and self.exit_status in (0, None)
 
     @property
@@ -66,9 +85,8 @@ class ToolCard:
 
     @property
     def status(self) -> str:
-        if self.fanout:
-            ok = sum(row.status == "ok" for row in self.fanout)
-            return f"{ok} of {len(self.fanout)} hosts ok"
+        if self.facts is not None:
+            return f"{self.facts.ok} of {self.facts.total} hosts ok"
         if self.stopped:
             return "stopped"
         if self.declined:
@@ -99,24 +117,46 @@ def _command_card(tool: str, data: dict[str, Any]) -> ToolCard:
     )
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _fanout_row(data: dict[str, Any], group: bool) -> FanoutRow:
+    exit_status, duration = data.get("exit_status"), data.get("duration_ms")
+    return FanoutRow(
+        host=str(data.get("hosts" if group else "host", "")),
+        status=str(data.get("status", "")),
+        exit_status=exit_status if isinstance(exit_status, int) else None,
+        duration_ms=float(duration) if isinstance(duration, int | float) else None,
+        stdout=str(data.get("stdout", "")),
+        stderr=str(data.get("stderr", "")),
+        error=str(data.get("error", "")),
+        count=max(1, _number(data.get("count"))) if group else 1,
+        hosts_not_listed=_number(data.get("hosts_not_listed")),
+    )
+
+
 def _fanout_card(tool: str, data: dict[str, Any]) -> ToolCard:
-    rows = [
-        FanoutRow(
-            host=str(r.get("host", "")),
-            status=str(r.get("status", "")),
-            exit_status=r["exit_status"] if isinstance(r.get("exit_status"), int) else None,
-            duration_ms=float(r["duration_ms"])
-            if isinstance(r.get("duration_ms"), int | float) else None,
-            stdout=str(r.get("stdout", "")),
-            stderr=str(r.get("stderr", "")),
-            error=str(r.get("error", "")),
-        )
-        for r in data["hosts"] if isinstance(r, dict)
-    ]
-    rows.sort(key=lambda row: (ROW_ORDER.get(row.status, 0), row.host))
+    groups = [_fanout_row(g, True) for g in data.get("groups") or [] if isinstance(g, dict)]
+    alone = [_fanout_row(h, False) for h in data["hosts"] if isinstance(h, dict)]
+    # The result's order (groups largest first, then hosts on their own), failures first.
+    rows = sorted(groups + alone, key=lambda row: ROW_ORDER.get(row.status, 0))
+    summary, strategy, not_shown, listing = (
+        _mapping(data.get(k)) for k in ("summary", "strategy", "not_shown", "listing"))
+    how = str(strategy.get("name", ""))
+    if strategy.get("stopped"):
+        how += f"; stopped: {strategy['stopped']}"
+    total = _number(summary.get("total")) or sum(row.count for row in rows)
+    facts = FanoutFacts(total=total, ok=_number(summary.get("ok")), strategy=how,
+                        not_shown=_number(not_shown.get("hosts")),
+                        listing=str(listing.get("handle", "")))
     duration = data.get("duration_ms")
     return ToolCard(tool=tool, command=str(data.get("command", "")),
-                    rendered=str(data.get("rendered", "")), fanout=tuple(rows),
+                    rendered=str(data.get("rendered", "")), fanout=tuple(rows), facts=facts,
                     duration_ms=float(duration) if isinstance(duration, int | float) else None)
 
 

@@ -28,6 +28,9 @@ class CommandResult:
     stdout_bytes: int | None = None
     output_handle: str | None = None
     redacted: dict[str, int] = field(default_factory=dict)
+    # A digest of the whole output as kept (both streams, redacted): equal outputs, equal
+    # digests, however much of them stdout/stderr show ("" when unknown).
+    digest: str = ""
     # The raw output as it arrived (the pool's spools), until the service has shown it.
     output: CommandOutput | None = field(default=None, repr=False, compare=False)
 

@@ -1,0 +1,185 @@
+"""What a caller is shown of a fan-out: grouped outcomes, within a byte budget, whatever
+the number of hosts; the rest behind one handle.
+
+The result lists the groups of hosts that ended the same way (agent.core.outcome_groups:
+largest first, each with its hosts in the compact notation of agent.core.hostlist and one
+copy of the output) and then the hosts on their own, with their own output. Its size, as
+compact JSON (what MCP sends as the text content, and again as the structured content),
+stays within `budget` bytes (TAILNET_AGENT_FANOUT_RESULT_BYTES): if everything does not
+fit as it is, long host lists and outputs are cut shorter, step by step, until it does;
+if no step makes everything fit (hundreds of hosts with outputs of their own), the result
+shows, in order, the entries that fit with outputs of up to a thirty-second of the budget
+each (`SAMPLE_STEP`), and counts what it left out in `not_shown`.
+
+Nothing is lost: whenever something was cut or left out, the whole of it (every group
+with its full host list, every host with its output as a single call would have shown
+it) is kept as one document behind a paging handle (agent.core.outputs), one JSON line
+per group and per host. `read_output(handle)` pages through it; `read_output(handle/
+<host>)` reads one host's line (for a host in a group: its group's), and
+`read_output(handle/group-<n>)` a group's. The result says how.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .host_outcome import HostOutcome
+from .hostlist import compact_within
+from .outcome_groups import OutcomeGroup, group_outcomes
+
+MIN_CUT = 200  # bytes: the last step's output and host-list length per entry
+# When no step fits everything, the result is a sample: the entries that fit at this step
+# (outputs of up to a thirty-second of the budget each, 1 KB at the default), in order.
+SAMPLE_STEP = 2
+
+
+def size(value: Any) -> int:
+    """Bytes of `value` as compact JSON (UTF-8, as MCP sends it)."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+@dataclass(frozen=True)
+class Part:
+    """One line of the kept document, and the names that read it (`handle/<name>`)."""
+
+    names: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True)
+class View:
+    fields: dict[str, Any]  # groups, hosts and, when something was cut, listing/not_shown
+    document: tuple[Part, ...] = field(default=())  # to keep behind the handle; () if none
+
+    @property
+    def cut(self) -> bool:
+        return bool(self.document)
+
+
+def steps(budget: int) -> list[tuple[int | None, int]]:
+    """(output cut, host-list cut) per entry, from the most generous to the last resort."""
+    return [(None, max(MIN_CUT, budget // 4)), (max(MIN_CUT, budget // 8),) * 2,
+            (max(MIN_CUT, budget // 32),) * 2, (MIN_CUT, MIN_CUT)]
+
+
+def _clipped(text: str, limit: int | None, where: str) -> tuple[str, bool]:
+    data = text.encode()
+    if limit is None or len(data) <= limit:
+        return text, False
+    head = data[:limit]
+    line_end = head.rfind(b"\n")
+    if line_end >= limit // 2:
+        head = head[:line_end + 1]
+    hidden = len(data) - len(head)
+    return (head.decode(errors="ignore")
+            + f"\n[... {hidden} more bytes: read_output(handle=\"{where}\") ...]\n"), True
+
+
+def _outputs(outcome: HostOutcome, limit: int | None, where: str) -> tuple[dict[str, Any], bool]:
+    shown = {}
+    cut = False
+    for stream in ("stdout", "stderr"):
+        text, clipped = _clipped(getattr(outcome, stream), limit, where)
+        if text:
+            shown[stream] = text
+        cut |= clipped
+    return shown, cut
+
+
+def _group_line(group: OutcomeGroup, number: int) -> dict[str, Any]:
+    """A group as the kept document has it: every host named, the output whole."""
+    data = group.outcome.to_dict()
+    for name in ("host", "duration_ms", "batch"):
+        data.pop(name, None)
+    if group.error:
+        data["error"] = group.error
+    return {"group": number, "count": len(group.hosts), "hosts": list(group.hosts), **data}
+
+
+def _group_entry(group: OutcomeGroup, number: int, limits: tuple[int | None, int],
+                 handle: str) -> tuple[dict[str, Any], bool]:
+    where = f"{handle}/group-{number}"
+    hosts = compact_within(group.hosts, limits[1])
+    entry: dict[str, Any] = {"hosts": hosts.text, "count": len(group.hosts)}
+    if hosts.more:
+        entry.update(hosts_not_listed=hosts.more, hosts_handle=where)
+    line = _group_line(group, number)
+    for name in ("status", "exit_status", "truncated", "timed_out", "error", "output_handle"):
+        if name in line:
+            entry[name] = line[name]
+    outputs, clipped = _outputs(group.outcome, limits[0], where)
+    return {**entry, **outputs}, clipped or bool(hosts.more)
+
+
+def _host_entry(outcome: HostOutcome, limit: int | None, handle: str
+                ) -> tuple[dict[str, Any], bool]:
+    entry = outcome.to_dict()
+    outputs, clipped = _outputs(outcome, limit, f"{handle}/{outcome.host}")
+    entry.pop("stdout", None)
+    entry.pop("stderr", None)
+    entry.update(outputs)
+    return entry, clipped
+
+
+def how_to_read(handle: str) -> str:
+    return (f"read_output(handle=\"{handle}\") pages through every group and host, one JSON "
+            f"line each; read_output(handle=\"{handle}/<host name>\") reads one host, "
+            f"read_output(handle=\"{handle}/group-<n>\") one group with all its hosts")
+
+
+def present(head: dict[str, Any], outcomes: Sequence[HostOutcome], *, budget: int,
+            handle: str) -> View:
+    """The groups and hosts of `outcomes` to show with `head` (the result's other fields),
+    the whole within `budget` bytes; `handle` is the one the kept document will have."""
+    groups, alone = group_outcomes(outcomes)
+    listing = {"handle": handle, "read": how_to_read(handle)}
+    # Room for what a cut adds: the listing, and the counts of what is not shown.
+    most = {"groups": len(groups), "alone": len(alone), "hosts": len(outcomes),
+            "by_status": dict(Counter(o.status for o in outcomes))}
+    reserve = size({"listing": listing, "not_shown": most}) + 2
+    room = budget - size({**head, "groups": [], "hosts": []}) - reserve
+    tried = steps(budget)
+    for limits in [*tried, tried[SAMPLE_STEP]]:
+        shown_groups = [_group_entry(g, n, limits, handle)
+                        for n, g in enumerate(groups, start=1)]
+        shown_alone = [_host_entry(o, limits[0], handle) for o in alone]
+        entries = [e for e, _ in shown_groups] + [e for e, _ in shown_alone]
+        used, fitting = 0, 0
+        for entry in entries:
+            used += size(entry) + 1
+            if used > room:
+                break
+            fitting += 1
+        cut = fitting < len(entries) or any(c for _, c in shown_groups + shown_alone)
+        chosen = (entries[:min(fitting, len(groups))], entries[len(groups):fitting])
+        if fitting == len(entries):
+            break
+    fields: dict[str, Any] = {"groups": chosen[0], "hosts": chosen[1]}
+    if not cut:
+        return View(fields)
+    left_groups = groups[len(chosen[0]):]
+    left_alone = alone[max(0, len(chosen[1])):] if len(chosen[0]) == len(groups) else alone
+    fields["listing"] = listing
+    if left_groups or left_alone:
+        left = [o for g in left_groups for o in g.hosts] + [o.host for o in left_alone]
+        statuses = Counter(g.status for g in left_groups for _ in g.hosts)
+        statuses.update(o.status for o in left_alone)
+        fields["not_shown"] = {"groups": len(left_groups), "alone": len(left_alone),
+                               "hosts": len(left), "by_status": dict(statuses)}
+    return View(fields, _document(head, groups, alone))
+
+
+def _document(head: dict[str, Any], groups: Sequence[OutcomeGroup],
+              alone: Sequence[HostOutcome]) -> tuple[Part, ...]:
+    def line(value: dict[str, Any]) -> str:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+    parts = [Part((), line(head))]
+    parts += [Part((f"group-{n}", *g.hosts), line(_group_line(g, n)))
+              for n, g in enumerate(groups, start=1)]
+    parts += [Part((o.host,), line(o.to_dict())) for o in alone]
+    return tuple(parts)
