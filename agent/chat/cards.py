@@ -28,6 +28,11 @@ class FanoutRow:
     def group(self) -> bool:
         return self.count > 1
 
+    @property
+    def host_parts(self) -> list[str]:
+        """The compact host list's parts, one per prefix (`web-[001-180]`, `db-1`)."""
+        return self.host.split(", ")
+
 
 # Failures first: what needs a look comes before what went fine.
 ROW_ORDER = {"failed": 0, "refused": 1, "offline": 2, "skipped": 3, "ok": 4}

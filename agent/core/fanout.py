@@ -303,8 +303,10 @@ def _why_stopped(strategy: Strategy, ended: Sequence[HostOutcome], failed: int,
     if strategy.name == "canary":
         canary = ended[0]
         return f"the canary host {canary.host} {_failure(canary)}"
+    first = next(o for o in ended if o.status != "ok") if failed else None
+    example = f"; in it {first.host} {_failure(first)}" if first is not None else ""
     return (f"{failed} host(s) failed by batch {number} of {batches}, more than the "
-            f"{strategy.max_failures} allowed (max_failures)")
+            f"{strategy.max_failures} allowed (max_failures){example}")
 
 
 def _failure(outcome: HostOutcome) -> str:

@@ -100,8 +100,8 @@ class Strategy:
         if count == 0:
             return f"{self.name}: no host to run on"
         if self.name == "canary" and count > 1:
-            return (f"canary: {hosts[0]} first, then the other {count - 1} only if it "
-                    "succeeded")
+            others = "the other host" if count == 2 else f"the other {count - 1}"
+            return f"canary: {hosts[0]} first, then {others} only if it succeeded"
         if self.name == "rolling" and count > 1:
             size = self.size(count)
             batches = math.ceil(count / size)

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import mcp
 import pytest
+from mcp.types import ElicitResult
 
 from agent.core.audit_records import read_records
 from agent.core.errors import ConfigError
 from agent.core.service import AgentService
 from agent.core.strategy import Strategy, StrategyRequest
+from agent.mcp.tools import build_mcp_server
 from tests.support.recording import ALICE, PATH, Answer, Person, fleet_service, ran
 
 NAMES = [f"web-{i:02d}" for i in range(1, 16)]
@@ -107,7 +111,8 @@ async def test_a_rolling_run_stops_once_more_than_max_failures_hosts_failed(
     batches = [int(m.split(" batch ")[1].split("/")[0]) for m in messages if "/5: " in m]
     assert len(batches) == 12 and batches == sorted(batches) and batches[-1] == 4
     assert messages[-1] == ("15/15 3 host(s) not run: 2 host(s) failed by batch 4 of 5, more "
-                            "than the 1 allowed (max_failures)")
+                            "than the 1 allowed (max_failures); in it web-10 failed with exit "
+                            "status 1")
     starts, ends = audit(tmp_path)
     assert {starts[h]["batch"] for h in NAMES[12:]} == {5}
     assert {ends[h]["outcome"] for h in NAMES[12:]} == {"not-run"}
@@ -168,3 +173,48 @@ async def test_a_strategy_that_means_nothing_is_refused_before_anything_runs(
     with pytest.raises(ConfigError, match="apply to rolling runs"):
         await touch(service, StrategyRequest("canary", 3))
     assert ran(service) == []
+
+
+async def test_over_mcp_the_confirmation_names_hosts_strategy_and_progress_the_batch(
+    tmp_path: Path,
+) -> None:
+    service = service_with(tmp_path, failing())
+    asked: list[str] = []
+    answer = "decline"
+
+    async def elicit(context: Any, params: Any) -> ElicitResult:
+        asked.append(params.message)
+        if answer == "decline":
+            return ElicitResult(action="decline")
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    progress: list[str] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append(message or "")
+
+    arguments = {"command": "touch_self", "parameters": {"path": PATH}, "hosts": "all",
+                 "strategy": "rolling", "batch_size": 5}
+    server = build_mcp_server(service, stdio_caller=ALICE)
+    async with mcp.Client(server, elicitation_callback=elicit) as client:
+        declined = await client.call_tool("run_on_hosts", arguments)
+        ran_when_declined = list(ran(service))
+        answer = "accept"
+        accepted = await client.call_tool("run_on_hosts", arguments,
+                                          progress_callback=on_progress)
+        wrong = await client.call_tool("run_on_hosts", {**arguments, "strategy": "canary"})
+    # Declined: nothing runs; the first batch is refused, and the rest never asked.
+    assert not declined.is_error and declined.structured_content is not None
+    assert ran_when_declined == [] and declined.structured_content["summary"]["refused"] == 5
+    assert "web-01 was refused: 'touch_self' was not confirmed" in (
+        declined.structured_content["strategy"]["stopped"])
+    assert asked[0] == (
+        f"Run destructive command 'touch_self' on 15 host(s): web-[01-15]? Strategy: "
+        f"rolling: 3 batches of up to 5 host(s), one after the other, stopping once more "
+        f"than 0 host(s) failed. The command line on each: touch -- {PATH}")
+    assert not accepted.is_error and len(ran(service)) == 15
+    assert accepted.structured_content is not None
+    assert accepted.structured_content["strategy"] == {
+        "name": "rolling", "batch_size": 5, "max_failures": 0, "batches": 3, "ran_batches": 3}
+    assert progress[0].startswith("batch 1/3: web-0") and progress[-1].startswith("batch 3/3")
+    assert wrong.is_error and "apply to rolling runs" in str(wrong.content)
