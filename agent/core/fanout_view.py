@@ -25,10 +25,10 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .host_outcome import HostOutcome
-from .hostlist import compact_within
+from .hostlist import compact, compact_within
 from .outcome_groups import OutcomeGroup, group_outcomes
 
 MIN_CUT = 200  # bytes: the last step's output and host-list length per entry
@@ -125,6 +125,40 @@ def _host_entry(outcome: HostOutcome, limit: int | None, handle: str
     return entry, clipped
 
 
+class Fitted(NamedTuple):
+    groups: list[dict[str, Any]]  # the groups' entries shown
+    hosts: list[dict[str, Any]]  # the entries of the hosts on their own shown
+    cut: bool  # something was cut or left out
+
+    def complete(self, groups: Sequence[OutcomeGroup], alone: Sequence[HostOutcome]) -> bool:
+        return len(self.groups) == len(groups) and len(self.hosts) == len(alone)
+
+
+def _fit(groups: Sequence[OutcomeGroup], alone: Sequence[HostOutcome],
+         limits: tuple[int | None, int], handle: str, room: int) -> Fitted:
+    """The entries that fit in `room` bytes with outputs and host lists cut at `limits`:
+    the groups, then the hosts on their own, in order, up to the first that does not."""
+    used = 0
+    shown_groups: list[dict[str, Any]] = []
+    shown_alone: list[dict[str, Any]] = []
+    cut = False
+    for number, group in enumerate(groups, start=1):
+        entry, clipped = _group_entry(group, number, limits, handle)
+        used += size(entry) + 1
+        if used > room:
+            return Fitted(shown_groups, shown_alone, True)
+        shown_groups.append(entry)
+        cut |= clipped
+    for outcome in alone:
+        entry, clipped = _host_entry(outcome, limits[0], handle)
+        used += size(entry) + 1
+        if used > room:
+            return Fitted(shown_groups, shown_alone, True)
+        shown_alone.append(entry)
+        cut |= clipped
+    return Fitted(shown_groups, shown_alone, cut)
+
+
 def how_to_read(handle: str) -> str:
     return (f"read_output(handle=\"{handle}\") pages through every group and host, one JSON "
             f"line each; read_output(handle=\"{handle}/<host name>\") reads one host, "
@@ -143,26 +177,25 @@ def present(head: dict[str, Any], outcomes: Sequence[HostOutcome], *, budget: in
     reserve = size({"listing": listing, "not_shown": most}) + 2
     room = budget - size({**head, "groups": [], "hosts": []}) - reserve
     tried = steps(budget)
-    for limits in [*tried, tried[SAMPLE_STEP]]:
-        shown_groups = [_group_entry(g, n, limits, handle)
-                        for n, g in enumerate(groups, start=1)]
-        shown_alone = [_host_entry(o, limits[0], handle) for o in alone]
-        entries = [e for e, _ in shown_groups] + [e for e, _ in shown_alone]
-        used, fitting = 0, 0
-        for entry in entries:
-            used += size(entry) + 1
-            if used > room:
-                break
-            fitting += 1
-        cut = fitting < len(entries) or any(c for _, c in shown_groups + shown_alone)
-        chosen = (entries[:min(fitting, len(groups))], entries[len(groups):fitting])
-        if fitting == len(entries):
+    # A step shows something else than the one before only if it cuts something more.
+    longest_output = max((len(text.encode()) for o in [*(g.outcome for g in groups), *alone]
+                          for text in (o.stdout, o.stderr)), default=0)
+    longest_list = max((len(compact(g.hosts)) for g in groups), default=0)
+    fitted: list[Fitted] = []
+    for number, (output_cut, list_cut) in enumerate(tried):
+        if number and longest_output <= (output_cut or 0) and longest_list <= list_cut:
+            fitted.append(fitted[-1])
+            continue
+        fitted.append(_fit(groups, alone, (output_cut, list_cut), handle, room))
+        if fitted[-1].complete(groups, alone):
             break
-    fields: dict[str, Any] = {"groups": chosen[0], "hosts": chosen[1]}
+    chosen = fitted[-1] if fitted[-1].complete(groups, alone) else fitted[SAMPLE_STEP]
+    shown_groups, shown_alone, cut = chosen
+    fields: dict[str, Any] = {"groups": shown_groups, "hosts": shown_alone}
     if not cut:
         return View(fields)
-    left_groups = groups[len(chosen[0]):]
-    left_alone = alone[max(0, len(chosen[1])):] if len(chosen[0]) == len(groups) else alone
+    left_groups = groups[len(shown_groups):]
+    left_alone = alone[len(shown_alone):]
     fields["listing"] = listing
     if left_groups or left_alone:
         left = [o for g in left_groups for o in g.hosts] + [o.host for o in left_alone]

@@ -34,9 +34,9 @@ class Sample:
     total: int
     distinct: int  # distinct outcomes among the hosts (groups + hosts on their own)
     copies: int  # copies of the outputs shown in the text (grouped: one each)
-    groups: int = 0  # groups of hosts with identical outcomes in the result
     cpu: float  # the agent process's CPU seconds during the call
     error: str = ""
+    groups: int = 0  # groups of hosts with identical outcomes in the result
 
 
 def copies(text: str, outputs: Sequence[str]) -> int:

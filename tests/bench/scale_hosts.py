@@ -145,6 +145,17 @@ class LoopbackFleet:
         for server in self.sshd:
             server.start()
 
+    def __enter__(self) -> LoopbackFleet:
+        try:
+            self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
     def first(self, n: int) -> list[SimHost]:
         return self.hosts[:n]
 

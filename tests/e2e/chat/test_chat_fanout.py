@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +16,13 @@ import pytest
 
 from agent.chat import ChatOptions
 from agent.chat.agent_loop import LoopOptions
+from agent.inventory import HostConfig
 from agent.settings import Settings
 from tests.bench.scale_hosts import LoopbackFleet
 from tests.e2e.chat.conftest import PHONE, PageFactory, ServedChat
 from tests.e2e.chat.helpers import TIMEOUT, ask, check_state, wait_idle
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse, tool_results
-from tests.support.sshd import Sshd
+from tests.support.sshd import Sshd, login_writable
 from whitelist import load_catalog
 
 pytestmark = pytest.mark.e2e
@@ -31,40 +30,46 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def marks() -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="tnagent-chat-fanout-"))
-    directory.chmod(0o777)  # the SSH login user writes here
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
+    with login_writable("tnagent-chat-fanout-") as directory:
+        yield directory
 
 
-@pytest.fixture
-def fanout_chat(sshd: Sshd, marks: Path, tmp_path: Path, fake_api: Any) -> Iterator[Any]:
-    """The chat app over three hosts: the test sshd as web-1 and web-2, and web-3 where
-    nothing listens."""
-    (tmp_path / "extra.yaml").write_text(f"""
-commands:
-  mark_all:
-    description: Leave a mark (test command, destructive).
-    category: Test
-    destructive: true
-    template: "touch -- {marks}/mark"
-""")
-    hosts = {name: sshd.host_config(name) for name in ("web-1", "web-2")}
-    hosts["web-3"] = dataclasses.replace(sshd.host_config("web-3"), port=1)
+def serving(hosts: dict[str, HostConfig], catalog: str, folder: Path
+            ) -> Iterator[Callable[[FakeAnthropic], ServedChat]]:
+    """`start(fake)`: the chat app over `hosts` (the first is the default) with the extra
+    `catalog`, asking `fake`; every app started is stopped afterwards."""
+    (folder / "extra.yaml").write_text(catalog)
     served: list[ServedChat] = []
 
     def start(fake: FakeAnthropic) -> ServedChat:
-        settings = Settings(hosts=hosts, default_host="web-1", anthropic_model="claude-test",
+        settings = Settings(hosts=hosts, default_host=next(iter(hosts)),
+                            anthropic_model="claude-test",
                             anthropic_api_key="sk-ant-test-not-a-real-key",
                             anthropic_base_url=fake.base_url)
         options = ChatOptions(loop=LoopOptions(overloaded_backoff=0.05), sdk_max_retries=1)
-        app = ServedChat(settings, load_catalog([tmp_path / "extra.yaml"]), options).start()
+        app = ServedChat(settings, load_catalog([folder / "extra.yaml"]), options).start()
         served.append(app)
         return app
 
     yield start
     for app in served:
         app.stop()
+
+
+@pytest.fixture
+def fanout_chat(sshd: Sshd, marks: Path, tmp_path: Path, fake_api: Any) -> Iterator[Any]:
+    """The chat app over three hosts: the test sshd as web-1 and web-2, and web-3 where
+    nothing listens."""
+    hosts = {name: sshd.host_config(name) for name in ("web-1", "web-2")}
+    hosts["web-3"] = dataclasses.replace(sshd.host_config("web-3"), port=1)
+    yield from serving(hosts, f"""
+commands:
+  mark_all:
+    description: Leave a mark (test command, destructive).
+    category: Test
+    destructive: true
+    template: "touch -- {marks}/mark"
+""", tmp_path)
 
 
 def test_claude_fans_out_and_the_card_puts_failures_first(
@@ -142,12 +147,8 @@ FLEET = 60  # real hosts: web-001.., app-..., db-...; 4 more where nothing liste
 
 @pytest.fixture(scope="module")
 def loopback_fleet() -> Iterator[LoopbackFleet]:
-    made = LoopbackFleet(FLEET, servers=1)
-    try:
-        made.start()
+    with LoopbackFleet(FLEET, servers=1) as made:
         yield made
-    finally:
-        made.cleanup()
 
 
 @pytest.fixture
@@ -156,28 +157,14 @@ def fleet_chat(loopback_fleet: LoopbackFleet, marks: Path, tmp_path: Path) -> It
     down = next(iter(hosts.values()))
     for n in range(1, 5):  # the same address and a closed port: the same failure
         hosts[f"old-{n}"] = dataclasses.replace(down, name=f"old-{n}", port=1)
-    (tmp_path / "extra.yaml").write_text(f"""
+    yield from serving(hosts, f"""
 commands:
   mark_each:
     description: Leave a mark named after the host (test command, destructive).
     category: Test
     destructive: true
     template: 'touch -- {marks}/"$(hostname)"'
-""")
-    served: list[ServedChat] = []
-
-    def start(fake: FakeAnthropic) -> ServedChat:
-        settings = Settings(hosts=hosts, default_host="web-001", anthropic_model="claude-test",
-                            anthropic_api_key="sk-ant-test-not-a-real-key",
-                            anthropic_base_url=fake.base_url)
-        options = ChatOptions(loop=LoopOptions(overloaded_backoff=0.05), sdk_max_retries=1)
-        app = ServedChat(settings, load_catalog([tmp_path / "extra.yaml"]), options).start()
-        served.append(app)
-        return app
-
-    yield start
-    for app in served:
-        app.stop()
+""", tmp_path)
 
 
 def test_a_fleets_disks_are_a_few_groups_on_a_laptop_and_a_phone(

@@ -10,8 +10,6 @@ where the disk is 78 % full: what ran where is read from the marks, not from the
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from agent.core.service import AgentService
 from agent.core.strategy import StrategyRequest
 from agent.settings import load_settings
 from tests.bench.scale_hosts import LoopbackFleet
+from tests.support.sshd import login_writable
 from whitelist import load_catalog
 
 LOCAL = Identity(login="me", node="here", source="local")
@@ -32,20 +31,14 @@ SIZE = 15  # web-001..web-010, app-001..app-004, db-001; 78 % full: web-005, web
 
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[LoopbackFleet]:
-    made = LoopbackFleet(SIZE, servers=1)
-    try:
-        made.start()
+    with LoopbackFleet(SIZE, servers=1) as made:
         yield made
-    finally:
-        made.cleanup()
 
 
 @pytest.fixture
 def marks() -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="tnagent-strategy-"))
-    directory.chmod(0o777)  # the SSH login user writes here
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
+    with login_writable("tnagent-strategy-") as directory:
+        yield directory
 
 
 def service_for(fleet: LoopbackFleet, tmp_path: Path, marks: Path) -> AgentService:

@@ -228,3 +228,30 @@ def test_a_fan_out_card_lists_the_failures_first() -> None:
     rows = html.split('<tr class="fanout-row ')[1:]
     assert [r.split('"')[0] for r in rows] == ["failed", "offline", "ok", "ok"]
     assert "&lt;b&gt;nope&lt;/b&gt;" in html and "<b>nope" not in html  # escaped
+
+
+def test_a_fan_out_card_shows_the_results_groups_with_the_failures_first() -> None:
+    from agent.chat import views
+
+    result = mcp_types.CallToolResult(content=[], structured_content={
+        "fanout": "fan-2", "command": "disk_usage", "rendered": "df -h", "duration_ms": 90.0,
+        "strategy": {"name": "canary", "batches": 2, "ran_batches": 1,
+                     "stopped": "the canary host web-001 failed"},
+        "summary": {"total": 300, "ok": 0, "failed": 1, "offline": 0, "refused": 0,
+                    "skipped": 299},
+        "groups": [{"hosts": "web-[002-180], app-[001-120]", "count": 299,
+                    "status": "skipped", "error": "not run: <b>canary</b>"}],
+        "hosts": [{"host": "web-001", "status": "failed", "exit_status": 1,
+                   "stderr": "no\n"}],
+        "listing": {"handle": "out-abc", "read": "..."},
+        "not_shown": {"groups": 0, "alone": 0, "hosts": 0, "by_status": {}},
+    })
+    (card,) = cards_for("run_on_hosts", result)
+    assert [(r.host, r.count, r.status) for r in card.fanout] == [
+        ("web-001", 1, "failed"), ("web-[002-180], app-[001-120]", 299, "skipped")]
+    assert card.status == "0 of 300 hosts ok" and card.kind == "bad"
+    html = views.cards([card])
+    assert 'data-count="299"' in html and "299 hosts, same output" in html
+    assert html.count('<code class="part">') == 2  # a line per prefix
+    assert "Strategy: canary; stopped: the canary host web-001 failed" in html
+    assert "&lt;b&gt;canary&lt;/b&gt;" in html and "<b>canary" not in html

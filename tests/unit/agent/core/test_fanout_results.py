@@ -24,6 +24,7 @@ from agent.core.hosts import Presence
 from agent.core.outputs import UnknownOutput
 from agent.core.service import AgentService
 from agent.mcp.tools import build_mcp_server
+from tests.support.fanout import outcomes_by_host
 from tests.support.recording import ALICE, Answer, fleet_service, tailnet_host
 
 BUDGET = 32 * 1024
@@ -50,8 +51,7 @@ def disk_of(names: list[str]) -> dict[str, str]:
 
 def every_host(data: dict[str, Any]) -> list[str]:
     """The hosts a result names: its groups' (expanded) and those on their own."""
-    return [h for g in data["groups"] for h in expand(g["hosts"])] + [
-        h["host"] for h in data["hosts"]]
+    return list(outcomes_by_host(data))
 
 
 async def run(service: AgentService, command: str = "disk_usage",
