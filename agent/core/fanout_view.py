@@ -37,9 +37,14 @@ MIN_CUT = 200  # bytes: the last step's output and host-list length per entry
 SAMPLE_STEP = 2
 
 
+def compact_json(value: Any) -> str:
+    """`value` as the result is sent (MCP's text content) and measured: compact JSON."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def size(value: Any) -> int:
     """Bytes of `value` as compact JSON (UTF-8, as MCP sends it)."""
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    return len(compact_json(value).encode())
 
 
 @dataclass(frozen=True)
@@ -209,7 +214,7 @@ def present(head: dict[str, Any], outcomes: Sequence[HostOutcome], *, budget: in
 def _document(head: dict[str, Any], groups: Sequence[OutcomeGroup],
               alone: Sequence[HostOutcome]) -> tuple[Part, ...]:
     def line(value: dict[str, Any]) -> str:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n"
+        return compact_json(value) + "\n"
 
     parts = [Part((), line(head))]
     parts += [Part((f"group-{n}", *g.hosts), line(_group_line(g, n)))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-import json
 
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, Field, create_model
 
 from agent.core.fanout import FanoutResult
+from agent.core.fanout_view import compact_json
 from agent.core.hosts import HostView
 from agent.core.results import CommandResult
 from whitelist import Command
@@ -217,8 +217,7 @@ def fanout_call_result(result: FanoutResult) -> CallToolResult:
     a model) and as the structured content (FanoutToolResult), each within the budget the
     result was presented with (agent.core.fanout_view measures exactly this JSON)."""
     data = result.to_dict()
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return CallToolResult(content=[TextContent(type="text", text=text)],
+    return CallToolResult(content=[TextContent(type="text", text=compact_json(data))],
                           structured_content=data)
 
 
