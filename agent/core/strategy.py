@@ -102,13 +102,15 @@ class Strategy:
         if self.name == "canary" and count > 1:
             others = "the other host" if count == 2 else f"the other {count - 1}"
             return f"canary: {hosts[0]} first, then {others} only if it succeeded"
-        if self.name == "rolling" and count > 1:
+        if self.name == "rolling" and count > self.size(count):
             size = self.size(count)
             batches = math.ceil(count / size)
             return (f"rolling: {batches} batches of up to {size} host(s), one after the "
                     f"other, stopping once more than {self.max_failures} host(s) failed")
-        return f"{self.name}: all {count} host(s) at once" if count > 1 else (
-            f"{self.name}: 1 host")
+        if count == 1:
+            return f"{self.name}: 1 host"
+        # Parallel (or a run too small for its batches): nothing stops on a failure.
+        return f"{self.name}: all {count} hosts together, whatever fails"
 
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {"name": self.name}
