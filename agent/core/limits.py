@@ -66,13 +66,15 @@ class RateLimiter:
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
         bucket.updated = now
         if bucket.tokens < cost:
-            wait = (cost - bucket.tokens) / self.rate if self.rate > 0 else float("inf")
+            # A bucket that never refills (rate 0: tests only, settings need 1 a minute).
+            retry = (f"retry in {max(1, math.ceil((cost - bucket.tokens) / self.rate))} s"
+                     if self.rate > 0 else "it does not refill")
             spent = (f"{what} costs {cost:g} calls of a budget of {self.burst} at once "
                      f"({bucket.tokens:.0f} left)" if what
                      else f"made more than {self.burst} calls in a burst")
             raise RateLimited(
                 f"rate limit: {identity.principal} {spent} (limit {self.rate * 60:g} per "
-                f"minute); retry in {max(1, math.ceil(wait))} s. The operator sets it with "
+                f"minute); {retry}. The operator sets it with "
                 "TAILNET_AGENT_RATE_PER_MINUTE / TAILNET_AGENT_RATE_BURST."
             )
         bucket.tokens -= cost
