@@ -80,6 +80,10 @@ class Runner(Protocol):
 
     async def connection_status(self) -> dict[str, dict[str, Any]]: ...
 
+    def connections(self) -> Mapping[str, float | int]:
+        """Connections open in all, the cap, the idle time, how many were closed for each."""
+        ...
+
     async def check_host(self, host: str) -> float:
         """Connect (or reuse the connection) and check the host's shell; milliseconds."""
         ...
@@ -460,6 +464,7 @@ class AgentService(CallerView):
             status["policy"] = self.policy.source
             status["audit"] = {"path": str(self.audit.path), "budget_bytes": self.audit.budget,
                                "files_removed_for_budget": self.audit.removed}
+            status["ssh_connections"] = dict(self.pool.connections())
         return status
 
 

@@ -90,6 +90,11 @@ async def test_calls_are_counted_by_tool_command_host_and_outcome_with_bounded_l
     assert value(text, "tailnet_agent_ssh_connected", host="test") == 1
     assert value(text, "tailnet_agent_ssh_connects_total", host="test") == 1
     assert value(text, "tailnet_agent_fast_path_shells_idle", host="test") >= 1
+    assert value(text, "tailnet_agent_ssh_connections_open") == 1
+    assert value(text, "tailnet_agent_ssh_connections_max") == 1000
+    assert value(text, "tailnet_agent_ssh_connections_closed_total", reason="idle") == 0
+    assert value(text, "tailnet_agent_ssh_connections_closed_total", reason="cap") == 0
+    assert value(text, "tailnet_agent_ssh_refused_at_cap_total") == 0
     assert value(text, "tailnet_agent_http_responses_total", route="mcp", code="200") > 1000
     assert value(text, "process_resident_memory_bytes") > 0
 
