@@ -1,14 +1,14 @@
 """Idle SSH connections close, and at most a set number are open (agent/ssh/retention.py),
 against one real sshd answering on distinct loopback addresses as distinct hosts.
 
-What sshd sees is read from the kernel (`ss`): the TCP connections open to it, by the
-address each one reached, so "closed" means closed at the server, not only in our pool.
+What sshd sees is read from the kernel (`ss`, Sshd.connected_addresses): the TCP
+connections open to it, by the address each one reached, so "closed" means closed at the
+server, not only in our pool.
 """
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,25 +34,6 @@ def server() -> Iterator[Sshd]:
     sshd.cleanup()
 
 
-def fleet(server: Sshd, n: int, folder: Path) -> dict[str, HostConfig]:
-    """`n` hosts h1..hn on 127.0.1.1..n, each pinned in one known_hosts file."""
-    key_type, key_data = Path(f"{server.host_key}.pub").read_text().split()[:2]
-    known = folder / "known_hosts"
-    addresses = [f"127.0.1.{i + 1}" for i in range(n)]
-    known.write_text("".join(f"[{a}]:{server.port} {key_type} {key_data}\n" for a in addresses))
-    return {f"h{i + 1}": HostConfig(name=f"h{i + 1}", address=a, user=server.user,
-                                    port=server.port, key_path=server.client_key,
-                                    known_hosts=known)
-            for i, a in enumerate(addresses)}
-
-
-def open_at_server(server: Sshd) -> set[str]:
-    """The addresses that have a TCP connection to sshd open, as the kernel says."""
-    out = subprocess.run(["ss", "-Htn", "state", "established", f"sport = :{server.port}"],
-                         capture_output=True, text=True, check=True).stdout
-    return {line.split()[2].rsplit(":", 1)[0] for line in out.splitlines() if line.strip()}
-
-
 def addresses(hosts: dict[str, HostConfig], *names: str) -> set[str]:
     return {hosts[n].address for n in names}
 
@@ -67,16 +48,16 @@ async def run(pool: SSHPool, host: str, command: str) -> CommandResult:
 
 async def test_idle_connections_close_at_the_server_and_the_next_call_reconnects(
         server: Sshd, tmp_path: Path) -> None:
-    hosts = fleet(server, 3, tmp_path)
+    hosts = server.loopback_hosts(3, tmp_path)
     pool = SSHPool(hosts, idle_timeout=0.5)
     try:
         results = await asyncio.gather(*(run(pool, h, "echo $SSH_CONNECTION") for h in hosts))
         # Distinct hosts: each session reached its own address.
         assert {r.stdout.split()[2] for r in results} == addresses(hosts, "h1", "h2", "h3")
         assert await connected(pool) == {"h1", "h2", "h3"}
-        assert open_at_server(server) >= addresses(hosts, "h1", "h2", "h3")
+        assert server.connected_addresses() >= addresses(hosts, "h1", "h2", "h3")
 
-        await eventually(lambda: not (open_at_server(server) & addresses(hosts, *hosts)),
+        await eventually(lambda: not (server.connected_addresses() & addresses(hosts, *hosts)),
                          what="the server sees the idle connections closed")
         assert await connected(pool) == set()
         assert pool.connections()["closed_idle"] == 3
@@ -92,21 +73,21 @@ async def test_idle_connections_close_at_the_server_and_the_next_call_reconnects
 
 async def test_a_running_command_keeps_its_connection_and_idle_time_starts_when_it_ends(
         server: Sshd, tmp_path: Path) -> None:
-    hosts = fleet(server, 2, tmp_path)
+    hosts = server.loopback_hosts(2, tmp_path)
     pool = SSHPool(hosts, idle_timeout=1.0)
     try:
         running = asyncio.create_task(run(pool, "h1", "sleep 3; echo done"))
         await run(pool, "h2", "true")
         # h2 closes after its idle second while h1's command, older, still runs.
-        await eventually(lambda: hosts["h2"].address not in open_at_server(server),
+        await eventually(lambda: hosts["h2"].address not in server.connected_addresses(),
                          what="h2 closed idle")
         assert not running.done()
-        assert hosts["h1"].address in open_at_server(server)
+        assert hosts["h1"].address in server.connected_addresses()
         result = await running
         assert (result.stdout, result.exit_status) == ("done\n", 0)
         ended = time.monotonic()
         assert "h1" in await connected(pool)  # its idle second starts now
-        await eventually(lambda: hosts["h1"].address not in open_at_server(server),
+        await eventually(lambda: hosts["h1"].address not in server.connected_addresses(),
                          what="h1 closed idle after its command")
         assert time.monotonic() - ended >= 0.9
     finally:
@@ -115,14 +96,14 @@ async def test_a_running_command_keeps_its_connection_and_idle_time_starts_when_
 
 async def test_at_the_cap_the_least_recently_used_connection_closes(
         server: Sshd, tmp_path: Path) -> None:
-    hosts = fleet(server, 3, tmp_path)
+    hosts = server.loopback_hosts(3, tmp_path)
     pool = SSHPool(hosts, max_connections=2)
     try:
         for host in ("h1", "h2", "h1"):  # h2 is now the least recently used
             await run(pool, host, "true")
         assert (await run(pool, "h3", "echo three")).stdout == "three\n"
         assert await connected(pool) == {"h1", "h3"}
-        await eventually(lambda: addresses(hosts, *hosts) & open_at_server(server)
+        await eventually(lambda: addresses(hosts, *hosts) & server.connected_addresses()
                          == addresses(hosts, "h1", "h3"), what="h2 closed at the server")
         assert pool.connections() == {
             "open": 2, "cap": 2, "idle_close_seconds": 600.0, "closed_idle": 0,
@@ -133,7 +114,7 @@ async def test_at_the_cap_the_least_recently_used_connection_closes(
 
 async def test_at_the_cap_a_call_waits_for_a_busy_connection_to_finish_never_cutting_it(
         server: Sshd, tmp_path: Path) -> None:
-    hosts = fleet(server, 3, tmp_path)
+    hosts = server.loopback_hosts(3, tmp_path)
     pool = SSHPool(hosts, max_connections=2, connect_timeout=20)
     try:
         ends: dict[str, float] = {}
@@ -145,7 +126,7 @@ async def test_at_the_cap_a_call_waits_for_a_busy_connection_to_finish_never_cut
 
         first = asyncio.create_task(timed("h1", "sleep 1.5; echo one"))
         second = asyncio.create_task(timed("h2", "sleep 5; echo two"))
-        await eventually(lambda: addresses(hosts, "h1", "h2") <= open_at_server(server))
+        await eventually(lambda: addresses(hosts, "h1", "h2") <= server.connected_addresses())
         third = await timed("h3", "echo three")  # both connections busy: it waits
         assert third.stdout == "three\n"
         assert (await first).stdout == "one\n" and (await second).stdout == "two\n"
@@ -159,11 +140,11 @@ async def test_at_the_cap_a_call_waits_for_a_busy_connection_to_finish_never_cut
 
 async def test_at_the_cap_a_call_is_refused_after_waiting_and_nothing_reaches_its_host(
         server: Sshd, tmp_path: Path) -> None:
-    hosts = fleet(server, 2, tmp_path)
+    hosts = server.loopback_hosts(2, tmp_path)
     pool = SSHPool(hosts, max_connections=1, connect_timeout=1)
     try:
         busy = asyncio.create_task(run(pool, "h1", "sleep 4; echo kept"))
-        await eventually(lambda: hosts["h1"].address in open_at_server(server))
+        await eventually(lambda: hosts["h1"].address in server.connected_addresses())
         started = time.monotonic()
         with pytest.raises(ConnectionCapReached) as refused:
             await run(pool, "h2", "echo never")
@@ -171,7 +152,7 @@ async def test_at_the_cap_a_call_is_refused_after_waiting_and_nothing_reaches_it
         assert 0.9 <= waited < 3.5
         assert "nothing was sent to h2" in str(refused.value)
         assert "1 SSH connections open (TAILNET_AGENT_SSH_MAX_CONNECTIONS)" in str(refused.value)
-        assert hosts["h2"].address not in open_at_server(server)
+        assert hosts["h2"].address not in server.connected_addresses()
         assert (await pool.connection_status())["h2"]["connects"] == 0
         assert (await busy).stdout == "kept\n"  # the busy connection was never cut
         assert pool.connections()["refused_at_cap"] == 1
@@ -183,12 +164,12 @@ async def test_at_the_cap_a_call_is_refused_after_waiting_and_nothing_reaches_it
 
 async def test_a_host_that_left_counts_until_its_command_finished(
         server: Sshd, tmp_path: Path) -> None:
-    hosts = fleet(server, 2, tmp_path)
+    hosts = server.loopback_hosts(2, tmp_path)
     live = dict(hosts)
     pool = SSHPool(live, max_connections=1, connect_timeout=20)
     try:
         leaving = asyncio.create_task(run(pool, "h1", "sleep 1.5; echo finished"))
-        await eventually(lambda: hosts["h1"].address in open_at_server(server))
+        await eventually(lambda: hosts["h1"].address in server.connected_addresses())
         del live["h1"]
         pool.prune()  # h1 left the tailnet mid-command
         other = await run(pool, "h2", "echo two")  # waits for h1's command and connection
@@ -196,6 +177,6 @@ async def test_a_host_that_left_counts_until_its_command_finished(
         assert (result.stdout, result.exit_status) == ("finished\n", 0)
         assert other.stdout == "two\n"
         assert pool.connections()["open"] == 1
-        await eventually(lambda: hosts["h1"].address not in open_at_server(server))
+        await eventually(lambda: hosts["h1"].address not in server.connected_addresses())
     finally:
         await pool.close()
