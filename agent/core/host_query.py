@@ -36,6 +36,7 @@ class HostQuery:
     name: str | None = None  # a glob (web-*), or part of the name (case-insensitive)
     cursor: str | None = None  # the last name of the previous page
     limit: int = DEFAULT_LIMIT
+    untagged: bool = False  # only hosts without any tag (the chat's "no tag" group)
 
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= MAX_LIMIT:
@@ -53,6 +54,8 @@ class HostQuery:
     def matches(self, host: HostView) -> bool:
         tag = self.wanted_tag
         if tag is not None and tag not in host.tags:
+            return False
+        if self.untagged and host.tags:
             return False
         if self.online is not None and host.online is not self.online:
             return False

@@ -23,7 +23,7 @@ from mcp.server.mcpserver.resources import FunctionResource
 
 from agent.core.audit_records import recent_calls
 from agent.core.errors import ConfigError
-from agent.core.host_query import HostQuery
+from agent.core.host_query import DEFAULT_LIMIT, HostQuery
 from agent.core.identity import Identity
 from agent.core.service import AgentService
 
@@ -71,7 +71,8 @@ def hosts_query(params: Mapping[str, str]) -> HostQuery:
     try:
         return HostQuery(tag=params.get("tag"), online=None if online is None else
                          online == "true", name=params.get("name"),
-                         cursor=params.get("cursor"), **({"limit": int(limit)} if limit else {}))
+                         cursor=params.get("cursor"),
+                         limit=int(limit) if limit else DEFAULT_LIMIT)
     except ConfigError as exc:
         raise ResourceError(str(exc)) from None
 
