@@ -95,8 +95,10 @@ class Retention:
         Raises ConnectionCapReached when none ended in time."""
         deadline = time.monotonic() + self.wait_seconds
         while True:
-            self._forget_dead()
             if len(self._open) < self.cap or state in self._open:
+                return
+            self._forget_dead()  # only at the cap: a scan of every connection
+            if len(self._open) < self.cap:
                 return
             victim = next((s for s in self._open if not s.in_use()), None)
             if victim is not None:
