@@ -9,9 +9,11 @@ server, not only in our pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +36,18 @@ def server() -> Iterator[Sshd]:
     sshd.cleanup()
 
 
+@contextlib.asynccontextmanager
+async def pool_on(server: Sshd, n: int, folder: Path, **options: Any
+                  ) -> AsyncIterator[tuple[dict[str, HostConfig], SSHPool]]:
+    """`n` hosts of `server` and a pool over them (SSHPool's `options`), closed after."""
+    hosts = server.loopback_hosts(n, folder)
+    pool = SSHPool(hosts, **options)
+    try:
+        yield hosts, pool
+    finally:
+        await pool.close()
+
+
 def addresses(hosts: dict[str, HostConfig], *names: str) -> set[str]:
     return {hosts[n].address for n in names}
 
@@ -48,9 +62,7 @@ async def run(pool: SSHPool, host: str, command: str) -> CommandResult:
 
 async def test_idle_connections_close_at_the_server_and_the_next_call_reconnects(
         server: Sshd, tmp_path: Path) -> None:
-    hosts = server.loopback_hosts(3, tmp_path)
-    pool = SSHPool(hosts, idle_timeout=0.5)
-    try:
+    async with pool_on(server, 3, tmp_path, idle_timeout=0.5) as (hosts, pool):
         results = await asyncio.gather(*(run(pool, h, "echo $SSH_CONNECTION") for h in hosts))
         # Distinct hosts: each session reached its own address.
         assert {r.stdout.split()[2] for r in results} == addresses(hosts, "h1", "h2", "h3")
@@ -67,15 +79,11 @@ async def test_idle_connections_close_at_the_server_and_the_next_call_reconnects
         assert again.stdout == "back\n"
         status = await pool.connection_status()
         assert status["h2"]["connects"] == 2 and status["h1"]["connects"] == 1
-    finally:
-        await pool.close()
 
 
 async def test_a_running_command_keeps_its_connection_and_idle_time_starts_when_it_ends(
         server: Sshd, tmp_path: Path) -> None:
-    hosts = server.loopback_hosts(2, tmp_path)
-    pool = SSHPool(hosts, idle_timeout=1.0)
-    try:
+    async with pool_on(server, 2, tmp_path, idle_timeout=1.0) as (hosts, pool):
         running = asyncio.create_task(run(pool, "h1", "sleep 3; echo done"))
         await run(pool, "h2", "true")
         # h2 closes after its idle second while h1's command, older, still runs.
@@ -90,15 +98,11 @@ async def test_a_running_command_keeps_its_connection_and_idle_time_starts_when_
         await eventually(lambda: hosts["h1"].address not in server.connected_addresses(),
                          what="h1 closed idle after its command")
         assert time.monotonic() - ended >= 0.9
-    finally:
-        await pool.close()
 
 
 async def test_at_the_cap_the_least_recently_used_connection_closes(
         server: Sshd, tmp_path: Path) -> None:
-    hosts = server.loopback_hosts(3, tmp_path)
-    pool = SSHPool(hosts, max_connections=2)
-    try:
+    async with pool_on(server, 3, tmp_path, max_connections=2) as (hosts, pool):
         for host in ("h1", "h2", "h1"):  # h2 is now the least recently used
             await run(pool, host, "true")
         assert (await run(pool, "h3", "echo three")).stdout == "three\n"
@@ -108,15 +112,11 @@ async def test_at_the_cap_the_least_recently_used_connection_closes(
         assert pool.connections() == {
             "open": 2, "cap": 2, "idle_close_seconds": 600.0, "closed_idle": 0,
             "closed_for_cap": 1, "refused_at_cap": 0}
-    finally:
-        await pool.close()
 
 
 async def test_at_the_cap_a_call_waits_for_a_busy_connection_to_finish_never_cutting_it(
         server: Sshd, tmp_path: Path) -> None:
-    hosts = server.loopback_hosts(3, tmp_path)
-    pool = SSHPool(hosts, max_connections=2, connect_timeout=20)
-    try:
+    async with pool_on(server, 3, tmp_path, max_connections=2, connect_timeout=20) as (hosts, pool):
         ends: dict[str, float] = {}
 
         async def timed(host: str, command: str) -> CommandResult:
@@ -134,15 +134,11 @@ async def test_at_the_cap_a_call_waits_for_a_busy_connection_to_finish_never_cut
         assert ends["h1"] <= ends["h3"] < ends["h2"]  # it took h1's place once h1 was done
         assert pool.connections()["closed_for_cap"] == 1
         assert await connected(pool) == {"h2", "h3"}
-    finally:
-        await pool.close()
 
 
 async def test_at_the_cap_a_call_is_refused_after_waiting_and_nothing_reaches_its_host(
         server: Sshd, tmp_path: Path) -> None:
-    hosts = server.loopback_hosts(2, tmp_path)
-    pool = SSHPool(hosts, max_connections=1, connect_timeout=1)
-    try:
+    async with pool_on(server, 2, tmp_path, max_connections=1, connect_timeout=1) as (hosts, pool):
         busy = asyncio.create_task(run(pool, "h1", "sleep 4; echo kept"))
         await eventually(lambda: hosts["h1"].address in server.connected_addresses())
         started = time.monotonic()
@@ -158,8 +154,6 @@ async def test_at_the_cap_a_call_is_refused_after_waiting_and_nothing_reaches_it
         assert pool.connections()["refused_at_cap"] == 1
         # Once h1's call is over, its connection makes room.
         assert (await run(pool, "h2", "echo now")).stdout == "now\n"
-    finally:
-        await pool.close()
 
 
 async def test_a_host_that_left_counts_until_its_command_finished(
