@@ -234,6 +234,8 @@ class SSHPool:
             with suppress(asyncio.CancelledError):
                 await task
         conns = [conn for state in self._hosts.values() if (conn := state.drop()) is not None]
+        for state in self._hosts.values():
+            self._retention.closed(state)
         for conn in conns:
             conn.close()
         for conn in conns:

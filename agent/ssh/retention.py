@@ -61,8 +61,9 @@ class Retention:
 
     @property
     def open(self) -> int:
-        """Connections open or being opened, hosts that left included."""
-        return len(self._open)
+        """Connections open or being opened, hosts that left included (one the host closed
+        on its own is no longer counted, though its entry waits for the next sweep)."""
+        return sum(1 for s in self._open if s.in_use() or s.live() is not None)
 
     def used(self, state: HostState) -> None:
         """A call starts on `state`'s connection (or it has just been opened)."""
@@ -125,7 +126,7 @@ class Retention:
             await self._wait(None)
 
     def status(self) -> dict[str, float | int]:
-        return {"open": len(self._open), "cap": self.cap, "idle_close_seconds": self.idle_seconds,
+        return {"open": self.open, "cap": self.cap, "idle_close_seconds": self.idle_seconds,
                 "closed_idle": self.closed_idle, "closed_for_cap": self.closed_for_cap,
                 "refused_at_cap": self.refused}
 
