@@ -28,6 +28,7 @@ quick start:
   tailnet-agent doctor               check configuration, keys, hosts and catalog
   tailnet-agent hosts                list the configured SSH hosts
   tailnet-agent audit --since 1h     who ran what, where, and what the policy decided
+  tailnet-agent audit verify         check that nobody edited, cut or reordered the audit log
 
 settings come from flags, the environment and a .env file (strongest first):
 """ + "\n".join(f"  {s.env:<31} {s.meaning}" for s in SETTINGS)
@@ -172,6 +173,38 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only this catalog command")
     audit.add_argument("--json", action="store_true", help="one JSON object per call")
     audit.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    actions = audit.add_subparsers(dest="audit_action", metavar="ACTION")
+    verify = actions.add_parser(
+        "verify", help="check that no record was edited, removed, reordered or inserted",
+        description="Walk the audit log's hash chain through the log and its rotated files. "
+        "Prints OK with the counts, or one line per problem (file:line: what happened). "
+        "Exit status: 0 intact, 1 tampered with, 2 could not be read.")
+    # SUPPRESS: given before `verify`, the flag keeps its value.
+    verify.add_argument("--env-file", type=Path, default=argparse.SUPPRESS,
+                        help="read settings from this file too (default: ./.env if it exists)")
+    _flag(verify, "audit_log", "the log to check (default: as serve)", type=Path,
+          default=argparse.SUPPRESS)
+    verify.add_argument("--public-key", type=Path, metavar="FILE",
+                        help="also check the seals with this Ed25519 public key (the .pub of "
+                        "TAILNET_AGENT_AUDIT_SIGNING_KEY)")
+    verify.add_argument("--shipped", type=Path, metavar="FILE",
+                        help="also compare with the copy a syslog receiver kept (its file, "
+                        "one message a line): finds records changed after they were shipped "
+                        "and an end cut off")
+    show = actions.add_parser(
+        "show", help="one call's record and its recorded output",
+        description="Print one call's audit record, then the output it recorded (stdout "
+        "and stderr, redacted, as they arrived); with --cast, write the recording (an "
+        "asciinema v2 cast) instead.")
+    show.add_argument("call", metavar="CALL_ID", help="the call's id, as `tailnet-agent audit` "
+                      "shows it")
+    show.add_argument("--cast", type=Path, metavar="FILE", dest="cast_file",
+                      help="write the recording to FILE (`-` for stdout); play it with "
+                      "`asciinema play FILE`")
+    show.add_argument("--env-file", type=Path, default=argparse.SUPPRESS,
+                      help="read settings from this file too (default: ./.env if it exists)")
+    _flag(show, "audit_log", "the log to read (default: as serve)", type=Path,
+          default=argparse.SUPPRESS)
 
     health = command("health", "ask a running agent whether it is ready (exit 0) or not (1)",
                      "Ask the agent serving on the local socket (--socket, "
@@ -260,6 +293,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from agent.commands.hosts import run_hosts
 
         return run_hosts(settings)
+    if command == "audit" and args.audit_action == "verify":
+        from agent.commands.audit import run_verify
+
+        return run_verify(settings, public_key=args.public_key, shipped=args.shipped)
+    if command == "audit" and args.audit_action == "show":
+        from agent.commands.audit import run_audit_show
+
+        return run_audit_show(settings, args.call, cast_file=args.cast_file)
     if command == "audit":
         from agent.commands.audit import run_audit
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from agent.core.errors import ConfigError, NoDefaultHost, NoHostConfigured, UnknownHost
 from agent.envfile import parse_env_file
@@ -53,6 +54,27 @@ def integer(low: int, high: int, why: str) -> Parser:
         return value
 
     return parse
+
+
+def syslog_url(raw: str) -> str:
+    """`tcp://HOST:PORT` or `tls://HOST:PORT` (6514, RFC 5425's port, when none is given)."""
+    usage = ("must be tcp://HOST:PORT or tls://HOST:PORT (syslog over TCP, or over TLS; "
+             "for example tls://logs.example.com:6514)")
+    parts = urlsplit(raw.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(usage) from None
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or parts.username:
+        raise ValueError(usage)
+    if port is None:
+        if parts.scheme == "tcp":
+            raise ValueError(f"{usage}: name the port (rsyslog's imtcp listens on 514 by "
+                             "default)")
+        port = 6514
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}:{port}"
 
 
 def choice(*allowed: str) -> Parser:
@@ -141,6 +163,33 @@ SETTINGS: tuple[Setting, ...] = (
             "bytes the audit log and its rotated files may take; past it the oldest file is "
             "removed, a record and a warning say so, and `doctor` reports it",
             integer(100_000, 10**15, "it is the bytes kept for the audit log")),
+    Setting("TAILNET_AGENT_AUDIT_SIGNING_KEY", "audit_signing_key", None,
+            "Ed25519 private key (`ssh-keygen -t ed25519`) that seals the audit log at each "
+            "rotation and shutdown; keep it outside the log's directory", path),
+    Setting("TAILNET_AGENT_AUDIT_SYSLOG", "audit_syslog", None,
+            "also send every audit record, as it is written, to this syslog receiver: "
+            "`tcp://HOST:PORT` or `tls://HOST:PORT` (RFC 5424, octet-counted)", syslog_url),
+    Setting("TAILNET_AGENT_AUDIT_SYSLOG_CA", "audit_syslog_ca", None,
+            "CA certificates (PEM) that the `tls://` receiver's certificate must chain to",
+            path, shown_default="the system's"),
+    Setting("TAILNET_AGENT_AUDIT_SHIP_BACKLOG", "audit_ship_backlog", 100_000,
+            "audit records that may wait for the syslog receiver; past it the oldest are not "
+            "sent, and a record, a warning, `doctor` and `/metrics` say so",
+            integer(10, 100_000_000, "it is the records that may wait to be sent")),
+    Setting("TAILNET_AGENT_RECORDINGS", "recordings_dir", None,
+            "directory of the recordings: each command's output as an asciinema cast, linked "
+            "from its audit record", path, shown_default="`casts/` beside the audit log"),
+    Setting("TAILNET_AGENT_RECORDING_MAX_BYTES", "recording_max_bytes", 8_000_000,
+            "bytes one command's recording may take; the rest of its output is not recorded, "
+            "and the recording says so",
+            integer(65_536, 1 << 28, "it is the size of one recording")),
+    Setting("TAILNET_AGENT_RECORDINGS_BUDGET", "recordings_budget", 1_000_000_000,
+            "bytes all recordings may take; past it the oldest are removed, each removal "
+            "recorded in the audit log",
+            integer(1_000_000, 10**15, "it is the bytes kept for recordings")),
+    Setting("TAILNET_AGENT_SHARE_TTL", "share_ttl", 86_400.0,
+            "seconds a shared chat turn's read-only link lasts (shares are kept in memory: a "
+            "restart ends them)", seconds(7 * 86_400)),
     Setting("TAILNET_AGENT_RATE_PER_MINUTE", "rate_per_minute", 120,
             "calls per minute per tailnet identity (refill rate)",
             integer(1, 1_000_000, "it is calls per minute per identity")),
@@ -258,6 +307,14 @@ class Settings:
     audit_log: Path | None = _default("audit_log")  # None: default_audit_path()
     audit_max_bytes: int = _default("audit_max_bytes")
     audit_budget: int = _default("audit_budget")
+    audit_signing_key: Path | None = _default("audit_signing_key")
+    audit_syslog: str | None = _default("audit_syslog")
+    audit_syslog_ca: Path | None = _default("audit_syslog_ca")
+    audit_ship_backlog: int = _default("audit_ship_backlog")
+    recordings_dir: Path | None = _default("recordings_dir")  # None: casts/ beside the log
+    recording_max_bytes: int = _default("recording_max_bytes")
+    recordings_budget: int = _default("recordings_budget")
+    share_ttl: float = _default("share_ttl")
     rate_per_minute: int = _default("rate_per_minute")
     rate_burst: int = _default("rate_burst")
     host_concurrency: int = _default("host_concurrency")
@@ -293,6 +350,10 @@ class Settings:
     @property
     def audit_path(self) -> Path:
         return self.audit_log or default_audit_path()
+
+    @property
+    def recordings_path(self) -> Path:
+        return self.recordings_dir or self.audit_path.parent / "casts"
 
     def secret_values(self) -> list[str]:
         """Every secret these settings hold, so the audit log can keep them out."""

@@ -1,7 +1,7 @@
 #!/bin/sh
-# Install the system components the end-to-end tests use (sshd, Chromium, Go, podman). Runs
-# as root on CI (no stdin); as another user it only reports what is missing (those tests
-# then skip, outside CI).
+# Install the system components the end-to-end tests use (sshd, Chromium, Go, podman,
+# rsyslog). Runs as root on CI (no stdin); as another user it only reports what is missing
+# (those tests then skip, outside CI).
 set -eu
 TEST_USER="${TAILNET_AGENT_TEST_USER:-tnagent}"
 
@@ -25,6 +25,10 @@ command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] || need="$need gola
 command -v podman >/dev/null 2>&1 || need="$need podman"
 command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need="$need runc"
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need="$need ca-certificates"
+# The audit shipping tests start their own rsyslogd on loopback (imtcp; TLS through the ossl
+# driver); the system daemon is not used.
+[ -x /usr/sbin/rsyslogd ] || need="$need rsyslog"
+ls /usr/lib/*/rsyslog/lmnsd_ossl.so >/dev/null 2>&1 || need="$need rsyslog-openssl"
 
 if [ "$(id -u)" -ne 0 ]; then
   [ -z "$need" ] || echo "setup-machine: not root; missing:$need (those tests will skip)"

@@ -27,6 +27,7 @@ from .model import (
     Parameter,
 )
 from .parameters import MAX_NAME_LENGTH, load_parameter, text_field, unknown_key, valid_name
+from .parsers import PARSERS, OutputParser
 from .render import placeholders
 from .values import forbidden_character
 
@@ -41,6 +42,7 @@ _COMMAND_KEYS = {
     "become",
     "redact",
     "hosts",
+    "parser",
 }
 _REQUIRED_COMMAND_KEYS = ("description", "category", "template")
 
@@ -257,6 +259,9 @@ class _FileLoader:
         hosts = self._hosts(name, entry.get("hosts"))
         if hosts is None:
             ok = False
+        parser = self._parser(name, entry.get("parser"))
+        if parser is False:
+            ok = False
         parameters = self._parameters(name, entry.get("parameters"))
         if parameters is None or None in (description, category, template):
             return None
@@ -287,6 +292,7 @@ class _FileLoader:
             become=become if isinstance(become, str) else None,
             redact=redact,
             hosts=hosts or (),
+            parser=parser if isinstance(parser, OutputParser) else None,
         )
 
     def _become(self, command: str, value: Any) -> str | bool | None:
@@ -300,6 +306,18 @@ class _FileLoader:
         self._problem(command, "become", "expected true (the host's become user, root by "
                       f"default) or a user name like postgres, got {value!r}")
         return False
+
+    def _parser(self, command: str, value: Any) -> OutputParser | bool | None:
+        """The parser a command names (None: none); False after a problem."""
+        if value is None:
+            return None
+        parser = PARSERS.get(value) if isinstance(value, str) else None
+        if parser is None:
+            self._problem(command, "parser", f"unknown parser {value!r}; the parsers are: "
+                          f"{', '.join(PARSERS)} (see whitelist/parsers.py for the output each "
+                          "reads)")
+            return False
+        return parser
 
     def _template_matches(self, command: str, template: str, parameters: list[Parameter]) -> bool:
         used = placeholders(template)

@@ -10,6 +10,7 @@ from typing import Any
 from .errors import UnknownCommandError
 from .hosts import host_matches
 from .param_types import CONTAINER_PATTERN, UNIT_PATTERN, ParamType
+from .parsers import OutputParser
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class Command:
     # become user, root unless the inventory says otherwise) or a user name.
     become: str | None = None
     redact: bool = True  # secrets in the output are redacted before anyone sees it
+    # Its output as data too (whitelist/parsers.py); None: text only.
+    parser: OutputParser | None = None
 
     def runs_as(self, host_default: str = "root") -> str | None:
         """The user this command runs as on a host whose default become user is given."""

@@ -17,7 +17,9 @@ from agent.core.service import AgentService
 from .approvals import ApprovalsView
 from .host_routes import Hosts
 from .palette_routes import Palette
+from .replay import ReplayView
 from .routes import Chat
+from .share_routes import ShareView
 from .starters import Starters
 from .state import ChatOptions, ChatState
 
@@ -32,7 +34,12 @@ def chat_routes(
     state = ChatState(service, mcp_server, options or ChatOptions())
     chat, palette, hosts = Chat(state), Palette(state), Hosts(state)
     runbooks, approvals = Starters(state, chat), ApprovalsView(state)
+    replay, shares = ReplayView(service), ShareView(state)
     return [
+        Route("/chat/share/{turn}", shares.create, methods=["POST"]),
+        Route("/share/{share}", shares.page, methods=["GET"]),
+        Route("/audit/{call}/replay", replay.page, methods=["GET"]),
+        Route("/audit/{call}/cast", replay.cast, methods=["GET"]),
         Route("/chat/runbook", runbooks.start, methods=["POST"]),
         Route("/approvals", approvals.page, methods=["GET"]),
         Route("/approvals/list", approvals.listing, methods=["GET"]),

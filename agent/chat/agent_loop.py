@@ -132,6 +132,7 @@ class ChatTurn:
 
     async def run(self) -> None:
         turn = Turn(
+            id=self.id,
             messages=[{"role": "user", "content": self.question}],
             items=[DisplayItem("user", self.question)],
         )

@@ -20,6 +20,9 @@ class FanoutRow:
     stdout: str = ""
     stderr: str = ""
     error: str = ""
+    audit_id: str = ""  # its call in the audit log: the recording to replay
+    data: str = ""  # its output as data (with a filter: the rows that matched), as JSON
+    note: str = ""  # why there is no data, or no verdict from the filter
 
 
 # Failures first: what needs a look comes before what went fine.
@@ -43,6 +46,14 @@ class ToolCard:
     declined: bool = False  # a destructive command the person did not confirm
     stopped: bool = False  # the person stopped the turn while this call was pending
     fanout: tuple[FanoutRow, ...] = ()  # run_on_hosts: one row per host, failures first
+    audit_id: str = ""  # the call's id in the audit log: its recording plays at replay_url
+
+    @property
+    def audit_ids(self) -> list[str]:
+        """The calls this card shows, by their audit ids (one per host of a fan-out)."""
+        return [i for i in (self.audit_id, *(row.audit_id for row in self.fanout)) if i]
+    filtered: str = ""  # run_on_hosts with a filter: what it kept, in one line
+    filter_expression: str = ""
 
     @property
     def ok(self) -> bool:
@@ -66,6 +77,8 @@ class ToolCard:
 
     @property
     def status(self) -> str:
+        if self.filtered:
+            return self.filtered
         if self.fanout:
             ok = sum(row.status == "ok" for row in self.fanout)
             return f"{ok} of {len(self.fanout)} hosts ok"
@@ -96,6 +109,7 @@ def _command_card(tool: str, data: dict[str, Any]) -> ToolCard:
         stderr=str(data.get("stderr", "")),
         truncated=bool(data.get("truncated", False)),
         timed_out=bool(data.get("timed_out", False)),
+        audit_id=str(data.get("audit_id") or ""),
     )
 
 
@@ -110,6 +124,11 @@ def _fanout_card(tool: str, data: dict[str, Any]) -> ToolCard:
             stdout=str(r.get("stdout", "")),
             stderr=str(r.get("stderr", "")),
             error=str(r.get("error", "")),
+            audit_id=str(r.get("audit_id") or ""),
+            # The rows are shown when there is no text (a filter keeps only the rows).
+            data=json.dumps(r["data"], indent=1, ensure_ascii=False)
+            if r.get("data") is not None and not r.get("stdout") else "",
+            note=str(r.get("note", "")),
         )
         for r in data["hosts"] if isinstance(r, dict)
     ]
@@ -117,7 +136,18 @@ def _fanout_card(tool: str, data: dict[str, Any]) -> ToolCard:
     duration = data.get("duration_ms")
     return ToolCard(tool=tool, command=str(data.get("command", "")),
                     rendered=str(data.get("rendered", "")), fanout=tuple(rows),
-                    duration_ms=float(duration) if isinstance(duration, int | float) else None)
+                    duration_ms=float(duration) if isinstance(duration, int | float) else None,
+                    filtered=_filtered(data),
+                    filter_expression=str((data.get("filter") or {}).get("expression", "")))
+
+
+def _filtered(data: dict[str, Any]) -> str:
+    """A filtered fan-out's badge: how many hosts matched, of how many."""
+    verdicts = data.get("filter")
+    total = data.get("summary", {}).get("total") if isinstance(data.get("summary"), dict) else None
+    if not isinstance(verdicts, dict) or not isinstance(total, int):
+        return ""
+    return f"{verdicts.get('matched', 0)} of {total} hosts match"
 
 
 def _is_fanout_result(data: Any) -> bool:

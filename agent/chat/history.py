@@ -9,6 +9,7 @@ with a user's question and stays a valid Messages API history.
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,6 +42,7 @@ class Turn:
 
     messages: list[dict[str, Any]] = field(default_factory=list)
     items: list[DisplayItem] = field(default_factory=list)
+    id: str = field(default_factory=lambda: secrets.token_hex(8))  # its ChatTurn's id
 
 
 @dataclass

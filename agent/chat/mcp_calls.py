@@ -56,10 +56,23 @@ def _clip(text: str) -> str:
     return text[:MODEL_OUTPUT_LIMIT] + f"\n[... {cut} more characters not shown to the model]"
 
 
+def _clip_rows(rows: list[Any]) -> list[Any]:
+    """A command's rows (`data`), as many as fit in MODEL_OUTPUT_LIMIT characters of JSON."""
+    kept: list[Any] = []
+    size = 0
+    for row in rows:
+        size += len(json.dumps(row, ensure_ascii=False)) + 2
+        if size > MODEL_OUTPUT_LIMIT:
+            return [*kept, f"[... {len(rows) - len(kept)} more rows not shown to the model]"]
+        kept.append(row)
+    return kept
+
+
 def _clip_result(data: Any) -> Any:
     if isinstance(data, dict):
         return {
-            k: _clip(v) if k in ("stdout", "stderr") and isinstance(v, str) else _clip_result(v)
+            k: _clip(v) if k in ("stdout", "stderr") and isinstance(v, str)
+            else _clip_rows(v) if k == "data" and isinstance(v, list) else _clip_result(v)
             for k, v in data.items()
         }
     if isinstance(data, list):

@@ -126,7 +126,7 @@ class Chat:
         return html(views.page(
             identity=identity,
             mode=views.mode(self.service.mode),
-            items=session.conversation.items(),
+            turns=session.conversation.turns,
             running=running,
             has_key=self.state.has_key,
             model=settings.anthropic_model,

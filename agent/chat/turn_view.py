@@ -148,7 +148,9 @@ class TurnView:
         if isinstance(event, TurnStopped):
             id = f"s-{self.turn_id}"
             return self._set(id, views.item(DisplayItem("notice", event.message), id=id))
-        return None  # TurnFinished: the stream ends, nothing to show
+        if isinstance(event, TurnFinished):  # the turn is in the history: it may be shared
+            return self._set(f"share-{self.turn_id}", views.share_control(self.turn_id))
+        return None
 
     def _set(self, id: str, html: str) -> str:
         self._segments[id] = html

@@ -117,6 +117,16 @@ def status(turn_id: str, status: Any, *, oob: bool = False) -> str:
     return str(_macro("status_view")(turn_id, status, oob))
 
 
+def share_control(turn_id: str) -> str:
+    """The Share button under a finished turn."""
+    return str(_macro("share_control")(turn_id))
+
+
+def share_link(turn_id: str, url: str, lasts: str) -> str:
+    """What replaces the Share button once pressed: the read-only link."""
+    return str(_macro("share_link")(turn_id, url, lasts))
+
+
 def message_fragment(kind: str, text: str) -> str:
     return str(Markup('<div class="msg {}" role="alert">{}</div>').format(kind, text))
 

@@ -1,7 +1,8 @@
 """`tailnet-agent doctor`: one line per check, OK or FAIL with the fix.
 
 Checks, in order: the Python packages the agent imports, the catalog, the policy,
-the audit log, the API key, tailscaled, then per host its key file and a real
+the audit log (its budget, its signing key, its syslog receiver and what waits for it),
+the API key, tailscaled, then per host its key file and a real
 connection (host key, authentication, POSIX shell). Hosts only the tailnet reaches
 are checked through it with `--tailnet`, and reported as not checked without it; so
 are the hosts the inventory's `tailnet:` selectors find among the node's peers.
@@ -9,11 +10,17 @@ are the hosts the inventory's `tailnet:` selectors find among the node's peers.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
+import ssl
 from collections.abc import Mapping
 
+from agent.core.audit import AuditLog
+from agent.core.audit_chain import Signer
 from agent.core.audit_records import log_files, removals
+from agent.core.audit_ship import read_cursor
+from agent.core.audit_syslog import Sink
 from agent.core.errors import ConfigError
 from agent.core.policy import load_policy
 from agent.fleet import host_for
@@ -40,7 +47,7 @@ from .checks import Finding, key_finding, needs_tailnet
 DEPENDENCIES = (
     "anthropic", "mcp", "asyncssh", "bcrypt", "starlette", "uvicorn", "h11", "yaml",
     "python_socks", "httpx", "jinja2", "markupsafe", "markdown_it", "pydantic",
-    "prometheus_client", "re2", "packaging",
+    "prometheus_client", "re2", "packaging", "cryptography", "jc", "jmespath",
 )
 
 
@@ -93,6 +100,50 @@ def _check_policy_and_audit(report: Report, settings: Settings) -> None:
         report.fail(f"audit log: {path} is not writable, so every tool call would be refused",
                     "fix its permissions or set --audit-log / TAILNET_AGENT_AUDIT_LOG")
     _check_audit_budget(report, settings)
+    _check_audit_signing(report, settings)
+
+
+def _check_audit_signing(report: Report, settings: Settings) -> None:
+    if settings.audit_signing_key is None:
+        return
+    try:
+        signer = Signer.load(settings.audit_signing_key, settings.audit_path.parent)
+    except ConfigError as exc:
+        report.fail(f"audit signing key: {exc}", "fix the key, or unset "
+                    "TAILNET_AGENT_AUDIT_SIGNING_KEY (the agent refuses to start with it)")
+        return
+    report.ok(f"audit signing key: {signer.key_id} seals the log at rotation and shutdown "
+              "(check with `tailnet-agent audit verify --public-key KEY.pub`)")
+
+
+async def _check_audit_shipping(report: Report, settings: Settings) -> None:
+    """The syslog receiver reachable now, and what the shipper left in its cursor."""
+    if settings.audit_syslog is None:
+        return
+    sink = Sink(settings.audit_syslog, settings.audit_syslog_ca)
+    try:
+        (await asyncio.to_thread(sink.connect, 5.0)).close()
+        report.ok(f"audit receiver {sink.url}: reachable"
+                  + (" (its TLS certificate verified)" if sink.tls else ""))
+    except (OSError, ssl.SSLError) as exc:
+        report.fail(f"audit receiver {sink.url}: cannot be reached ({exc})",
+                    "start it, or correct TAILNET_AGENT_AUDIT_SYSLOG (and _CA); meanwhile "
+                    f"records wait in the local log, at most {settings.audit_ship_backlog}")
+    cursor = read_cursor(settings.audit_path)
+    if cursor is None or cursor.get("sink") != sink.url:
+        report.ok(f"audit shipping: nothing sent to {sink.url} yet")
+        return
+    written = AuditLog(settings.audit_path).last_link().seq
+    waiting = max(0, written - int(cursor.get("seq") or 0))
+    never = int(cursor.get("not_shipped") or 0)
+    if never:
+        last = cursor.get("last_gap") or ["?", "?", "?"]
+        report.warn(f"audit shipping: {never} record(s) were never sent to {sink.url} (the "
+                    f"last: seq {last[0]} to {last[1]}, noted at {last[2]}); they are in the "
+                    "local log only", "keep the receiver up, or raise "
+                    "TAILNET_AGENT_AUDIT_SHIP_BACKLOG")
+    report.ok(f"audit shipping: {waiting} record(s) waiting (delivered up to seq "
+              f"{cursor.get('seq')} of {written}, at {cursor.get('time')})")
 
 
 def _check_audit_budget(report: Report, settings: Settings) -> None:
@@ -182,6 +233,7 @@ async def run_doctor(settings: Settings, *, tailnet: bool = False) -> int:
     except WhitelistError as exc:
         report.fail(f"catalog: {exc}", "correct the file and field named above")
     _check_policy_and_audit(report, settings)
+    await _check_audit_shipping(report, settings)
     if settings.anthropic_api_key:
         report.ok("ANTHROPIC_API_KEY is set (chat enabled)")
     else:

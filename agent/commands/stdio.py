@@ -22,4 +22,4 @@ async def run_stdio(settings: Settings) -> None:
         server = build_mcp_server(service, stdio_caller=local_user_identity("local-operator"))
         await server.run_stdio_async()
     finally:
-        await service.pool.close()
+        await service.close()

@@ -22,6 +22,15 @@ new file, a warning goes to the log, and `tailnet-agent doctor` reports it.
 A caller over its rate limit cannot fill the budget with refusals either: the first
 such refusal in each LIMITED_WINDOW seconds is recorded as a call (start and end),
 the others of that window are counted in one `limited` record.
+
+Every record is linked to the one before it (`seq` and `prev`, agent.core.audit_chain),
+across rotations and restarts; the removal record names the removed file's last `seq`
+and hash, and with a signing key each file's end is sealed at rotation and at shutdown.
+The writer keeps the chain's end in memory and checks it against the file before each
+append (under a lock on the log's directory, so several processes may share the log):
+another agent's records are followed, but a log cut short or changed under it is not
+followed: the next record links to the last one this writer wrote, so `tailnet-agent
+audit verify` shows the gap where it happened.
 Reading the log back (`tailnet-agent audit`) is agent.core.audit_records.
 """
 
@@ -29,18 +38,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .audit_chain import (
+    SEAL_EVENT,
+    SEQ,
+    START,
+    Link,
+    Signer,
+    chained,
+    line_hash,
+    link_after,
+    parse_chained,
+    record_line,
+)
 from .audit_shape import shape
 from .errors import AuditUnavailable
 from .identity import Identity
@@ -50,7 +72,9 @@ log = logging.getLogger(__name__)
 REDACTED = "[REDACTED]"
 REMOVED_EVENT = "archive-removed"
 LIMITED_EVENT = "limited"
+NOT_SHIPPED_EVENT = "not-shipped"  # records the syslog sender left out (audit_ship.py)
 LIMITED_WINDOW = 10.0  # seconds
+TAIL_BYTES = 16384  # read back from a file's end: more than a record (audit_shape)
 
 
 def identity_fields(identity: Identity) -> dict[str, Any]:
@@ -71,10 +95,12 @@ class AuditLog:
         max_bytes: int = 10_000_000,
         budget: int = 500_000_000,
         secrets_to_hide: Iterable[str] = (),
+        signer: Signer | None = None,
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.budget = budget
+        self.signer = signer
         self.removed = 0  # rotated files removed for the budget since start
         # Only values long enough to be secrets: redacting "a" would mangle every line.
         self._secrets = sorted({s for s in secrets_to_hide if s and len(s) >= 6}, key=len,
@@ -82,15 +108,21 @@ class AuditLog:
         self._lock = threading.Lock()
         # Told of every record that could not be written (the metrics count them).
         self.on_failure: Callable[[], None] | None = None
+        # Told after every record written (the shipper wakes up).
+        self.on_written: Callable[[], None] | None = None
         self._limited: dict[str, _Limited] = {}
+        # The chain's end as this writer left it, and the file's (inode, size) just after.
+        self._end: _End | None = None
+        self._mark: tuple[int, int] | None = None
+        self.diverged = 0  # times the log was found cut short or changed under this writer
 
     def new_call_id(self) -> str:
         return secrets.token_hex(8)
 
     def _redact(self, text: str) -> str:
+        """Secrets in the escaped form JSON gives them (`_hide` took out the plain form, and
+        replacing it here could change a hash that merely contains it)."""
         for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-            # json.dumps escapes some characters; hide the escaped form too.
             escaped = json.dumps(secret, ensure_ascii=True)[1:-1]
             if escaped != secret:
                 text = text.replace(escaped, REDACTED)
@@ -117,9 +149,13 @@ class AuditLog:
         removed: list[dict[str, Any]] = []
         while archives and sum(sizes.values()) > room:
             _, oldest = archives.pop()
-            first, last = _first_and_last_time(oldest)
-            removed.append({"time": _now(), "event": REMOVED_EVENT, "file": oldest.name,
-                            "bytes": sizes.pop(oldest), "first": first, "last": last})
+            first, last, last_line = _file_ends(oldest)
+            end = link_after(last_line) if last_line is not None else None
+            # Where the chain of the files that remain starts (audit_verify).
+            removed.append({"time": timestamp(), "event": REMOVED_EVENT, "file": oldest.name,
+                            "bytes": sizes.pop(oldest), "first": first, "last": last,
+                            "last_seq": end.seq if end else None,
+                            "last_hash": end.hash if end else None})
             oldest.unlink()
             self.removed += 1
             log.warning(
@@ -128,14 +164,90 @@ class AuditLog:
                 "to keep more history", self.budget, oldest, first, last)
         return removed
 
-    def _append(self, data: bytes) -> None:
+    def _append(self, data: bytes, end: _End) -> None:
+        """Write one line (or a line and what precedes it) and remember the chain's end."""
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             written = os.write(fd, data)
+            stat = os.fstat(fd)
         finally:
             os.close(fd)
         if written != len(data):
             raise OSError(f"short write ({written} of {len(data)} bytes)")
+        self._end, self._mark = end, (stat.st_ino, stat.st_size)
+
+    def _linked(self, record: Mapping[str, Any], after: _End) -> tuple[bytes, _End]:
+        """`record` (shaped) as the line after `after`, and the chain's end it leaves."""
+        linked = chained(record, after.link)
+        sealed = record.get("event") == SEAL_EVENT
+        if sealed and self.signer is not None:
+            linked = self.signer.seal(linked)
+        line = self._redact(record_line(linked).decode("ascii")).encode("ascii")
+        return line, _End(Link(linked[SEQ], line_hash(line)), sealed)
+
+    def _append_record(self, record: Mapping[str, Any], after: _End, prefix: bytes = b""
+                       ) -> _End:
+        line, end = self._linked(record, after)
+        self._append(prefix + line, end)
+        return end
+
+    def _head(self) -> tuple[_End, bytes]:
+        """The chain's end to link the next record to, and what to write before it (a
+        newline when the file ends inside a line). Another writer's records are followed;
+        a log that is shorter than or different from what this writer left is not."""
+        try:
+            stat = self.path.stat()
+            mark: tuple[int, int] | None = (stat.st_ino, stat.st_size)
+        except FileNotFoundError:
+            mark = None
+        if self._end is not None and mark == self._mark:
+            return self._end, b""
+        last, complete = self._last_line()
+        on_disk = _End(link_after(last), _is_seal(last)) if last is not None else None
+        prefix = b"" if complete else b"\n"
+        if self._end is None or on_disk == self._end:
+            return on_disk or _End(START, False), prefix
+        if on_disk is not None and on_disk.link.seq > self._end.link.seq:
+            return on_disk, prefix  # another process wrote after us
+        self.diverged += 1
+        log.error(
+            "the audit log %s was cut short or changed since this agent wrote its record seq "
+            "%d (the log now ends at %s); the next record links to the one this agent wrote, "
+            "so `tailnet-agent audit verify` shows the gap", self.path, self._end.link.seq,
+            f"seq {on_disk.link.seq}" if on_disk else "no record")
+        return self._end, prefix
+
+    def last_link(self) -> Link:
+        """The chain's end as the files show it (no lock: a line is written at once)."""
+        end, mark = self._end, self._mark
+        try:
+            stat = self.path.stat()
+            if end is not None and mark == (stat.st_ino, stat.st_size):
+                return end.link
+        except FileNotFoundError:
+            pass
+        last, _ = self._last_line()
+        return link_after(last) if last is not None else START
+
+    def _last_line(self) -> tuple[bytes | None, bool]:
+        """The log's last line (of the newest file that has one) and whether it is complete."""
+        candidates = [self.path, *(p for _, p in self._archives())]
+        for path in candidates:
+            try:
+                with open(path, "rb") as f:
+                    size = f.seek(0, os.SEEK_END)
+                    if not size:
+                        continue
+                    f.seek(max(0, size - TAIL_BYTES))
+                    tail = f.read()
+            except FileNotFoundError:
+                continue
+            complete = tail.endswith(b"\n")
+            return tail.rstrip(b"\n").rsplit(b"\n", 1)[-1], complete or path != self.path
+        return None, True
+
+    def _line(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        return shape(self._hide(record))
 
     def _hide(self, value: Any, depth: int = 0) -> Any:
         """Secrets out of every string, before any of them is cut (a cut could split one)."""
@@ -151,23 +263,24 @@ class AuditLog:
             return [self._hide(v, depth + 1) for v in value]
         return value
 
-    def _line(self, record: Mapping[str, Any]) -> bytes:
-        return (self._redact(shape(self._hide(record))) + "\n").encode("ascii")
-
     def write(self, record: Mapping[str, Any]) -> None:
         """Append one record; raises AuditUnavailable when it cannot."""
-        data = self._line(record)
+        shaped = self._line(record)
         try:
-            with self._lock:
-                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with self._locked():
+                end, prefix = self._head()
+                line, after = self._linked(shaped, end)
                 try:
                     size = self.path.stat().st_size
                 except FileNotFoundError:
                     size = 0
-                if size and size + len(data) > self.max_bytes:
+                if size and size + len(line) > self.max_bytes:
+                    end = self._seal(end, "rotation", prefix)
+                    prefix = b""
                     for removal in self._rotate():
-                        self._append(self._line(removal))
-                self._append(data)
+                        end = self._append_record(removal, end)
+                    line, after = self._linked(shaped, end)
+                self._append(prefix + line, after)
         except OSError as exc:
             if self.on_failure is not None:
                 self.on_failure()
@@ -176,6 +289,45 @@ class AuditLog:
                 "must be recorded first. Fix the file's directory or permissions (or set "
                 "TAILNET_AGENT_AUDIT_LOG / --audit-log to a writable path) and try again."
             ) from None
+        if self.on_written is not None:
+            self.on_written()
+
+    def _seal(self, end: _End, reason: str, prefix: bytes = b"") -> _End:
+        """Sign the chain's end (with a signing key, unless a seal is already the end)."""
+        if self.signer is None or end.sealed or end.link == START:
+            return end
+        return self._append_record({"time": timestamp(), "event": SEAL_EVENT, "reason": reason,
+                                    "key": self.signer.key_id}, end, prefix)
+
+    def close(self) -> None:
+        """Seal the log's end at shutdown (with a signing key); a failure is logged."""
+        if self.signer is None:
+            return
+        try:
+            with self._locked():
+                end, prefix = self._head()
+                self._seal(end, "shutdown", prefix)
+        except OSError as exc:
+            log.error("cannot seal the audit log %s at shutdown: %s", self.path, exc)
+            return
+        if self.on_written is not None:
+            self.on_written()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """This writer's threads one at a time, and other processes writing the same log
+        (a lock on its directory: the file itself is renamed by rotation)."""
+        with self._lock:
+            try:
+                fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # releases the lock
 
     def limited(self, identity: Identity, now: float | None = None) -> bool:
         """A call of `identity` was refused by its rate limit: record it as a call (True),
@@ -200,7 +352,7 @@ class AuditLog:
             del self._limited[key]
             if state.suppressed:
                 try:
-                    self.write({"time": _now(), "event": LIMITED_EVENT,
+                    self.write({"time": timestamp(), "event": LIMITED_EVENT,
                                 **identity_fields(state.identity), "calls": state.suppressed,
                                 "window_s": LIMITED_WINDOW,
                                 "note": "calls refused by the rate limit, not recorded one "
@@ -210,19 +362,19 @@ class AuditLog:
                               state.suppressed)
 
     def start(self, call: str, identity: Identity, **fields: Any) -> None:
-        self.write({"time": _now(), "event": "start", "call": call,
+        self.write({"time": timestamp(), "event": "start", "call": call,
                     **identity_fields(identity), **fields})
 
     def end(self, call: str, identity: Identity, **fields: Any) -> None:
         """The closing record; the call is over, so a failure here is logged, not raised."""
         try:
-            self.write({"time": _now(), "event": "end", "call": call,
+            self.write({"time": timestamp(), "event": "end", "call": call,
                         "identity": identity.principal, **fields})
         except AuditUnavailable as exc:
             log.error("%s (call %s has a start record but no end record)", exc, call)
 
 
-def _now() -> str:
+def timestamp() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
@@ -233,8 +385,20 @@ class _Limited:
     suppressed: int = 0
 
 
-def _first_and_last_time(path: Path) -> tuple[str | None, str | None]:
-    """The `time` of a file's first and last record (for the removal record)."""
+def _is_seal(line: bytes) -> bool:
+    record = parse_chained(line)
+    return record is not None and record.get("event") == SEAL_EVENT
+
+
+@dataclass(frozen=True)
+class _End:
+    link: Link
+    sealed: bool  # the last record is a seal
+
+
+def _file_ends(path: Path) -> tuple[str | None, str | None, bytes | None]:
+    """The `time` of a file's first and last record, and its last line (for the removal
+    record)."""
 
     def time_of(line: bytes) -> str | None:
         try:
@@ -246,8 +410,9 @@ def _first_and_last_time(path: Path) -> tuple[str | None, str | None]:
     try:
         with open(path, "rb") as f:
             first = time_of(f.readline())
-            f.seek(max(0, path.stat().st_size - 8192))
+            f.seek(max(0, path.stat().st_size - TAIL_BYTES))
             tail = f.read().splitlines()
     except OSError:
-        return None, None
-    return first, time_of(tail[-1]) if tail else None
+        return None, None, None
+    last = tail[-1] if tail else None
+    return first, time_of(last) if last else None, last

@@ -1,8 +1,9 @@
-"""Reading the audit log back: records, calls (start + end merged), filters, one-line views.
+"""Reading the audit log back: records, calls (start + end merged), filters, one-line views,
+one call by its id, and who may see a call's record.
 
-Used by `tailnet-agent audit` and by tests that count records. Tolerant: a line
-that is not JSON is skipped with a warning, a start without an end is an
-"unfinished" call.
+Used by `tailnet-agent audit` (and `audit show`), the replay and share pages, and by
+tests that count records. Tolerant: a line that is not JSON is skipped with a warning, a
+start without an end is an "unfinished" call.
 """
 
 from __future__ import annotations
@@ -11,16 +12,26 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from .audit import LIMITED_EVENT, REMOVED_EVENT
+from . import casts
+from .audit import LIMITED_EVENT, NOT_SHIPPED_EVENT, REMOVED_EVENT
+from .audit_chain import PREV, SEQ
 from .identity import Identity
+from .policy import Policy
 
 log = logging.getLogger(__name__)
+
+# Records that are not part of a call: a removed log file, a count of rate-limited calls,
+# records not shipped to syslog, a removed recording, a chat turn shared and a share
+# opened (agent/chat/share_routes.py).
+SHARED_EVENT, OPENED_EVENT = "turn-shared", "share-opened"
+NOTE_EVENTS = (REMOVED_EVENT, LIMITED_EVENT, NOT_SHIPPED_EVENT, casts.REMOVED_EVENT,
+               SHARED_EVENT, OPENED_EVENT)
 
 
 @dataclass
@@ -36,13 +47,21 @@ class CallRecord:
     def time(self) -> datetime:
         return datetime.fromisoformat(self.start["time"])
 
-    def merged(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.start.items() if k != "event"}
+    def merged(self, *, chain: bool = False) -> dict[str, Any]:
+        """One object for the call. Its records' places in the chain (`seq`, and `end_seq`)
+        only with `chain`: for the operator; a caller's own view would learn from them how
+        many records others' calls made."""
+        data = {k: v for k, v in self.start.items() if k not in ("event", SEQ, PREV)}
         if self.end is not None:
-            data.update({k: v for k, v in self.end.items() if k not in ("event", "time")})
+            data.update({k: v for k, v in self.end.items()
+                         if k not in ("event", "time", SEQ, PREV)})
             data["end_time"] = self.end["time"]
         else:
             data["outcome"] = "unfinished"
+        if chain:
+            data[SEQ] = self.start.get(SEQ)
+            if self.end is not None:
+                data["end_seq"] = self.end.get(SEQ)
         return data
 
 
@@ -75,22 +94,30 @@ def removals(path: Path) -> list[dict[str, Any]]:
     """The `archive-removed` records (the writer puts them at the top of a fresh file)."""
     found: list[dict[str, Any]] = []
     for file in log_files(path):
-        with open(file, encoding="utf-8", errors="replace") as f:
-            for _, line in zip(range(20), f, strict=False):
-                with contextlib.suppress(ValueError):
-                    record = json.loads(line)
-                    if isinstance(record, dict) and record.get("event") == REMOVED_EVENT:
-                        found.append(record)
+        with open(file, "rb") as f:
+            found += removals_at_top(f)
+    return found
+
+
+def removals_at_top(f: IO[bytes]) -> list[dict[str, Any]]:
+    """The `archive-removed` records among the first lines of one open file."""
+    found: list[dict[str, Any]] = []
+    for _, line in zip(range(20), f, strict=False):
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("event") == REMOVED_EVENT:
+                found.append(record)
     return found
 
 
 def read_calls(path: Path, notes: list[tuple[int, dict[str, Any]]] | None = None
                ) -> list[CallRecord]:
     """Calls in the log's order; records that are not part of a call (removed files, counts
-    of rate-limited calls) go to `notes` when given, with the number of calls before them."""
+    of rate-limited calls, records not shipped) go to `notes` when given, with the number of
+    calls before them. Seals are neither."""
     calls: dict[str, CallRecord] = {}
     for record in read_records(path):
-        if record.get("event") in (REMOVED_EVENT, LIMITED_EVENT):
+        if record.get("event") in NOTE_EVENTS:
             if notes is not None:
                 notes.append((len(calls), record))
             continue
@@ -152,7 +179,7 @@ def format_call(call: CallRecord) -> str:
         detail += f" ({data['error'][:120]})"
     duration = data.get("duration_ms")
     took = f" {duration:.0f}ms" if isinstance(duration, int | float) else ""
-    return (f"{data['time'][:23]} {data.get('identity', '?')} "
+    return (f"{data['time'][:23]} {call.call} {data.get('identity', '?')} "
             f"[{data.get('node') or data.get('source', '')}] {data.get('command', '?')} "
             f"on {data.get('host') or '?'}: {detail}{took}")
 
@@ -166,6 +193,24 @@ def format_note(note: dict[str, Any]) -> str:
     if note.get("event") == REMOVED_EVENT:
         return (f"{str(note.get('time'))[:23]} -- {note.get('file')} was removed (audit budget "
                 f"reached): its records from {note.get('first')} to {note.get('last')} are gone")
+    if note.get("event") == casts.REMOVED_EVENT:
+        return (f"{str(note.get('time'))[:23]} -- the recording of call {note.get('cast')} "
+                f"({note.get('bytes')} bytes, made {note.get('recorded')}) was removed "
+                "(recordings budget reached)")
+    if note.get("event") == SHARED_EVENT:
+        calls = ", ".join(str(c) for c in note.get("calls") or []) or "none"
+        return (f"{str(note.get('time'))[:23]} {note.get('identity', '?')} shared a chat answer "
+                f"(share {str(note.get('share'))[:8]}..., calls: {calls}) until "
+                f"{note.get('until')}")
+    if note.get("event") == OPENED_EVENT:
+        verdict = "opened" if note.get("allowed") else "was refused"
+        return (f"{str(note.get('time'))[:23]} {note.get('identity', '?')} "
+                f"[{note.get('node') or note.get('source', '')}] {verdict} the answer "
+                f"{note.get('shared_by')} shared (share {str(note.get('share'))[:8]}...)")
+    if note.get("event") == NOT_SHIPPED_EVENT:
+        return (f"{str(note.get('time'))[:23]} -- {note.get('records')} record(s), seq "
+                f"{note.get('first_seq')} to {note.get('last_seq')}, were not sent to "
+                f"{note.get('sink')}: {note.get('reason')}")
     return (f"{str(note.get('time'))[:23]} {note.get('identity', '?')}: {note.get('calls')} more "
             f"call(s) refused by the rate limit in {note.get('window_s')} s (counted, not "
             "recorded one by one)")
@@ -177,10 +222,11 @@ def show(path: Path, flt: AuditFilter, *, as_json: bool) -> Sequence[str]:
     shown: list[tuple[int, int, str]] = []  # (calls before it, 0 note / 1 call, line)
     for index, call in enumerate(calls):
         if flt.keep(call):
-            shown.append((index, 1, json.dumps(call.merged(), ensure_ascii=True) if as_json
+            shown.append((index, 1, json.dumps(call.merged(chain=True), ensure_ascii=True)
+                          if as_json
                           else _printable(format_call(call))))
     for position, note in notes:
-        if flt.identity is not None and note.get("event") == LIMITED_EVENT and (
+        if flt.identity is not None and "identity" in note and (
                 str(note.get("identity", "")).lower() != flt.identity.lower()):
             continue
         shown.append((position, 0, json.dumps(note, ensure_ascii=True) if as_json
@@ -213,9 +259,16 @@ def made_by(record: dict[str, Any], identity: Identity) -> bool:
             and (bool(identity.login) or record.get("node") == identity.node))
 
 
+# Which of the log's calls a view lists for a viewer, from the call's start record.
+Selector = Callable[[dict[str, Any], Identity], bool]
+
+
 def recent_calls(path: Path, identity: Identity, *, limit: int = 50,
-                 scan: int = RECENT_SCAN_BYTES) -> list[dict[str, Any]]:
-    """The newest calls of one identity (merged start + end), newest first."""
+                 scan: int = RECENT_SCAN_BYTES, keep: Selector | None = None
+                 ) -> list[dict[str, Any]]:
+    """The newest calls of one identity (merged start + end), newest first; with `keep`,
+    the newest calls `keep` selects for them instead."""
+    keep = keep or made_by
     calls: dict[str, CallRecord] = {}
     for line in _tail_lines(path, scan):
         try:
@@ -226,9 +279,82 @@ def recent_calls(path: Path, identity: Identity, *, limit: int = 50,
             continue
         call = str(record.get("call", ""))
         if record.get("event") == "start":
-            if made_by(record, identity):
+            if keep(record, identity):
                 calls.setdefault(call, CallRecord(call, record))
         elif record.get("event") == "end" and call in calls and calls[call].end is None:
             calls[call].end = record
     newest = list(calls.values())[-limit:]
     return [c.merged() for c in reversed(newest)]
+
+
+# -- one call, and who may see it ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Found:
+    """A call looked up by id: its records, and the removal of its recording if recorded."""
+
+    call: CallRecord
+    cast_removed: dict[str, Any] | None = None
+
+
+def find_call(path: Path, call: str) -> Found | None:
+    """The call with this id (start and end merged), newest file first; None if the log
+    (with its rotated files) has no start record for it. Lines are matched by the id's
+    bytes before they are parsed, so a look-up reads files but parses only a few lines."""
+    if not casts.valid_id(call):
+        return None
+    needle = call.encode()
+    found: list[dict[str, Any]] = []
+    for file in reversed(log_files(path)):
+        try:
+            data = file.read_bytes()
+        except OSError:
+            continue
+        records = []
+        at = data.find(needle)
+        while at >= 0:
+            start = data.rfind(b"\n", 0, at) + 1
+            end = data.find(b"\n", at)
+            end = len(data) if end < 0 else end
+            with contextlib.suppress(ValueError):
+                record = json.loads(data[start:end])
+                if isinstance(record, dict):
+                    records.append(record)
+            at = data.find(needle, end)
+        found = records + found
+        if any(r.get("event") == "start" and r.get("call") == call for r in records):
+            break
+    start_record = next((r for r in found if r.get("event") == "start"
+                         and r.get("call") == call), None)
+    if start_record is None:
+        return None
+    merged = CallRecord(call, start_record)
+    merged.end = next((r for r in found if r.get("event") == "end" and r.get("call") == call),
+                      None)
+    removal = next((r for r in found if r.get("event") == casts.REMOVED_EVENT
+                    and r.get("cast") == call), None)
+    return Found(merged, removal)
+
+
+def approved_by(record: dict[str, Any], identity: Identity) -> bool:
+    """Whether `identity` is the second person who decided this call (two-person rule)."""
+    verdict = record.get("approved_by")
+    return (isinstance(verdict, dict) and bool(identity.login)
+            and verdict.get("identity") == identity.principal)
+
+
+def may_see(record: dict[str, Any], identity: Identity, policy: Policy) -> bool:
+    """Whether `identity` may see a call's audit record (`record`: its start record), and so
+    its recording and a turn shared with it: their own calls (what
+    tailnet-agent://audit/recent lists), the calls they approved as the second person,
+    and every call for an auditor (a grant with `audit: true`; the local operator)."""
+    return (made_by(record, identity) or approved_by(record, identity)
+            or policy.audits(identity))
+
+
+def two_person(record: dict[str, Any], identity: Identity) -> bool:
+    """A call under the two-person rule that `identity` asked for or decided (what the
+    approvals view lists as decided)."""
+    return "approval_request" in record and (made_by(record, identity)
+                                             or approved_by(record, identity))

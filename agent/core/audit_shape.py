@@ -1,4 +1,4 @@
-"""Shaping one audit record into one bounded, strict-JSON line.
+"""Shaping one audit record into one bounded, strict-JSON line, in canonical form.
 
 A caller chooses most of what a record holds (command name, host, parameters), so
 nothing in it may grow without bound: every string longer than MAX_VALUE_CHARS keeps
@@ -11,6 +11,11 @@ NaN and Infinity are not JSON: the service refuses them in arguments, and any th
 reach a record anyway become strings, so `json.dumps(..., allow_nan=False)` never
 fails and every line stays strict JSON. Lines are pure ASCII (JSON escapes), so no
 value can break a line for any reader.
+
+`canonical` is the one canonical JSON of the project: keys sorted, no spaces, ASCII only.
+A record's line is its canonical JSON, so the hash of the line as written and the hash of
+the record parsed back and written again are the same (agent.core.audit_chain links each
+record to the previous one by that hash).
 """
 
 from __future__ import annotations
@@ -39,10 +44,17 @@ def cut(text: str, keep: int = PREVIEW_CHARS) -> str:
     return f"{text[:keep]}...[cut: {len(text)} chars, sha256 {digest(text)}]"
 
 
-def canonical(value: Any) -> str:
-    """The JSON text of a caller's value, for hashing what a record had to cut."""
+def canonical(value: Any, *, strict: bool = False) -> str:
+    """The canonical JSON text of `value`: keys sorted, no spaces, ASCII only (every other
+    character escaped), so equal values give equal text. `strict` is for a record, which
+    holds only JSON (raises ValueError or TypeError otherwise); a caller's value, hashed for
+    what a record had to cut, may hold anything: what JSON cannot say becomes its repr."""
+    if strict:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                          allow_nan=False)
     try:
-        return json.dumps(value, sort_keys=True, ensure_ascii=True, default=repr)
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                          default=repr)
     except (ValueError, RecursionError, TypeError):
         return repr(value)
 
@@ -86,15 +98,15 @@ def _key(key: Any) -> str:
 
 
 def _dumps(record: Mapping[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=True, allow_nan=False)
+    return canonical(record, strict=True)
 
 
-def shape(record: Mapping[str, Any]) -> str:
-    """One JSON line (no newline) of at most about MAX_RECORD_BYTES for `record`."""
+def shape(record: Mapping[str, Any]) -> dict[str, Any]:
+    """`record` cut to fit one line of at most about MAX_RECORD_BYTES (`_dumps` of it)."""
     shaped = {str(k): clip(v) for k, v in record.items()}
     line = _dumps(shaped)
     if len(line) <= MAX_RECORD_BYTES:
-        return line
+        return shaped
     # Biggest fields first, summarised from the original value (so the hash is of what
     # the caller really sent), until the line fits.
     sizes = sorted(((len(_dumps({k: v})), k) for k, v in shaped.items()
@@ -103,10 +115,9 @@ def shape(record: Mapping[str, Any]) -> str:
         shaped[key] = summary(record[key])
         line = _dumps(shaped)
         if len(line) <= MAX_RECORD_BYTES:
-            return line
+            return shaped
     for key in list(shaped):
         if key not in _CORE_FIELDS:
             shaped[key] = summary(record[key], preview=False)
-    shaped = {k: (cut(v, 60) if isinstance(v, str) and len(v) > 100 else v)
-              for k, v in shaped.items()}
-    return _dumps(shaped)
+    return {k: (cut(v, 60) if isinstance(v, str) and len(v) > 100 else v)
+            for k, v in shaped.items()}

@@ -18,6 +18,7 @@ from .errors import RateLimited
 from .identity import Identity
 from .policy import Decision
 from .prepare import Preparation, PreparedCall
+from .recorder import CastRef
 from .results import CommandResult
 
 
@@ -70,12 +71,15 @@ class CallEnd:
     error: str | None = None  # why it did not run (or failed), as the caller was told
     result: CommandResult | None = None  # what ran
     stdout_head: str = ""  # the start of what the caller was shown, redacted
+    cast: CastRef | None = None  # the recording of its output (agent/core/recorder.py)
 
     def fields(self) -> dict[str, Any]:
         """The end record's fields after time, event, call and identity."""
         data: dict[str, Any] = {"outcome": self.outcome}
         if self.error is not None:
             data["error"] = self.error
+        if self.cast is not None:
+            data["cast"] = self.cast.fields()
         result = self.result
         if result is not None:
             data.update(

@@ -29,6 +29,7 @@ from whitelist import WhitelistError
 from .errors import CallRefused, ConfigError, HostError, HostOffline, UnknownHost
 from .identity import Identity
 from .prepare import Preparation, PreparedCall, Unprepared
+from .row_filter import FilterError, FilterTally, RowFilter, Unevaluable, compile_filter
 
 if TYPE_CHECKING:
     from .consent import Confirm
@@ -55,13 +56,32 @@ class HostOutcome:
     timed_out: bool = False
     error: str = ""  # why it was refused, offline or failed without output
     output_handle: str | None = None  # read_output pages what stdout/stderr do not show
+    audit_id: str | None = None  # the host's call in the audit log (its recording)
+    data: Any = None  # its output as data (a command with a parser); with a filter, the
+    #                   rows that matched
+    note: str = ""  # why a command with a parser has no data, or the filter no verdict
+    matched: bool | None = None  # the filter's verdict (None: no filter, or undetermined)
 
     def to_dict(self) -> dict[str, Any]:
         return {"host": self.host, "status": self.status, "exit_status": self.exit_status,
                 "stdout": self.stdout, "stderr": self.stderr,
                 "duration_ms": round(self.duration_ms, 1), "truncated": self.truncated,
                 "timed_out": self.timed_out, "error": self.error,
-                "output_handle": self.output_handle}
+                "output_handle": self.output_handle, "audit_id": self.audit_id,
+                "data": self.data, "note": self.note, "matched": self.matched}
+
+    def filtered(self, row_filter: RowFilter, tally: FilterTally) -> HostOutcome:
+        """This host through the filter: matched (showing the rows that matched, not its
+        text), not matched, or undetermined (no data, or rows the filter could not
+        evaluate: the note says why). A host that failed, is offline or was refused is
+        left as it is."""
+        if self.status != "ok" or self.data is None:
+            return self
+        try:
+            rows = row_filter.matching(self.data, tally)
+        except Unevaluable as exc:
+            return dataclasses.replace(self, note=str(exc))
+        return dataclasses.replace(self, data=rows, stdout="", matched=bool(rows))
 
 
 @dataclass(frozen=True)
@@ -78,6 +98,8 @@ class FanoutPlan:
     calls: tuple[Preparation, ...] = ()  # each host's call, prepared (or refused)
     runnable: tuple[str, ...] = ()  # those prepared, and not offline
     error: Exception | None = None
+    filter_expression: str | None = None  # as the caller wrote it
+    filter: RowFilter | None = None  # the same, checked: keep the hosts whose rows match
 
     @property
     def rendered(self) -> str:
@@ -110,20 +132,47 @@ class FanoutPlan:
 
 
 @dataclass(frozen=True)
+class FilterSummary:
+    """What a fan-out's filter kept: the hosts that matched are listed, those that did not
+    are only counted; undetermined ones (ok, but no data or no verdict) are listed."""
+
+    expression: str
+    matched: int
+    not_matched: int
+    undetermined: int
+    note: str = ""  # e.g. a field the filter names that no host's rows had
+
+    @classmethod
+    def of(cls, row_filter: RowFilter, outcomes: Sequence[HostOutcome],
+           tally: FilterTally) -> FilterSummary:
+        missing = tally.missing(row_filter)
+        note = (f"no row of any host had {', '.join(missing)} (the filter saw them as null, "
+                f"so they matched nothing); the rows had: {', '.join(sorted(tally.seen))}"
+                if missing else "")
+        return cls(row_filter.expression, sum(o.matched is True for o in outcomes),
+                   sum(o.matched is False for o in outcomes),
+                   sum(o.status == "ok" and o.matched is None for o in outcomes), note)
+
+
+@dataclass(frozen=True)
 class FanoutResult:
     fanout: str  # the id the audit records of every host share
     command: str
     rendered: str
-    hosts: tuple[HostOutcome, ...]
+    hosts: tuple[HostOutcome, ...]  # with a filter, without the hosts that did not match
     duration_ms: float
-    summary: Mapping[str, int] = field(default_factory=dict)
+    summary: Mapping[str, int] = field(default_factory=dict)  # every host
+    filter: FilterSummary | None = None
 
     @classmethod
     def of(cls, fanout: str, plan: FanoutPlan, outcomes: Sequence[HostOutcome],
-           duration_ms: float) -> FanoutResult:
+           duration_ms: float, tally: FilterTally | None = None) -> FanoutResult:
         summary = {"total": len(outcomes)}
         summary.update({s: sum(o.status == s for o in outcomes) for s in STATUSES})
-        return cls(fanout, plan.command, plan.rendered, tuple(outcomes), duration_ms, summary)
+        kept = tuple(o for o in outcomes if o.matched is not False)
+        verdicts = (FilterSummary.of(plan.filter, outcomes, tally)
+                    if plan.filter is not None and tally is not None else None)
+        return cls(fanout, plan.command, plan.rendered, kept, duration_ms, summary, verdicts)
 
 
 def select_hosts(selectors: Sequence[str], visible: Sequence[str],
@@ -156,13 +205,15 @@ def select_hosts(selectors: Sequence[str], visible: Sequence[str],
 
 
 def plan(service: CallerView, command_name: str, arguments: Mapping[str, object],
-         selectors: Sequence[str], identity: Identity) -> FanoutPlan:
+         selectors: Sequence[str], identity: Identity,
+         filter_expression: str | None = None) -> FanoutPlan:
     """What a fan-out would do, before anything runs: each selected host's call prepared
     (agent.core.prepare). What concerns the whole call is its `error`: a selection that
     names no host, an unknown command, arguments that do not validate (checked only where
-    the policy lets the caller run the command, like a single call)."""
+    the policy lets the caller run the command, like a single call), a filter that cannot
+    be used on the command (agent/core/row_filter.py)."""
     request = FanoutPlan(identity, command_name, MappingProxyType(dict(arguments)),
-                         tuple(selectors))
+                         tuple(selectors), filter_expression=filter_expression)
     try:
         hosts = select_hosts(selectors, service.visible_hosts(identity), service.hosts.tags)
     except ConfigError as exc:
@@ -175,8 +226,15 @@ def plan(service: CallerView, command_name: str, arguments: Mapping[str, object]
         calls.append(call)
     runnable = tuple(c.host.name for c in calls if isinstance(c, PreparedCall)
                      and service.hosts.presence(c.host.name).online is not False)
+    row_filter = None
+    command = next((c.command for c in calls if isinstance(c, PreparedCall)), None)
+    if filter_expression is not None and command is not None:
+        try:
+            row_filter = compile_filter(filter_expression, command)
+        except FilterError as exc:
+            return dataclasses.replace(request, error=exc)
     return dataclasses.replace(request, hosts=tuple(hosts), calls=tuple(calls),
-                               runnable=runnable)
+                               runnable=runnable, filter=row_filter)
 
 
 Progress = Callable[[int, int, HostOutcome], Awaitable[None]]
@@ -196,7 +254,9 @@ async def run_on_hosts(
         refusal = service.refused(
             fanout_plan.identity, tool=TOOL, command=fanout_plan.command, host=None,
             arguments={"hosts": list(fanout_plan.selectors),
-                       "parameters": dict(fanout_plan.arguments)},
+                       "parameters": dict(fanout_plan.arguments),
+                       **({"filter": fanout_plan.filter_expression}
+                          if fanout_plan.filter_expression is not None else {})},
             error=fanout_plan.error)
         raise refusal.error(fanout_plan.error) from None
     fanout = f"fan-{secrets.token_hex(6)}"
@@ -204,18 +264,22 @@ async def run_on_hosts(
     total = len(fanout_plan.calls)
     done = 0
     started = time.monotonic()
+    tally = FilterTally()
 
     async def one(call: Preparation) -> HostOutcome:
         nonlocal done
         async with limit:
             outcome = await _run_one(service, call, confirm, fanout)
+        if fanout_plan.filter is not None:
+            outcome = outcome.filtered(fanout_plan.filter, tally)
         done += 1
         if progress is not None:
             await progress(done, total, outcome)
         return outcome
 
     outcomes = await asyncio.gather(*(one(c) for c in fanout_plan.calls))
-    return FanoutResult.of(fanout, fanout_plan, outcomes, (time.monotonic() - started) * 1000)
+    return FanoutResult.of(fanout, fanout_plan, outcomes, (time.monotonic() - started) * 1000,
+                           tally)
 
 
 async def _run_one(service: AgentService, call: Preparation, confirm: Confirm | None,
@@ -241,4 +305,5 @@ async def _run_one(service: AgentService, call: Preparation, confirm: Confirm | 
                  f"(exit status {result.exit_status})")
     return HostOutcome(host, "ok" if result.ok else "failed", result.exit_status,
                        result.stdout, result.stderr, result.duration_ms, result.truncated,
-                       result.timed_out, error, result.output_handle)
+                       result.timed_out, error, result.output_handle, result.audit_id,
+                       result.data, result.parse_note)

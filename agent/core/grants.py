@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 # The app capability a tailnet policy grant uses to give rights in this service
 # (Tailscale's `<domain>/cap/<name>` style).
 CAPABILITY = "tailnet-agent.dev/cap/run"
-GRANT_FIELDS = frozenset({"hosts", "commands", "destructive", "metrics", "approval_minutes",
-                          "approvers"})
+GRANT_FIELDS = frozenset({"hosts", "commands", "destructive", "metrics", "audit",
+                          "approval_minutes", "approvers"})
 DEFAULT_APPROVAL_MINUTES = 60  # how long a person confirming may approve identical calls for
 MAX_APPROVAL_MINUTES = 24 * 60
 
@@ -33,14 +33,16 @@ MAX_APPROVAL_MINUTES = 24 * 60
 @dataclass(frozen=True)
 class Grant:
     """What one rule or tailnet grant allows: command patterns on host patterns (host
-    names, globs, or `tag:<name>` for hosts carrying that tailnet tag), and whether the
-    caller may read the agent's metrics (`commands: []` grants only that)."""
+    names, globs, or `tag:<name>` for hosts carrying that tailnet tag), whether the
+    caller may read the agent's metrics, and whether they may see every call's audit
+    record and recording (`commands: []` grants only those)."""
 
     name: str
     hosts: tuple[str, ...] = ("*",)
     commands: tuple[str, ...] = ("*",)
     destructive: bool = False
     metrics: bool = False
+    audit: bool = False  # every call's audit record, recording and shared turn, not only theirs
     # A person confirming a destructive command may approve identical calls for up to this
     # many minutes (0: every call is confirmed on its own).
     approval_minutes: int = DEFAULT_APPROVAL_MINUTES
@@ -110,6 +112,7 @@ def parse_grant(entry: Any, where: str, *, name: str) -> Grant:
                          may_be_empty=True),
         destructive=_flag(entry, "destructive", where),
         metrics=_flag(entry, "metrics", where),
+        audit=_flag(entry, "audit", where),
         approval_minutes=minutes,
         approvers=strings(entry.get("approvers"), f"{where}: approvers", ()),
     )

@@ -13,7 +13,9 @@ agent's local socket) already holds the SSH keys, so they get everything; destru
 commands still need a confirmation, which the service asks for.
 
 Reading `/metrics` is a right of its own (`metrics: true` on a rule or a tailnet
-grant); the default grants it to nobody but the local operator.
+grant); the default grants it to nobody but the local operator. So is seeing every
+call's audit record (`audit: true`): everyone sees their own calls; an auditor (and the
+local operator) sees all of them, with their recordings and the turns shared from them.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ class Policy:
 
     def grants_for(self, identity: Identity) -> list[Grant]:
         if identity.is_operator:
-            return [Grant(LOCAL_RULE, destructive=True, metrics=True)]
+            return [Grant(LOCAL_RULE, destructive=True, metrics=True, audit=True)]
         grants = [r.grant for r in self.rules if any(self._matches(w, identity) for w in r.who)]
         grants += identity.grants
         if self.default_read_only and identity.login and not identity.tags:
@@ -147,6 +149,11 @@ class Policy:
             f"no rule of the agent's policy grants {identity.principal} the metrics; a rule "
             "or tailnet grant with `metrics: true` is needed",
         )
+
+    def audits(self, identity: Identity) -> bool:
+        """May this caller see every call's audit record, not only their own? Only a grant
+        with `audit: true` says yes (the local operator's included)."""
+        return any(grant.audit for grant in self.grants_for(identity))
 
     def check(self, identity: Identity, command: Command, host: str,
               tags: Collection[str] = ()) -> Decision:

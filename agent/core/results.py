@@ -28,6 +28,12 @@ class CommandResult:
     stdout_bytes: int | None = None
     output_handle: str | None = None
     redacted: dict[str, int] = field(default_factory=dict)
+    # The call's id in the audit log, which names its recording (set by the service).
+    audit_id: str | None = None
+    # Output as data (agent/core/parsing.py), for a command with a parser: the parsed
+    # stdout, or why there is none.
+    data: Any = None
+    parse_note: str = ""
     # The raw output as it arrived (the pool's spools), until the service has shown it.
     output: CommandOutput | None = field(default=None, repr=False, compare=False)
 
@@ -42,5 +48,6 @@ class CommandResult:
             "duration_ms": round(self.duration_ms, 1), "truncated": self.truncated,
             "timed_out": self.timed_out, "runs_as": self.runs_as,
             "stdout_bytes": self.stdout_bytes, "output_handle": self.output_handle,
-            "redacted": dict(self.redacted),
+            "redacted": dict(self.redacted), "audit_id": self.audit_id, "data": self.data,
+            "parse_note": self.parse_note,
         }

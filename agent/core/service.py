@@ -25,8 +25,12 @@ from whitelist.render import path_refusal
 from . import fanout as fan_out
 from .approvals import Approvals, PendingApprovals
 from .audit import AuditLog
+from .audit_chain import Signer
 from .audit_shape import summary
+from .audit_ship import Shipper
+from .audit_syslog import Sink
 from .call_record import CallEnd, CallStart, Refusal
+from .casts import CastStore
 from .consent import Confirm, Consent, Consents
 from .elevation import check_elevation
 from .errors import (
@@ -47,8 +51,10 @@ from .limits import HostGate, RateLimiter
 from .live import LiveOutput
 from .metrics import UNKNOWN, NullRecorder, Recorder, refusal_reason
 from .outputs import OutputStore, Page, UnknownOutput
+from .parsing import parse_result
 from .policy import Policy, load_policy
 from .prepare import Preparation, Unprepared, unchanged
+from .recorder import Recording
 from .redact import Redactor
 from .results import CommandResult
 from .spool import CommandOutput, stderr_cap
@@ -127,13 +133,25 @@ class AgentService(CallerView):
             max_bytes=settings.audit_max_bytes,
             budget=settings.audit_budget,
             secrets_to_hide=settings.secret_values(),
+            signer=(Signer.load(settings.audit_signing_key, settings.audit_path.parent)
+                    if settings.audit_signing_key is not None else None),
         )
         self.recorder: Recorder = recorder if recorder is not None else NullRecorder()
         self.audit.on_failure = self.recorder.audit_write_failed
+        # Records off the machine as they are written (audit_ship.py), in the background.
+        self.shipper: Shipper | None = None
+        if settings.audit_syslog is not None:
+            self.shipper = Shipper(self.audit, Sink(settings.audit_syslog,
+                                                    settings.audit_syslog_ca),
+                                   backlog=settings.audit_ship_backlog)
+            self.shipper.start()
         self.redactor = Redactor()
         self.outputs = OutputStore(
             head=settings.output_head, tail=settings.output_tail, ttl=settings.output_ttl,
             max_handles=settings.output_handles, max_bytes=settings.output_disk)
+        # Every command's output as a cast, bounded; removals recorded in the audit log.
+        self.casts = CastStore(settings.recordings_path, per_call=settings.recording_max_bytes,
+                               budget=settings.recordings_budget, record=self.audit.write)
         # (caller, handle, outcome): when its reads were last recorded
         self._page_records: dict[tuple[str, str, str], float] = {}
         self.approvals = Approvals()
@@ -193,6 +211,7 @@ class AgentService(CallerView):
         start = CallStart.of(self.audit.new_call_id(), call, tool=tool, fanout=fanout)
         consent: Consent | None = None
         audit_started = False
+        recording: Recording | None = None
         ran_from: float | None = None
         command_name = start.command or ""
         labels = {"tool": tool, "command": command_name if command_name in self.catalog
@@ -223,12 +242,15 @@ class AgentService(CallerView):
                 audit_started = True
                 log.info("%s runs %s on %s: %s", identity.display, command.name, target.name,
                          self._scrubbed(rendered), extra=context)
+                recording = self._record(start.call, f"{command.name} on {target.name}")
                 # Redacted as it arrives, within the disk budget (spool.py): every view of
-                # the output, live lines included, reads only what was kept.
+                # the output, live lines and the recording included, reads only what was
+                # kept.
                 output = CommandOutput(command.max_output, stderr_cap(command.max_output),
                                        directory=self.settings.output_dir,
                                        listener=live.feed if live is not None else None,
-                                       redact=command.redact, budget=self.outputs.budget)
+                                       redact=command.redact, budget=self.outputs.budget,
+                                       recorder=recording.feed)
                 try:
                     result = await self.pool.run(
                         target.name,
@@ -247,7 +269,12 @@ class AgentService(CallerView):
                 if refusal is not None:  # the host-side path check said no: nothing ran
                     output.close()
                     raise PathRefused(refusal.removeprefix("tailnet-agent: ").capitalize())
-                # Shown as head and tail, the rest behind a handle (outputs.py).
+                # As data too, from the whole redacted stdout (parsing.py), then shown as
+                # head and tail, the rest behind a handle (outputs.py).
+                parsed = await parse_result(command, result)
+                if parsed is not None:
+                    result = dataclasses.replace(result, data=parsed.data,
+                                                 parse_note=parsed.note)
                 result = self.outputs.present(result, identity)
                 if runs_as is not None:
                     check_elevation(result, command, target, runs_as, timeout=command.timeout)
@@ -276,7 +303,8 @@ class AgentService(CallerView):
             if audit_started:
                 # A cancelled call's exception text is SDK internals, not a reason.
                 error = "cancelled" if outcome == "cancelled" else str(exc)[:500]
-                self._write(CallEnd(start.call, identity, outcome, error=error))
+                self._write(CallEnd(start.call, identity, outcome, error=error,
+                                    cast=recording.finish() if recording else None))
             reason = refusal_reason(exc)
             if reason is not None:
                 self.recorder.refused(reason)
@@ -287,8 +315,10 @@ class AgentService(CallerView):
                             start.host or "(no host)", outcome, _short(exc),
                             extra={**context, "outcome": outcome})
             raise
+        result = dataclasses.replace(result, audit_id=start.call)
+        assert recording is not None
         self._write(CallEnd(
-            start.call, identity, "ran", result=result,
+            start.call, identity, "ran", result=result, cast=recording.finish(),
             # What the caller was shown first, for the record: redacted here too, also for a
             # command whose output is shown unredacted (whole lines, then cut).
             stdout_head=self._scrubbed(result.stdout[:8192])[:AUDIT_EXCERPT]))
@@ -308,6 +338,27 @@ class AgentService(CallerView):
             extra={**context, "outcome": outcome},
         )
         return result
+
+    async def close(self) -> None:
+        """At shutdown, after the last call: SSH connections, then the shipper (it sends
+        what it has not sent yet, briefly, and notes what it never will), then the audit
+        log's seal (with a signing key), so that the log ends sealed; the seal is shipped
+        at the next start."""
+        await self.pool.close()
+        if self.shipper is not None:
+            await asyncio.to_thread(self.shipper.stop)
+        self.audit.close()
+
+    def _record(self, call: str, title: str) -> Recording:
+        """The call's recording; like its start record, no recording, no run."""
+        try:
+            return self.casts.start(call, title)
+        except OSError as exc:
+            raise AuditUnavailable(
+                f"cannot record this command's output in {self.casts.directory}: "
+                f"{exc.strerror or exc}. Nothing was run: every command is recorded. Fix the "
+                "directory's permissions or free room (TAILNET_AGENT_RECORDINGS, "
+                "TAILNET_AGENT_RECORDINGS_BUDGET) and try again.") from None
 
     def _host_label(self, host: str | None) -> str:
         """A host name for metrics and logs: a known one (from a file or the tailnet's
@@ -384,19 +435,22 @@ class AgentService(CallerView):
         )
 
     def plan_fanout(self, command_name: str, arguments: Mapping[str, object],
-                    selectors: Sequence[str], identity: Identity) -> fan_out.FanoutPlan:
-        """A run_on_hosts call prepared: every host it names, each host's prepared call, and
-        what its one confirmation asks (fanout.py)."""
-        return fan_out.plan(self, command_name, arguments, selectors, identity)
+                    selectors: Sequence[str], identity: Identity,
+                    filter_expression: str | None = None) -> fan_out.FanoutPlan:
+        """A run_on_hosts call prepared: every host it names, each host's prepared call,
+        what its one confirmation asks and its filter, checked (fanout.py)."""
+        return fan_out.plan(self, command_name, arguments, selectors, identity,
+                            filter_expression)
 
     async def run_on_hosts(self, command_name: str, arguments: Mapping[str, object],
                            selectors: Sequence[str], *, identity: Identity,
                            confirm: Confirm | None = None,
-                           progress: fan_out.Progress | None = None) -> fan_out.FanoutResult:
+                           progress: fan_out.Progress | None = None,
+                           filter_expression: str | None = None) -> fan_out.FanoutResult:
         """Plan and execute a fan-out, for a front end with nothing to show first."""
         return await self.execute_fanout(
-            self.plan_fanout(command_name, arguments, selectors, identity), confirm=confirm,
-            progress=progress)
+            self.plan_fanout(command_name, arguments, selectors, identity, filter_expression),
+            confirm=confirm, progress=progress)
 
     async def execute_fanout(self, plan: fan_out.FanoutPlan, *, confirm: Confirm | None = None,
                              progress: fan_out.Progress | None = None) -> fan_out.FanoutResult:
@@ -463,7 +517,10 @@ class AgentService(CallerView):
         if identity.is_operator:
             status["policy"] = self.policy.source
             status["audit"] = {"path": str(self.audit.path), "budget_bytes": self.audit.budget,
-                               "files_removed_for_budget": self.audit.removed}
+                               "files_removed_for_budget": self.audit.removed,
+                               "signed": self.audit.signer is not None}
+            if self.shipper is not None:
+                status["audit"]["shipping"] = dataclasses.asdict(self.shipper.status())
             status["ssh_connections"] = dict(self.pool.connections())
         return status
 

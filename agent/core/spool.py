@@ -8,7 +8,9 @@ bytes are written, so that no reader has to repeat them:
 
 - Secrets are replaced on the way in (agent/core/redact.py, one `StreamRedactor` per
   stream): a spool, and so every view of it, only ever holds redacted bytes. A command
-  with `redact: false` is spooled as it came.
+  with `redact: false` is spooled as it came. The call's recording (agent/core/recorder.py)
+  is handed the redacted bytes where the redactor releases them, whatever `redact`
+  says: the recording is part of the audit trail, which is always redacted.
 - Disk is bounded by one `DiskBudget` (TAILNET_AGENT_OUTPUT_DISK) shared by every spool,
   running or kept: a spool takes bytes from it as it writes and gives them back when
   it closes. A write that finds no room first asks the budget's `reclaim` (the output
@@ -149,11 +151,14 @@ class CommandOutput:
 
     def __init__(self, stdout_cap: int, stderr_cap: int, *, directory: Path | None = None,
                  listener: Listener | None = None, redact: bool = True,
-                 budget: DiskBudget | None = None) -> None:
+                 budget: DiskBudget | None = None, recorder: Listener | None = None) -> None:
         self.stdout = Spool(stdout_cap, directory, budget)
         self.stderr = Spool(stderr_cap, directory, budget)
         self.listener = listener
-        self._redactors = {False: StreamRedactor(), True: StreamRedactor()} if redact else None
+        self.recorder = recorder  # the call's recording: gets the redacted bytes
+        self._redact = redact
+        self._redactors = ({False: StreamRedactor(), True: StreamRedactor()}
+                           if redact or recorder is not None else None)
         self._closed = False
 
     def spool(self, stderr: bool) -> Spool:
@@ -169,7 +174,10 @@ class CommandOutput:
         if self.closed:
             return False
         if self._redactors is not None:
-            data = self._redactors[stderr].feed(data)
+            redacted = self._redactors[stderr].feed(data)
+            self._record(stderr, redacted)
+            if self._redact:
+                data = redacted
         return self._keep(stderr, data)
 
     def finish(self) -> None:
@@ -177,7 +185,14 @@ class CommandOutput:
         released. Called once the channel has delivered everything (agent/ssh/output.py)."""
         if self._redactors is not None and not self.closed:
             for stderr, redactor in self._redactors.items():
-                self._keep(stderr, redactor.finish())
+                redacted = redactor.finish()
+                self._record(stderr, redacted)
+                if self._redact:
+                    self._keep(stderr, redacted)
+
+    def _record(self, stderr: bool, data: bytes) -> None:
+        if data and self.recorder is not None:
+            self.recorder(stderr, data)
 
     def _keep(self, stderr: bool, data: bytes) -> bool:
         spool = self.spool(stderr)
@@ -190,6 +205,8 @@ class CommandOutput:
     def redacted(self) -> Counter[str]:
         """Secrets replaced so far, by kind."""
         counts: Counter[str] = Counter()
+        if not self._redact:  # redacted for the recording only; the output is as it came
+            return counts
         for redactor in (self._redactors or {}).values():
             counts.update(redactor.counts)
         return counts

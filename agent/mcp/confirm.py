@@ -94,12 +94,13 @@ def selector_list(hosts: list[str] | str) -> list[str]:
 
 async def fanout_plan(
     command: str, hosts: list[str] | str, ctx: Context,
-    parameters: dict[str, object] | None = None,
+    parameters: dict[str, object] | None = None, filter: str | None = None,
 ) -> FanoutPlan:
-    """Resolver for run_on_hosts: every host's call, prepared once (agent.core.fanout)."""
+    """Resolver for run_on_hosts: every host's call, prepared once, and its filter checked
+    (agent.core.fanout)."""
     service = service_of(ctx)
     return service.plan_fanout(command, parameters or {}, selector_list(hosts),
-                               caller(service, ctx))
+                               caller(service, ctx), filter)
 
 
 async def ask_fanout_confirmation(

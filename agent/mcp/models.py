@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable
@@ -15,6 +16,10 @@ from agent.core.host_query import HostPage, HostQuery, page_note
 from agent.core.hosts import HostView
 from agent.core.results import CommandResult
 from whitelist import Command
+
+DATA = ("For a command with a parser (list_commands shows its fields): the whole stdout as "
+        "data, a list of rows or one object; null when not parsed")
+PARSE_NOTE = "Why a command with a parser has no data (could not parse, failed, cut)"
 
 
 class ToolResult(BaseModel):
@@ -40,6 +45,11 @@ class ToolResult(BaseModel):
     redacted: dict[str, int] = Field(default_factory=dict, description="Secrets replaced in "
                                      "the whole output (shown or paged), by kind (e.g. AWS "
                                      "Access Key: 1)")
+    audit_id: str | None = Field(default=None, description="This call's id in the agent's "
+                                 "audit log; its output is recorded under it (`tailnet-agent "
+                                 "audit show <id>`, and the chat's replay)")
+    data: list[dict[str, Any]] | dict[str, Any] | None = Field(default=None, description=DATA)
+    parse_note: str = Field(default="", description=PARSE_NOTE)
 
     @classmethod
     def of(cls, result: CommandResult) -> ToolResult:
@@ -81,6 +91,9 @@ class CommandInfo(BaseModel):
     description: str
     destructive: bool
     parameters: list[ParameterInfo]
+    fields: dict[str, str] | None = Field(default=None, description=(
+        "A command with a parser: the fields of each row of its data, with their types "
+        "(what run_on_hosts' filter can name)"))
     runs_as: str | None = Field(default=None, description="Runs elevated, as this user, through "
                                 "sudo (on the default host); null: as the SSH login user")
 
@@ -172,6 +185,14 @@ class HostRun(BaseModel):
     error: str = Field(default="", description="Why it was refused, offline or failed")
     output_handle: str | None = Field(default=None, description="For read_output: the rest "
                                       "of a long output")
+    audit_id: str | None = Field(default=None, description="This host's call in the agent's "
+                                 "audit log, and its recording")
+    data: list[dict[str, Any]] | dict[str, Any] | None = Field(default=None, description=(
+        DATA + "; with a filter, the rows that matched"))
+    note: str = Field(default="", description="Why there is no data (could not parse...) or "
+                      "no verdict from the filter")
+    matched: bool | None = Field(default=None, description="The filter's verdict; null: no "
+                                 "filter, or undetermined (see note)")
 
 
 class FanoutSummary(BaseModel):
@@ -182,20 +203,34 @@ class FanoutSummary(BaseModel):
     refused: int
 
 
+class FilterCounts(BaseModel):
+    expression: str
+    matched: int = Field(description="Hosts with a matching row: listed")
+    not_matched: int = Field(description="Hosts without one: counted, not listed")
+    undetermined: int = Field(description="Hosts that ran but whose output has no data or "
+                              "could not be evaluated: listed, with a note")
+    note: str = ""
+
+
 class FanoutToolResult(BaseModel):
     """One command on many hosts: a result per host and a summary."""
 
     fanout: str = Field(description="The id every host's audit records share")
     command: str
     rendered: str = Field(description="The exact command line, the same on every host")
-    summary: FanoutSummary
+    summary: FanoutSummary = Field(description="Every host, listed or not")
+    filter: FilterCounts | None = Field(default=None, description="With a filter: what it "
+                                        "kept (hosts lists only those it did not exclude)")
     hosts: list[HostRun]
     duration_ms: float
 
     @classmethod
     def of(cls, result: FanoutResult) -> FanoutToolResult:
+        verdicts = (FilterCounts.model_validate(dataclasses.asdict(result.filter))
+                    if result.filter is not None else None)
         return cls(fanout=result.fanout, command=result.command, rendered=result.rendered,
                    summary=FanoutSummary.model_validate(dict(result.summary)),
+                   filter=verdicts,
                    hosts=[HostRun.model_validate(o.to_dict()) for o in result.hosts],
                    duration_ms=round(result.duration_ms, 1))
 
@@ -232,6 +267,7 @@ def command_info(command: Command, runs_as: str | None = None) -> CommandInfo:
                      else command.description),
         runs_as=runs_as,
         destructive=command.destructive,
+        fields=dict(command.parser.fields) if command.parser is not None else None,
         parameters=[
             ParameterInfo(
                 name=p.name,

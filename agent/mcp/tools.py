@@ -24,6 +24,7 @@ from agent.core.host_query import DEFAULT_LIMIT, MAX_LIMIT, MAX_PATTERN, HostQue
 from agent.core.identity import Identity
 from agent.core.outputs import MAX_PAGE
 from agent.core.prepare import Preparation, PreparedCall
+from agent.core.row_filter import MAX_LENGTH
 from agent.core.service import AgentService
 from whitelist.errors import shown
 
@@ -83,6 +84,15 @@ HostArg = Annotated[
 ]
 
 CommandArg = Annotated[str, Field(description="Catalog command name, from list_commands.")]
+
+FILTER_HELP = (
+    "Only for a command with a parser: keep the hosts where at least one row of the parsed "
+    "output makes this JMESPath condition true (what goes inside [? ]), e.g. "
+    "use_percent >= `90` on disk_usage. Numbers in backticks, text in single quotes "
+    "(mounted_on == '/'), && || ! and JMESPath functions (starts_with(unit, 'nginx')); "
+    "fields as list_commands names them. Hosts that match are listed with the rows that "
+    "matched, the others only counted; hosts that failed or whose output could not be "
+    "parsed are listed with why.")
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                             open_world_hint=False)
@@ -193,7 +203,7 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
 
     @mcp.tool(annotations=READ_ONLY)
     async def check_disk(ctx: Context, host: HostArg = None) -> ToolResult:
-        """Filesystem usage (df -h): size, used, available and use% per mount."""
+        """Filesystem usage (df -hP): size, used, available and use% per mount, also as rows."""
         return await run(ctx, "check_disk", prepared(ctx, "disk_usage", {}, host))
 
     @mcp.tool(annotations=READ_ONLY)
@@ -241,6 +251,10 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
             dict[str, Any] | None,
             Field(description="Values for the command's parameters, the same on every host."),
         ] = None,
+        filter: Annotated[
+            str | None,
+            Field(description=FILTER_HELP, max_length=MAX_LENGTH),
+        ] = None,
         plan: Annotated[FanoutPlan, Resolve(fanout_plan)] = None,  # type: ignore[assignment]
         confirmation: Annotated[
             ElicitationResult[Confirm], Resolve(ask_fanout_confirmation)
@@ -250,7 +264,11 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
 
         Every host is checked and recorded like a single call; the result has a status per
         host (ok, failed, offline, refused), its output, and a summary. Progress is reported
-        as hosts finish."""
+        as hosts finish. A command with a parser (list_commands shows its fields) also gives
+        each host's output as data; with `filter`, only the hosts with a row matching it are
+        listed (with the rows that matched, instead of their text), the others counted: to
+        answer "which hosts have a disk over 90 % full?", run disk_usage on all with the
+        filter use_percent >= `90`."""
 
         async def progress(done: int, total: int, outcome: HostOutcome) -> None:
             await ctx.report_progress(done, total, f"{outcome.host}: {outcome.status}")

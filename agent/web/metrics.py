@@ -32,6 +32,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent import __version__
+from agent.core.audit_ship import ShipStatus
 from agent.core.metrics import REFUSAL_REASONS
 from agent.core.service import AgentService
 
@@ -58,6 +59,7 @@ class _Present(Collector):
         self.hosts: Mapping[str, Mapping[str, Any]] = {}
         self.connections: Mapping[str, float | int] = {}
         self.tailnet: Mapping[str, Any] | None = None
+        self.shipping: ShipStatus | None = None
 
     def describe(self) -> Iterable[Metric]:
         return ()  # nothing to check at registration; the families vary with the snapshot
@@ -118,6 +120,26 @@ class _Present(Collector):
             yield CounterMetricFamily("tailnet_agent_tailscaled_restarts",
                                       "Times the agent restarted a tailscaled that died.",
                                       value=int(self.tailnet.get("restarts") or 0))
+        if self.shipping is not None:
+            yield from _shipping_metrics(self.shipping)
+
+
+def _shipping_metrics(status: ShipStatus) -> Iterable[Metric]:
+    """The audit log's shipping to the syslog receiver (agent/core/audit_ship.py)."""
+    yield GaugeMetricFamily("tailnet_agent_audit_receiver_up",
+                            "1 while the syslog receiver of the audit log is connected.",
+                            value=1 if status.connected else 0)
+    yield GaugeMetricFamily("tailnet_agent_audit_ship_backlog",
+                            "Audit records written and not yet delivered to the receiver.",
+                            value=status.backlog)
+    yield CounterMetricFamily("tailnet_agent_audit_shipped",
+                              "Audit records delivered to the syslog receiver since start.",
+                              value=status.shipped)
+    yield CounterMetricFamily("tailnet_agent_audit_not_shipped",
+                              "Audit records never sent (more waited than "
+                              "TAILNET_AGENT_AUDIT_SHIP_BACKLOG, or removed before they "
+                              "could be sent); a not-shipped record names them.",
+                              value=status.not_shipped)
 
 
 class AgentMetrics:
@@ -173,6 +195,8 @@ class AgentMetrics:
         self.present.connections = service.pool.connections()
         self.present.tailnet = (await service.tailnet_status()
                                 if service.tailnet_status is not None else None)
+        self.present.shipping = (service.shipper.status() if service.shipper is not None
+                                 else None)
         encoder, content_type = choose_encoder(accept or "")
         return Response(encoder(self.registry), media_type=content_type)
 

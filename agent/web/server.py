@@ -7,7 +7,9 @@ records (log_limit.py).
 
 Shutdown order (each step only after the one before it finished):
 1. stop accepting HTTP and let in-flight requests finish (uvicorn's graceful exit);
-2. close the SSH connections (in-flight commands have ended with their requests);
+2. close the SSH connections (in-flight commands have ended with their requests), let the
+   audit shipper send what it has not yet (briefly), then seal the audit log (with a
+   signing key);
 3. stop tailscaled, if we own one: SIGTERM so an ephemeral node logs out, then wait,
    then SIGKILL after a timeout (done by the caller's `finally`, see commands/serve.py).
 """
@@ -172,4 +174,4 @@ async def serve_app(
     try:
         await http.wait()  # returns after a signal: stopped accepting, requests finished
     finally:
-        await service.pool.close()
+        await service.close()

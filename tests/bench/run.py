@@ -43,8 +43,11 @@ from agent.mcp.tools import OVERVIEW_COMMANDS, build_mcp_server
 from agent.settings import load_settings
 from agent.ssh import SSHPool, socks_connector
 from tests.bench import bench_ssh
+from tests.bench.bench_audit import audit_rows
 from tests.bench.bench_fleet import fleet_targets
 from tests.bench.bench_http import BURST, http_calls, http_rows, http_targets
+from tests.bench.bench_parsing import parsing_rows
+from tests.bench.bench_recording import recording_rows
 from tests.bench.bench_redact import redaction_rows
 from tests.bench.bench_servers import (
     ServerProcess,
@@ -453,6 +456,12 @@ async def measure(report: Report, sshd: Sshd, plan: Plan, work: Path) -> None:
             await fleet(report, plan, work)
         step("redaction at ingest, 50 MiB")
         report.rows += redaction_rows()
+        step("the audit log: chain, verify, shipping to rsyslog")
+        report.rows += await asyncio.to_thread(audit_rows)
+        step("recordings: a minute of steady output")
+        report.rows += await recording_rows(sshd, work)
+        step("output as data: parsing and filtering")
+        report.rows += parsing_rows()
         step("done")
 
 

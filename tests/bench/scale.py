@@ -21,6 +21,9 @@ that fleet would. For each N, with a fresh agent for every cold sample:
   reads results of any size, and says when one is over what a client left at the SDK's
   default accepts (1 MiB per SSE event);
 - time to the first result (the first progress notification);
+- "which hosts have a disk over 90 % full?": warm `disk_usage` on all N hosts with the
+  filter use_percent >= `90` (one host in 50 is): its wall time, the agent's CPU per host
+  (parsing every host's df and filtering) and the bytes of text a model reads;
 - the agent process's resident memory, idle and with N hosts connected (per host), and
   its CPU time per host in a fan-out (cold and warm), next to the floor's CPU per host;
 - the load average when each size began (the machine may be shared);
@@ -63,7 +66,7 @@ from agent.settings import BY_FIELD
 from tests.bench.bench_servers import ServerProcess, rss_mib, scrubbed_env, start_agent
 from tests.bench.bench_stats import Report, Row, render, save
 from tests.bench.run import quiet_logging
-from tests.bench.scale_fanout import COMMANDS, Sample, fanout
+from tests.bench.scale_fanout import COMMANDS, QUESTION, Sample, fanout
 from tests.bench.scale_floor import Floor, ssh_floor
 from tests.bench.scale_hosts import LoopbackFleet
 from tests.bench.scale_reconnect import RECONNECT_IDLE, Reconnect, measure_reconnect, reconnect_rows
@@ -79,6 +82,7 @@ from tests.bench.scale_report import (
 
 RESULTS = Path("bench-results")
 SIZES = (10, 100, 300, 1000)
+QUESTION_ROUNDS = 3  # warm `disk_usage` fan-outs with the filter, after the warm rounds
 # Our client reads results of any size, to measure them; a client left at the SDK's
 # default refuses an SSE event (the whole JSON-RPC response) over this.
 SDK_EVENT_LIMIT = DEFAULT_MAX_SSE_EVENT_SIZE
@@ -170,6 +174,7 @@ class SizeFigures:
     warm: dict[str, list[Sample]] = dataclasses.field(default_factory=dict)
     floor_exec: list[Floor] = dataclasses.field(default_factory=list)
     floor_connect: list[Floor] = dataclasses.field(default_factory=list)
+    question: list[Sample] = dataclasses.field(default_factory=list)  # warm, filtered
     rss_idle: float = 0.0
     rss_connected: float = 0.0
     rss_after_warm: float = 0.0
@@ -202,6 +207,10 @@ async def measure_size(n: int, fleet: LoopbackFleet, plan: Plan, work: Path,
                             if warm_round:  # the first round warms up the shells' caches
                                 figures.warm[warm].append(sample)
                     figures.rss_after_warm = rss_mib(agent.pid)
+                    step(f"N={n}: 'which hosts have a disk over 90 % full?'")
+                    for _ in range(QUESTION_ROUNDS):
+                        figures.question.append(await fanout(
+                            agent.client, "disk_usage", agent.pid, row_filter=QUESTION))
             await asyncio.to_thread(fleet.wait_sessions_gone)
             if command == "hostname":  # the floors between the cold samples
                 step(f"N={n}: the SSH layer alone")
@@ -255,6 +264,20 @@ def size_rows(f: SizeFigures) -> list[Row]:
         rows.append(Row(f"{k}_distinct_{command}", f"  {command}: distinct outputs / copies "
                         "in the result", group, value=float(last.distinct), unit="distinct",
                         note=f"{last.copies} copies"))
+    if f.question:
+        last = f.question[-1]
+        rows += [
+            dataclasses.replace(Row.latency(
+                f"{k}_warm_question", f"warm disk_usage, filter {QUESTION}", group,
+                [s.wall for s in f.question], note=last.error[:200]),
+                errors=sum(s.total - s.ok for s in f.question)),
+            Row(f"{k}_question_cpu", "  filtered: agent CPU per host (parse and filter)",
+                group, value=1000 * statistics.median(s.cpu for s in f.question) / f.n,
+                unit="ms CPU", n=len(f.question)),
+            Row(f"{k}_bytes_question", "  'disk over 90 % full?': result text (what a model "
+                "reads)", group, value=float(last.text_bytes), unit="bytes",
+                note=f"{last.listed} hosts listed of {last.total}"),
+        ]
     for key, label, floors in (("floor_exec", "floor: N connections + hostname, SSH layer",
                                 f.floor_exec),
                                ("floor_connect", "floor: N connections alone, SSH layer",

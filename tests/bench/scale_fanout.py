@@ -21,6 +21,8 @@ from mcp.shared.exceptions import MCPError
 from tests.bench.bench_servers import cpu_seconds
 
 COMMANDS = ("hostname", "disk_usage")
+# "Which hosts have a disk over 90 % full?": disk_usage on all hosts with this filter.
+QUESTION = "use_percent >= `90`"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +37,7 @@ class Sample:
     copies: int  # copies of those outputs in the text (grouped: one each)
     cpu: float  # the agent process's CPU seconds during the call
     error: str = ""
+    listed: int = 0  # hosts in the result's list (with a filter, those it kept)
 
 
 def copies(text: str, outputs: Sequence[str]) -> int:
@@ -48,8 +51,10 @@ def copies(text: str, outputs: Sequence[str]) -> int:
     return total
 
 
-async def fanout(client: Client, command: str, agent_pid: int) -> Sample:
-    """`run_on_hosts command` on all hosts; `agent_pid` is the process whose CPU counts."""
+async def fanout(client: Client, command: str, agent_pid: int,
+                 row_filter: str | None = None) -> Sample:
+    """`run_on_hosts command` on all hosts (with `row_filter` as its filter); `agent_pid` is
+    the process whose CPU counts."""
     started = time.perf_counter()
     first: list[float] = []
 
@@ -59,8 +64,10 @@ async def fanout(client: Client, command: str, agent_pid: int) -> Sample:
 
     cpu_before = cpu_seconds(agent_pid)
     try:
-        result = await client.call_tool("run_on_hosts", {"command": command, "hosts": "all"},
-                                        progress_callback=progress)
+        arguments = {"command": command, "hosts": "all"}
+        if row_filter is not None:
+            arguments["filter"] = row_filter
+        result = await client.call_tool("run_on_hosts", arguments, progress_callback=progress)
     except MCPError as exc:  # the call failed as a whole: shown in the table, not fatal
         return Sample(time.perf_counter() - started, first[0] if first else None, 0, 0, 0, 0,
                       0, 0, cpu_seconds(agent_pid) - cpu_before, error=str(exc)[:300])
@@ -80,4 +87,4 @@ async def fanout(client: Client, command: str, agent_pid: int) -> Sample:
         len(json.dumps(data, separators=(",", ":")).encode()),
         int(data["summary"]["ok"]), int(data["summary"]["total"]), len(outputs),
         copies(text, sorted({out for _, out in outputs})), cpu,
-        error="; ".join(errors)[:300])
+        error="; ".join(errors)[:300], listed=len(hosts))

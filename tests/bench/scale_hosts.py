@@ -11,7 +11,7 @@ What makes the hosts differ is what a command sees there: each sshd puts a folde
 ours first on PATH (sshd_config `SetEnv`), whose `hostname` and `df` print the files of
 the address the session reached (the server address in $SSH_CONNECTION). So the default
 catalog's `hostname` answers each host's own name (N distinct outputs), and its
-`disk_usage` (`df -h`) has 3 distinct outputs: most hosts 41 % full, every fifth 78 %,
+`disk_usage` (`df -hP`) has 3 distinct outputs: most hosts 41 % full, every fifth 78 %,
 one in 50 over 90 % (the issue's "which hosts have a disk over 90 % full?"). Everything
 else (the shell, `timeout`, the probe) is the machine's own.
 

@@ -78,7 +78,7 @@ async def running_agent(
     finally:
         http.request_exit()
         await http.wait()
-        await agent.service.pool.close()
+        await agent.service.close()
 
 
 @contextlib.asynccontextmanager

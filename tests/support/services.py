@@ -72,4 +72,4 @@ async def make_service(
 
     yield make
     for service in made:
-        await service.pool.close()
+        await service.close()

@@ -96,6 +96,34 @@ async def test_demo_starts_and_answers_an_mcp_client(tmp_path: Path) -> None:
     assert_no_warning(agent.output())
 
 
+async def test_the_executable_parses_output_and_filters_hosts(tmp_path: Path) -> None:
+    """jc and jmespath are in the bundle and work there: disk_usage's rows come back as
+    data, and run_on_hosts' filter keeps or drops the demo host by them."""
+    env = user_env(tmp_path)
+    with run(["demo", "--port", "0"], cwd=tmp_path, env=env) as agent:
+        url = (await agent.wait_for(r"MCP endpoint: (http://127\.0\.0\.1:\d+/mcp)", 60)).group(1)
+        await agent.wait_for(r"^Ready\.", 30)
+        async with Client(url) as client:
+            disk = await client.call_tool("check_disk", {})
+            kept = await client.call_tool("run_on_hosts", {
+                "command": "disk_usage", "hosts": "all", "filter": "use_percent >= `0`"})
+            dropped = await client.call_tool("run_on_hosts", {
+                "command": "disk_usage", "hosts": "all", "filter": "use_percent > `100`"})
+            refused = await client.call_tool("run_on_hosts", {
+                "command": "disk_usage", "hosts": "all", "filter": "use_pct > `1`"})
+        assert await agent.aterminate() in (0, -15), agent.output()
+    data = disk.structured_content
+    assert data is not None and data["parse_note"] == "", data
+    assert data["data"] and all("use_percent" in row for row in data["data"])
+    assert kept.structured_content is not None and dropped.structured_content is not None
+    assert kept.structured_content["filter"]["matched"] == 1
+    assert [h["host"] for h in kept.structured_content["hosts"]] == ["demo"]
+    assert dropped.structured_content["filter"]["not_matched"] == 1
+    assert dropped.structured_content["hosts"] == []
+    assert refused.is_error and "not a field of 'disk_usage'" in refused.content[0].text
+    assert_no_warning(agent.output())
+
+
 async def test_demo_in_json_mode_prints_json_only(tmp_path: Path) -> None:
     """`--log-format json` from the executable: its whole output, stdout and stderr together,
     one JSON object per line, and no warning, from start to stop."""

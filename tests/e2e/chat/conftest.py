@@ -30,6 +30,7 @@ from agent.inventory import HostConfig
 from agent.settings import Settings
 from agent.web.middleware.host_origin import LOOPBACK_NAMES
 from agent.web.middleware.identity import fixed_resolver
+from tests.e2e.chat.helpers import watch_console
 from tests.support.components import missing
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.sshd import ssh_host, sshd  # noqa: F401
@@ -64,6 +65,13 @@ commands:
     category: Test
     template: "sleep 31.25"
     timeout: 60
+  slow_report:
+    description: Print a report over 1.5 s, with colour and a warning on stderr (test command).
+    category: Test
+    template: >-
+      for i in 1 2 3 4 5; do echo "step $i of 5: ok"; sleep 0.3; done;
+      printf '\\033[32mall good\\033[0m, key AKIAIOSFODNN7EXAMPLE\\n';
+      echo 'warning: low disk' >&2
   count_lines:
     description: Print N numbered lines in a given style (test command for the palette).
     category: Test
@@ -236,12 +244,7 @@ def open_page(browser: Any) -> Iterator[PageFactory]:
                 viewport=viewport, color_scheme=scheme, is_mobile=viewport == PHONE,
                 has_touch=viewport == PHONE, device_scale_factor=1)
             contexts.append(context)
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
-        page.console_errors = errors
-        return page
+        return watch_console(context.new_page())
 
     yield make
     for context in contexts:

@@ -31,6 +31,16 @@ def axe_source() -> Path:
     return AXE
 
 
+def watch_console(page: Any) -> Any:
+    """`page` with `page.console_errors`: the console errors (CSP violations among them) and
+    uncaught exceptions it meets."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
+    page.console_errors = errors
+    return page
+
+
 def ask(page: Any, question: str) -> None:
     page.fill("#question", question)
     page.press("#question", "Enter")
@@ -88,6 +98,16 @@ def check_state(page: Any, base_url: str, name: str) -> None:
     assert not serious, f"{name}: axe finds\n" + json.dumps(serious, indent=1)
     assert not page.console_errors, f"{name}: console errors {page.console_errors}"
     assert page_overflow(page) <= 0, f"{name}: the page scrolls sideways"
+
+
+def document_status_only(page: Any, status: int) -> None:
+    """A page served with an error status on purpose (a refusal, something unknown): the
+    browser logs that status as a console error. Check it is the only one, then forget it
+    so that check_state looks for any other."""
+    expected = f"Failed to load resource: the server responded with a status of {status} "
+    assert [e for e in page.console_errors if not e.startswith(expected)] == []
+    assert len(page.console_errors) == 1, page.console_errors
+    page.console_errors.clear()
 
 
 RAW_MARKDOWN = re.compile(r"\*\*|__|~~|`|^\s*#|\||\]\(", re.MULTILINE)

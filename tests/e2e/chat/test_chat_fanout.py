@@ -86,6 +86,10 @@ def test_claude_fans_out_and_the_card_puts_failures_first(
         "web-3", "web-1", "web-2"]
     assert rows.nth(0).locator(".badge").inner_text() == "failed"
     assert "cannot reach web-3" in rows.nth(0).inner_text()
+    # Each host that ran links to its own recording.
+    replays = [rows.nth(i).locator("a.replay") for i in range(3)]
+    assert [r.count() for r in replays] == [0, 1, 1]
+    assert replays[1].get_attribute("href") != replays[2].get_attribute("href")
     # Claude had the tool, and got the structured result per host.
     assert "run_on_hosts" in {tool["name"] for tool in fake.requests[0]["tools"]}
     sent = json.loads(tool_results(fake.requests[-1])[-1]["content"])

@@ -151,8 +151,12 @@ async def test_two_nodes_sharing_a_tag_set_share_no_output_and_no_audit_view(
         handle = ran.structured_content["output_handle"]  # type: ignore[index]
         assert handle and not (await first.call_tool("read_output",
                                                      {"handle": handle})).is_error
-        assert [c["command"] for c in (await audit_view(first))["calls"]] == ["many_lines"]
+        # The run and its page read (reads are audited too), both the first node's.
+        assert [c["command"] for c in (await audit_view(first))["calls"]] == [
+            "many_lines", "many_lines"]
     async with fleet.mcp(CI_2) as second:
         other = await second.call_tool("read_output", {"handle": handle})
         assert other.is_error and "no output" in text_of(other)
-        assert (await audit_view(second))["calls"] == []
+        # Only its own refused read is in its view: nothing of the first node's calls.
+        theirs = (await audit_view(second))["calls"]
+        assert [(c["command"], c["outcome"]) for c in theirs] == [(None, "refused")], theirs

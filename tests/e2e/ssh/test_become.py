@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import re
 import secrets
@@ -190,8 +191,8 @@ async def test_the_printed_line_allows_that_command_line_and_nothing_wider(
 
 async def test_audit_records_who_it_ran_as(service: AgentService, sudoers: Sudoers) -> None:
     await service.run("root_whoami", {}, host=None, identity=LOCAL)
-    records = [line for line in service.audit.path.read_text().splitlines() if "start" in line]
-    assert '"runs_as": "root"' in records[-1]
+    records = [json.loads(line) for line in service.audit.path.read_text().splitlines()]
+    assert [r for r in records if r["event"] == "start"][-1]["runs_as"] == "root"
 
 
 async def test_list_commands_and_the_confirmation_say_it_runs_as_root(

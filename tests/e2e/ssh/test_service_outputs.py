@@ -9,18 +9,16 @@ import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from agent.app import build_service
 from agent.core.errors import RateLimited
 from agent.core.identity import Identity
-from agent.core.service import AgentService
 from agent.inventory import HostConfig
 from agent.settings import load_settings
+from tests.e2e.ssh.conftest import ServiceMaker
 from tests.support.secret_corpus import corpus
 from whitelist import load_catalog
 
@@ -47,30 +45,6 @@ commands:
     parameters:
       word: {type: string, description: a word, pattern: "[A-Za-z0-9_-]+", max_length: 200}
 """
-
-ServiceMaker = Callable[..., AgentService]
-
-
-@pytest.fixture
-async def make(ssh_host: HostConfig, tmp_path: Path) -> AsyncIterator[ServiceMaker]:
-    path = tmp_path / "catalog.yaml"
-    path.write_text(CATALOG)
-    catalog = load_catalog([path])
-    made: list[AgentService] = []
-
-    def maker(**values: Any) -> AgentService:
-        settings = dataclasses.replace(
-            load_settings({}, env_file=None), hosts={ssh_host.name: ssh_host},
-            default_host=ssh_host.name, audit_log=tmp_path / "audit.jsonl", **values)
-        service = build_service(settings, mode="tailnet", catalog=catalog)
-        made.append(service)
-        return service
-
-    yield maker
-    for service in made:
-        service.outputs.close()
-        await service.pool.close()
-
 
 def spooled_on_disk(directory: Path) -> int:
     """Bytes in this process's open files under `directory` (unlinked spool files too),

@@ -287,10 +287,24 @@ def test_defaults_and_environment_names() -> None:
     assert settings.secret_values() == ["sk-ant-secret-value"]
 
 
+def test_the_audit_receiver_is_a_tcp_or_tls_address() -> None:
+    def receiver(value: str) -> str | None:
+        return load_settings({"TAILNET_AGENT_AUDIT_SYSLOG": value}, env_file=None).audit_syslog
+
+    assert receiver("tcp://127.0.0.1:514") == "tcp://127.0.0.1:514"
+    assert receiver("tls://logs.example.com") == "tls://logs.example.com:6514"  # RFC 5425
+    assert receiver("tls://[2001:db8::1]:6514") == "tls://[2001:db8::1]:6514"
+    assert load_settings({}, env_file=None).audit_syslog is None
+    for wrong in ("udp://logs:514", "logs:514", "tcp://logs", "tcp://logs:99999",
+                  "tcp://user@logs:514", "tls://logs:6514/path"):
+        with pytest.raises(ConfigError, match=r"TAILNET_AGENT_AUDIT_SYSLOG=.* must be tcp://"):
+            receiver(wrong)
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("TAILNET_AGENT_RATE_PER_MINUTE", "0"), ("TAILNET_AGENT_RATE_BURST", "many"),
     ("TAILNET_AGENT_HOST_CONCURRENCY", "-1"), ("TAILNET_AGENT_AUDIT_MAX_BYTES", "10"),
-    ("ANTHROPIC_TIMEOUT", "0"),
+    ("TAILNET_AGENT_AUDIT_SHIP_BACKLOG", "5"), ("ANTHROPIC_TIMEOUT", "0"),
 ])
 def test_bad_values_name_the_setting(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):

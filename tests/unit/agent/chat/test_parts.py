@@ -3,6 +3,8 @@ definitions, the scripted API against the real SDK, and the elicitation gate."""
 
 from __future__ import annotations
 
+import json
+
 import anthropic
 import mcp_types
 import pytest
@@ -228,3 +230,45 @@ def test_a_fan_out_card_lists_the_failures_first() -> None:
     rows = html.split('<tr class="fanout-row ')[1:]
     assert [r.split('"')[0] for r in rows] == ["failed", "offline", "ok", "ok"]
     assert "&lt;b&gt;nope&lt;/b&gt;" in html and "<b>nope" not in html  # escaped
+
+
+def test_a_filtered_fan_out_card_shows_what_matched_and_what_was_left_out() -> None:
+    from agent.chat import views
+
+    rows = [{"filesystem": "/dev/vda1", "use_percent": 95, "mounted_on": "/"}]
+    result = mcp_types.CallToolResult(content=[], structured_content={
+        "fanout": "fan-2", "command": "disk_usage", "rendered": "df -hP", "duration_ms": 40.0,
+        "summary": {"total": 300, "ok": 300, "failed": 0, "offline": 0, "refused": 0},
+        "filter": {"expression": "use_percent >= `90`", "matched": 1, "not_matched": 298,
+                   "undetermined": 1, "note": ""},
+        "hosts": [
+            {"host": "web-008", "status": "ok", "exit_status": 0, "stdout": "",
+             "duration_ms": 9.0, "data": rows, "matched": True},
+            {"host": "web-009", "status": "ok", "exit_status": 0, "stdout": "<odd output>",
+             "duration_ms": 9.0, "data": None, "matched": None,
+             "note": "could not parse the output as df (...)"}],
+    })
+    (card,) = cards_for("run_on_hosts", result)
+    assert card.status == "1 of 300 hosts match"
+    by_host = {row.host: row for row in card.fanout}
+    assert by_host["web-009"].data == ""  # it has text: shown as it is
+    assert '"use_percent": 95' in by_host["web-008"].data
+    html = views.cards([card])
+    assert "Hosts whose rows match <code>use_percent &gt;= `90`</code>: 1 of 300 hosts" in html
+    assert "could not parse the output as df" in html and "&lt;odd output&gt;" in html
+
+
+def test_a_command_s_rows_are_clipped_for_the_model_like_its_text() -> None:
+    from agent.chat.mcp_calls import MODEL_OUTPUT_LIMIT, tool_result_for_model
+
+    rows = [{"pid": n, "user": "www-data", "command": "nginx: worker process"}
+            for n in range(2000)]
+    result = mcp_types.CallToolResult(content=[], structured_content={
+        "host": "web-1", "command": "top_processes", "rendered": "ps", "stdout": "x" * 40_000,
+        "data": rows})
+    text = tool_result_for_model(result)
+    shown = json.loads(text)
+    assert len(text) < 3 * MODEL_OUTPUT_LIMIT
+    assert shown["data"][0] == rows[0] and shown["data"][-1].endswith(
+        "more rows not shown to the model]")
+    assert len(shown["data"]) < len(rows)

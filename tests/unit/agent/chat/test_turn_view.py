@@ -60,7 +60,8 @@ def test_a_view_that_joins_late_ends_like_one_that_saw_everything(joined_at: int
     late.snapshot(EVENTS[:joined_at])
     late.update(EVENTS[joined_at:])
     assert segments(late) == segments(whole)
-    assert list(segments(whole)) == ["b-t1-t1", "c-t1-c1", "b-t1-t2", "s-t1"]
+    assert list(segments(whole)) == ["b-t1-t1", "c-t1-c1", "b-t1-t2", "s-t1",
+                                     "share-t1"]
 
 
 def test_messages_append_new_segments_and_replace_changed_ones_by_id() -> None:
@@ -90,6 +91,8 @@ def test_messages_append_new_segments_and_replace_changed_ones_by_id() -> None:
     assert 'class="align-right"' in end and "style=" not in end
     assert '<div id="status-t1" hx-swap-oob="delete"></div>' in end
     assert "You stopped this turn." in end
+    # The turn is over and in the history: it may be shared.
+    assert 'hx-post="/chat/share/t1"' in end
 
 
 def test_the_status_says_what_the_turn_is_doing() -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from agent.cli import main
 from agent.core.audit import AuditLog
+from agent.core.audit_records import recent_calls
 from agent.core.identity import Identity
 
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
@@ -63,6 +64,11 @@ def test_audit_shows_one_line_per_call_and_filters(
     records = [json.loads(line) for line in run(capsys, path, "--json", "--host", "db")]
     assert len(records) == 1
     assert records[0]["outcome"] == "refused" and records[0]["decision"]["rule"] == "default deny"
+    # The operator sees where the call's records sit in the chain; a caller's own view
+    # (recent_calls) does not, nor the hash of someone else's record.
+    assert (records[0]["seq"], records[0]["end_seq"]) == (5, 6) and "prev" not in records[0]
+    (mine,) = recent_calls(path, BOB, limit=1)
+    assert not {"seq", "end_seq", "prev"} & set(mine)
 
 
 def test_audit_says_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,3 +79,41 @@ def test_audit_says_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["audit", "--env-file", "/dev/null", "--audit-log", str(path),
                  "--since", "yesterday"]) == 2
     assert "use a duration like 90s" in capsys.readouterr().err
+
+
+def test_audit_show_prints_a_call_and_says_why_it_has_no_recording(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.core.casts import CastStore
+
+    path = tmp_path / "audit.jsonl"
+    write_log(path)
+    log = ["--env-file", "/dev/null", "--audit-log", str(path)]
+    # A refused call: its record, and no recording.
+    refused = next(json.loads(line)["call"] for line in path.read_text().splitlines()
+                   if '"make_marker"' in line)
+    assert main(["audit", "show", refused, *log]) == 0
+    out = capsys.readouterr().out
+    assert f'"call": "{refused}"' in out and "no recording: the call ran no command" in out
+    assert main(["audit", "show", refused, "--cast", str(tmp_path / "x.cast"), *log]) == 1
+    assert "has no recording" in capsys.readouterr().err
+    # A call the agent never finished: what it recorded so far, said to be unchecked.
+    call = "00000000c0ffee00"
+    AuditLog(path).start(call, ALICE, host="web", command="tail_log", parameters={})
+    recording = CastStore(tmp_path / "casts", per_call=100_000, budget=1_000_000).start(
+        call, "tail_log on web")
+    recording.feed(False, b"first lines\x1b]0;title\x07\n")
+    recording.finish()
+    assert main(["audit", "show", call, *log]) == 0
+    shown = capsys.readouterr()
+    assert "no end record" in shown.err and "unchecked" in shown.err
+    # The output is printed with its escape sequences escaped for the terminal.
+    assert "first lines\\x1b]0;title\\x07\n" in shown.out and "\x1b" not in shown.out
+
+
+def test_audit_lists_show_the_call_ids(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path)
+    lines = run(capsys, path)
+    assert lines[0].split()[1] == "old1" and lines[4].split()[1] == "crash"

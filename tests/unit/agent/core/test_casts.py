@@ -1,0 +1,96 @@
+"""The recordings on disk stay within their budget: the oldest go first, each removal is in
+the audit log before the file goes, and a removal that cannot be recorded does not
+happen. A cast read back is checked against the sha256 of its audit record."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from agent.core.audit import AuditLog
+from agent.core.casts import REMOVED_EVENT, CastChanged, CastMissing, CastStore, load, output
+from agent.core.errors import AuditUnavailable
+
+
+def records(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_two_hundred_big_outputs_stay_within_the_cap_and_the_budget(tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    store = CastStore(tmp_path / "casts", per_call=100_000, budget=1_000_000,
+                      record=audit.write)
+    made = []
+    for n in range(200):
+        call = f"{n:016x}"
+        recording = store.start(call, f"big {n}")
+        for _ in range(40):  # 40 x 4 KB: more than the per-call cap
+            recording.feed(False, (b"%04d " % n) * 800 + b"\n")
+        ref = recording.finish()
+        made.append(call)
+        assert ref.cut == "cap" and ref.bytes <= 100_000
+        on_disk = sum(p.stat().st_size for p in (tmp_path / "casts").iterdir())
+        assert on_disk <= 1_000_000
+        assert store.budget.used == on_disk
+    kept = sorted(p.stem for p in (tmp_path / "casts").iterdir())
+    removed = [r for r in records(audit.path) if r["event"] == REMOVED_EVENT]
+    # Oldest first, each recorded once, and exactly those are gone.
+    assert [r["cast"] for r in removed] == made[: len(removed)]
+    assert kept == made[len(removed):] and len(kept) >= 9
+    assert all(r["bytes"] > 90_000 and r["recorded"] for r in removed)
+    assert store.removed == len(removed) == 200 - len(kept)
+
+
+def test_a_removal_that_cannot_be_recorded_does_not_happen(tmp_path: Path) -> None:
+    def refuse(record: object) -> None:
+        raise AuditUnavailable("cannot write the audit log")
+
+    store = CastStore(tmp_path / "casts", per_call=100_000, budget=250_000, record=refuse)
+    for n in range(3):
+        recording = store.start(f"{n:016x}", "t")
+        for _ in range(30):
+            recording.feed(False, b"y" * 4000 + b"\n")
+        ref = recording.finish()
+    assert ref.cut == "budget"
+    assert sorted(p.stem for p in (tmp_path / "casts").iterdir()) == [f"{n:016x}"
+                                                                       for n in range(3)]
+    with pytest.raises(OSError, match="TAILNET_AGENT_RECORDINGS_BUDGET"):
+        for n in range(3, 200):
+            store.start(f"{n:016x}", "t").finish()
+
+
+def test_casts_already_on_disk_count_and_a_lowered_budget_removes_the_oldest(
+        tmp_path: Path) -> None:
+    directory = tmp_path / "casts"
+    directory.mkdir()
+    for n in range(5):
+        path = directory / f"{n:016x}.cast"
+        path.write_bytes(b"z" * 10_000)
+        os.utime(path, (1000 + n, 1000 + n))
+    (directory / "not-a-cast.txt").write_text("left alone")
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    store = CastStore(directory, per_call=100_000, budget=35_000, record=audit.write)
+    store.start("00000000000000ff", "t").finish()
+    assert [r["cast"] for r in records(audit.path)] == [f"{n:016x}" for n in range(2)]
+    assert (directory / "not-a-cast.txt").exists()
+    assert store.budget.used <= 35_000
+
+
+def test_a_cast_is_checked_against_its_record(tmp_path: Path) -> None:
+    store = CastStore(tmp_path / "casts", per_call=100_000, budget=1_000_000)
+    recording = store.start("0123456789abcdef", "t")
+    recording.feed(False, b"hello\n")
+    ref = recording.finish().fields()
+    assert output(load(store.directory, ref)).stdout == "hello\n"
+    path = store.directory / "0123456789abcdef.cast"
+    path.write_bytes(path.read_bytes().replace(b"hello", b"HELLO"))
+    with pytest.raises(CastChanged, match="changed after the call"):
+        load(store.directory, ref)
+    path.unlink()
+    with pytest.raises(CastMissing):
+        load(store.directory, ref)
+    with pytest.raises(ValueError, match="not a call id"):
+        load(store.directory, {"id": "../../etc/passwd", "sha256": "x"})
