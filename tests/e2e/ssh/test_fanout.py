@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,17 +21,22 @@ from agent.core.errors import ConfigError, UnknownHost
 from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.settings import load_settings
+from tests.support.cancels import busy_slots, unended
 from tests.support.sshd import Sshd, remote_processes
 from whitelist import ParameterError, load_catalog
 
 LOCAL = Identity(login="me", node="here", source="local")
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
-CATALOG = """
+# Durations no other test (nor another session on this machine) uses: counting the test
+# user's processes by them counts this test's own.
+MARKED_SLEEP = {"marked_nap": f"sleep 19.{random.randint(100_000, 499_999)}",
+                "marked_nap_exec": f"sleep 19.{random.randint(500_000, 999_999)}"}
+CATALOG = f"""
 commands:
   nap:
     description: Sleep a little, then print the time in ms.
     category: Test
-    template: "sleep {seconds} && date +%s%3N"
+    template: "sleep {{seconds}} && date +%s%3N"
     timeout: 30
     parameters:
       seconds:
@@ -39,14 +45,14 @@ commands:
         minimum: 0
         maximum: 20
   marked_nap:
-    description: Sleep long (a duration no other test uses), on the fast path.
+    description: Sleep long, on the fast path.
     category: Test
-    template: "sleep 19.417"
+    template: "{MARKED_SLEEP['marked_nap']}"
     timeout: 30
   marked_nap_exec:
-    description: Sleep long (a duration no other test uses), on an exec channel.
+    description: Sleep long, on an exec channel.
     category: Test
-    template: "sleep 19.418"
+    template: "{MARKED_SLEEP['marked_nap_exec']}"
     timeout: 30
     destructive: true
   db_only:
@@ -55,7 +61,6 @@ commands:
     template: "hostname"
     hosts: ["db-*"]
 """
-MARKED_SLEEP = {"marked_nap": "sleep 19.417", "marked_nap_exec": "sleep 19.418"}
 ALICE_POLICY = """
 default: none
 rules:
@@ -70,8 +75,9 @@ rules:
 
 
 def service_for(sshd: Sshd, tmp_path: Path, names: list[str], *, policy: str | None = None,
-                broken: tuple[str, ...] = (), **values: object) -> AgentService:
-    (tmp_path / "extra.yaml").write_text(CATALOG)
+                broken: tuple[str, ...] = (), catalog: str = CATALOG,
+                **values: object) -> AgentService:
+    (tmp_path / "extra.yaml").write_text(catalog)
     hosts = {}
     for name in names:
         host = sshd.host_config(name)
@@ -175,11 +181,13 @@ async def test_a_cancelled_fan_out_leaves_no_process_on_any_host_and_records_it(
 ) -> None:
     """Cancelled at varied points (before, while and after the commands start), a fan-out
     over 6 hosts returns only once no host runs anything of it (issue 15: each host's call
-    kills its remote process group), on the persistent shell and on exec channels."""
+    kills its remote process group), on the persistent shell and on exec channels: by then
+    every host's slot is free again and every host's call has its end record (issue 19)."""
     names = [f"web-{i}" for i in range(6)]
     service = service_for(sshd, tmp_path, names)
     command = "marked_nap" if path == "fast" else "marked_nap_exec"  # exec: destructive
     pattern = MARKED_SLEEP[command]
+    audit = tmp_path / "audit.jsonl"
 
     async def yes() -> None:
         return None
@@ -195,7 +203,10 @@ async def test_a_cancelled_fan_out_leaves_no_process_on_any_host_and_records_it(
             with pytest.raises(asyncio.CancelledError):
                 await task
             assert time.monotonic() - cancelled < 3.0, n  # nobody waits for the naps
+            # The moment the cancel returns: no tree left, no slot held, no call unrecorded.
             assert remote_processes(sshd.user, pattern) == [], n
+            assert busy_slots(service) == {}, n
+            assert unended(audit) == [], n
         # Every host killed what it was running when cancelled (most rounds had started).
         assert all(service.pool.stopped(name) >= 3 for name in names), [
             service.pool.stopped(name) for name in names]
@@ -205,7 +216,7 @@ async def test_a_cancelled_fan_out_leaves_no_process_on_any_host_and_records_it(
         await service.pool.close()
         left = remote_processes(sshd.user, pattern)
     assert left == []
-    records = list(read_records(tmp_path / "audit.jsonl"))
+    records = list(read_records(audit))
     starts = {r["call"]: r for r in records if r["event"] == "start" and r.get("fanout")
               and r["command"] == command}
     ends = Counter(r["outcome"] for r in records if r["event"] == "end" and r["call"] in starts)
