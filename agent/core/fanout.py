@@ -10,6 +10,10 @@ failed, offline or refused.
 A destructive command is confirmed once for the whole fan-out: the plan's `question`
 names the hosts where the caller's yes is needed and the exact command line, and the
 answer goes with exactly those prepared calls.
+
+A cancelled fan-out cancels every host's call and returns only once each has ended: its
+remote command stopped, its slot free, its end record written (`together`; asyncio.gather
+would return at the first host's end and leave the others stopping behind it).
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ import dataclasses
 import fnmatch
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from whitelist import WhitelistError
 
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
     from .service import AgentService
     from .visibility import CallerView
 
+T = TypeVar("T")
 Status = Literal["ok", "failed", "offline", "refused"]
 STATUSES: tuple[Status, ...] = ("ok", "failed", "offline", "refused")
 ALL = "all"
@@ -277,9 +282,21 @@ async def run_on_hosts(
             await progress(done, total, outcome)
         return outcome
 
-    outcomes = await asyncio.gather(*(one(c) for c in fanout_plan.calls))
+    outcomes = await together(one(c) for c in fanout_plan.calls)
     return FanoutResult.of(fanout, fanout_plan, outcomes, (time.monotonic() - started) * 1000,
                            tally)
+
+
+async def together(calls: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """The results of `calls`, run concurrently. Cancelled, or when one fails, it cancels
+    the others and returns (raises) only once every call has ended; a failure is raised as
+    itself, the first one if several failed (asyncio.TaskGroup, unwrapped)."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(call) for call in calls]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
 
 
 async def _run_one(service: AgentService, call: Preparation, confirm: Confirm | None,
