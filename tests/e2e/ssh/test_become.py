@@ -32,6 +32,7 @@ from agent.inventory import HostConfig
 from agent.settings import Settings
 from agent.ssh.pool import SSHPool
 from tests.support.agents import running_agent, settings_for
+from tests.support.cancels import cancel_storm, chatter_catalog, marker
 from tests.support.components import missing, require_executable
 from tests.support.sshd import remote_processes, wait_until_gone
 from whitelist import load_catalog, render, sudoers_line
@@ -259,3 +260,37 @@ async def test_cancelled_commands_running_as_root_leave_nothing_running(
     finally:
         await pool.close()
         await asyncio.to_thread(subprocess.run, ["pkill", "-u", "root", "-f", sleep])
+
+
+@pytest.mark.parametrize("path", ["exec", "fast"])
+async def test_cancels_of_a_fan_out_running_as_root_leave_nothing_behind(
+    ssh_host: HostConfig, sudoers: Sudoers, tmp_path: Path, path: str
+) -> None:
+    """Issue 19 with `become`: fan-outs over 6 hosts of a command that runs as root, each
+    cancelled at its own moment from before its first byte to the middle of its output (in
+    turn as a task is cancelled and as the MCP SDK cancels). When a cancel returns, root
+    runs nothing of it (the stop went through sudo), every slot is free and every call has
+    its end record."""
+    mark = marker()
+    command = f"root_chatter_{path}"
+    extra = tmp_path / "chatter.yaml"
+    extra.write_text(chatter_catalog(command, mark, destructive=path == "exec", become=True))
+    catalog = load_catalog([extra])
+    sudoers.add(sudoers_line(ssh_host.user, "root", render(catalog.get(command), {}),
+                             timeout=30))
+    names = [f"web-{i}" for i in range(6)]
+    settings: Settings = dataclasses.replace(
+        settings_for(ssh_host), hosts={name: dataclasses.replace(ssh_host, name=name)
+                                       for name in names},
+        default_host=names[0], audit_log=tmp_path / "audit.jsonl")
+    service = build_service(settings, mode="local", catalog=catalog)
+    try:
+        storm = await cancel_storm(service, command, LOCAL, audit=tmp_path / "audit.jsonl",
+                                   user="root", pattern=f"sleep {mark}", cancels=60)
+    finally:
+        await service.pool.close()
+        await asyncio.to_thread(subprocess.run, ["pkill", "-u", "root", "-f", f"sleep {mark}"])
+    stopped = sum(service.pool.stopped(name) for name in names)
+    print(storm.summary(f"become, {path}, 6 hosts") + f"; {stopped} sudos stopped")
+    assert storm.clean, storm
+    assert stopped > storm.cancels * len(names) * 0.5, stopped  # most were running

@@ -21,7 +21,7 @@ from agent.core.errors import ConfigError, UnknownHost
 from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.settings import load_settings
-from tests.support.cancels import busy_slots, unended
+from tests.support.cancels import busy_slots, cancel_storm, chatter_catalog, marker, unended
 from tests.support.sshd import Sshd, remote_processes
 from whitelist import ParameterError, load_catalog
 
@@ -223,6 +223,41 @@ async def test_a_cancelled_fan_out_leaves_no_process_on_any_host_and_records_it(
     assert len(starts) == rounds * len(names)
     assert len({r["fanout"] for r in starts.values()}) == rounds  # one id per fan-out
     assert ends == Counter({"cancelled": rounds * len(names)})
+
+
+@pytest.mark.parametrize("path", ["fast", "exec"])
+async def test_two_hundred_cancels_of_a_six_host_fan_out_leave_nothing_behind(
+    sshd: Sshd, tmp_path: Path, path: str
+) -> None:
+    """Issue 19: 200 fan-outs over 6 hosts, each cancelled at its own moment, spread from
+    before the first byte to the middle of the output, in turn as a task is cancelled and
+    as the MCP SDK cancels. Whenever a cancel has returned, no host runs anything of it,
+    every slot it held is free (so a slot is freed only once its tree is gone), and every
+    host's call has its end record, `cancelled`."""
+    mark = marker()
+    names = [f"web-{i}" for i in range(6)]
+    command = "chatter_exec" if path == "exec" else "chatter"
+    service = service_for(sshd, tmp_path, names,
+                          catalog=chatter_catalog(command, mark, destructive=path == "exec"))
+    audit = tmp_path / "audit.jsonl"
+    try:
+        storm = await cancel_storm(service, command, LOCAL, audit=audit, user=sshd.user,
+                                   pattern=f"sleep {mark}")
+        after = await service.run_on_hosts("hostname", {}, ["all"], identity=LOCAL)
+    finally:
+        await service.pool.close()
+    stopped = sum(service.pool.stopped(name) for name in names)
+    print(storm.summary(f"{path}, 6 hosts") + f"; {stopped} process groups stopped")
+    assert storm.clean, storm
+    assert after.summary["ok"] == len(names)  # every slot and connection still good
+    records = list(read_records(audit))
+    starts = {r["call"] for r in records if r["event"] == "start" and r["command"] == command}
+    ends = Counter(r["outcome"] for r in records if r["event"] == "end" and r["call"] in starts)
+    assert ends == Counter({"cancelled": len(starts)})
+    # Nearly every cancel found the calls started (the earliest came before that), and
+    # most found the command running.
+    assert len(starts) > storm.cancels * len(names) * 0.9
+    assert stopped > storm.cancels * len(names) * 0.5, stopped
 
 
 async def test_a_flood_of_fan_outs_is_rate_limited_not_broken(
