@@ -48,6 +48,35 @@ commands:
 """
 
 
+_EXITING = 0x4  # PF_EXITING in /proc/PID/stat's flags
+_STOP_SIGNALS = (1 << (9 - 1)) | (1 << (15 - 1))  # KILL and TERM in a pending-signal mask
+
+
+def still_running(user: str, pattern: str) -> list[str]:
+    """What `user` runs of `pattern` that nothing has stopped yet. A process that a stop
+    has signalled (KILL; TERM for a command under sudo, which relays it) but that has not
+    been scheduled to exit yet, on a loaded machine, is stopped already: it is left out,
+    as are zombies (pgrep leaves those out itself)."""
+    return [line for line in remote_processes(user, pattern) if not stopping(line)]
+
+
+def stopping(process: str) -> bool:
+    """Whether a process `pgrep -a` listed has been signalled to stop (or is exiting)."""
+    pid = process.split()[0]
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True  # gone meanwhile
+    fields = stat.rsplit(")", 1)[1].split()
+    state, flags = fields[0], int(fields[6])
+    pending = 0
+    for line in status.splitlines():
+        if line.startswith(("SigPnd:", "ShdPnd:")):
+            pending |= int(line.split()[1], 16)
+    return state in "ZX" or bool(flags & _EXITING) or bool(pending & _STOP_SIGNALS)
+
+
 def busy_slots(service: AgentService) -> dict[str, int]:
     """The SSH channel slots held, by host (none once every call has ended)."""
     return {name: state.slots.busy for name, state in service.pool._hosts.items()
@@ -72,13 +101,15 @@ class Storm:
     held: list[tuple[int, dict[str, int]]] = field(default_factory=list)  # slots
     unrecorded: list[tuple[int, int]] = field(default_factory=list)  # calls without end
     later: list[str] = field(default_factory=list)  # processes 2 s after the last cancel
+    dying: int = 0  # processes killed but not yet exited when their cancel returned
 
     def summary(self, what: str) -> str:
         return (f"{what}: {self.cancels} cancels in {self.elapsed:.1f} s; at a cancel's return, "
                 f"of {self.waves} waves: {len(self.left)} left processes "
                 f"({sum(len(left) for _, left in self.left)} in all), {len(self.held)} held "
-                f"slots, {len(self.unrecorded)} had calls without an end; {len(self.later)} "
-                "processes left 2 s after the last")
+                f"slots, {len(self.unrecorded)} had calls without an end ({self.dying} "
+                f"processes killed, not yet exited); {len(self.later)} processes left 2 s "
+                "after the last")
 
     @property
     def clean(self) -> bool:
@@ -122,8 +153,10 @@ async def cancel_storm(service: AgentService, command: str, identity: Identity, 
         # Each wave mixes early and late moments: wave w cancels at w, w+waves, w+2*waves...
         await asyncio.gather(*(cancelled_after(moments[wave + k * storm.waves], k % 2 == 1)
                                for k in range(at_once)))
-        if left := remote_processes(user, pattern):
+        listed = remote_processes(user, pattern)
+        if left := [process for process in listed if not stopping(process)]:
             storm.left.append((wave, left))
+        storm.dying += len(listed) - len(left)
         if held := busy_slots(service):
             storm.held.append((wave, held))
         if missing := unended(audit):

@@ -27,6 +27,7 @@ from agent.inventory import HostConfig
 from agent.settings import Settings
 from agent.ssh import SSHPool
 from tests.support.agents import running_agent, settings_for
+from tests.support.cancels import still_running
 from tests.support.peers import http_from, open_session, session_headers
 from tests.support.services import ServiceFactory
 from tests.support.sshd import Sshd, remote_processes, wait_until_gone
@@ -78,8 +79,8 @@ async def test_sixty_cancels_mid_command_leave_no_process_and_free_every_slot(
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            # The caller's cancel returns only once the tree is gone and the slot is free.
-            assert remote_processes(sshd.user, sleep) == [], n
+            # The caller's cancel returns only once the tree is stopped and the slot is free.
+            assert still_running(sshd.user, sleep) == [], n
             state = pool._hosts["test"]
             assert state.slots.busy == 0, n
         assert pool.stopped("test") >= 20  # many were running when cancelled
@@ -276,7 +277,7 @@ commands:
                     assert waited < 10, f"round {n}: {len(starts)} starts, {len(ends)} ends"
                     await asyncio.sleep(0.005)
                 ran += bool(starts)
-                if left := await asyncio.to_thread(remote_processes, sshd.user, pattern):
+                if left := await asyncio.to_thread(still_running, sshd.user, pattern):
                     running.append((n, left))
                 assert await gone(sshd, pattern) == [], n
     print(f"{mode}: of {ran} rounds' calls, {len(early)} recorded while their slot was held; "

@@ -21,7 +21,14 @@ from agent.core.errors import ConfigError, UnknownHost
 from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.settings import load_settings
-from tests.support.cancels import busy_slots, cancel_storm, chatter_catalog, marker, unended
+from tests.support.cancels import (
+    busy_slots,
+    cancel_storm,
+    chatter_catalog,
+    marker,
+    still_running,
+    unended,
+)
 from tests.support.sshd import Sshd, remote_processes
 from whitelist import ParameterError, load_catalog
 
@@ -204,7 +211,7 @@ async def test_a_cancelled_fan_out_leaves_no_process_on_any_host_and_records_it(
                 await task
             assert time.monotonic() - cancelled < 3.0, n  # nobody waits for the naps
             # The moment the cancel returns: no tree left, no slot held, no call unrecorded.
-            assert remote_processes(sshd.user, pattern) == [], n
+            assert still_running(sshd.user, pattern) == [], n
             assert busy_slots(service) == {}, n
             assert unended(audit) == [], n
         # Every host killed what it was running when cancelled (most rounds had started).
