@@ -1,8 +1,9 @@
 """Item 2: a cancelled, disconnected or abandoned call leaves nothing running on the host,
 on both ways a command runs (exec channel, persistent shell), and frees its place only then.
 
-Each test sleeps with a duration no other test uses, so counting the test user's
-processes by that pattern counts this test's leftovers only (zombies do not match).
+Each test sleeps with a duration no other test uses, and processes are counted on the
+test's own sshd only (`Sshd.processes`), so the count is this test's leftovers, whatever
+else runs on the machine as the same user (zombies do not match).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tests.support.agents import running_agent, settings_for
 from tests.support.cancels import still_running
 from tests.support.peers import http_from, open_session, session_headers
 from tests.support.services import ServiceFactory
-from tests.support.sshd import Sshd, remote_processes, wait_until_gone
+from tests.support.sshd import Sshd
 from whitelist import load_catalog
 
 LOCAL = Identity(login="me", node="here", source="local")
@@ -39,7 +40,7 @@ LOCAL = Identity(login="me", node="here", source="local")
 async def gone(sshd: Sshd, pattern: str) -> list[str]:
     """What still runs of `pattern` 2 s from now (checked off the event loop, which the
     agent under test shares)."""
-    return await asyncio.to_thread(wait_until_gone, sshd.user, pattern, 2.0)
+    return await asyncio.to_thread(sshd.wait_until_gone, pattern, 2.0)
 
 
 def marker() -> str:
@@ -80,7 +81,7 @@ async def test_sixty_cancels_mid_command_leave_no_process_and_free_every_slot(
             with pytest.raises(asyncio.CancelledError):
                 await task
             # The caller's cancel returns only once the tree is stopped and the slot is free.
-            assert still_running(sshd.user, sleep) == [], n
+            assert still_running(sshd, sleep) == [], n
             state = pool._hosts["test"]
             assert state.slots.busy == 0, n
         assert pool.stopped("test") >= 20  # many were running when cancelled
@@ -91,7 +92,7 @@ async def test_sixty_cancels_mid_command_leave_no_process_and_free_every_slot(
         assert [r.stdout for r in results] == [f"{i}\n" for i in range(8)]
     finally:
         await pool.close()
-        left = remote_processes(sshd.user, sleep)
+        left = sshd.processes(sleep)
     assert left == []
 
 
@@ -206,7 +207,7 @@ commands:
   boom:
     description: A destructive command that runs long (test command).
     category: Test
-    template: "sleep 1{{n}}.{marker}"
+    template: "sleep 4{{n}}.{marker}"
     timeout: 30
     destructive: true
     parameters:
@@ -266,7 +267,7 @@ commands:
                 await caller
                 # Wait (bounded) for the agent to record every host's call. (A cancel that
                 # beat the confirmed call to the agent leaves no record at all.)
-                pattern = f"sleep 1{n}.{marker}"
+                pattern = f"sleep 4{n}.{marker}"
                 cancelled = time.monotonic()
                 while True:
                     starts, ends = _round_records(audit, n)
@@ -277,7 +278,7 @@ commands:
                     assert waited < 10, f"round {n}: {len(starts)} starts, {len(ends)} ends"
                     await asyncio.sleep(0.005)
                 ran += bool(starts)
-                if left := await asyncio.to_thread(still_running, sshd.user, pattern):
+                if left := await asyncio.to_thread(still_running, sshd, pattern):
                     running.append((n, left))
                 assert await gone(sshd, pattern) == [], n
     print(f"{mode}: of {ran} rounds' calls, {len(early)} recorded while their slot was held; "

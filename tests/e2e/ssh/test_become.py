@@ -34,7 +34,7 @@ from agent.ssh.pool import SSHPool
 from tests.support.agents import running_agent, settings_for
 from tests.support.cancels import cancel_storm, chatter_catalog, marker
 from tests.support.components import missing, require_executable
-from tests.support.sshd import remote_processes, wait_until_gone
+from tests.support.sshd import SESSION_MARK, Sshd
 from whitelist import load_catalog, render, sudoers_line
 from whitelist.render import TIMEOUT_PATH
 
@@ -82,7 +82,10 @@ class Sudoers:
     def __init__(self, user: str, log: Path) -> None:
         self.path = Path(f"/etc/sudoers.d/tnagent-test-{secrets.token_hex(4)}")
         self.log = log
-        self.rules: list[str] = [f'Defaults:{user} logfile="{log}"']
+        # The test sshd's mark stays in the environment of what sudo runs, so that the
+        # tests count root's processes of their own sshd only (Sshd.processes).
+        self.rules: list[str] = [f'Defaults:{user} logfile="{log}"',
+                                 f'Defaults:{user} env_keep += "{SESSION_MARK}"']
 
     def add(self, line: str) -> None:
         self.rules.append(line)
@@ -223,7 +226,7 @@ async def test_list_commands_and_the_confirmation_say_it_runs_as_root(
 
 @pytest.mark.parametrize("path", ["exec", "fast"])
 async def test_cancelled_commands_running_as_root_leave_nothing_running(
-    ssh_host: HostConfig, sudoers: Sudoers, path: str
+    sshd: Sshd, ssh_host: HostConfig, sudoers: Sudoers, path: str
 ) -> None:
     """The login user cannot signal root's processes; the stop goes through sudo."""
     sleep = f"sleep {secrets.randbelow(9000) + 1000}"
@@ -241,7 +244,7 @@ async def test_cancelled_commands_running_as_root_leave_nothing_running(
             with pytest.raises(asyncio.CancelledError):
                 await task
             # sudo relays TERM to timeout, which ends the group: gone within 2 s.
-            assert wait_until_gone("root", sleep, 2.0) == [], n
+            assert sshd.wait_until_gone(sleep, 2.0, user="root") == [], n
             assert pool._hosts["test"].slots.busy == 0, n
         assert pool.stopped("test") >= 10  # most were running when cancelled
         # The command did run as root when left alone long enough to be seen.
@@ -249,22 +252,22 @@ async def test_cancelled_commands_running_as_root_leave_nothing_running(
             "test", rendered, command_name="s", timeout=30, max_output=1000,
             destructive=path == "exec", become="root"))
         for _ in range(100):  # up to 5 s
-            if remote_processes("root", sleep):
+            if sshd.processes(sleep, user="root"):
                 break
             await asyncio.sleep(0.05)
-        assert remote_processes("root", sleep), "the elevated command never started"
+        assert sshd.processes(sleep, user="root"), "the elevated command never started"
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert wait_until_gone("root", sleep, 2.0) == []
+        assert sshd.wait_until_gone(sleep, 2.0, user="root") == []
     finally:
         await pool.close()
-        await asyncio.to_thread(subprocess.run, ["pkill", "-u", "root", "-f", sleep])
+        await asyncio.to_thread(sshd.kill, sleep, user="root")
 
 
 @pytest.mark.parametrize("path", ["exec", "fast"])
 async def test_cancels_of_a_fan_out_running_as_root_leave_nothing_behind(
-    ssh_host: HostConfig, sudoers: Sudoers, tmp_path: Path, path: str
+    sshd: Sshd, ssh_host: HostConfig, sudoers: Sudoers, tmp_path: Path, path: str
 ) -> None:
     """Issue 19 with `become`: fan-outs over 6 hosts of a command that runs as root, each
     cancelled at its own moment from before its first byte to the middle of its output (in
@@ -286,11 +289,12 @@ async def test_cancels_of_a_fan_out_running_as_root_leave_nothing_behind(
     service = build_service(settings, mode="local", catalog=catalog)
     try:
         storm = await cancel_storm(service, command, LOCAL, audit=tmp_path / "audit.jsonl",
-                                   user="root", pattern=f"sleep {mark}", cancels=60)
+                                   sshd=sshd, marker=mark, user="root", cancels=60)
     finally:
         await service.pool.close()
-        await asyncio.to_thread(subprocess.run, ["pkill", "-u", "root", "-f", f"sleep {mark}"])
+        await asyncio.to_thread(sshd.kill, f"sleep {mark}", user="root")
     stopped = sum(service.pool.stopped(name) for name in names)
     print(storm.summary(f"become, {path}, 6 hosts") + f"; {stopped} sudos stopped")
     assert storm.clean, storm
+    assert storm.seen, "the count never saw the command running as root: it proves nothing"
     assert stopped > storm.cancels * len(names) * 0.5, stopped  # most were running

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,15 +28,13 @@ from tests.support.cancels import (
     still_running,
     unended,
 )
-from tests.support.sshd import Sshd, remote_processes
+from tests.support.sshd import Sshd
 from whitelist import ParameterError, load_catalog
 
 LOCAL = Identity(login="me", node="here", source="local")
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
-# Durations no other test (nor another session on this machine) uses: counting the test
-# user's processes by them counts this test's own.
-MARKED_SLEEP = {"marked_nap": f"sleep 19.{random.randint(100_000, 499_999)}",
-                "marked_nap_exec": f"sleep 19.{random.randint(500_000, 999_999)}"}
+# Durations of this run's own: the processes of each are counted on the test's sshd.
+MARKED_SLEEP = {"marked_nap": f"sleep {marker()}", "marked_nap_exec": f"sleep {marker()}"}
 CATALOG = f"""
 commands:
   nap:
@@ -211,7 +208,7 @@ async def test_a_cancelled_fan_out_leaves_no_process_on_any_host_and_records_it(
                 await task
             assert time.monotonic() - cancelled < 3.0, n  # nobody waits for the naps
             # The moment the cancel returns: no tree left, no slot held, no call unrecorded.
-            assert still_running(sshd.user, pattern) == [], n
+            assert still_running(sshd, pattern) == [], n
             assert busy_slots(service) == {}, n
             assert unended(audit) == [], n
         # Every host killed what it was running when cancelled (most rounds had started).
@@ -221,7 +218,7 @@ async def test_a_cancelled_fan_out_leaves_no_process_on_any_host_and_records_it(
         assert after.summary["ok"] == len(names)  # every slot and connection still good
     finally:
         await service.pool.close()
-        left = remote_processes(sshd.user, pattern)
+        left = sshd.processes(pattern)
     assert left == []
     records = list(read_records(audit))
     starts = {r["call"]: r for r in records if r["event"] == "start" and r.get("fanout")
@@ -239,8 +236,8 @@ async def test_two_hundred_cancels_of_a_six_host_fan_out_leave_nothing_behind(
     """Issue 19: 200 fan-outs over 6 hosts, each cancelled at its own moment, spread from
     before the first byte to the middle of the output, in turn as a task is cancelled and
     as the MCP SDK cancels. Whenever a cancel has returned, no host runs anything of it,
-    every slot it held is free (so a slot is freed only once its tree is gone), and every
-    host's call has its end record, `cancelled`."""
+    every slot it held is free, and every host's call has its end record, `cancelled`;
+    and each slot was freed only once its tree was stopped (checked as each is freed)."""
     mark = marker()
     names = [f"web-{i}" for i in range(6)]
     command = "chatter_exec" if path == "exec" else "chatter"
@@ -248,14 +245,15 @@ async def test_two_hundred_cancels_of_a_six_host_fan_out_leave_nothing_behind(
                           catalog=chatter_catalog(command, mark, destructive=path == "exec"))
     audit = tmp_path / "audit.jsonl"
     try:
-        storm = await cancel_storm(service, command, LOCAL, audit=audit, user=sshd.user,
-                                   pattern=f"sleep {mark}")
+        storm = await cancel_storm(service, command, LOCAL, audit=audit, sshd=sshd,
+                                   marker=mark)
         after = await service.run_on_hosts("hostname", {}, ["all"], identity=LOCAL)
     finally:
         await service.pool.close()
     stopped = sum(service.pool.stopped(name) for name in names)
     print(storm.summary(f"{path}, 6 hosts") + f"; {stopped} process groups stopped")
     assert storm.clean, storm
+    assert storm.seen, "the count never saw the command running: it would prove nothing"
     assert after.summary["ok"] == len(names)  # every slot and connection still good
     records = list(read_records(audit))
     starts = {r["call"] for r in records if r["event"] == "start" and r["command"] == command}
