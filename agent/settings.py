@@ -240,6 +240,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TAILNET_AGENT_FANOUT_CONCURRENCY", "fanout_concurrency", 16,
             "hosts one `run_on_hosts` call runs on at the same time",
             integer(1, 1_000, "it is hosts at once in one fan-out")),
+    Setting("TAILNET_AGENT_FANOUT_RESULT_BYTES", "fanout_result_bytes", 32_768,
+            "bytes a `run_on_hosts` result may take (as JSON), whatever the number of hosts: "
+            "identical outcomes are grouped, and what still does not fit is behind a paging "
+            "handle", integer(4096, 1 << 20, "it is the size of a fan-out's result")),
     Setting("TS_AUTHKEY", "authkey", None, "tailnet auth key, or `file:/path/to/key`",
             flag="--authkey", shown_default="none: a login URL is printed", secret=True),
     Setting("TS_HOSTNAME", "hostname", "tailnet-agent", "the agent's tailnet hostname",
@@ -324,6 +328,7 @@ class Settings:
     http_header_timeout: float = _default("http_header_timeout")
     http_body_timeout: float = _default("http_body_timeout")
     fanout_concurrency: int = _default("fanout_concurrency")
+    fanout_result_bytes: int = _default("fanout_result_bytes")
     authkey: str | None = field(default=_default("authkey"), repr=False)
     hostname: str = _default("hostname")
     control_url: str | None = _default("control_url")

@@ -305,7 +305,8 @@ class ChatTurn:
             # A call that cannot run, one a time-limited approval covers and one a second
             # person must approve need no click; the service says why, or cites, or waits.
             confirmed = await self._confirm(ConfirmNeeded(call, name, host, command_name,
-                                                          rendered, shown.runs_as))
+                                                          rendered, shown.runs_as,
+                                                          shown.hosts, shown.strategy))
             if not confirmed:
                 self._show(turn, call, [declined_card(name, host, rendered,
                                                       command=command_name)])

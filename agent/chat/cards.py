@@ -11,22 +11,51 @@ import mcp_types
 
 @dataclass(frozen=True)
 class FanoutRow:
-    """One host of a fan-out (run_on_hosts), as its table shows it."""
+    """One row of a fan-out's table (run_on_hosts): a group of hosts that ended the same
+    way (their names compacted, `web-[001-180]`), or a host on its own."""
 
-    host: str
-    status: str  # ok, failed, offline, refused
+    host: str  # the host, or the group's hosts in the compact notation
+    status: str  # ok, failed, offline, refused, skipped
     exit_status: int | None = None
     duration_ms: float | None = None
     stdout: str = ""
     stderr: str = ""
     error: str = ""
-    audit_id: str = ""  # its call in the audit log: the recording to replay
+    count: int = 1  # hosts in the row
+    hosts_not_listed: int = 0  # a group's hosts its `host` leaves out
+    # Its call in the audit log: the recording to replay. A group's is its first host's
+    # (`audit_host`), whose output stands for every host's in the row.
+    audit_id: str = ""
+    audit_host: str = ""
     data: str = ""  # its output as data (with a filter: the rows that matched), as JSON
+    rows_not_shown: int = 0  # rows of its data the result left out for size
     note: str = ""  # why there is no data, or no verdict from the filter
+
+    @property
+    def group(self) -> bool:
+        return self.count > 1
+
+    @property
+    def host_parts(self) -> list[str]:
+        """The compact host list's parts, one per prefix (`web-[001-180]`, `db-1`)."""
+        return self.host.split(", ")
 
 
 # Failures first: what needs a look comes before what went fine.
-ROW_ORDER = {"failed": 0, "refused": 1, "offline": 2, "ok": 3}
+ROW_ORDER = {"failed": 0, "refused": 1, "offline": 2, "skipped": 3, "ok": 4}
+
+
+@dataclass(frozen=True)
+class FanoutFacts:
+    """What a fan-out's card says besides its rows."""
+
+    total: int  # hosts in the fan-out
+    ok: int
+    strategy: str = ""  # e.g. "canary; stopped: the canary host web-1 failed ..."
+    not_shown: int = 0  # hosts the result left out for size
+    listing: str = ""  # the handle of the whole result, when something was left out or cut
+    filtered: str = ""  # with a filter: what it kept, in one line ("3 of 300 hosts match")
+    filter_expression: str = ""
 
 
 @dataclass(frozen=True)
@@ -45,20 +74,20 @@ class ToolCard:
     output: str = ""  # non-command tools (list_hosts, ...): their JSON, pretty-printed
     declined: bool = False  # a destructive command the person did not confirm
     stopped: bool = False  # the person stopped the turn while this call was pending
-    fanout: tuple[FanoutRow, ...] = ()  # run_on_hosts: one row per host, failures first
+    fanout: tuple[FanoutRow, ...] = ()  # run_on_hosts: a row per group or host, failures first
+    facts: FanoutFacts | None = None  # run_on_hosts: the summary, strategy, what is left out
     audit_id: str = ""  # the call's id in the audit log: its recording plays at replay_url
 
     @property
     def audit_ids(self) -> list[str]:
-        """The calls this card shows, by their audit ids (one per host of a fan-out)."""
+        """The calls this card shows, by their audit ids (one per host of a fan-out listed
+        on its own, a group's first host's)."""
         return [i for i in (self.audit_id, *(row.audit_id for row in self.fanout)) if i]
-    filtered: str = ""  # run_on_hosts with a filter: what it kept, in one line
-    filter_expression: str = ""
 
     @property
     def ok(self) -> bool:
-        if self.fanout:
-            return all(row.status == "ok" for row in self.fanout)
+        if self.facts is not None:
+            return self.facts.ok == self.facts.total
         return not self.error and not self.timed_out and self.exit_status in (0, None)
 
     @property
@@ -77,11 +106,8 @@ class ToolCard:
 
     @property
     def status(self) -> str:
-        if self.filtered:
-            return self.filtered
-        if self.fanout:
-            ok = sum(row.status == "ok" for row in self.fanout)
-            return f"{ok} of {len(self.fanout)} hosts ok"
+        if self.facts is not None:
+            return self.facts.filtered or f"{self.facts.ok} of {self.facts.total} hosts ok"
         if self.stopped:
             return "stopped"
         if self.declined:
@@ -113,41 +139,65 @@ def _command_card(tool: str, data: dict[str, Any]) -> ToolCard:
     )
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _fanout_row(data: dict[str, Any], group: bool) -> FanoutRow:
+    exit_status, duration = data.get("exit_status"), data.get("duration_ms")
+    return FanoutRow(
+        host=str(data.get("hosts" if group else "host", "")),
+        status=str(data.get("status", "")),
+        exit_status=exit_status if isinstance(exit_status, int) else None,
+        duration_ms=float(duration) if isinstance(duration, int | float) else None,
+        stdout=str(data.get("stdout", "")),
+        stderr=str(data.get("stderr", "")),
+        error=str(data.get("error", "")),
+        count=max(1, _number(data.get("count"))) if group else 1,
+        hosts_not_listed=_number(data.get("hosts_not_listed")),
+        audit_id=str(data.get("audit_id") or ""),
+        audit_host=str(data.get("audit_host") or ("" if group else data.get("host", ""))),
+        # The rows are shown when there is no text (a filter keeps only the rows).
+        data=json.dumps(data["data"], indent=1, ensure_ascii=False)
+        if data.get("data") is not None and not data.get("stdout") else "",
+        rows_not_shown=_number(data.get("rows_not_shown")) if not data.get("stdout") else 0,
+        note=str(data.get("note", "")),
+    )
+
+
 def _fanout_card(tool: str, data: dict[str, Any]) -> ToolCard:
-    rows = [
-        FanoutRow(
-            host=str(r.get("host", "")),
-            status=str(r.get("status", "")),
-            exit_status=r["exit_status"] if isinstance(r.get("exit_status"), int) else None,
-            duration_ms=float(r["duration_ms"])
-            if isinstance(r.get("duration_ms"), int | float) else None,
-            stdout=str(r.get("stdout", "")),
-            stderr=str(r.get("stderr", "")),
-            error=str(r.get("error", "")),
-            audit_id=str(r.get("audit_id") or ""),
-            # The rows are shown when there is no text (a filter keeps only the rows).
-            data=json.dumps(r["data"], indent=1, ensure_ascii=False)
-            if r.get("data") is not None and not r.get("stdout") else "",
-            note=str(r.get("note", "")),
-        )
-        for r in data["hosts"] if isinstance(r, dict)
-    ]
-    rows.sort(key=lambda row: (ROW_ORDER.get(row.status, 0), row.host))
+    groups = [_fanout_row(g, True) for g in data.get("groups") or [] if isinstance(g, dict)]
+    alone = [_fanout_row(h, False) for h in data["hosts"] if isinstance(h, dict)]
+    # The result's order (groups largest first, then hosts on their own), failures first.
+    rows = sorted(groups + alone, key=lambda row: ROW_ORDER.get(row.status, 0))
+    summary, strategy, not_shown, listing = (
+        _mapping(data.get(k)) for k in ("summary", "strategy", "not_shown", "listing"))
+    how = str(strategy.get("name", ""))
+    if strategy.get("stopped"):
+        how += f"; stopped: {strategy['stopped']}"
+    total = _number(summary.get("total")) or sum(row.count for row in rows)
+    facts = FanoutFacts(total=total, ok=_number(summary.get("ok")), strategy=how,
+                        not_shown=_number(not_shown.get("hosts")),
+                        listing=str(listing.get("handle", "")),
+                        filtered=_filtered(data, total),
+                        filter_expression=str(_mapping(data.get("filter")).get("expression",
+                                                                              "")))
     duration = data.get("duration_ms")
     return ToolCard(tool=tool, command=str(data.get("command", "")),
-                    rendered=str(data.get("rendered", "")), fanout=tuple(rows),
-                    duration_ms=float(duration) if isinstance(duration, int | float) else None,
-                    filtered=_filtered(data),
-                    filter_expression=str((data.get("filter") or {}).get("expression", "")))
+                    rendered=str(data.get("rendered", "")), fanout=tuple(rows), facts=facts,
+                    duration_ms=float(duration) if isinstance(duration, int | float) else None)
 
 
-def _filtered(data: dict[str, Any]) -> str:
+def _filtered(data: dict[str, Any], total: int) -> str:
     """A filtered fan-out's badge: how many hosts matched, of how many."""
     verdicts = data.get("filter")
-    total = data.get("summary", {}).get("total") if isinstance(data.get("summary"), dict) else None
-    if not isinstance(verdicts, dict) or not isinstance(total, int):
+    if not isinstance(verdicts, dict):
         return ""
-    return f"{verdicts.get('matched', 0)} of {total} hosts match"
+    return f"{_number(verdicts.get('matched'))} of {total} hosts match"
 
 
 def _is_fanout_result(data: Any) -> bool:

@@ -39,6 +39,8 @@ class ConfirmNeeded:
     command: str
     rendered: str
     runs_as: str | None = None  # a `become` command: the user sudo runs it as
+    hosts: int | None = None  # a fan-out: how many hosts `host` (compacted) names
+    strategy: str | None = None  # a fan-out: how it goes through them
 
 
 @dataclass(frozen=True)

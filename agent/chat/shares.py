@@ -74,7 +74,8 @@ def redacted_items(items: Sequence[DisplayItem], redact: Redact) -> tuple[Displa
 
     def row(r: FanoutRow) -> FanoutRow:
         return dataclasses.replace(r, stdout=redact(r.stdout), stderr=redact(r.stderr),
-                                   error=redact(r.error))
+                                   error=redact(r.error), data=redact(r.data),
+                                   note=redact(r.note))
 
     def card(c: ToolCard) -> ToolCard:
         return dataclasses.replace(c, rendered=redact(c.rendered), stdout=redact(c.stdout),

@@ -125,7 +125,8 @@ class TurnView:
             url = self._confirm_url.format(call=event.call)
             return self._set(f"c-{event.call}", views.confirm(
                 f"c-{event.call}", event.host, event.command, event.rendered, url,
-                replace_self=False, runs_as=event.runs_as))
+                replace_self=False, runs_as=event.runs_as, hosts=event.hosts,
+                strategy=event.strategy))
         if isinstance(event, ToolStarted):
             self._segments[f"c-{event.call}"] = _Running(event)
             return f"c-{event.call}"

@@ -105,9 +105,12 @@ def running(id: str, event: ToolStarted, output: str = "", heartbeat: str = "") 
 
 
 def confirm(id: str, host: str, command: str, rendered: str, post_url: str,
-            *, replace_self: bool, runs_as: str | None = None) -> str:
+            *, replace_self: bool, runs_as: str | None = None, hosts: int | None = None,
+            strategy: str | None = None) -> str:
+    """A confirmation box; for a fan-out `hosts` counts the hosts `host` names (compacted)
+    and `strategy` says how it goes through them."""
     return str(_macro("confirm_view")(id, host, command, rendered, post_url, replace_self,
-                                      runs_as))
+                                      runs_as, hosts, strategy))
 
 
 def status(turn_id: str, status: Any, *, oob: bool = False) -> str:

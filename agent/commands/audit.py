@@ -65,7 +65,7 @@ def run_verify(settings: Settings, *, public_key: Path | None, shipped: Path | N
                   "the signing key)", file=sys.stderr)
             return 2
     try:
-        result = verify(settings.audit_path, key, shipped)
+        result = verify(settings.audit_path, key, shipped, settings.recordings_path)
     except Unreadable as exc:
         print(f"tailnet-agent audit verify: {exc}", file=sys.stderr)
         return 2

@@ -20,12 +20,17 @@ What no chain can show: the end of the newest file cut off while no agent was ru
 (nothing follows it), or a stretch written again with every hash after it computed anew.
 The copy a syslog receiver kept can (`shipped`): a record whose line differs from the one
 shipped with its `seq` is edited, and records shipped beyond the local log's end were cut.
+
+Recordings (`recordings`, the casts directory): each end record names its call's cast and
+holds its sha256, so a cast that was changed is **cast-changed**, and one that is gone
+while no `cast-removed` record says the budget removed it is **cast-missing**.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -39,6 +44,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from .audit_chain import GENESIS, PREV, SEAL_EVENT, SEQ, Link, is_chained, line_hash, seal_problem
 from .audit_records import log_files, removals_at_top
 from .audit_shape import canonical
+from .casts import REMOVED_EVENT as CAST_REMOVED
+from .casts import cast_path, valid_id
 
 
 class Unreadable(Exception):
@@ -57,7 +64,9 @@ class Place:
 @dataclass(frozen=True)
 class Finding:
     place: Place
-    kind: str  # edited, removed, reordered, inserted, damaged, truncated, unsigned, signature
+    # edited, removed, reordered, inserted, damaged, truncated, unsigned, signature,
+    # cast-changed, cast-missing
+    kind: str
     detail: str
 
     def __str__(self) -> str:
@@ -193,6 +202,9 @@ class _Walk:
         self.seals = 0
         self.signed: _Line | None = None  # the last seal that verified
         self.missing: dict[int, Place] = {}  # seq -> where it was found missing (few)
+        self.recordings: Path | None = None  # the casts directory, when casts are checked
+        self.casts: dict[str, tuple[Place, str]] = {}  # call -> (its end record, sha256)
+        self.casts_removed: set[str] = set()  # calls whose cast the budget removed
 
     def find(self, place: Place, kind: str, detail: str) -> None:
         self.result.findings.append(Finding(place, kind, detail))
@@ -211,6 +223,7 @@ class _Walk:
                 after = next(lines, None)
             line = after
         self.shipped_after_the_end()
+        self.check_casts()
         if self.legacy:
             self.result.notes.append(f"{self.legacy} record(s) at the start were written before "
                                      "the chain (no seq, no prev): they are not covered")
@@ -228,6 +241,51 @@ class _Walk:
             assert line.record is not None
             self.check_seal(line, line.record)
             self.check_shipped(line)
+        if line.record is not None:
+            self.note_cast(line.place, line.record)
+
+    def note_cast(self, place: Place, record: Mapping[str, Any]) -> None:
+        """Remember the cast an end record names, or one the budget removed."""
+        if self.recordings is None:
+            return
+        ref = record.get("cast")
+        if record.get("event") == CAST_REMOVED and isinstance(ref, str):
+            self.casts_removed.add(ref)
+        elif isinstance(ref, Mapping) and isinstance(ref.get("sha256"), str) and valid_id(
+                str(ref.get("id", ""))):
+            self.casts[str(ref["id"])] = (place, str(ref["sha256"]))
+
+    def check_casts(self) -> None:
+        """Every cast an end record names is on disk as it was recorded, or was removed by
+        the budget with a record saying so."""
+        if self.recordings is None:
+            return
+        checked = 0
+        for call, (place, sha256) in self.casts.items():
+            if call in self.casts_removed:
+                continue
+            path = cast_path(self.recordings, call)
+            try:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            except FileNotFoundError:
+                self.result.findings.append(Finding(
+                    place, "cast-missing", f"the recording {path.name} this record names is "
+                    f"not in {self.recordings}, and no cast-removed record says the budget "
+                    "removed it"))
+                continue
+            except OSError as exc:
+                raise Unreadable(f"cannot read {path}: {exc.strerror or exc}") from None
+            checked += 1
+            if digest != sha256:
+                self.result.findings.append(Finding(
+                    place, "cast-changed", f"the recording {path.name} does not match the "
+                    "sha256 this record holds: it was changed after the call"))
+        if not checked and not self.casts_removed:
+            return
+        self.result.notes.append(
+            f"{checked} recording(s) match their records"
+            + (f"; {len(self.casts_removed)} removed for the recordings budget, each recorded"
+               if self.casts_removed else ""))
 
     def check_shipped(self, line: _Line) -> None:
         if self.shipped is None:
@@ -446,9 +504,10 @@ def shipped_copy(path: Path) -> dict[int, str]:
 
 
 def verify(path: Path, key: Ed25519PublicKey | None = None,
-           shipped: Path | None = None) -> Verification:
+           shipped: Path | None = None, recordings: Path | None = None) -> Verification:
     """Walk the log at `path` and its rotated files (and compare them with the `shipped`
-    copy, when given); raises Unreadable when it cannot."""
+    copy, and the casts in `recordings` with their records, when given); raises
+    Unreadable when it cannot."""
     with _snapshot(path) as files:
         if not files:
             raise Unreadable(f"no audit log at {path} (nothing has run, or the agent writes "
@@ -459,6 +518,7 @@ def verify(path: Path, key: Ed25519PublicKey | None = None,
             raise Unreadable(f"cannot read the audit log: {exc.strerror or exc}") from None
         result = Verification([f.path for f in files])
         walk = _Walk(result, removed, key, path)
+        walk.recordings = recordings
         if shipped is not None:
             walk.shipped = shipped_copy(shipped)
             result.notes.append(f"compared with the {len(walk.shipped)} record(s) of "

@@ -23,6 +23,24 @@ from .results import CommandResult
 
 
 @dataclass(frozen=True)
+class FanoutPart:
+    """Where a call sits in a run_on_hosts call: the fan-out's id (every host's records
+    share it), its strategy, and the batch the call ran in (None: answered before any
+    batch, refused or offline when the fan-out was planned)."""
+
+    fanout: str
+    strategy: str = "parallel"
+    batch: int | None = None
+    batches: int = 1
+
+    def fields(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"fanout": self.fanout, "strategy": self.strategy}
+        if self.batch is not None:
+            data.update(batch=self.batch, batches=self.batches)
+        return data
+
+
+@dataclass(frozen=True)
 class CallStart:
     call: str
     identity: Identity
@@ -33,11 +51,12 @@ class CallStart:
     decision: Decision | None = None
     rendered: str | None = None
     runs_as: str | None = None
-    fanout: str | None = None  # the run_on_hosts call it is part of
+    fanout: FanoutPart | None = None  # the run_on_hosts call it is part of
     consent: Consent | None = None  # a destructive call: how it was confirmed
 
     @classmethod
-    def of(cls, call: str, preparation: Preparation, *, tool: str, fanout: str | None = None,
+    def of(cls, call: str, preparation: Preparation, *, tool: str,
+           fanout: FanoutPart | None = None,
            consent: Consent | None = None) -> CallStart:
         if isinstance(preparation, PreparedCall):
             return cls(call, preparation.identity, tool, preparation.command.name,
@@ -52,7 +71,7 @@ class CallStart:
         data: dict[str, Any] = {"tool": self.tool, "command": self.command, "host": self.host,
                                 "parameters": self.parameters}
         if self.fanout is not None:
-            data["fanout"] = self.fanout
+            data.update(self.fanout.fields())
         if self.rendered is not None:
             data["rendered"] = self.rendered
         if self.runs_as is not None:

@@ -2,14 +2,25 @@
 
 Each host's call is prepared like a single call (`plan`: agent.core.prepare decides it)
 and goes through `AgentService.execute`: the audit log gets its start and end records
-(all sharing the fan-out's id), the rate and per-host limits apply, an offline host is
-answered at once. Hosts run concurrently, at most `fanout_concurrency` at a time (a
-setting), and one host's failure never touches the others: every host ends as ok,
-failed, offline or refused.
+(all sharing the fan-out's id, with its strategy and the batch), the per-host limits
+apply, an offline host is answered at once. The caller's rate budget is charged once for
+the whole fan-out, before any host runs (AgentService.charge_fanout). Hosts run by the
+plan's strategy (agent.core.strategy: all at once, a canary first, or in rolling
+batches), at most `fanout_concurrency` at a time (a setting), and one host's failure
+never touches the others' calls: every host ends as ok, failed, offline, refused, or
+skipped when the strategy stopped before its batch (recorded as not run, with why).
 
 A destructive command is confirmed once for the whole fan-out: the plan's `question`
-names the hosts where the caller's yes is needed and the exact command line, and the
-answer goes with exactly those prepared calls.
+names the hosts where the caller's yes is needed (compacted, agent.core.hostlist), the
+strategy and the exact command line, and the answer goes with exactly those prepared
+calls. What a caller is shown of the outcome, grouped and within a byte budget, is
+agent.core.fanout_view's.
+
+A filter (agent.core.row_filter, on a command with a parser) is checked with the plan,
+before anything runs, and applied to each host as it ends: the hosts whose rows match
+are listed (with the rows that matched instead of their text), grouped like any others;
+those that do not match are only counted (`FilterSummary`); those the filter could not
+decide are listed with a note.
 
 A cancelled fan-out cancels every host's call and returns only once each has ended: its
 remote command stopped, its slot free, its end record written (`together`; asyncio.gather
@@ -26,23 +37,29 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from whitelist import WhitelistError
 
+from . import fanout_view, hostlist
+from .call_record import FanoutPart
 from .errors import CallRefused, ConfigError, HostError, HostOffline, UnknownHost
+from .host_outcome import STATUSES, HostOutcome, Status
 from .identity import Identity
+from .outputs import new_handle
 from .prepare import Preparation, PreparedCall, Unprepared
-from .row_filter import FilterError, FilterTally, RowFilter, Unevaluable, compile_filter
+from .row_filter import FilterError, FilterTally, RowFilter, compile_filter
+from .strategy import Strategy, StrategyRequest
 
 if TYPE_CHECKING:
     from .consent import Confirm
     from .service import AgentService
     from .visibility import CallerView
 
+__all__ = ["STATUSES", "FanoutPlan", "FanoutResult", "FilterSummary", "HostOutcome", "Status",
+           "plan", "run_on_hosts", "select_hosts"]
+
 T = TypeVar("T")
-Status = Literal["ok", "failed", "offline", "refused"]
-STATUSES: tuple[Status, ...] = ("ok", "failed", "offline", "refused")
 ALL = "all"
 TOOL = "run_on_hosts"  # the MCP tool (and the chat's) that runs a fan-out
 # Exit statuses of a program that is missing or not executable on the host.
@@ -50,50 +67,11 @@ NOT_RUNNABLE = (126, 127)
 
 
 @dataclass(frozen=True)
-class HostOutcome:
-    host: str
-    status: Status
-    exit_status: int | None = None
-    stdout: str = ""
-    stderr: str = ""
-    duration_ms: float = 0.0
-    truncated: bool = False
-    timed_out: bool = False
-    error: str = ""  # why it was refused, offline or failed without output
-    output_handle: str | None = None  # read_output pages what stdout/stderr do not show
-    audit_id: str | None = None  # the host's call in the audit log (its recording)
-    data: Any = None  # its output as data (a command with a parser); with a filter, the
-    #                   rows that matched
-    note: str = ""  # why a command with a parser has no data, or the filter no verdict
-    matched: bool | None = None  # the filter's verdict (None: no filter, or undetermined)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"host": self.host, "status": self.status, "exit_status": self.exit_status,
-                "stdout": self.stdout, "stderr": self.stderr,
-                "duration_ms": round(self.duration_ms, 1), "truncated": self.truncated,
-                "timed_out": self.timed_out, "error": self.error,
-                "output_handle": self.output_handle, "audit_id": self.audit_id,
-                "data": self.data, "note": self.note, "matched": self.matched}
-
-    def filtered(self, row_filter: RowFilter, tally: FilterTally) -> HostOutcome:
-        """This host through the filter: matched (showing the rows that matched, not its
-        text), not matched, or undetermined (no data, or rows the filter could not
-        evaluate: the note says why). A host that failed, is offline or was refused is
-        left as it is."""
-        if self.status != "ok" or self.data is None:
-            return self
-        try:
-            rows = row_filter.matching(self.data, tally)
-        except Unevaluable as exc:
-            return dataclasses.replace(self, note=str(exc))
-        return dataclasses.replace(self, data=rows, stdout="", matched=bool(rows))
-
-
-@dataclass(frozen=True)
 class FanoutPlan:
-    """A run_on_hosts call prepared: each host's prepared call, and what its one
-    confirmation asks. A call refused as a whole (an unknown command, invalid arguments, a
-    selection that names no host) is a plan with `error` and no host."""
+    """A run_on_hosts call prepared: each host's prepared call, the strategy it runs by,
+    and what its one confirmation asks. A call refused as a whole (an unknown command,
+    invalid arguments or strategy, a selection that names no host) is a plan with `error`
+    and no host."""
 
     identity: Identity
     command: str
@@ -101,8 +79,9 @@ class FanoutPlan:
     selectors: tuple[str, ...]
     hosts: tuple[str, ...] = ()  # every host the selection names, in order
     calls: tuple[Preparation, ...] = ()  # each host's call, prepared (or refused)
-    runnable: tuple[str, ...] = ()  # those prepared, and not offline
+    runnable: tuple[str, ...] = ()  # those prepared, and not offline: the ones that run
     error: Exception | None = None
+    strategy: Strategy = field(default_factory=Strategy)
     filter_expression: str | None = None  # as the caller wrote it
     filter: RowFilter | None = None  # the same, checked: keep the hosts whose rows match
 
@@ -128,12 +107,24 @@ class FanoutPlan:
         return ", ".join(users) or None
 
     @property
+    def hosts_shown(self) -> str:
+        """The hosts the confirmation names, compacted (`web-[001-180], db-1`), cut within
+        a sentence's length with how many more."""
+        return hostlist.shown(self.confirmed_by_caller)
+
+    @property
+    def how(self) -> str:
+        """How it goes through the hosts it runs on: the strategy, in one sentence."""
+        return self.strategy.describe(self.runnable)
+
+    @property
     def question(self) -> str:
         """What the one confirmation asks (the chat accepts only an elicitation asking it)."""
         hosts = self.confirmed_by_caller
         elevated = f" as {self.runs_as}" if self.runs_as else ""
         return (f"Run destructive command '{self.command}' on {len(hosts)} host(s): "
-                f"{', '.join(hosts)}{elevated}? The command line on each: {self.rendered}")
+                f"{self.hosts_shown}{elevated}? Strategy: {self.how}. The command line on "
+                f"each: {self.rendered}")
 
 
 @dataclass(frozen=True)
@@ -158,26 +149,56 @@ class FilterSummary:
                    sum(o.matched is False for o in outcomes),
                    sum(o.status == "ok" and o.matched is None for o in outcomes), note)
 
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
 
 @dataclass(frozen=True)
 class FanoutResult:
     fanout: str  # the id the audit records of every host share
     command: str
     rendered: str
-    hosts: tuple[HostOutcome, ...]  # with a filter, without the hosts that did not match
+    # Every host, in the order the plan named them; with a filter, without the hosts that
+    # did not match (`filter` counts them).
+    hosts: tuple[HostOutcome, ...]
     duration_ms: float
     summary: Mapping[str, int] = field(default_factory=dict)  # every host
+    strategy: Strategy = field(default_factory=Strategy)
+    batches: int = 1  # how many batches the strategy made
+    ran_batches: int = 1  # how many of them ran (fewer when it stopped)
+    stopped: str = ""  # why the strategy stopped before the last batch ("": it did not)
+    view: fanout_view.View | None = None  # what a caller is shown (fanout_view.present)
     filter: FilterSummary | None = None
 
     @classmethod
     def of(cls, fanout: str, plan: FanoutPlan, outcomes: Sequence[HostOutcome],
-           duration_ms: float, tally: FilterTally | None = None) -> FanoutResult:
+           duration_ms: float, tally: FilterTally | None = None, **run: Any) -> FanoutResult:
         summary = {"total": len(outcomes)}
         summary.update({s: sum(o.status == s for o in outcomes) for s in STATUSES})
         kept = tuple(o for o in outcomes if o.matched is not False)
         verdicts = (FilterSummary.of(plan.filter, outcomes, tally)
                     if plan.filter is not None and tally is not None else None)
-        return cls(fanout, plan.command, plan.rendered, kept, duration_ms, summary, verdicts)
+        return cls(fanout, plan.command, plan.rendered, kept, duration_ms, summary,
+                   plan.strategy, filter=verdicts, **run)
+
+    def head(self) -> dict[str, Any]:
+        """The result's fields other than its groups and hosts."""
+        strategy = {**self.strategy.to_dict(), "batches": self.batches,
+                    "ran_batches": self.ran_batches}
+        if self.stopped:
+            strategy["stopped"] = self.stopped
+        head = {"fanout": self.fanout, "command": self.command, "rendered": self.rendered,
+                "strategy": strategy, "summary": dict(self.summary),
+                "duration_ms": round(self.duration_ms, 1)}
+        if self.filter is not None:
+            head["filter"] = self.filter.to_dict()
+        return head
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as a caller is shown it (within the budget it was presented with)."""
+        view = self.view or fanout_view.present(
+            self.head(), self.hosts, budget=1 << 62, handle="")
+        return {**self.head(), **view.fields}
 
 
 def select_hosts(selectors: Sequence[str], visible: Sequence[str],
@@ -211,12 +232,14 @@ def select_hosts(selectors: Sequence[str], visible: Sequence[str],
 
 def plan(service: CallerView, command_name: str, arguments: Mapping[str, object],
          selectors: Sequence[str], identity: Identity,
+         strategy: StrategyRequest | None = None,
          filter_expression: str | None = None) -> FanoutPlan:
     """What a fan-out would do, before anything runs: each selected host's call prepared
-    (agent.core.prepare). What concerns the whole call is its `error`: a selection that
-    names no host, an unknown command, arguments that do not validate (checked only where
-    the policy lets the caller run the command, like a single call), a filter that cannot
-    be used on the command (agent/core/row_filter.py)."""
+    (agent.core.prepare), the strategy (the caller's, or the command's default) and the
+    filter, checked. What concerns the whole call is its `error`: a selection that names
+    no host, an unknown command, arguments that do not validate (checked only where the
+    policy lets the caller run the command, like a single call), a strategy that means
+    nothing, a filter that cannot be used on the command (agent/core/row_filter.py)."""
     request = FanoutPlan(identity, command_name, MappingProxyType(dict(arguments)),
                          tuple(selectors), filter_expression=filter_expression)
     try:
@@ -229,6 +252,11 @@ def plan(service: CallerView, command_name: str, arguments: Mapping[str, object]
         if isinstance(call, Unprepared) and isinstance(call.error, WhitelistError):
             return dataclasses.replace(request, error=call.error)  # the same on every host
         calls.append(call)
+    destructive = any(c.command.destructive for c in calls if isinstance(c, PreparedCall))
+    try:
+        chosen = (strategy or StrategyRequest()).resolve(destructive=destructive)
+    except ConfigError as exc:
+        return dataclasses.replace(request, error=exc)
     runnable = tuple(c.host.name for c in calls if isinstance(c, PreparedCall)
                      and service.hosts.presence(c.host.name).online is not False)
     row_filter = None
@@ -239,10 +267,15 @@ def plan(service: CallerView, command_name: str, arguments: Mapping[str, object]
         except FilterError as exc:
             return dataclasses.replace(request, error=exc)
     return dataclasses.replace(request, hosts=tuple(hosts), calls=tuple(calls),
-                               runnable=runnable, filter=row_filter)
+                               runnable=runnable, strategy=chosen, filter=row_filter)
 
 
-Progress = Callable[[int, int, HostOutcome], Awaitable[None]]
+# Awaited as hosts finish: (hosts done, hosts in all, what happened: "batch 2/5: web-3: ok").
+Progress = Callable[[int, int, str], Awaitable[None]]
+
+
+def _host(call: Preparation) -> str:
+    return call.host.name if isinstance(call, PreparedCall) else call.host or ""
 
 
 async def run_on_hosts(
@@ -252,39 +285,117 @@ async def run_on_hosts(
     confirm: Confirm | None = None,
     progress: Progress | None = None,
 ) -> FanoutResult:
-    """Execute the plan's call on every host; `progress(done, total, outcome)` is awaited
-    as each host finishes. Raises only for what concerns the whole call (the plan's
-    `error`, recorded and charged to the caller's rate like any refused call)."""
-    if fanout_plan.error is not None:
-        refusal = service.refused(
-            fanout_plan.identity, tool=TOOL, command=fanout_plan.command, host=None,
-            arguments={"hosts": list(fanout_plan.selectors),
-                       "parameters": dict(fanout_plan.arguments),
-                       **({"filter": fanout_plan.filter_expression}
-                          if fanout_plan.filter_expression is not None else {})},
-            error=fanout_plan.error)
-        raise refusal.error(fanout_plan.error) from None
+    """Execute the plan's call on its hosts, batch by batch as its strategy says;
+    `progress(done, total, message)` is awaited as each host finishes (and once for the
+    hosts a stop leaves out). Raises only for what concerns the whole call (the plan's
+    `error`, or the caller's rate limit), recorded like any refused call."""
+    plan_ = fanout_plan
+    arguments: dict[str, object] = {"hosts": list(plan_.selectors),
+                                    "parameters": dict(plan_.arguments)}
+    if plan_.filter_expression is not None:
+        arguments["filter"] = plan_.filter_expression
+    if plan_.error is not None:
+        refusal = service.refused(plan_.identity, tool=TOOL, command=plan_.command,
+                                  host=None, arguments=arguments, error=plan_.error)
+        raise refusal.error(plan_.error) from None
+    service.charge_fanout(plan_.identity, command=plan_.command, hosts=len(plan_.calls),
+                          arguments=arguments)
     fanout = f"fan-{secrets.token_hex(6)}"
+    strategy = plan_.strategy
+    runnable = set(plan_.runnable)
+    ready = [c for c in plan_.calls if isinstance(c, PreparedCall) and c.host.name in runnable]
+    batches = strategy.batches(ready)
     limit = asyncio.Semaphore(service.settings.fanout_concurrency)
-    total = len(fanout_plan.calls)
-    done = 0
+    total = len(plan_.calls)
+    outcomes: dict[str, HostOutcome] = {}
     started = time.monotonic()
     tally = FilterTally()
 
-    async def one(call: Preparation) -> HostOutcome:
-        nonlocal done
+    async def one(call: Preparation, part: FanoutPart) -> HostOutcome:
         async with limit:
-            outcome = await _run_one(service, call, confirm, fanout)
-        if fanout_plan.filter is not None:
-            outcome = outcome.filtered(fanout_plan.filter, tally)
-        done += 1
+            outcome = await _run_one(service, call, confirm, part)
+        if plan_.filter is not None:
+            outcome = outcome.filtered(plan_.filter, tally)
+        outcomes[outcome.host] = outcome
         if progress is not None:
-            await progress(done, total, outcome)
+            await progress(len(outcomes), total, f"{_label(part)}{outcome.host}: "
+                                                 f"{outcome.status}")
         return outcome
 
-    outcomes = await together(one(c) for c in fanout_plan.calls)
-    return FanoutResult.of(fanout, fanout_plan, outcomes, (time.monotonic() - started) * 1000,
-                           tally)
+    # What the plan knows will not run (refused, offline) is answered (and recorded) first.
+    before = FanoutPart(fanout, strategy.name, None, len(batches))
+    await together(one(c, before) for c in plan_.calls if _host(c) not in runnable)
+    failed, stopped, ran = 0, "", 0
+    for number, batch in enumerate(batches, start=1):
+        part = FanoutPart(fanout, strategy.name, number, len(batches))
+        ended = await together(one(c, part) for c in batch)
+        ran = number
+        failed += sum(o.status != "ok" for o in ended)
+        tolerated = strategy.tolerated
+        if tolerated is not None and failed > tolerated and number < len(batches):
+            stopped = _why_stopped(strategy, ended, failed, number, len(batches))
+            break
+    if stopped:
+        skipped = 0
+        for number, batch in enumerate(batches[ran:], start=ran + 1):
+            part = FanoutPart(fanout, strategy.name, number, len(batches))
+            for call in batch:
+                service.not_run(call, part, f"not run: {stopped}")
+                outcomes[call.host.name] = HostOutcome(
+                    call.host.name, "skipped", error=f"not run: {stopped}", batch=number)
+                skipped += 1
+        if progress is not None:
+            await progress(len(outcomes), total, f"{skipped} host(s) not run: {stopped}")
+    result = FanoutResult.of(fanout, plan_, [outcomes[_host(c)] for c in plan_.calls],
+                             (time.monotonic() - started) * 1000, tally,
+                             batches=len(batches), ran_batches=ran, stopped=stopped)
+    return await _presented(service, plan_.identity, result)
+
+
+def _label(part: FanoutPart) -> str:
+    """How a progress message names the batch ("" when there is only one)."""
+    if part.batch is None or part.batches == 1:
+        return ""
+    if part.strategy == "canary":
+        return "canary: " if part.batch == 1 else "after the canary: "
+    return f"batch {part.batch}/{part.batches}: "
+
+
+def _why_stopped(strategy: Strategy, ended: Sequence[HostOutcome], failed: int,
+                 number: int, batches: int) -> str:
+    if strategy.name == "canary":
+        canary = ended[0]
+        return f"the canary host {canary.host} {_failure(canary)}"
+    first = next(o for o in ended if o.status != "ok") if failed else None
+    example = f"; in it {first.host} {_failure(first)}" if first is not None else ""
+    return (f"{failed} host(s) failed by batch {number} of {batches}, more than the "
+            f"{strategy.max_failures} allowed (max_failures){example}")
+
+
+def _failure(outcome: HostOutcome) -> str:
+    """How a host failed, in a few words."""
+    if outcome.timed_out:
+        return "timed out"
+    if outcome.status == "failed" and outcome.exit_status is not None:
+        return f"failed with exit status {outcome.exit_status}"
+    what = {"refused": "was refused", "offline": "was offline"}.get(outcome.status, "failed")
+    reason = outcome.error.splitlines()[0][:160] if outcome.error else ""
+    return f"{what}: {reason}" if reason else what
+
+
+async def _presented(service: AgentService, identity: Identity,
+                     result: FanoutResult) -> FanoutResult:
+    """`result` with what its caller is shown: grouped, within the result budget; the
+    whole of it kept behind a handle if that is less than everything."""
+    handle = new_handle()
+    view = fanout_view.present(result.head(), result.hosts,
+                               budget=service.settings.fanout_result_bytes, handle=handle)
+    if view.cut:
+        await asyncio.to_thread(
+            service.outputs.keep_document, identity, handle,
+            [(part.names, part.text) for part in view.document], command=result.command,
+            host=f"{len(result.hosts)} hosts", directory=service.settings.output_dir)
+    return dataclasses.replace(result, view=view)
 
 
 async def together(calls: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
@@ -300,13 +411,14 @@ async def together(calls: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
 
 
 async def _run_one(service: AgentService, call: Preparation, confirm: Confirm | None,
-                   fanout: str) -> HostOutcome:
-    host = call.host.name if isinstance(call, PreparedCall) else call.host or ""
+                   fanout: FanoutPart) -> HostOutcome:
+    host = _host(call)
     started = time.monotonic()
+    batch = fanout.batch if fanout.batches > 1 else None  # shown where there are several
 
     def ended(status: Status, error: str) -> HostOutcome:
         return HostOutcome(host, status, duration_ms=(time.monotonic() - started) * 1000,
-                           error=error)
+                           error=error, batch=batch)
 
     try:
         result = await service.execute(call, confirm=confirm, fanout=fanout, tool=TOOL)
@@ -322,5 +434,5 @@ async def _run_one(service: AgentService, call: Preparation, confirm: Confirm | 
                  f"(exit status {result.exit_status})")
     return HostOutcome(host, "ok" if result.ok else "failed", result.exit_status,
                        result.stdout, result.stderr, result.duration_ms, result.truncated,
-                       result.timed_out, error, result.output_handle, result.audit_id,
-                       result.data, result.parse_note)
+                       result.timed_out, error, result.output_handle, batch, result.digest,
+                       result.audit_id, result.data, result.parse_note)

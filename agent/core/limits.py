@@ -6,6 +6,16 @@ happens, refused and invalid ones included, so a flood of refusals is limited li
 any other. It applies to tailnet callers; the person at the machine (local mode,
 stdio) holds the SSH keys anyway.
 
+A fan-out (run_on_hosts) is one call that runs on many hosts: it is charged once, before
+any host runs, `fanout_cost` tokens: one for the call and one per `HOSTS_PER_TOKEN`
+hosts, at most a whole burst. The hosts' own calls take nothing more. One token per host
+(as before) made any fan-out over more hosts than the burst (60) refuse the rest host by
+host, however patient the caller; at most a burst, every fan-out can run on a full
+budget, and a caller's fan-outs over hundreds of hosts come at most once per burst's
+refill (30 s at the defaults). The per-host part keeps the charge growing with the work
+up to there, and a fan-out's own concurrency bound (TAILNET_AGENT_FANOUT_CONCURRENCY)
+and the per-host bounds below hold whatever it paid.
+
 The host gate bounds how many calls may be in flight (running or waiting for an SSH
 channel) for one host, so a flood cannot queue without end, and gives each identity
 at most `per_identity` of those places, so one caller's flood refuses that caller,
@@ -15,12 +25,21 @@ not everyone else. The local operator is never refused by the host-wide bound.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .errors import HostBusy, RateLimited
 from .identity import Identity
+
+HOSTS_PER_TOKEN = 10  # a fan-out's charge grows by one token per this many hosts
+
+
+def fanout_cost(hosts: int, burst: int) -> float:
+    """The tokens a fan-out over `hosts` hosts takes: 1 + hosts / HOSTS_PER_TOKEN, at most
+    `burst` (the module docstring says why)."""
+    return min(float(burst), 1 + hosts / HOSTS_PER_TOKEN)
 
 
 @dataclass
@@ -35,22 +54,28 @@ class RateLimiter:
         self.burst = burst
         self._buckets: dict[str, _Bucket] = {}
 
-    def take(self, identity: Identity, now: float | None = None) -> None:
-        """Use one call of `identity`'s budget, or raise LimitExceeded."""
+    def take(self, identity: Identity, now: float | None = None, *, cost: float = 1.0,
+             what: str = "") -> None:
+        """Use `cost` calls of `identity`'s budget (at most the burst), or raise
+        RateLimited; `what` names a call that costs more than one (a fan-out)."""
         if identity.is_operator:
             return
         now = time.monotonic() if now is None else now
+        cost = min(cost, float(self.burst))
         bucket = self._buckets.setdefault(identity.key, _Bucket(float(self.burst), now))
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
         bucket.updated = now
-        if bucket.tokens < 1:
-            wait = (1 - bucket.tokens) / self.rate if self.rate > 0 else float("inf")
+        if bucket.tokens < cost:
+            wait = (cost - bucket.tokens) / self.rate if self.rate > 0 else float("inf")
+            spent = (f"{what} costs {cost:g} calls of a budget of {self.burst} at once "
+                     f"({bucket.tokens:.0f} left)" if what
+                     else f"made more than {self.burst} calls in a burst")
             raise RateLimited(
-                f"rate limit: {identity.principal} made more than {self.burst} calls in a "
-                f"burst (limit {self.rate * 60:g} per minute); retry in {wait:.0f} s. The "
-                "operator sets it with TAILNET_AGENT_RATE_PER_MINUTE / TAILNET_AGENT_RATE_BURST."
+                f"rate limit: {identity.principal} {spent} (limit {self.rate * 60:g} per "
+                f"minute); retry in {max(1, math.ceil(wait))} s. The operator sets it with "
+                "TAILNET_AGENT_RATE_PER_MINUTE / TAILNET_AGENT_RATE_BURST."
             )
-        bucket.tokens -= 1
+        bucket.tokens -= cost
 
 
 class HostGate:

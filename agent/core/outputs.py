@@ -6,6 +6,10 @@ caller is shown: the whole output when it is small, otherwise its first `head` a
 of that output by byte offset. Neither redacts: the spools hold output redacted as it
 arrived, so any piece of them, at any offset and of any size, shows only that.
 
+A fan-out that shows less than it ran keeps one document the same way
+(`keep_document`, agent.core.fanout_view): its lines carry names, and `handle/<name>`
+reads the line of that name alone (a host, or a group of hosts).
+
 Handles belong to the identity that ran the command (another caller's handle is "not
 found"), expire after `ttl` seconds, and are bounded: at most `max_handles` (and
 `per_identity` per caller); the oldest go first. Kept output lives in the spools:
@@ -23,8 +27,9 @@ import secrets
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import CallRefused
 from .identity import Identity
@@ -60,6 +65,8 @@ class _Kept:
     command: str
     host: str
     expires: float
+    # A kept document's named lines: name -> (offset, length) in stdout.
+    index: dict[str, tuple[int, int]] | None = None
 
     @property
     def size(self) -> int:
@@ -87,7 +94,7 @@ class OutputStore:
         if output is None:
             return result
         self._expire()
-        handle = "out-" + secrets.token_urlsafe(12)
+        handle = new_handle()
         stdout, cut_out = self._shown(output.stdout, result.stdout_note, handle, "stdout")
         stderr, cut_err = self._shown(output.stderr, result.stderr_note, handle, "stderr")
         kept = None
@@ -99,7 +106,8 @@ class OutputStore:
             output.close()
         return dataclasses.replace(result, stdout=stdout, stderr=stderr,
                                    stdout_bytes=output.stdout.size, output_handle=kept,
-                                   redacted=dict(output.redacted), output=None)
+                                   redacted=dict(output.redacted), digest=output.digest,
+                                   output=None)
 
     def _shown(self, spool: Spool, note: str, handle: str, stream: str) -> tuple[str, bool]:
         if spool.size <= self.head + self.tail:
@@ -113,13 +121,38 @@ class OutputStore:
                   f"handle=\"{handle}\", offset={len(head)}{where}) ...]\n")
         return _decode(head) + middle + _decode(tail) + note, True
 
+    def keep_document(self, identity: Identity, handle: str,
+                      lines: Sequence[tuple[Sequence[str], str]], *, command: str,
+                      host: str, directory: Path | None = None) -> bool:
+        """Keep `lines` (each with the names that read it alone) as one output under
+        `handle` (from `new_handle`). Its text is already redacted (made of outputs that
+        were); it counts against the budget like any output, and a line that no longer
+        fits is left out with its names. False if not even the first line fit."""
+        self._expire()
+        output = CommandOutput(1 << 62, 0, directory=directory, redact=False,
+                               budget=self.budget)
+        index: dict[str, tuple[int, int]] = {}
+        for names, text in lines:
+            start = output.stdout.size
+            data = text.encode()
+            if len(output.stdout.write(data)) < len(data):
+                break
+            index.update((name, (start, len(data))) for name in names)
+        if output.stdout.size == 0:
+            output.close()
+            return False
+        self._keep(handle, _Kept(identity.key, output, command, host,
+                                 self._clock() + self.ttl, index))
+        return True
+
     # -- paging ------------------------------------------------------------------------------
 
     def read(self, identity: Identity, handle: str, *, offset: int = 0,
              max_bytes: int = 64 * 1024, stream: str = "stdout") -> Page:
         with self._lock:
             self._expire()
-            kept = self._kept.get(handle)
+            base, _, name = handle.partition("/")
+            kept = self._kept.get(base)
             if kept is None or kept.owner != identity.key:
                 raise UnknownOutput(
                     f"no output {handle[:40]!r} for {identity.principal}: handles belong to "
@@ -128,20 +161,28 @@ class OutputStore:
             if stream not in ("stdout", "stderr"):
                 raise UnknownOutput(f"stream must be stdout or stderr, not {stream[:20]!r}")
             spool = kept.output.spool(stream == "stderr")
-            if not 0 <= offset <= spool.size:
-                raise UnknownOutput(f"offset {offset} is outside the output (0 to {spool.size})")
-            length = max(1, min(max_bytes, MAX_PAGE))
-            data = spool.read(offset, length)
+            start, size = 0, spool.size
+            if name:
+                window = kept.index.get(name) if kept.index is not None else None
+                if window is None:
+                    raise UnknownOutput(
+                        f"no host or group {name[:70]!r} in output {base[:40]!r}: name a host "
+                        "of that fan-out (or group-<n>), or read the handle alone for all")
+                start, size = window
+            if not 0 <= offset <= size:
+                raise UnknownOutput(f"offset {offset} is outside the output (0 to {size})")
+            length = max(1, min(max_bytes, MAX_PAGE, size - offset))
+            data = spool.read(start + offset, length) if offset < size else b""
             end = offset + len(data)
-            if end < spool.size:
+            if end < size:
                 data = _cut_after_last_line(data)
                 end = offset + len(data)
             text = _decode(data)
             return Page(handle=handle, stream=stream, offset=offset,
-                        next_offset=end if end < spool.size else None, total_bytes=spool.size,
+                        next_offset=end if end < size else None, total_bytes=size,
                         text=text, redacted=_markers(text),
                         expires_in_s=round(kept.expires - self._clock(), 1),
-                        command=kept.command, host=kept.host)
+                        command=kept.command, host=name or kept.host)
 
     # -- bounds ------------------------------------------------------------------------------
 
@@ -188,6 +229,11 @@ class OutputStore:
         with self._lock:
             for handle in list(self._kept):
                 self._drop(handle)
+
+
+def new_handle() -> str:
+    """A fresh, unguessable output handle."""
+    return "out-" + secrets.token_urlsafe(12)
 
 
 def _decode(data: bytes) -> str:

@@ -117,13 +117,17 @@ def prepare(view: CallerView, command_name: str, arguments: Mapping[str, object]
     """Decide a call (see the module docstring). Order: the command, the host, the policy,
     the catalog's host binding, then the arguments: a caller learns a command's parameter
     rules only where they may run it."""
+    target: HostConfig | None = None
     try:
         command = view.command(command_name, identity)
         target = _target(view, command, host, identity)
         decision = view.decide(identity, command, target)
         rendered = render(command, arguments)
     except PREPARE_ERRORS as exc:
-        return Unprepared(identity, command_name, MappingProxyType(dict(arguments)), host, exc)
+        # Refused on a host the caller may name (the default one included): recorded as
+        # refused there; otherwise the name they sent.
+        return Unprepared(identity, command_name, MappingProxyType(dict(arguments)),
+                          target.name if target is not None else host, exc)
     confirmation: Confirmation = ("none" if not command.destructive
                                   else "approvers" if decision.approvers else "caller")
     call = PreparedCall(

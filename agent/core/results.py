@@ -34,6 +34,9 @@ class CommandResult:
     # stdout, or why there is none.
     data: Any = None
     parse_note: str = ""
+    # A digest of the whole output as kept (both streams, redacted): equal outputs, equal
+    # digests, however much of them stdout/stderr show ("" when unknown).
+    digest: str = ""
     # The raw output as it arrived (the pool's spools), until the service has shown it.
     output: CommandOutput | None = field(default=None, repr=False, compare=False)
 

@@ -29,7 +29,7 @@ from .audit_chain import Signer
 from .audit_shape import summary
 from .audit_ship import Shipper
 from .audit_syslog import Sink
-from .call_record import CallEnd, CallStart, Refusal
+from .call_record import CallEnd, CallStart, FanoutPart, Refusal
 from .casts import CastStore
 from .consent import Confirm, Consent, Consents
 from .elevation import check_elevation
@@ -47,17 +47,18 @@ from .errors import (
 )
 from .hosts import HostRegistry, offline_message
 from .identity import Identity, IdentityTokens
-from .limits import HostGate, RateLimiter
+from .limits import HostGate, RateLimiter, fanout_cost
 from .live import LiveOutput
 from .metrics import UNKNOWN, NullRecorder, Recorder, refusal_reason
 from .outputs import OutputStore, Page, UnknownOutput
 from .parsing import parse_result
-from .policy import Policy, load_policy
+from .policy import Decision, Policy, load_policy
 from .prepare import Preparation, Unprepared, unchanged
 from .recorder import Recording
 from .redact import Redactor
 from .results import CommandResult
 from .spool import CommandOutput, stderr_cap
+from .strategy import StrategyRequest
 from .visibility import CallerView
 
 log = logging.getLogger("tailnet_agent.calls")
@@ -170,7 +171,7 @@ class AgentService(CallerView):
         confirm: Confirm | None = None,
         tool: str = UNKNOWN,
         live: LiveOutput | None = None,
-        fanout: str | None = None,
+        fanout: FanoutPart | None = None,
     ) -> CommandResult:
         """Prepare and execute one catalog command, for a front end that has nothing to
         show or decide first (the read-only tools, system_overview, tests)."""
@@ -185,11 +186,12 @@ class AgentService(CallerView):
         confirm: Confirm | None = None,
         tool: str = UNKNOWN,
         live: LiveOutput | None = None,
-        fanout: str | None = None,
+        fanout: FanoutPart | None = None,
     ) -> CommandResult:
         """Run a prepared call (for the MCP tool `tool`), deciding nothing `prepare` decided.
 
-        Order: take the caller's rate budget (refused and invalid calls cost a token too),
+        Order: take the caller's rate budget (refused and invalid calls cost a token too;
+        a fan-out's hosts took theirs with the fan-out, `charge_fanout`),
         raise an unprepared call's refusal, check that the policy and the host are still
         the ones the call was prepared with, answer at once for a host the tailnet says is
         offline, get a destructive command's confirmation (the standing approval the
@@ -198,8 +200,8 @@ class AgentService(CallerView):
         the audit start record (no record, no run), run (lines reach `live` as they
         arrive), show the output (redacted, head and tail), write the end record. A call
         stopped at any step gets its start and end records too, and every call is
-        reported to the metrics recorder; `fanout` (the id of a run_on_hosts call) is
-        recorded with them.
+        reported to the metrics recorder; `fanout` (the run_on_hosts call, its strategy and
+        the batch) is recorded with them.
         Raises WhitelistError / ConfigError / HostError / CallRefused.
         """
         self.audit.flush_limited()
@@ -216,7 +218,8 @@ class AgentService(CallerView):
 
         try:
             # First, before anything can fail: refused and invalid calls cost a token too.
-            self.rate.take(identity)
+            if fanout is None:
+                self.rate.take(identity)
             if isinstance(call, Unprepared):
                 raise call.error
             prepared = unchanged(self, call)
@@ -395,18 +398,41 @@ class AgentService(CallerView):
         """Record a call refused before it could be executed (MCP schema validation, a
         palette form, a fan-out refused before any host), charging the caller's rate like
         any call. Returns what to tell the caller: the refusal, or the rate limit."""
-        call = self.audit.new_call_id()
-        outcome = _outcome(error) if isinstance(error, Exception) else "invalid"
         decision = error.decision if isinstance(error, PolicyDenied) else None
-        message = str(error)
-        parameters: object = arguments
         try:
             self.rate.take(identity)
         except RateLimited as exc:
-            if not self.audit.limited(identity):
-                self.recorder.refused("rate_limit")  # the window's `limited` record counts it
-                return Refusal(True, str(exc))
-            outcome, message, parameters = "limited", str(exc), summary(arguments, preview=False)
+            return self._record_refusal(identity, tool, command, host, arguments, exc,
+                                        decision)
+        return self._record_refusal(identity, tool, command, host, arguments, error, decision)
+
+    def charge_fanout(self, identity: Identity, *, command: str, hosts: int,
+                      arguments: object) -> None:
+        """Take a fan-out's charge from the caller's rate budget, once for all its hosts
+        (agent.core.limits.fanout_cost). Raises RateLimited, recorded like any call the
+        limit refuses, before anything runs."""
+        try:
+            self.rate.take(identity, cost=fanout_cost(hosts, self.rate.burst),
+                           what=f"a fan-out over {hosts} host(s)")
+        except RateLimited as exc:
+            refusal = self._record_refusal(identity, fan_out.TOOL, command, None, arguments,
+                                           exc, None)
+            raise RateLimited(refusal.message) from None
+
+    def _record_refusal(self, identity: Identity, tool: str, command: str | None,
+                        host: str | None, arguments: object, error: Exception | str,
+                        decision: Decision | None) -> Refusal:
+        if isinstance(error, RateLimited) and not self.audit.limited(identity):
+            self.recorder.refused("rate_limit")  # the window's `limited` record counts it
+            return Refusal(True, str(error))
+        call = self.audit.new_call_id()
+        message = str(error)
+        parameters: object = arguments
+        if isinstance(error, RateLimited):
+            # What a flood sends is not worth keeping, only recognising.
+            outcome, parameters = "limited", summary(arguments, preview=False)
+        else:
+            outcome = _outcome(error) if isinstance(error, Exception) else "invalid"
         self._write(CallStart(call, identity, tool, command, host, parameters, decision))
         self._write(CallEnd(call, identity, outcome, error=message[:500]))
         # Labels from a fixed set only: a refused call's tool name may be anything.
@@ -418,6 +444,18 @@ class AgentService(CallerView):
                     _short(message))
         return Refusal(outcome == "limited", message)
 
+    def not_run(self, call: Preparation, fanout: FanoutPart, reason: str) -> None:
+        """Record a fan-out's host that was not run (a canary or a batch before it failed):
+        its start record, as prepared, and an end record `not-run` with the reason."""
+        start = CallStart.of(self.audit.new_call_id(), call, tool=fan_out.TOOL, fanout=fanout)
+        self._write(start)
+        self._write(CallEnd(start.call, call.identity, "not-run", error=reason[:500]))
+        self.recorder.call_finished(
+            tool=fan_out.TOOL,
+            command=start.command if start.command and start.command in self.catalog
+            else UNKNOWN,
+            host=self._host_label(start.host), outcome="not-run", seconds=None)
+
     async def run_many(
         self, command_names: Sequence[str], *, host: str | None, identity: Identity,
         tool: str = UNKNOWN,
@@ -428,26 +466,30 @@ class AgentService(CallerView):
 
     def plan_fanout(self, command_name: str, arguments: Mapping[str, object],
                     selectors: Sequence[str], identity: Identity,
+                    strategy: StrategyRequest | None = None,
                     filter_expression: str | None = None) -> fan_out.FanoutPlan:
-        """A run_on_hosts call prepared: every host it names, each host's prepared call,
-        what its one confirmation asks and its filter, checked (fanout.py)."""
-        return fan_out.plan(self, command_name, arguments, selectors, identity,
+        """A run_on_hosts call prepared: every host it names, each host's prepared call, the
+        strategy it runs by, what its one confirmation asks and its filter, checked
+        (fanout.py)."""
+        return fan_out.plan(self, command_name, arguments, selectors, identity, strategy,
                             filter_expression)
 
     async def run_on_hosts(self, command_name: str, arguments: Mapping[str, object],
                            selectors: Sequence[str], *, identity: Identity,
                            confirm: Confirm | None = None,
                            progress: fan_out.Progress | None = None,
+                           strategy: StrategyRequest | None = None,
                            filter_expression: str | None = None) -> fan_out.FanoutResult:
         """Plan and execute a fan-out, for a front end with nothing to show first."""
         return await self.execute_fanout(
-            self.plan_fanout(command_name, arguments, selectors, identity, filter_expression),
+            self.plan_fanout(command_name, arguments, selectors, identity, strategy,
+                             filter_expression),
             confirm=confirm, progress=progress)
 
     async def execute_fanout(self, plan: fan_out.FanoutPlan, *, confirm: Confirm | None = None,
                              progress: fan_out.Progress | None = None) -> fan_out.FanoutResult:
-        """One command on every host of `plan`, each host's prepared call through `execute`
-        (fanout.py)."""
+        """One command on the hosts of `plan`, batch by batch as its strategy says, each
+        host's prepared call through `execute` (fanout.py)."""
         return await fan_out.run_on_hosts(self, plan, confirm=confirm, progress=progress)
 
     async def read_output(self, identity: Identity, handle: str, *, offset: int = 0,

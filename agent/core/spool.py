@@ -18,12 +18,15 @@ bytes are written, so that no reader has to repeat them:
   stream's `cut` says why ("disk", or "cap" for the command's own max_output).
 
 Memory stays bounded whatever the command prints: `SPOOL_MEMORY` per stream, then the
-disk. Uses the standard library's `SpooledTemporaryFile`: the file is created only when
+disk. Each spool also keeps a digest of what it kept, as it is written, so that outputs
+can be compared whole (a fan-out groups hosts whose outputs are identical) without
+reading them back. Uses the standard library's `SpooledTemporaryFile`: the file is created only when
 needed, without a name on disk, and disappears when closed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import threading
 import weakref
@@ -97,6 +100,7 @@ class Spool:
         self.cap = cap
         self.size = 0
         self.cut: str | None = None
+        self._digest = hashlib.blake2b(digest_size=16)
         self._file = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by close()
             max_size=SPOOL_MEMORY, dir=None if directory is None else str(directory))
         self._charge = None if budget is None else _Charge(budget)
@@ -122,8 +126,14 @@ class Spool:
         if data:
             self._file.seek(self.size)
             self._file.write(data)
+            self._digest.update(data)
             self.size += len(data)
         return data
+
+    @property
+    def digest(self) -> str:
+        """A digest of every byte kept so far (hex)."""
+        return self._digest.hexdigest()
 
     def read(self, offset: int, length: int) -> bytes:
         if offset >= self.size or length <= 0:
@@ -210,6 +220,11 @@ class CommandOutput:
         for redactor in (self._redactors or {}).values():
             counts.update(redactor.counts)
         return counts
+
+    @property
+    def digest(self) -> str:
+        """A digest of both streams as kept: equal digests, equal outputs."""
+        return f"{self.stdout.digest}:{self.stderr.digest}"
 
     @property
     def disk_cut(self) -> bool:

@@ -26,6 +26,7 @@ from mcp.server.mcpserver import Context, Elicit, Resolve
 from agent.core.errors import NotConfirmed
 from agent.core.fanout import FanoutPlan
 from agent.core.prepare import Preparation, PreparedCall
+from agent.core.strategy import StrategyRequest
 
 from .context import caller, service_of
 from .models import Confirm, confirm_for
@@ -95,19 +96,23 @@ def selector_list(hosts: list[str] | str) -> list[str]:
 async def fanout_plan(
     command: str, hosts: list[str] | str, ctx: Context,
     parameters: dict[str, object] | None = None, filter: str | None = None,
+    strategy: str | None = None, batch_size: int | None = None,
+    max_failures: int | None = None,
 ) -> FanoutPlan:
-    """Resolver for run_on_hosts: every host's call, prepared once, and its filter checked
-    (agent.core.fanout)."""
+    """Resolver for run_on_hosts: every host's call, prepared once, the strategy it runs
+    by and its filter, checked (agent.core.fanout)."""
     service = service_of(ctx)
     return service.plan_fanout(command, parameters or {}, selector_list(hosts),
-                               caller(service, ctx), filter)
+                               caller(service, ctx),
+                               StrategyRequest(strategy, batch_size, max_failures), filter)
 
 
 async def ask_fanout_confirmation(
     plan: Annotated[FanoutPlan, Resolve(fanout_plan)], ctx: Context,
 ) -> Elicit[Confirm] | str:
     """Resolver for run_on_hosts: one question for a destructive command on many hosts,
-    naming every host where it needs the caller's yes and the exact command line."""
+    naming the hosts where it needs the caller's yes (compacted), how many, the strategy
+    and the exact command line."""
     if plan.error is not None or not plan.confirmed_by_caller or not (
             supports_form_elicitation(ctx)):
         return NOT_ASKED

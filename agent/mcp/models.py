@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any
 
+from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, Field, create_model
 
 from agent.core.fanout import FanoutResult
+from agent.core.fanout_view import compact_json
 from agent.core.hosts import HostView
 from agent.core.results import CommandResult
 from whitelist import Command
@@ -128,30 +129,68 @@ class HostList(BaseModel):
     hosts: list[HostInfo]
 
 
-class HostRun(BaseModel):
-    """One host of a run_on_hosts call."""
+class Outcome(BaseModel):
+    """What a host of a run_on_hosts call ended with, or a group of hosts that ended the
+    same way (HostRun, HostGroup). Fields at their default are left out of the result."""
 
-    host: str
     status: str = Field(description="ok, failed (ran and failed, or could not be reached), "
-                        "offline (the tailnet says so; nothing sent) or refused (policy, "
-                        "catalog binding, limits, no confirmation)")
+                        "offline (the tailnet says so; nothing sent), refused (policy, "
+                        "catalog binding, limits, no confirmation) or skipped (not run: the "
+                        "canary or an earlier batch failed; `error` says which)")
     exit_status: int | None = None
     stdout: str = ""
     stderr: str = ""
-    duration_ms: float
     truncated: bool = False
     timed_out: bool = False
-    error: str = Field(default="", description="Why it was refused, offline or failed")
-    output_handle: str | None = Field(default=None, description="For read_output: the rest "
-                                      "of a long output")
-    audit_id: str | None = Field(default=None, description="This host's call in the agent's "
-                                 "audit log, and its recording")
     data: list[dict[str, Any]] | dict[str, Any] | None = Field(default=None, description=(
         DATA + "; with a filter, the rows that matched"))
+    rows_not_shown: int = Field(default=0, description="Rows of `data` left out for size; "
+                                "rows_handle has them all")
+    rows_handle: str | None = Field(default=None, description="read_output handle of the "
+                                    "host's (or group's) whole line, rows included")
     note: str = Field(default="", description="Why there is no data (could not parse...) or "
                       "no verdict from the filter")
     matched: bool | None = Field(default=None, description="The filter's verdict; null: no "
                                  "filter, or undetermined (see note)")
+
+
+class HostRun(Outcome):
+    """One host of a run_on_hosts call, listed on its own: its outcome differs from every
+    other host's."""
+
+    host: str
+    duration_ms: float = 0.0
+    error: str = Field(default="", description="Why it was refused, offline, skipped or "
+                       "failed")
+    output_handle: str | None = Field(default=None, description="For read_output: the rest "
+                                      "of a long output")
+    batch: int | None = Field(default=None, description="The batch it ran in (canary and "
+                              "rolling runs)")
+    audit_id: str | None = Field(default=None, description="This host's call in the agent's "
+                                 "audit log, and its recording")
+
+
+class HostGroup(Outcome):
+    """Hosts whose outcome was identical (status, exit status, whole output, error, data
+    and notes; with a filter, the verdict and the rows that matched): one copy of it for
+    all of them."""
+
+    hosts: str = Field(description="The hosts, compacted: web-[001-180,182] is web-001 to "
+                       "web-180 and web-182 (zero-padded like the first number)")
+    count: int = Field(description="How many hosts")
+    hosts_not_listed: int = Field(default=0, description="Hosts of the group `hosts` leaves "
+                                  "out (a long list); read them with hosts_handle")
+    hosts_handle: str | None = Field(default=None, description="read_output handle of the "
+                                     "group: every host, each one's audit id, and the whole "
+                                     "output")
+    error: str = Field(default="", description="The reason, <host> standing for each host")
+    output_handle: str | None = Field(default=None, description="For read_output: the rest "
+                                      "of a long output (the first host's)")
+    audit_id: str | None = Field(default=None, description="The call of audit_host (the "
+                                 "group's first host, whose output stands for all) in the "
+                                 "agent's audit log, and its recording; every host's call "
+                                 "shares the result's fan-out id")
+    audit_host: str | None = None
 
 
 class FanoutSummary(BaseModel):
@@ -160,6 +199,31 @@ class FanoutSummary(BaseModel):
     failed: int
     offline: int
     refused: int
+    skipped: int = 0
+
+
+class StrategyRun(BaseModel):
+    name: str = Field(description="parallel, canary or rolling")
+    batch_size: int | None = Field(default=None, description="rolling: hosts per batch "
+                                   "(null: a tenth of the hosts)")
+    max_failures: int | None = Field(default=None, description="rolling: failed hosts "
+                                     "tolerated before the batches left are skipped")
+    batches: int
+    ran_batches: int
+    stopped: str = Field(default="", description="Why the batches after ran_batches did not "
+                         "run")
+
+
+class Listing(BaseModel):
+    handle: str = Field(description="read_output handle of the whole result")
+    read: str = Field(description="How to read it: all of it, one host, or one group")
+
+
+class NotShown(BaseModel):
+    groups: int = Field(description="Groups left out of `groups` for size")
+    alone: int = Field(description="Hosts left out of `hosts` (each its own outcome)")
+    hosts: int = Field(description="Hosts left out in all (those groups' and those alone)")
+    by_status: dict[str, int]
 
 
 class FilterCounts(BaseModel):
@@ -172,26 +236,33 @@ class FilterCounts(BaseModel):
 
 
 class FanoutToolResult(BaseModel):
-    """One command on many hosts: a result per host and a summary."""
+    """One command on many hosts: identical outcomes grouped (largest group first), every
+    other host listed on its own, a summary; within TAILNET_AGENT_FANOUT_RESULT_BYTES,
+    with what did not fit behind `listing`."""
 
     fanout: str = Field(description="The id every host's audit records share")
     command: str
     rendered: str = Field(description="The exact command line, the same on every host")
+    strategy: StrategyRun
     summary: FanoutSummary = Field(description="Every host, listed or not")
     filter: FilterCounts | None = Field(default=None, description="With a filter: what it "
-                                        "kept (hosts lists only those it did not exclude)")
-    hosts: list[HostRun]
+                                        "kept (groups and hosts list only those it did not "
+                                        "exclude)")
     duration_ms: float
+    groups: list[HostGroup] = Field(default_factory=list)
+    hosts: list[HostRun] = Field(default_factory=list)
+    listing: Listing | None = Field(default=None, description="Set when something was cut "
+                                    "or left out for size: where all of it is")
+    not_shown: NotShown | None = None
 
-    @classmethod
-    def of(cls, result: FanoutResult) -> FanoutToolResult:
-        verdicts = (FilterCounts.model_validate(dataclasses.asdict(result.filter))
-                    if result.filter is not None else None)
-        return cls(fanout=result.fanout, command=result.command, rendered=result.rendered,
-                   summary=FanoutSummary.model_validate(dict(result.summary)),
-                   filter=verdicts,
-                   hosts=[HostRun.model_validate(o.to_dict()) for o in result.hosts],
-                   duration_ms=round(result.duration_ms, 1))
+
+def fanout_call_result(result: FanoutResult) -> CallToolResult:
+    """run_on_hosts' answer: the result as compact JSON in the text (what most clients hand
+    a model) and as the structured content (FanoutToolResult), each within the budget the
+    result was presented with (agent.core.fanout_view measures exactly this JSON)."""
+    data = result.to_dict()
+    return CallToolResult(content=[TextContent(type="text", text=compact_json(data))],
+                          structured_content=data)
 
 
 class Pong(BaseModel):

@@ -15,11 +15,11 @@ from typing import Annotated, Any, Literal
 from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from agent import __version__
-from agent.core.fanout import FanoutPlan, HostOutcome
+from agent.core.fanout import FanoutPlan
 from agent.core.identity import Identity
 from agent.core.outputs import MAX_PAGE
 from agent.core.prepare import Preparation, PreparedCall
@@ -47,6 +47,7 @@ from .models import (
     Pong,
     ToolResult,
     command_info,
+    fanout_call_result,
 )
 from .progress import live_progress
 from .prompts import register_prompts
@@ -241,27 +242,42 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
             str | None,
             Field(description=FILTER_HELP, max_length=MAX_LENGTH),
         ] = None,
+        strategy: Annotated[
+            Literal["parallel", "canary", "rolling"] | None,
+            Field(description="parallel: every host at once (up to the agent's bound); "
+                  "canary: one host first, the rest only if it succeeded; rolling: batches "
+                  "of batch_size, stopping once more than max_failures hosts failed. "
+                  "Default: canary for destructive commands, else parallel."),
+        ] = None,
+        batch_size: Annotated[int | None, Field(
+            description="rolling: hosts per batch (default: a tenth of the hosts)",
+            ge=1, le=100_000)] = None,
+        max_failures: Annotated[int | None, Field(
+            description="rolling: failed hosts tolerated before the rest are skipped "
+            "(default 0)", ge=0, le=100_000)] = None,
         plan: Annotated[FanoutPlan, Resolve(fanout_plan)] = None,  # type: ignore[assignment]
         confirmation: Annotated[
             ElicitationResult[Confirm], Resolve(ask_fanout_confirmation)
         ] = None,  # type: ignore[assignment]
-    ) -> FanoutToolResult:
+    ) -> Annotated[CallToolResult, FanoutToolResult]:
         """Run one whitelisted command with one set of parameters on many hosts at once.
 
-        Every host is checked and recorded like a single call; the result has a status per
-        host (ok, failed, offline, refused), its output, and a summary. Progress is reported
-        as hosts finish. A command with a parser (list_commands shows its fields) also gives
-        each host's output as data; with `filter`, only the hosts with a row matching it are
-        listed (with the rows that matched, instead of their text), the others counted: to
-        answer "which hosts have a disk over 90 % full?", run disk_usage on all with the
-        filter use_percent >= `90`."""
+        Every host is checked and recorded like a single call. The result groups hosts
+        with identical outcomes (one copy of the output each, hosts compacted like
+        web-[001-180]), lists the others on their own, and stays small whatever the
+        number of hosts; what does not fit is behind `listing` (read_output). Progress is
+        reported as hosts finish, naming the batch. A command with a parser (list_commands
+        shows its fields) also gives each host's output as data; with `filter`, only the
+        hosts with a row matching it are listed (grouped, with the rows that matched
+        instead of their text), the others counted: to answer "which hosts have a disk
+        over 90 % full?", run disk_usage on all with the filter use_percent >= `90`."""
 
-        async def progress(done: int, total: int, outcome: HostOutcome) -> None:
-            await ctx.report_progress(done, total, f"{outcome.host}: {outcome.status}")
+        async def progress(done: int, total: int, message: str) -> None:
+            await ctx.report_progress(done, total, message)
 
         result = await settled(service.execute_fanout(
             plan, confirm=confirmation_check(command, confirmation), progress=progress))
-        return FanoutToolResult.of(result)
+        return fanout_call_result(result)
 
     @mcp.tool(annotations=READ_ONLY)
     async def read_output(

@@ -101,8 +101,8 @@ def agent_settings(plan: Plan) -> dict[str, str]:
     """The agent's settings for a fleet of this size, as its operator would set them.
 
     The local operator (this benchmark's caller, `serve --local`) is exempt from the rate
-    limit and the host-wide bound; a tailnet caller's fan-out takes one rate token per
-    host, so the burst must cover the largest fan-out, and the rate a few a minute.
+    limit and the host-wide bound; set high anyway, so that a tailnet caller's figures
+    would not depend on them (a fan-out takes at most one burst, agent.core.limits).
     """
     return {
         "TAILNET_AGENT_FANOUT_CONCURRENCY": str(plan.fanout_concurrency),
@@ -249,7 +249,7 @@ def size_rows(f: SizeFigures) -> list[Row]:
                              "limit: a default client fails the call" if over else ""))
         rows.append(Row(f"{k}_distinct_{command}", f"  {command}: distinct outputs / copies "
                         "in the result", group, value=float(last.distinct), unit="distinct",
-                        note=f"{last.copies} copies"))
+                        note=f"{last.copies} copies, {last.groups} groups"))
     if f.question:
         last = f.question[-1]
         rows += [
@@ -262,7 +262,7 @@ def size_rows(f: SizeFigures) -> list[Row]:
                 unit="ms CPU", n=len(f.question)),
             Row(f"{k}_bytes_question", "  'disk over 90 % full?': result text (what a model "
                 "reads)", group, value=float(last.text_bytes), unit="bytes",
-                note=f"{last.listed} hosts listed of {last.total}"),
+                note=f"{last.listed} hosts listed of {last.total}, {last.groups} groups"),
         ]
     for key, label, floors in (("floor_exec", "floor: N connections + hostname, SSH layer",
                                 f.floor_exec),

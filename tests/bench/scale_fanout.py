@@ -4,8 +4,9 @@ Measured per call: the wall time, the time to the first progress notification (t
 host's result), the result's size (its text content, what a model is given, and its
 structured content), the hosts' distinct outputs and how many copies of them the text
 holds, and the CPU time the agent process spent on it. The distinct outputs are read
-from the result's per-host list (`hosts`) and its `summary`: a change of the result's
-shape (grouped hosts) is adapted here, once.
+from the result's shape, here, once: its `groups` (hosts with identical outcomes, one
+output each), the hosts listed on their own (`hosts`), and what it left out for size
+(`not_shown`: each left-out group one outcome, each left-out host its own).
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ class Sample:
     structured_bytes: int  # its structuredContent, compact JSON
     ok: int
     total: int
-    distinct: int  # distinct (exit status, stdout) among the hosts
-    copies: int  # copies of those outputs in the text (grouped: one each)
+    distinct: int  # distinct outcomes among the hosts (groups + hosts on their own)
+    copies: int  # copies of the outputs shown in the text (grouped: one each)
     cpu: float  # the agent process's CPU seconds during the call
     error: str = ""
-    listed: int = 0  # hosts in the result's list (with a filter, those it kept)
+    groups: int = 0  # groups of hosts with identical outcomes in the result
+    listed: int = 0  # hosts the result lists (with a filter, those it kept)
 
 
 def copies(text: str, outputs: Sequence[str]) -> int:
@@ -78,13 +80,17 @@ async def fanout(client: Client, command: str, agent_pid: int,
         return Sample(wall, first[0] if first else None, len(text.encode()), 0, 0, 0, 0, 0,
                       cpu, error=text[:300])
     data = result.structured_content
-    hosts = data.get("hosts") or []
-    outputs = {(h.get("exit_status"), h.get("stdout", "")) for h in hosts}
-    errors = sorted({str(h.get("error") or h.get("stderr") or h.get("status"))
-                     for h in hosts if h.get("status") != "ok"})
+    entries = (data.get("groups") or []) + (data.get("hosts") or [])
+    left = data.get("not_shown") or {}
+    outputs = {e.get("stdout", "") for e in entries}
+    errors = sorted({str(e.get("error") or e.get("stderr") or e.get("status"))
+                     for e in entries if e.get("status") != "ok"})
     return Sample(
         wall, first[0] if first else None, len(text.encode()),
-        len(json.dumps(data, separators=(",", ":")).encode()),
-        int(data["summary"]["ok"]), int(data["summary"]["total"]), len(outputs),
-        copies(text, sorted({out for _, out in outputs})), cpu,
-        error="; ".join(errors)[:300], listed=len(hosts))
+        len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()),
+        int(data["summary"]["ok"]), int(data["summary"]["total"]),
+        len(entries) + int(left.get("groups", 0)) + int(left.get("alone", 0)),
+        copies(text, sorted(outputs)), cpu, error="; ".join(errors)[:300],
+        groups=len(data.get("groups") or []) + int(left.get("groups", 0)),
+        listed=sum(int(g.get("count", 1)) for g in data.get("groups") or [])
+        + len(data.get("hosts") or []) + int(left.get("hosts", 0)))

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import yaml
 
+from agent.inventory import HostConfig
 from tests.support.sshd import Sshd, _descendants
 
 ROLES = (("web", 6), ("app", 3), ("db", 1))  # names in blocks: 60 % web, 30 % app, 10 % db
@@ -144,6 +145,17 @@ class LoopbackFleet:
         for server in self.sshd:
             server.start()
 
+    def __enter__(self) -> LoopbackFleet:
+        try:
+            self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
     def first(self, n: int) -> list[SimHost]:
         return self.hosts[:n]
 
@@ -159,6 +171,14 @@ class LoopbackFleet:
              "key": str(self.client_key), "known_hosts": str(known_hosts)}
             for h in self.first(n)]}, sort_keys=False))
         return inventory, known_hosts
+
+    def host_configs(self, n: int, folder: Path) -> dict[str, HostConfig]:
+        """The first `n` hosts as the agent's host entries (their known_hosts in `folder`),
+        for tests that build a service themselves."""
+        _, known_hosts = self.write_inventory(n, folder)
+        return {h.name: HostConfig(name=h.name, address=h.address, user=self.user,
+                                   port=h.port, key_path=self.client_key,
+                                   known_hosts=known_hosts) for h in self.first(n)}
 
     def sshd_pids(self) -> list[int]:
         """Every sshd process (listeners and per-connection children) and their shells."""

@@ -5,6 +5,7 @@ test catalog and policy of issue 20's approval tests."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,12 +94,18 @@ rules:
 """
 
 
+# What a scripted host answers: (stdout, stderr, exit status).
+Answer = tuple[str, str, int]
+
+
 class RecordingRunner:
     """The Runner protocol (agent.core.service.Runner) without SSH: records what would
-    have run, and succeeds."""
+    have run, and succeeds with no output, or answers what `answer(host)` says (written
+    into the call's output as a command's would be, redacted and spooled)."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer: Callable[[str], Answer] | None = None) -> None:
         self.ran: list[tuple[str, str, str | None]] = []  # (host, command, runs as)
+        self.answer = answer
 
     async def run(
         self, host: str, rendered: str, *, command_name: str,
@@ -107,9 +114,14 @@ class RecordingRunner:
         output: CommandOutput | None = None,
     ) -> CommandResult:
         self.ran.append((host, command_name, become))
-        return CommandResult(host=host, command=command_name, rendered=rendered, stdout="",
-                             stderr="", exit_status=0, duration_ms=1.0, truncated=False,
-                             output=output)
+        stdout, stderr, status = self.answer(host) if self.answer else ("", "", 0)
+        if output is not None:
+            output.feed(False, stdout.encode())
+            output.feed(True, stderr.encode())
+            output.finish()
+        return CommandResult(host=host, command=command_name, rendered=rendered,
+                             stdout=stdout, stderr=stderr, exit_status=status,
+                             duration_ms=1.0, truncated=False, output=output)
 
     async def connection_status(self) -> dict[str, dict[str, Any]]:
         return {}
@@ -126,18 +138,24 @@ def tailnet_host(name: str, become: str = "root") -> HostConfig:
                       source="tailnet")
 
 
+def fleet_service(tmp_path: Path, names: list[str], answer: Callable[[str], Answer] | None = None,
+                  **values: Any) -> AgentService:
+    """Hosts `names` (from a file), answering what `answer(host)` says; the catalog and
+    policy above (with the default catalog); the audit log in `tmp_path`."""
+    (tmp_path / "extra.yaml").write_text(CATALOG)
+    hosts = {name: HostConfig(name=name, address="192.0.2.1", user="ops") for name in names}
+    settings = dataclasses.replace(
+        load_settings({}, env_file=None), hosts=hosts, default_host=names[0],
+        audit_log=tmp_path / "audit.jsonl", **{"rate_burst": 1000, "approval_timeout": 30.0,
+                                               **values})
+    return AgentService(settings, load_catalog([tmp_path / "extra.yaml"]),
+                        RecordingRunner(answer), mode="tailnet", policy=policy())
+
+
 def recording_service(tmp_path: Path, **values: Any) -> AgentService:
     """Hosts web1, web2 (from a file) and t1 (from the tailnet, online); the catalog and
     policy above; the audit log in `tmp_path`."""
-    (tmp_path / "extra.yaml").write_text(CATALOG)
-    hosts = {name: HostConfig(name=name, address="192.0.2.1", user="ops")
-             for name in ("web1", "web2")}
-    settings = dataclasses.replace(
-        load_settings({}, env_file=None), hosts=hosts, default_host="web1",
-        audit_log=tmp_path / "audit.jsonl", rate_burst=1000, approval_timeout=30.0,
-        **values)
-    made = AgentService(settings, load_catalog([tmp_path / "extra.yaml"]), RecordingRunner(),
-                        mode="tailnet", policy=policy())
+    made = fleet_service(tmp_path, ["web1", "web2"], **values)
     made.hosts.tailnet_enabled = True
     made.hosts.set_tailnet({"t1": (tailnet_host("t1"), Presence(online=True))})
     return made

@@ -317,6 +317,18 @@ class Sshd:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def login_writable(prefix: str) -> Iterator[Path]:
+    """A fresh directory the SSH login user may write in (not under pytest's tmp_path:
+    that user cannot enter root's 0700 directories), removed afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    directory.chmod(0o777)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def accepted_logins(server: Sshd) -> int:
     return server.log_text().count("Accepted publickey")
 

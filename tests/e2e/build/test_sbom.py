@@ -44,7 +44,7 @@ def test_it_lists_the_locked_packages_that_were_bundled_and_nothing_else() -> No
               if str(c.get("purl", "")).startswith("pkg:pypi/")}
     # What the agent runs on, each at the lock's version, with the hash of a locked wheel.
     for name in ("asyncssh", "cryptography", "bcrypt", "mcp", "uvicorn", "starlette",
-                 "pydantic-core", "anthropic", "detect-secrets", "pyyaml"):
+                 "pydantic-core", "anthropic", "google-re2", "jc", "jmespath", "pyyaml"):
         assert name in python, sorted(python)
     for name, component in python.items():
         assert component["version"] == locked[name]["version"], name

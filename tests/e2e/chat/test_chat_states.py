@@ -150,7 +150,9 @@ def test_every_state_of_the_chat(
     assert "danger" in (run.get_attribute("class") or "")
     assert run.inner_text() == "Run remove_marker"
     assert f"rm -f -- {marker}" in confirm.inner_text()
-    assert page.evaluate("document.activeElement.value") == "cancel"
+    # htmx moves focus to [autofocus] when the swap settles (20 ms after it lands).
+    page.wait_for_function("() => document.activeElement?.value === 'cancel'",
+                           timeout=TIMEOUT)
     assert "Waiting for you" in page.inner_text(".turn-status")
     assert marker.exists()
     check("confirm")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
+from agent.core.hostlist import expand
 from agent.core.identity import local_user_identity
 from agent.inventory import HostConfig
 from tests.bench.scale_hosts import LoopbackFleet
@@ -131,22 +132,27 @@ async def test_which_hosts_have_a_disk_over_90_percent_full(
     data = result.structured_content
     assert not result.is_error and data is not None, result.content
     assert data["summary"] == {"total": FLEET, "ok": FLEET, "failed": 0, "offline": 0,
-                               "refused": 0}
+                               "refused": 0, "skipped": 0}
     assert data["filter"] == {"expression": "use_percent >= `90`", "matched": 2,
                               "not_matched": FLEET - 2, "undetermined": 0, "note": ""}
-    assert sorted(h["host"] for h in data["hosts"]) == full
-    for host in data["hosts"]:
-        assert host["matched"] is True and host["stdout"] == ""
-        assert [(row["mounted_on"], row["use_percent"]) for row in host["data"]] == [("/", 95)]
+    # The full hosts matched the same rows: one group, listed with those rows (and the
+    # first host's recording), not its text; the others only counted.
+    (group,) = data["groups"]
+    assert data["hosts"] == [] and sorted(expand(group["hosts"])) == full
+    assert group["count"] == 2 and group["matched"] is True and "stdout" not in group
+    assert [(row["mounted_on"], row["use_percent"]) for row in group["data"]] == [("/", 95)]
+    # Its recording is its first host's, in the order the fleet names them (web before db).
+    assert group["audit_host"] == expand(group["hosts"])[0] and group["audit_id"]
     text = "".join(c.text for c in result.content if c.type == "text")
     everything = "".join(c.text for c in unfiltered.content if c.type == "text")
     print(f"\n'disk over 90 % full?' on {FLEET} hosts: {len(text.encode())} bytes of text "
           f"(unfiltered: {len(everything.encode())})")
     assert len(text.encode()) < 4096
-    # Without a filter every host is listed, with its rows.
+    # Without a filter every host is listed, grouped by output, each group with its rows.
     rows = unfiltered.structured_content
-    assert rows is not None and len(rows["hosts"]) == FLEET and rows["filter"] is None
-    assert all(len(h["data"]) == 6 for h in rows["hosts"])
+    assert rows is not None and "filter" not in rows and rows["hosts"] == []
+    assert sum(g["count"] for g in rows["groups"]) == FLEET and len(rows["groups"]) == 3
+    assert all(len(g["data"]) == 6 and g["stdout"] for g in rows["groups"])
     verdicts = (absent.structured_content or {})["filter"]
     assert (verdicts["matched"], verdicts["not_matched"]) == (0, FLEET)
     assert verdicts["note"].startswith("no row of any host had capacity_percent")

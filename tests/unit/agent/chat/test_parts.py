@@ -238,24 +238,31 @@ def test_a_filtered_fan_out_card_shows_what_matched_and_what_was_left_out() -> N
     rows = [{"filesystem": "/dev/vda1", "use_percent": 95, "mounted_on": "/"}]
     result = mcp_types.CallToolResult(content=[], structured_content={
         "fanout": "fan-2", "command": "disk_usage", "rendered": "df -hP", "duration_ms": 40.0,
+        "strategy": {"name": "parallel", "batches": 1, "ran_batches": 1},
         "summary": {"total": 300, "ok": 300, "failed": 0, "offline": 0, "refused": 0},
-        "filter": {"expression": "use_percent >= `90`", "matched": 1, "not_matched": 298,
+        "filter": {"expression": "use_percent >= `90`", "matched": 2, "not_matched": 297,
                    "undetermined": 1, "note": ""},
+        "groups": [
+            {"hosts": "web-[008,058]", "count": 2, "status": "ok", "exit_status": 0,
+             "data": rows, "matched": True, "audit_id": "a1b2", "audit_host": "web-008"}],
         "hosts": [
-            {"host": "web-008", "status": "ok", "exit_status": 0, "stdout": "",
-             "duration_ms": 9.0, "data": rows, "matched": True},
             {"host": "web-009", "status": "ok", "exit_status": 0, "stdout": "<odd output>",
-             "duration_ms": 9.0, "data": None, "matched": None,
+             "duration_ms": 9.0, "audit_id": "c3d4",
              "note": "could not parse the output as df (...)"}],
     })
     (card,) = cards_for("run_on_hosts", result)
-    assert card.status == "1 of 300 hosts match"
+    assert card.status == "2 of 300 hosts match"
     by_host = {row.host: row for row in card.fanout}
     assert by_host["web-009"].data == ""  # it has text: shown as it is
-    assert '"use_percent": 95' in by_host["web-008"].data
+    assert '"use_percent": 95' in by_host["web-[008,058]"].data
+    # A group links to its first host's recording; a host on its own to its own.
+    assert card.audit_ids == ["a1b2", "c3d4"]
     html = views.cards([card])
-    assert "Hosts whose rows match <code>use_percent &gt;= `90`</code>: 1 of 300 hosts" in html
+    assert "Hosts whose rows match <code>use_percent &gt;= `90`</code>: 2 of 300 hosts" in html
     assert "could not parse the output as df" in html and "&lt;odd output&gt;" in html
+    assert "2 hosts, same rows" in html
+    assert 'href="/audit/a1b2/replay" aria-label="Replay web-008: the recording of ' in html
+    assert ">Replay web-008</a>" in html and 'href="/audit/c3d4/replay"' in html
 
 
 def test_a_command_s_rows_are_clipped_for_the_model_like_its_text() -> None:
@@ -272,3 +279,30 @@ def test_a_command_s_rows_are_clipped_for_the_model_like_its_text() -> None:
     assert shown["data"][0] == rows[0] and shown["data"][-1].endswith(
         "more rows not shown to the model]")
     assert len(shown["data"]) < len(rows)
+
+
+def test_a_fan_out_card_shows_the_results_groups_with_the_failures_first() -> None:
+    from agent.chat import views
+
+    result = mcp_types.CallToolResult(content=[], structured_content={
+        "fanout": "fan-2", "command": "disk_usage", "rendered": "df -h", "duration_ms": 90.0,
+        "strategy": {"name": "canary", "batches": 2, "ran_batches": 1,
+                     "stopped": "the canary host web-001 failed"},
+        "summary": {"total": 300, "ok": 0, "failed": 1, "offline": 0, "refused": 0,
+                    "skipped": 299},
+        "groups": [{"hosts": "web-[002-180], app-[001-120]", "count": 299,
+                    "status": "skipped", "error": "not run: <b>canary</b>"}],
+        "hosts": [{"host": "web-001", "status": "failed", "exit_status": 1,
+                   "stderr": "no\n"}],
+        "listing": {"handle": "out-abc", "read": "..."},
+        "not_shown": {"groups": 0, "alone": 0, "hosts": 0, "by_status": {}},
+    })
+    (card,) = cards_for("run_on_hosts", result)
+    assert [(r.host, r.count, r.status) for r in card.fanout] == [
+        ("web-001", 1, "failed"), ("web-[002-180], app-[001-120]", 299, "skipped")]
+    assert card.status == "0 of 300 hosts ok" and card.kind == "bad"
+    html = views.cards([card])
+    assert 'data-count="299"' in html and "299 hosts, same output" in html
+    assert html.count('<code class="part">') == 2  # a line per prefix
+    assert "Strategy: canary; stopped: the canary host web-001 failed" in html
+    assert "&lt;b&gt;canary&lt;/b&gt;" in html and "<b>canary" not in html

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.core.audit import AuditLog
+from agent.core.audit_verify import verify
 from agent.core.casts import REMOVED_EVENT, CastChanged, CastMissing, CastStore, load, output
 from agent.core.errors import AuditUnavailable
 
@@ -94,3 +95,32 @@ def test_a_cast_is_checked_against_its_record(tmp_path: Path) -> None:
         load(store.directory, ref)
     with pytest.raises(ValueError, match="not a call id"):
         load(store.directory, {"id": "../../etc/passwd", "sha256": "x"})
+
+
+def test_verify_finds_a_changed_or_missing_cast_but_not_one_the_budget_removed(
+        tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    store = CastStore(tmp_path / "casts", per_call=100_000, budget=25_000, record=audit.write)
+    calls = [f"{n:016x}" for n in range(4)]
+    for call in calls:
+        recording = store.start(call, "t")
+        recording.feed(False, b"z" * 8_000 + b"\n")
+        audit.write({"time": "t", "event": "end", "call": call,
+                     "cast": recording.finish().fields()})
+    # The budget removed the oldest, and said so in the log.
+    removed = [r["cast"] for r in records(audit.path) if r["event"] == REMOVED_EVENT]
+    assert removed and removed[0] == calls[0]
+    result = verify(audit.path, recordings=store.directory)
+    assert result.ok, result.findings
+    assert any("removed for the recordings budget" in note for note in result.notes)
+    # Without the casts directory, nothing about casts is said.
+    assert not any("recording" in note for note in verify(audit.path).notes)
+
+    changed, gone = store.directory / f"{calls[-1]}.cast", store.directory / f"{calls[-2]}.cast"
+    changed.write_bytes(changed.read_bytes().replace(b"zzz", b"zyz", 1))
+    gone.unlink()
+    result = verify(audit.path, recordings=store.directory)
+    lines = audit.path.read_text().splitlines()
+    where = {json.loads(line).get("call"): n for n, line in enumerate(lines, start=1)}
+    assert sorted((f.kind, f.place.line) for f in result.findings) == sorted(
+        [("cast-changed", where[calls[-1]]), ("cast-missing", where[calls[-2]])])
