@@ -26,6 +26,7 @@ import asyncssh
 from agent.core.audit_records import read_records
 from agent.core.identity import Identity
 from agent.core.service import AgentService
+from agent.core.strategy import StrategyRequest
 from agent.mcp.cancel import settled
 from agent.ssh import giveup
 from agent.ssh import pool as pool_module
@@ -39,6 +40,8 @@ from .sshd import Sshd
 CHATTER = ("i=0; while [ $i -lt 40 ]; do echo line $i; i=$((i + 1)); sleep 0.01; done; "
            "sleep {marker}")
 LATEST = 0.6  # s after the call: the command is well into its output by then
+# Every host at once (a destructive command would run a canary host first by default).
+PARALLEL = StrategyRequest("parallel")
 
 
 def marker() -> str:
@@ -171,12 +174,13 @@ def _command_line(pid: int) -> bytes:
 async def cancel_storm(service: AgentService, command: str, identity: Identity, *,
                        audit: Path, sshd: Sshd, marker: str, user: str | None = None,
                        cancels: int = 200, at_once: int = 5, latest: float = LATEST) -> Storm:
-    """Run `command` (a CHATTER with `marker`) on all hosts `cancels` times, `at_once` fan-outs
-    together, each cancelled at its own moment between 0 and `latest` s; in turn as a task
-    is cancelled (once) and as the MCP SDK cancels the run_on_hosts tool's handler (an
-    anyio cancel scope, which cancels it again on every await). Each stop is checked as it
-    frees its slot (`watching_stops`); after each wave, what `sshd`'s sessions still run
-    of it (as `user`), slots still held and calls still without an end record."""
+    """Run `command` (a CHATTER with `marker`) on all hosts at once (strategy parallel)
+    `cancels` times, `at_once` fan-outs together, each cancelled at its own moment between
+    0 and `latest` s; in turn as a task is cancelled (once) and as the MCP SDK cancels the
+    run_on_hosts tool's handler (an anyio cancel scope, which cancels it again on every
+    await). Each stop is checked as it frees its slot (`watching_stops`); after each wave,
+    what `sshd`'s sessions still run of it (as `user`), slots still held and calls still
+    without an end record."""
     storm = Storm(cancels, cancels // at_once)
     moments = [latest * i / (cancels - 1) for i in range(cancels)]
     pattern = f"sleep {marker}"
@@ -190,7 +194,7 @@ async def cancel_storm(service: AgentService, command: str, identity: Identity, 
         async def fan_out() -> None:
             with scope:
                 await settled(service.run_on_hosts(command, {}, ["all"], identity=identity,
-                                                   confirm=yes))
+                                                   confirm=yes, strategy=PARALLEL))
             raise asyncio.CancelledError  # the scope took its own cancel: a cancel all the same
 
         task = asyncio.create_task(fan_out())

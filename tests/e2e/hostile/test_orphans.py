@@ -258,7 +258,8 @@ commands:
                 async def call(n: int = n, scope: anyio.CancelScope = scope) -> None:
                     with scope:
                         await client.call_tool("run_on_hosts", {
-                            "command": "boom", "hosts": "all", "parameters": {"n": n}})
+                            "command": "boom", "hosts": "all", "parameters": {"n": n},
+                            "strategy": "parallel"})  # not a canary host first
 
                 caller = asyncio.create_task(call())
                 await asyncio.wait_for(accepted.wait(), 10)
