@@ -61,6 +61,8 @@ def build_service(
         connector=connector,
         max_sessions=settings.max_sessions_per_host,
         connect_timeout=settings.connect_timeout,
+        idle_timeout=settings.ssh_idle_timeout,
+        max_connections=settings.ssh_max_connections,
     )
     hosts.subscribe(pool.prune)
     return AgentService(settings, catalog, pool, mode=mode, tailnet_status=tailnet_status,

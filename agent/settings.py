@@ -143,6 +143,14 @@ SETTINGS: tuple[Setting, ...] = (
                     f"it must stay below sshd's MaxSessions ({SSHD_MAX_SESSIONS})")),
     Setting("TAILNET_AGENT_CONNECT_TIMEOUT", "connect_timeout", 15.0,
             "seconds to connect to a host, SOCKS5 dial included", seconds(600)),
+    Setting("TAILNET_AGENT_SSH_IDLE", "ssh_idle_timeout", 600.0,
+            "seconds an SSH connection with no call running stays open; the next call to "
+            "that host reconnects", seconds(7 * 86_400)),
+    Setting("TAILNET_AGENT_SSH_MAX_CONNECTIONS", "ssh_max_connections", 1000,
+            "SSH connections open at once; at the cap the least recently used one with no "
+            "call running is closed, and when every one has a call running a call that "
+            "needs another waits up to `TAILNET_AGENT_CONNECT_TIMEOUT`, then is refused",
+            integer(1, 100_000, "it is SSH connections open at once")),
     Setting("TAILNET_AGENT_POLICY", "policy_file", None,
             "who may run what (see [Security](#security))", path, flag="--policy",
             shown_default="read-only for tailnet users"),
@@ -297,6 +305,8 @@ class Settings:
     catalog_files: tuple[Path, ...] = _default("catalog_files")
     max_sessions_per_host: int = _default("max_sessions_per_host")
     connect_timeout: float = _default("connect_timeout")
+    ssh_idle_timeout: float = _default("ssh_idle_timeout")
+    ssh_max_connections: int = _default("ssh_max_connections")
     policy_file: Path | None = _default("policy_file")  # None: the shipped default policy
     audit_log: Path | None = _default("audit_log")  # None: default_audit_path()
     audit_max_bytes: int = _default("audit_max_bytes")

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from agent.core.host_query import HostQuery, query_hosts
 from agent.core.hosts import HostView
 from whitelist import Catalog, Command
+
+# Up to this many hosts the prompt names each; a larger fleet is summed up (how many, the
+# tags, the default) and Claude finds hosts with list_hosts: 1,000 host lines would be
+# about 30 KB of every request of every turn.
+PROMPT_HOSTS = 40
 
 SAFETY_RULES = """\
 Rules:
@@ -50,6 +56,22 @@ def _host_line(host: HostView) -> str:
     return f"  - {host.name}{default}" + (f": {', '.join(notes)}" if notes else "")
 
 
+def _fleet_lines(hosts: Sequence[HostView]) -> list[str]:
+    """A large fleet in a few lines: the same summary list_hosts gives."""
+    page = query_hosts(hosts, HostQuery(limit=1))
+    offline = page.online["offline"]
+    tags = ", ".join(f"{tag} ({count})" for tag, count in page.tags.items())
+    lines = [f"  {page.total} hosts" + (f", {offline} of them OFFLINE" if offline else "") + "."]
+    if tags:
+        lines.append(f"  Tags: {tags}" + (f"; {page.untagged} without a tag" if page.untagged
+                                          else "") + ".")
+    if page.default:
+        lines.append(f"  The default host: {page.default}.")
+    lines.append("  Too many to list here: find hosts with list_hosts (by tag, online, name "
+                 "pattern; a page at a time); run_on_hosts takes tag:<name>, globs and all.")
+    return lines
+
+
 def system_prompt(catalog: Catalog, hosts: Sequence[HostView]) -> str:
     """The prompt for one person: only the hosts and commands their policy lets them use
     (by name: addresses and users stay out of what Claude is told)."""
@@ -59,7 +81,9 @@ def system_prompt(catalog: Catalog, hosts: Sequence[HostView]) -> str:
         "",
         "Hosts:",
     ]
-    if hosts:
+    if len(hosts) > PROMPT_HOSTS:
+        lines += _fleet_lines(hosts)
+    elif hosts:
         lines += [_host_line(host) for host in hosts]
     else:
         lines.append("  (none you may use: tool calls will fail; tell the person to ask the "

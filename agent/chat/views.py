@@ -35,14 +35,16 @@ def _env() -> Environment:
     return env
 
 
-def host_id(name: str) -> str:
-    """An element id for a host, whatever characters its name holds."""
-    return hashlib.blake2s(name.encode(), digest_size=6).hexdigest()
+def host_id(name: str, scope: str = "") -> str:
+    """An element id for a host, whatever characters its name holds; `scope` (the hosts
+    panel's group) tells apart two rows of one host."""
+    key = f"{scope}\0{name}" if scope else name
+    return hashlib.blake2s(key.encode(), digest_size=6).hexdigest()
 
 
-def host_state(name: str, state: str, text: str) -> str:
+def host_state(name: str, state: str, text: str, scope: str = "") -> str:
     """A host's state in the hosts panel, replacing the one shown (out-of-band)."""
-    return str(_macro("host_state_view")(host_id(name), state, text, True))
+    return str(_macro("host_state_view")(host_id(name, scope), state, text, True))
 
 
 def template(name: str) -> Template:

@@ -1,12 +1,16 @@
 """Readiness: can this agent take calls now? Its tailnet node is Running, and at least
 one SSH host is reachable.
 
-A host with an open SSH connection counts as reachable. When none has one, the
+A host with an open SSH connection counts as reachable. When none has one, a few
 hosts are probed (connect and shell check, the pool keeps the connection for the
-first call). Any tailnet peer may ask, so the answer is shared: one evaluation at a
-time, reused for `fresh_for` seconds, and a failed probe round is not repeated for
-`reprobe_after` seconds, so a flood of readiness requests costs one LocalAPI call
-and at most one SSH connection attempt per host per interval.
+first call): at most PROBE_AT_ONCE at a time, those that answered before first, then
+the others in turn from where the last round stopped; the round ends at the first that
+answers. So with 1,000 hosts and every connection closed idle, readiness opens one to
+eight connections, not a thousand, and one unreachable host costs at most one connect
+timeout. Any tailnet peer may ask, so the answer is shared: one evaluation at a time,
+reused for `fresh_for` seconds, and a failed probe round is not repeated for
+`reprobe_after` seconds, so a flood of readiness requests costs one LocalAPI call and
+at most PROBE_AT_ONCE SSH connection attempts per interval.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ if TYPE_CHECKING:
 
 CONNECTED = "connected"
 REACHABLE = "reachable"
+# Hosts probed at once (and at most per round) when no host has a connection.
+PROBE_AT_ONCE = 8
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class ReadinessCheck:
         self.last: Readiness | None = None
         self._last_at = 0.0
         self._probed: dict[str, str] = {}  # the last probe round's answers
+        self._answered: dict[str, None] = {}  # hosts seen reachable, most recent last
+        self._turn = 0  # where the next round starts among the others
         self._next_probe_at = 0.0
         self._lock = asyncio.Lock()
 
@@ -90,6 +98,9 @@ class ReadinessCheck:
         status = await self.service.pool.connection_status()
         hosts = {n: CONNECTED if status.get(n, {}).get("connected") else "not connected"
                  for n in names}
+        for name, state in hosts.items():
+            if state == CONNECTED:
+                self._seen(name)
         if CONNECTED not in hosts.values():
             if time.monotonic() >= self._next_probe_at:
                 self._probed = await self._probe(names)
@@ -102,7 +113,28 @@ class ReadinessCheck:
                              hosts)
         return Readiness(True, "ready", tailnet, hosts)
 
+    def _seen(self, name: str) -> None:
+        self._answered.pop(name, None)
+        self._answered[name] = None
+        while len(self._answered) > PROBE_AT_ONCE:
+            del self._answered[next(iter(self._answered))]
+
+    def _candidates(self, names: list[str]) -> list[str]:
+        """This round's hosts: those that answered before (most recent first), then the
+        others in turn."""
+        present = set(names)
+        chosen = [n for n in reversed(self._answered) if n in present][:PROBE_AT_ONCE]
+        others = [n for n in names if n not in chosen]
+        if others and len(chosen) < PROBE_AT_ONCE:
+            start = self._turn % len(others)
+            turn = (others[start:] + others[:start])[:PROBE_AT_ONCE - len(chosen)]
+            self._turn = start + len(turn)
+            chosen += turn
+        return chosen
+
     async def _probe(self, names: list[str]) -> dict[str, str]:
+        """Probe this round's hosts at once; stop at the first that answers (the others'
+        connection attempts go on in the pool, which keeps what they open)."""
         async def one(name: str) -> str:
             try:
                 await self.service.pool.check_host(name)
@@ -110,5 +142,18 @@ class ReadinessCheck:
                 return _first_line(exc)
             return REACHABLE
 
-        answers = await asyncio.gather(*(one(n) for n in names))
-        return dict(zip(names, answers, strict=True))
+        probes = {asyncio.create_task(one(n)): n for n in self._candidates(names)}
+        answers: dict[str, str] = {}
+        pending = set(probes)
+        try:
+            while pending and REACHABLE not in answers.values():
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    answers[probes[task]] = task.result()
+        finally:
+            for task in pending:
+                task.cancel()
+        for name, answer in answers.items():
+            if answer == REACHABLE:
+                self._seen(name)
+        return answers

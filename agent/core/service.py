@@ -87,6 +87,10 @@ class Runner(Protocol):
 
     async def connection_status(self) -> dict[str, dict[str, Any]]: ...
 
+    def connections(self) -> Mapping[str, float | int]:
+        """Connections open in all, the cap, the idle time, how many were closed for each."""
+        ...
+
     async def check_host(self, host: str) -> float:
         """Connect (or reuse the connection) and check the host's shell; milliseconds."""
         ...
@@ -555,6 +559,7 @@ class AgentService(CallerView):
                                "signed": self.audit.signer is not None}
             if self.shipper is not None:
                 status["audit"]["shipping"] = dataclasses.asdict(self.shipper.status())
+            status["ssh_connections"] = dict(self.pool.connections())
         return status
 
 

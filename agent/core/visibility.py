@@ -16,6 +16,7 @@ from whitelist import Catalog, Command, UnknownCommandError
 
 from .approvals import Approvals
 from .errors import CallRefused, NoDefaultHost, NotForHost, UnknownHost
+from .host_query import HostPage, HostQuery, query_hosts
 from .hosts import HostRegistry, HostView
 from .identity import Identity
 from .policy import Decision, Policy
@@ -79,6 +80,11 @@ class CallerView:
         them: name, address, user, source (file or tailnet), online, OS, tags, last seen,
         how the agent logs in and where the host key it accepts comes from."""
         return [self.hosts.view(name) for name in self.visible_hosts(identity)]
+
+    def host_page(self, identity: Identity, query: HostQuery) -> HostPage:
+        """One page of this caller's hosts, filtered (list_hosts, the hosts resource, the
+        chat's hosts panel: agent/core/host_query.py)."""
+        return query_hosts(self.host_views(identity), query)
 
     def visible_commands(self, identity: Identity, category: str | None = None,
                          host: str | None = None) -> list[Command]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from mcp.types import CallToolResult, TextContent
@@ -10,6 +11,7 @@ from pydantic import BaseModel, Field, create_model
 
 from agent.core.fanout import FanoutResult
 from agent.core.fanout_view import compact_json
+from agent.core.host_query import HostPage, HostQuery, page_note
 from agent.core.hosts import HostView
 from agent.core.results import CommandResult
 from whitelist import Command
@@ -101,21 +103,26 @@ class CommandList(BaseModel):
 
 
 class HostInfo(BaseModel):
+    """One host; in list_hosts' answer a field at its default is left out."""
+
     name: str
     address: str
     user: str
-    port: int
-    default: bool
-    source: str = Field(description="Where the host comes from: file (inventory/REMOTE_*) or "
-                        "tailnet")
-    online: bool | None = Field(description="Online in the tailnet; null when not known")
+    port: int = 22
+    default: bool = False
+    source: str = Field(default="file", description="Where the host comes from: file "
+                        "(inventory/REMOTE_*) or tailnet")
+    online: bool | None = Field(default=None, description="Online in the tailnet; null when "
+                                "not known")
     os: str = ""
     tags: list[str] = []
     last_seen: str | None = Field(default=None, description="When the tailnet last saw an "
                                   "offline host (ISO time), if its control server says")
-    auth: str = Field(description="How the agent logs in: key, or tailscale-ssh (keyless)")
-    host_key_source: str = Field(description="Where the accepted SSH host key comes from: "
-                                 "known_hosts, or tailnet (the keys the node publishes)")
+    auth: str = Field(default="key", description="How the agent logs in: key, or "
+                      "tailscale-ssh (keyless)")
+    host_key_source: str = Field(default="known_hosts", description="Where the accepted SSH "
+                                 "host key comes from: known_hosts, or tailnet (the keys the "
+                                 "node publishes)")
 
     @classmethod
     def of(cls, view: HostView) -> HostInfo:
@@ -126,7 +133,36 @@ class HostInfo(BaseModel):
 
 
 class HostList(BaseModel):
+    """One page of the hosts a caller may use (agent/core/host_query.py)."""
+
     hosts: list[HostInfo]
+    total: int = Field(description="Hosts matching the filters, on all pages")
+    next_cursor: str | None = Field(default=None, description="Give it as `cursor` (with "
+                                    "the same filters) for the next page; null: last page")
+    default_host: str | None = Field(default=None, description="The host a call without "
+                                     "`host` runs on, if you may use it")
+    online: dict[str, int] = Field(default_factory=dict, description="Matching hosts "
+                                   "online, offline and not known (hosts from files)")
+    tags: dict[str, int] = Field(default_factory=dict, description="Tailnet tags of the "
+                                 "matching hosts and how many have each, most first")
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The page as JSON, each host without the fields at their default (about half of
+        a host's bytes: a page of 50 stays under 8 KB)."""
+        data = self.model_dump(mode="json", exclude={"hosts"})
+        return {"hosts": [h.model_dump(mode="json", exclude_defaults=True) for h in self.hosts],
+                **data}
+
+    def call_result(self) -> CallToolResult:
+        """list_hosts' answer: the page as compact JSON (compact_call_result)."""
+        return compact_call_result(self.to_dict())
+
+    @classmethod
+    def of(cls, page: HostPage, query: HostQuery, next_page: Callable[[str], str]) -> HostList:
+        return cls(hosts=[HostInfo.of(v) for v in page.hosts], total=page.total,
+                   next_cursor=page.next_cursor, default_host=page.default, online=page.online,
+                   tags=page.tags, note=page_note(page, query, next_page))
 
 
 class Outcome(BaseModel):
@@ -256,13 +292,18 @@ class FanoutToolResult(BaseModel):
     not_shown: NotShown | None = None
 
 
-def fanout_call_result(result: FanoutResult) -> CallToolResult:
-    """run_on_hosts' answer: the result as compact JSON in the text (what most clients hand
-    a model) and as the structured content (FanoutToolResult), each within the budget the
-    result was presented with (agent.core.fanout_view measures exactly this JSON)."""
-    data = result.to_dict()
+def compact_call_result(data: dict[str, Any]) -> CallToolResult:
+    """A tool's answer given as data: compact JSON in the text (what most clients hand a
+    model) and the same data as the structured content, so neither side costs twice the
+    bytes of pretty-printed JSON. list_hosts and run_on_hosts answer this way."""
     return CallToolResult(content=[TextContent(type="text", text=compact_json(data))],
                           structured_content=data)
+
+
+def fanout_call_result(result: FanoutResult) -> CallToolResult:
+    """run_on_hosts' answer (FanoutToolResult), within the budget the result was presented
+    with (agent.core.fanout_view measures exactly this JSON)."""
+    return compact_call_result(result.to_dict())
 
 
 class Pong(BaseModel):

@@ -10,6 +10,7 @@ exceptions through: AgentMCPServer.call_tool maps them to tool errors in one pla
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from mcp.server.elicitation import ElicitationResult
@@ -20,6 +21,7 @@ from pydantic import Field
 
 from agent import __version__
 from agent.core.fanout import FanoutPlan
+from agent.core.host_query import DEFAULT_LIMIT, MAX_LIMIT, MAX_PATTERN, HostQuery
 from agent.core.identity import Identity
 from agent.core.outputs import MAX_PAGE
 from agent.core.prepare import Preparation, PreparedCall
@@ -40,7 +42,6 @@ from .models import (
     CommandList,
     Confirm,
     FanoutToolResult,
-    HostInfo,
     HostList,
     OutputPage,
     Overview,
@@ -98,6 +99,21 @@ FILTER_HELP = (
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                             open_world_hint=False)
+
+
+def list_hosts_again(query: HostQuery) -> Callable[[str], str]:
+    """How the next page is asked for (host_query.page_note): the same filters, a cursor."""
+    kept = {"tag": query.tag, "name": query.name,
+            "online": None if query.online is None else str(query.online).lower(),
+            "limit": None if query.limit == DEFAULT_LIMIT else query.limit}
+
+    def again(cursor: str) -> str:
+        args = [f"cursor={cursor!r}", *(f"{k}={v!r}" if isinstance(v, str) and k != "online"
+                                        else f"{k}={v}" for k, v in kept.items()
+                                        if v is not None)]
+        return f"call list_hosts with {', '.join(args)}"
+
+    return again
 
 
 def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = None) -> MCPServer:
@@ -300,9 +316,28 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
         return OutputPage(**dataclasses.asdict(page))
 
     @mcp.tool(annotations=READ_ONLY)
-    async def list_hosts(ctx: Context) -> HostList:
-        """The SSH hosts you may run commands on, and which one is the default."""
-        views = service.host_views(caller(service, ctx))
-        return HostList(hosts=[HostInfo.of(view) for view in views])
+    async def list_hosts(
+        ctx: Context,
+        tag: Annotated[str | None, Field(
+            description="Only hosts with this tailnet tag (web or tag:web)",
+            max_length=MAX_PATTERN)] = None,
+        online: Annotated[bool | None, Field(
+            description="true: only hosts online in the tailnet; false: only offline ones")
+        ] = None,
+        name: Annotated[str | None, Field(
+            description="Only hosts whose name matches: a glob like web-* or part of the name",
+            max_length=MAX_PATTERN)] = None,
+        cursor: Annotated[str | None, Field(
+            description="next_cursor of the previous page (with the same filters)",
+            max_length=MAX_PATTERN)] = None,
+        limit: Annotated[int, Field(description=f"Hosts per page, at most {MAX_LIMIT}",
+                                    ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    ) -> Annotated[CallToolResult, HostList]:
+        """The SSH hosts you may run commands on, a page at a time in name order, with how
+        many match, how many are online, their tailnet tags and the default host. Filter by
+        tag, online state or name. run_on_hosts takes tag:<name>, globs and all itself."""
+        query = HostQuery(tag=tag, online=online, name=name, cursor=cursor, limit=limit)
+        page = service.host_page(caller(service, ctx), query)
+        return HostList.of(page, query, list_hosts_again(query)).call_result()
 
     return mcp

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from pathlib import Path
 from typing import Any
 
 import asyncssh
@@ -30,6 +31,7 @@ from .errors import (
     TimeoutMissing,
 )
 from .known_hosts import fingerprint, is_trusted, trusted_keys
+from .parsed_files import ParsedFiles
 from .tailnet_keys import host_key_check, not_published_error
 from .tailscale_ssh import BannerClient, auth_options, keyless_failed, refusal
 
@@ -236,6 +238,17 @@ async def probe(host: HostConfig, conn: asyncssh.SSHClientConnection) -> None:
         )
 
 
+# Parsed once per version of the file (and passphrase), not per connection: an encrypted
+# key costs a bcrypt KDF per parse (parsed_files.py).
+def _private_key(path: Path, data: bytes, passphrase: str | None) -> asyncssh.SSHKey:
+    key = asyncssh.import_private_key(data, passphrase)
+    key.set_filename(path)  # as asyncssh.read_private_key does
+    return key
+
+
+_CLIENT_KEYS = ParsedFiles(_private_key)
+
+
 def load_client_keys(host: HostConfig) -> list[asyncssh.SSHKey]:
     paths = host.client_key_paths()
     if not paths:
@@ -247,7 +260,7 @@ def load_client_keys(host: HostConfig) -> list[asyncssh.SSHKey]:
     keys = []
     for path in paths:
         try:
-            keys.append(asyncssh.read_private_key(path, host.key_passphrase))
+            keys.append(_CLIENT_KEYS.get(path, host.key_passphrase))
         except OSError as exc:
             raise ClientKeyUnusable(
                 host.name, f"cannot read SSH key {path} for {host.name}: {exc.strerror}"

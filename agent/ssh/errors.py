@@ -57,6 +57,10 @@ class ChannelRefused(SSHError):
     """The host refused to open a channel (sshd's MaxSessions, usually)."""
 
 
+class ConnectionCapReached(SSHError):
+    """Every SSH connection the agent may keep open had a call running; nothing was sent."""
+
+
 class ConnectionDropped(SSHError):
     """The connection went away while a command was starting; it may or may not have run."""
 

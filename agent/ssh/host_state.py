@@ -1,5 +1,6 @@
 """What the SSH pool keeps for one host: its connection (or the attempt opening it), its
-channel slots, the reaper of given-up commands, and what went wrong last."""
+channel slots, the reaper of given-up commands, when it was last used, and what went
+wrong last."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from .reap import Reaper
 from .slots import ChannelSlots
 
 
-@dataclass
+@dataclass(eq=False)  # one per host and connection lifetime: compared (and hashed) by identity
 class HostState:
     config: HostConfig
     slots: ChannelSlots
@@ -27,10 +28,18 @@ class HostState:
     attempts: int = 0  # connection attempts so far, successful or not
     shell_ok: bool | None = None
     shell_failures: int = 0  # persistent shells that failed to open, in a row
+    last_used: float = 0.0  # monotonic time a call last started or ended (retention.py)
+    waiting: int = 0  # callers waiting for this host's connection to open
     reaper: Reaper = field(init=False)
 
     def __post_init__(self) -> None:
         self.reaper = Reaper(self.config.name)
+
+    def in_use(self) -> bool:
+        """A call holds a channel slot (a given-up one being stopped included), waits for
+        the connection, or the connection is being opened: nothing may close it now."""
+        opening = self.connecting is not None and not self.connecting.done()
+        return self.slots.busy > 0 or self.waiting > 0 or opening
 
     def live(self) -> asyncssh.SSHClientConnection | None:
         if self.conn is not None and not self.conn.is_closed():

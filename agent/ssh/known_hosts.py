@@ -22,6 +22,8 @@ import asyncssh
 
 from agent.inventory import DEFAULT_SSH_PORT, HostConfig
 
+from .parsed_files import ParsedFiles
+
 
 def fingerprint(key: asyncssh.SSHKey) -> str:
     """The OpenSSH-style SHA256 fingerprint, e.g. `SHA256:abc...`."""
@@ -35,12 +37,16 @@ def known_hosts_pattern(host: HostConfig) -> str:
     return f"[{host.address}]:{host.port}"
 
 
+def _parse(_path: Path, data: bytes) -> asyncssh.SSHKnownHosts:
+    return asyncssh.import_known_hosts(data.decode("utf-8"))
+
+
+# Parsed once per version of each file, not per connection (parsed_files.py).
+_KNOWN_HOSTS = ParsedFiles(_parse, missing=lambda: asyncssh.SSHKnownHosts())
+
+
 def _read(path: Path) -> asyncssh.SSHKnownHosts:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        text = ""
-    return asyncssh.import_known_hosts(text)
+    return _KNOWN_HOSTS.get(path)
 
 
 def _lookup(path: Path, name: str, port: int | None) -> Any:
@@ -49,7 +55,8 @@ def _lookup(path: Path, name: str, port: int | None) -> Any:
 
 
 def known_hosts_matcher(host: HostConfig) -> Callable[[str, str, int | None], Any]:
-    """A `known_hosts=` value for asyncssh that matches by name, re-reading the file each time."""
+    """A `known_hosts=` value for asyncssh that matches by name, in the file as it is when
+    the connection checks the key."""
 
     def match(name: str, _addr: str, port: int | None) -> Any:
         return _lookup(host.known_hosts, name, port)

@@ -2,14 +2,21 @@
 
 Each host gets one connection, opened lazily by one attempt at a time (connect.py),
 reused, and reopened after a drop. `ChannelSlots` bounds the channels open per
-connection below sshd's MaxSessions. Commands arrive already rendered by the
+connection below sshd's MaxSessions. Connections unused for a while close, and at most
+a set number are open at once (retention.py); neither ever closes one with a call in
+flight. Commands arrive already rendered by the
 whitelist and are sent only as `wrap_for_exec(...)` produces them; this package
 never builds a command line of its own (apart from the fixed shell probe).
 
 Two ways to run a command: short read-only ones go to a persistent shell channel
 (the fast path, shell.py: about 1.3 ms less per call on loopback); destructive or
-long ones, and anything the fast path cannot take, get their own exec channel
-(exec.py). Both report through output.to_result.
+long ones, the first call on a new connection, and anything the fast path cannot take,
+get their own exec channel (exec.py). Both report through output.to_result. A new
+connection's first call opens no shell because many never get a second one: a cold
+fan-out asks each host once, and a host asked once is closed idle later; a shell costs a
+channel, a shell process on the host and a handshake (a cold 300-host fan-out went
+from 1.42-1.54 to 1.26-1.32 times its SSH-layer floor, load 9-14); the second call
+opens it, and the calls after reuse it.
 
 A call given up before its command ended (the caller cancelled, the client went
 away, our backup timer fired) stops the command's whole process group on the host
@@ -46,6 +53,7 @@ from .giveup import GiveUp, after_open, stop_channel
 from .host_state import NOT_YET, HostState
 from .output import to_result
 from .reap import PgidReader
+from .retention import Retention
 from .shell import Shell, ShellUnusable, open_shell
 from .slots import ChannelSlots
 
@@ -72,6 +80,8 @@ class SSHPool:
         connect_timeout: float = 15.0,
         fast_path: bool = True,
         spool_dir: Path | None = None,  # where output beyond memory spills (default: $TMPDIR)
+        idle_timeout: float = 600.0,  # seconds a connection nothing uses stays open
+        max_connections: int = 1000,  # connections open (or opening) at once
     ) -> None:
         if max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
@@ -85,6 +95,9 @@ class SSHPool:
         self._hosts: dict[str, HostState] = {}
         self._retiring: set[asyncio.Task[None]] = set()  # hosts gone, calls still on them
         self._giveup = GiveUp()
+        # A call waiting for room at the cap waits as long as it would for a connection.
+        self._retention = Retention(idle_seconds=idle_timeout, cap=max_connections,
+                                    wait_seconds=connect_timeout, close=_close)
 
     # -- public API ---------------------------------------------------------
 
@@ -109,6 +122,7 @@ class SSHPool:
             and not destructive
             and timeout <= FAST_PATH_MAX_TIMEOUT
             and state.shell_failures < SHELL_FAILURES_BEFORE_OFF
+            and state.live() is not None  # a connection's first call opens no shell
         ):
             fast = await self._run_on_shell(state, wrapped, rendered, command_name, timeout,
                                             max_output, output)
@@ -157,6 +171,10 @@ class SSHPool:
             for state in [self._hosts.get(name)]
         }
 
+    def connections(self) -> dict[str, float | int]:
+        """Connections open, the cap, the idle time, and how many were closed for each."""
+        return self._retention.status()
+
     def prune(self) -> None:
         """Retire the connections of hosts that left (or changed), e.g. a tailnet peer gone."""
         for name in list(self._hosts):
@@ -167,22 +185,25 @@ class SSHPool:
         """New calls no longer reach `state`; its connection closes once the calls still on
         it have ended, so a command running there finishes (or, given up, is still stopped
         through it) instead of being cut off and left running on the host."""
-        if state.slots.busy == 0:
-            _close(state)
+        if not state.in_use():
+            self._close(state)
             return
         task = asyncio.create_task(self._close_when_done(state),
                                    name=f"retire-{state.config.name}")
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
-    @staticmethod
-    async def _close_when_done(state: HostState) -> None:
+    async def _close_when_done(self, state: HostState) -> None:
         try:  # at most as long as a call may run
             with suppress(TimeoutError):
-                await asyncio.wait_for(state.slots.wait_drained(),
+                await asyncio.wait_for(self._retention.until_unused(state),
                                        MAX_TIMEOUT + KILL_WAIT_ON_CLOSE)
         finally:
-            _close(state)
+            self._close(state)
+
+    def _close(self, state: HostState) -> None:
+        _close(state)
+        self._retention.closed(state)
 
     def shells(self, host: str) -> int:
         """Idle persistent shells held for `host` (the fast path's pool)."""
@@ -210,11 +231,14 @@ class SSHPool:
 
     async def close(self) -> None:
         await self._giveup.wait(KILL_WAIT_ON_CLOSE)  # kills still on their way first
+        await self._retention.stop()
         for task in list(self._retiring):  # hosts that left: close theirs now too
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
         conns = [conn for state in self._hosts.values() if (conn := state.drop()) is not None]
+        for state in self._hosts.values():
+            self._retention.closed(state)
         for conn in conns:
             conn.close()
         for conn in conns:
@@ -232,22 +256,41 @@ class SSHPool:
             if state is not None:  # its address, keys or login changed: start afresh
                 self._retire(state)
             state = self._hosts[host] = HostState(config, ChannelSlots(self._max_sessions))
+            state.slots.on_idle = lambda: self._retention.released(state)
         return state
 
     async def _connection(self, state: HostState) -> asyncssh.SSHClientConnection:
         """The host's live connection, or the one being opened (one attempt at a time,
-        shared by every caller waiting for it, failure included). The attempt runs as its
-        own task: a caller who is cancelled meanwhile leaves at once (asyncssh's connect
-        can swallow a cancel on Python 3.11), and the connection is kept for the next."""
+        shared by every caller waiting for it, failure included), once there is room for
+        it under the cap. The attempt runs as its own task: a caller who is cancelled
+        meanwhile leaves at once (asyncssh's connect can swallow a cancel on Python 3.11),
+        and the connection is kept for the next. While a caller waits here, the host
+        counts as in use: neither the cap nor the idle timer closes it under them."""
         conn = state.live()
-        if conn is not None:
+        if conn is not None:  # the common case, without a suspension point
+            self._retention.used(state)
             return conn
-        if state.connecting is None or state.connecting.done():
-            state.connecting = asyncio.create_task(self._connect(state))
-            # Retrieved here, so that an attempt nobody waits for any more is not reported
-            # as an exception never retrieved.
-            state.connecting.add_done_callback(lambda t: t.cancelled() or t.exception())
-        return await asyncio.shield(state.connecting)
+        state.waiting += 1
+        try:
+            while True:
+                conn = state.live()
+                if conn is not None:
+                    self._retention.used(state)
+                    return conn
+                if state.connecting is not None and not state.connecting.done():
+                    return await asyncio.shield(state.connecting)
+                await self._retention.room(state)
+                if state.live() is None and (state.connecting is None
+                                             or state.connecting.done()):
+                    self._retention.opening(state)
+                    state.connecting = asyncio.create_task(self._connect(state))
+                    # Retrieved here, so that an attempt nobody waits for any more is not
+                    # reported as an exception never retrieved.
+                    state.connecting.add_done_callback(lambda t: t.cancelled() or t.exception())
+        finally:
+            state.waiting -= 1
+            if not state.waiting:
+                self._retention.released(state)
 
     async def _connect(self, state: HostState) -> asyncssh.SSHClientConnection:
         state.conn = None
@@ -255,11 +298,14 @@ class SSHPool:
         try:
             conn = await connect(state.config, connector=self._connector,
                                  timeout=self._connect_timeout)
-        except SSHError as exc:
-            state.failed(exc)
+        except BaseException as exc:
+            self._retention.closed(state)
+            if isinstance(exc, SSHError):
+                state.failed(exc)
             raise
         state.conn, state.last_error, state.last_failure = conn, None, None
         state.shell_ok = True
+        self._retention.used(state)
         return conn
 
     # -- commands -----------------------------------------------------------

@@ -19,9 +19,9 @@ class ChannelSlots:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.busy = 0
+        self.on_idle: Callable[[], None] | None = None  # told when busy drops to 0
         self.idle: list[Shell] = []
         self._waiters: list[asyncio.Future[None]] = []
-        self._drained: asyncio.Event | None = None  # made by wait_drained(), set at busy 0
 
     async def acquire(self) -> None:
         """A slot for a new channel; closes an idle shell when that is the only way to get one."""
@@ -52,13 +52,6 @@ class ChannelSlots:
     def release(self) -> None:
         self.busy -= 1
         self._wake()
-
-    async def wait_drained(self) -> None:
-        """Return once no channel is busy (idle shells do not count)."""
-        if self.busy > 0:
-            if self._drained is None or self._drained.is_set():
-                self._drained = asyncio.Event()
-            await self._drained.wait()
 
     def give_back(self, shell: Shell) -> None:
         shell.finish()
@@ -92,8 +85,8 @@ class ChannelSlots:
                 self._waiters.remove(waiter)
 
     def _wake(self) -> None:
-        if self.busy == 0 and self._drained is not None:
-            self._drained.set()
+        if self.busy == 0 and self.on_idle is not None:
+            self.on_idle()
         # One freed or idle slot, one waiter (first come, first served): waking all
         # of 32 queued callers for every release cost more than the calls themselves.
         while self._waiters:

@@ -57,6 +57,7 @@ class _Present(Collector):
 
     def __init__(self) -> None:
         self.hosts: Mapping[str, Mapping[str, Any]] = {}
+        self.connections: Mapping[str, float | int] = {}
         self.tailnet: Mapping[str, Any] | None = None
         self.shipping: ShipStatus | None = None
 
@@ -90,6 +91,24 @@ class _Present(Collector):
             connects.add_metric([host], status.get("connects", 0))
         yield from families.values()
         yield connects
+        if self.connections:
+            yield GaugeMetricFamily(
+                "tailnet_agent_ssh_connections_open", "SSH connections open or being opened, "
+                "in all.", value=self.connections.get("open", 0))
+            yield GaugeMetricFamily(
+                "tailnet_agent_ssh_connections_max", "The cap on open SSH connections "
+                "(TAILNET_AGENT_SSH_MAX_CONNECTIONS).", value=self.connections.get("cap", 0))
+            closed = CounterMetricFamily(
+                "tailnet_agent_ssh_connections_closed", "SSH connections the agent closed: "
+                "idle (TAILNET_AGENT_SSH_IDLE), or the least recently used at the cap.",
+                labels=["reason"])
+            closed.add_metric(["idle"], self.connections.get("closed_idle", 0))
+            closed.add_metric(["cap"], self.connections.get("closed_for_cap", 0))
+            yield closed
+            yield CounterMetricFamily(
+                "tailnet_agent_ssh_refused_at_cap", "Calls refused because every SSH "
+                "connection the cap allows had a call running.",
+                value=self.connections.get("refused_at_cap", 0))
         if self.tailnet is not None:
             current = str(self.tailnet.get("state") or "NoState")
             state = GaugeMetricFamily("tailnet_agent_tailnet_state",
@@ -173,6 +192,7 @@ class AgentMetrics:
         """Snapshot the present, then render every metric in the format the scraper asked
         for (OpenMetrics or the classic text format)."""
         self.present.hosts = await service.pool.connection_status()
+        self.present.connections = service.pool.connections()
         self.present.tailnet = (await service.tailnet_status()
                                 if service.tailnet_status is not None else None)
         self.present.shipping = (service.shipper.status() if service.shipper is not None

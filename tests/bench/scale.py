@@ -26,7 +26,10 @@ that fleet would. For each N, with a fresh agent for every cold sample:
   (parsing every host's df and filtering) and the bytes of text a model reads;
 - the agent process's resident memory, idle and with N hosts connected (per host), and
   its CPU time per host in a fan-out (cold and warm), next to the floor's CPU per host;
-- the load average when each size began (the machine may be shared).
+- the load average when each size began (the machine may be shared);
+- what closing idle connections costs (tests/bench/scale_reconnect.py, an agent of its own
+  with a 2 s idle time): one call after its connection was closed idle next to the same
+  call on an open one, and a fan-out over all N after every connection was closed idle.
 
 Then the test tailnet (tests/bench/scale_tailnet.py): tailnet nodes, each with its own
 namespaces, sshd and tailscaled, added until `--tailnet-max` or until the machine gives
@@ -66,6 +69,7 @@ from tests.bench.run import quiet_logging
 from tests.bench.scale_fanout import COMMANDS, QUESTION, Sample, fanout
 from tests.bench.scale_floor import Floor, ssh_floor
 from tests.bench.scale_hosts import LoopbackFleet
+from tests.bench.scale_reconnect import RECONNECT_IDLE, Reconnect, measure_reconnect, reconnect_rows
 from tests.bench.scale_report import (
     LOOPBACK,
     LOOPBACK_TITLE,
@@ -113,6 +117,8 @@ def agent_settings(plan: Plan) -> dict[str, str]:
         "TAILNET_AGENT_IDENTITY_CONCURRENCY": str(BY_FIELD["identity_concurrency"].default),
         "TAILNET_AGENT_MAX_SESSIONS": str(BY_FIELD["max_sessions_per_host"].default),
         "TAILNET_AGENT_CONNECT_TIMEOUT": str(BY_FIELD["connect_timeout"].default),
+        "TAILNET_AGENT_SSH_MAX_CONNECTIONS": str(BY_FIELD["ssh_max_connections"].default),
+        "TAILNET_AGENT_SSH_IDLE": str(BY_FIELD["ssh_idle_timeout"].default),
     }
 
 
@@ -143,8 +149,9 @@ class Agent:
 
 
 @contextlib.asynccontextmanager
-async def agent_process(inventory: Path, work: Path, plan: Plan) -> AsyncIterator[Agent]:
-    env = {**scrubbed_env(), **agent_settings(plan),
+async def agent_process(inventory: Path, work: Path, plan: Plan,
+                        settings: dict[str, str] | None = None) -> AsyncIterator[Agent]:
+    env = {**scrubbed_env(), **agent_settings(plan), **(settings or {}),
            "TAILNET_AGENT_AUDIT_LOG": str(work / "audit.jsonl"), "HOME": str(work)}
     process, url, _ = await asyncio.to_thread(
         start_agent, env, "--local", "--inventory", str(inventory))
@@ -172,6 +179,7 @@ class SizeFigures:
     rss_connected: float = 0.0
     rss_after_warm: float = 0.0
     connected: int = 0
+    reconnect: Reconnect | None = None
     seconds: float = 0.0  # the whole size's measurement
 
 
@@ -214,6 +222,12 @@ async def measure_size(n: int, fleet: LoopbackFleet, plan: Plan, work: Path,
                     targets, user=fleet.user, key=fleet.client_key, known_hosts=known_hosts,
                     concurrency=plan.fanout_concurrency, command=None))
                 await asyncio.to_thread(fleet.wait_sessions_gone)
+    step(f"N={n}: a call and a fan-out after idle close")
+    short_idle = {"TAILNET_AGENT_SSH_IDLE": str(RECONNECT_IDLE)}
+    async with agent_process(inventory, folder, plan, short_idle) as agent:
+        figures.reconnect = await measure_reconnect(agent.client, agent.pid,
+                                                    fleet.first(n)[0].name)
+    await asyncio.to_thread(fleet.wait_sessions_gone)
     figures.seconds = time.monotonic() - begun
     return figures
 
@@ -277,6 +291,8 @@ def size_rows(f: SizeFigures) -> list[Row]:
     if warm_floor:
         rows.append(Row.latency(f"{k}_floor_warm", "floor, warm: hostname again on the N open "
                                 "connections (an exec channel each)", group, warm_floor))
+    if f.reconnect is not None:
+        rows += reconnect_rows(k, group, f.n, f.reconnect)
     per_host = (f.rss_connected - f.rss_idle) * 1024 / f.n
     rows += [
         Row(f"{k}_rss_idle", "agent RSS before the first fan-out", group, value=f.rss_idle,

@@ -50,7 +50,10 @@ LOOPBACK = (
     Column("df>90 KB", "bytes_question", 1e-3, 1),
     Column("RSS MiB", "rss_connected", digits=1), Column("KiB/host", "rss_per_host", digits=1),
     Column("cpu cold", "cold_hostname_cpu"), Column("cpu warm", "warm_hostname_cpu"),
-    Column("fl cpu", "floor_exec_cpu"), Column("load1", "load1", digits=1),
+    Column("fl cpu", "floor_exec_cpu"),
+    Column("call ms", "single_warm", digits=0), Column("reconn ms", "single_reconnect", digits=0),
+    Column("idle fan s", "after_idle_hostname", 1e-3),
+    Column("load1", "load1", digits=1),
 )
 LOOPBACK_TITLE = ("== the curve: figures against N hosts (p50; s = seconds of wall time; "
                   "cpu = ms of agent CPU per host; fl = the SSH layer alone) ==")

@@ -126,6 +126,9 @@ class RecordingRunner:
     async def connection_status(self) -> dict[str, dict[str, Any]]:
         return {}
 
+    def connections(self) -> dict[str, float | int]:
+        return {}
+
     async def check_host(self, host: str) -> float:
         return 0.0
 

@@ -306,6 +306,24 @@ class Sshd:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(line.split()[0]), signal.SIGKILL)
 
+    def loopback_hosts(self, n: int, folder: Path, prefix: str = "h") -> dict[str, HostConfig]:
+        """`n` distinct hosts h1..hn on 127.0.1.1..n for an sshd listening on 0.0.0.0 (every
+        127.0.0.0/8 address is local), pinned in one known_hosts file in `folder`."""
+        key_type, key_data = Path(f"{self.host_key}.pub").read_text().split()[:2]
+        known = folder / "known_hosts"
+        addresses = [f"127.0.{1 + i // 250}.{1 + i % 250}" for i in range(n)]
+        known.write_text("".join(f"[{a}]:{self.port} {key_type} {key_data}\n"
+                                 for a in addresses))
+        return {f"{prefix}{i + 1}": HostConfig(
+            name=f"{prefix}{i + 1}", address=a, user=self.user, port=self.port,
+            key_path=self.client_key, known_hosts=known) for i, a in enumerate(addresses)}
+
+    def connected_addresses(self) -> set[str]:
+        """The addresses that have a TCP connection to this sshd open, as the kernel says."""
+        out = subprocess.run(["ss", "-Htn", "state", "established", f"sport = :{self.port}"],
+                             capture_output=True, text=True, check=True).stdout
+        return {line.split()[2].rsplit(":", 1)[0] for line in out.splitlines() if line.strip()}
+
     def log_text(self) -> str:
         try:
             return self.log.read_text(errors="replace")

@@ -29,21 +29,13 @@ from agent.web.connections import ConnectionLimits
 from tests.support.agents import RunningAgent, running_agent, settings_for
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse, tool_results
 from tests.support.sshd import remote_processes
+from tests.support.waiting import eventually
 from whitelist import load_catalog
 
 pytestmark = pytest.mark.e2e
 
 SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
 LONG_TEXT = " ".join(f"word{n}" for n in range(400))
-
-
-async def eventually(check: Callable[[], Any], seconds: float = 15.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {seconds} s: {check}")
-        await asyncio.sleep(0.02)
-    return result
 
 
 async def start_turn(http: httpx.AsyncClient, question: str) -> str:

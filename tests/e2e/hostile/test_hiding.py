@@ -78,6 +78,7 @@ async def test_a_restricted_caller_sees_only_what_the_policy_gives_it(
                 assert status is not None
                 assert list(status["hosts"]) == ["web"] and status["default_host"] is None
                 assert status["catalog_commands"] == 2 and "policy" not in status
+                assert "ssh_connections" not in status  # all hosts' connections: not Bob's
                 no_host = await bob.call_tool("execute_command", {"command": "hostname"})
                 assert "hosts you can use: web" in text_of(no_host)
                 named_db = text_of(await bob.call_tool(
@@ -130,5 +131,7 @@ async def test_a_restricted_caller_sees_only_what_the_policy_gives_it(
                 status = (await operator.call_tool("server_status", {})).structured_content
                 assert status is not None and "secret-policy-location" in status["policy"]
                 assert sorted(status["hosts"]) == ["db", "web"]
+                assert status["ssh_connections"]["cap"] == 1000
+                assert status["ssh_connections"]["open"] >= 1  # Bob's call to web
     finally:
         fake.stop()

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.core.identity import Identity
 from agent.core.metrics import UNKNOWN
+from agent.core.readiness import PROBE_AT_ONCE
 from agent.inventory import HostConfig
 from agent.settings import Settings
 from agent.web.unix_socket import serving_on_socket
@@ -89,7 +90,13 @@ async def test_calls_are_counted_by_tool_command_host_and_outcome_with_bounded_l
     assert "made-up" not in text and "host-1" not in text and "-rf" not in text
     assert value(text, "tailnet_agent_ssh_connected", host="test") == 1
     assert value(text, "tailnet_agent_ssh_connects_total", host="test") == 1
-    assert value(text, "tailnet_agent_fast_path_shells_idle", host="test") >= 1
+    # One call: a connection's first call opens no persistent shell (agent/ssh/pool.py).
+    assert value(text, "tailnet_agent_fast_path_shells_idle", host="test") == 0
+    assert value(text, "tailnet_agent_ssh_connections_open") == 1
+    assert value(text, "tailnet_agent_ssh_connections_max") == 1000
+    assert value(text, "tailnet_agent_ssh_connections_closed_total", reason="idle") == 0
+    assert value(text, "tailnet_agent_ssh_connections_closed_total", reason="cap") == 0
+    assert value(text, "tailnet_agent_ssh_refused_at_cap_total") == 0
     assert value(text, "tailnet_agent_http_responses_total", route="mcp", code="200") > 1000
     assert value(text, "process_resident_memory_bytes") > 0
 
@@ -201,6 +208,47 @@ async def test_readiness_follows_the_hosts_and_a_flood_costs_one_probe(
         async with Client(running.url) as mcp:
             assert not (await mcp.call_tool("check_disk", {})).is_error
         assert (await readyz(running))[1]["hosts"] == {"test": "connected"}
+
+
+async def test_readiness_over_many_hosts_probes_a_few_at_a_time_and_stops_at_an_answer(
+    sshd_factory: Callable[..., Sshd], tmp_path: Path,
+) -> None:
+    """40 hosts, none connected: /readyz opens at most PROBE_AT_ONCE connections, not 40;
+    with the first 16 unreachable it goes through them a round at a time; hosts that
+    answered before are asked first."""
+    server = sshd_factory(listen=("0.0.0.0",))
+    hosts = server.loopback_hosts(40, tmp_path)
+    unreachable = {f"h{i}" for i in range(1, 17)}
+    for name in unreachable:  # nothing listens there: refused at once
+        hosts[name] = dataclasses.replace(hosts[name], port=server.port + 1)
+    settings = dataclasses.replace(Settings(), hosts=hosts, default_host="h1")
+
+    async def connects() -> dict[str, int]:
+        status = await running.service.pool.connection_status()
+        return {name: s["connects"] for name, s in status.items() if s["connects"]}
+
+    async with running_agent(settings) as running:
+        check = running.agent.readiness
+        check.fresh_for, check.reprobe_after = 0.0, 0.0
+        rounds = []
+        for _ in range(3):  # h1-h8, h9-h16, then h17-h24
+            code, body = await readyz(running)
+            rounds.append(code)
+            assert len(await connects()) <= PROBE_AT_ONCE * len(rounds)
+        assert rounds == [503, 503, 200]
+        assert set(await connects()) == {f"h{i}" for i in range(1, 25)}
+        answered = {name for name, state in body["hosts"].items() if state == "reachable"}
+        assert answered and answered <= {f"h{i}" for i in range(17, 25)}
+        assert len(server.connected_addresses()) <= PROBE_AT_ONCE
+
+        # Every connection closed (idle, say): those that answered are asked first.
+        await running.service.pool.close()
+        before = await connects()
+        code, body = await readyz(running)
+        assert code == 200
+        again = {n for n, c in (await connects()).items() if c > before.get(n, 0)}
+        assert answered <= again and len(again) <= PROBE_AT_ONCE
+        assert not again & unreachable
 
 
 async def test_readiness_waits_for_the_tailnet_node_to_run(ssh_host: HostConfig) -> None:

@@ -1,10 +1,13 @@
-"""The fast path (persistent shell channels) against a real OpenSSH sshd on 127.0.0.1."""
+"""The fast path (persistent shell channels) against a real OpenSSH sshd on 127.0.0.1.
+
+A connection's first call takes the exec path (pool.py), so each test opens the
+connection first (`opened`): every call it makes can then take the fast path."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -17,6 +20,19 @@ from tests.support.sshd import Sshd, accepted_logins, wait_until_gone
 from whitelist import wrap_for_exec
 
 MiB = 1024 * 1024
+
+
+async def opened(pool: SSHPool) -> SSHPool:
+    """`pool` with its connection to "test" open (the shell probe opens it)."""
+    await pool.check_host("test")
+    return pool
+
+
+@pytest.fixture
+async def pool(ssh_host: HostConfig) -> AsyncIterator[SSHPool]:
+    ssh_pool = await opened(SSHPool({ssh_host.name: ssh_host}))
+    yield ssh_pool
+    await ssh_pool.close()
 
 
 async def run(
@@ -34,8 +50,23 @@ async def run(
 
 
 
-async def test_fast_path_is_used_for_read_only_commands_only(ssh_host: HostConfig) -> None:
+async def test_a_connections_first_call_opens_no_shell_and_its_second_does(
+        ssh_host: HostConfig) -> None:
     pool = SSHPool({"test": ssh_host})
+    try:
+        assert (await run(pool, "echo one")).stdout == "one\n"
+        assert pool.shells("test") == 0  # a host asked once (a cold fan-out) pays for none
+        assert (await run(pool, "echo two")).stdout == "two\n"
+        assert pool.shells("test") == 1
+        await pool.close()  # as an idle close would: the next connection starts over
+        assert (await run(pool, "echo three")).stdout == "three\n"
+        assert pool.shells("test") == 0
+    finally:
+        await pool.close()
+
+
+async def test_fast_path_is_used_for_read_only_commands_only(ssh_host: HostConfig) -> None:
+    pool = await opened(SSHPool({"test": ssh_host}))
     try:
         await run(pool, "true", destructive=True)
         assert pool.shells("test") == 0
@@ -99,7 +130,7 @@ async def test_binary_output_arrives_byte_for_byte(pool: SSHPool) -> None:
 async def test_a_timeout_in_the_middle_of_the_pool_leaves_the_others_alone(
     ssh_host: HostConfig, sshd: Sshd
 ) -> None:
-    pool = SSHPool({"test": ssh_host}, max_sessions=4)
+    pool = await opened(SSHPool({"test": ssh_host}, max_sessions=4))
     try:
         await asyncio.gather(*(run(pool, "true") for _ in range(4)))  # four warm shells
         started = time.monotonic()
@@ -152,7 +183,7 @@ async def test_50_mb_of_output_is_capped_on_the_fast_path(pool: SSHPool, sshd: S
 
 async def test_pooled_shells_survive_an_sshd_restart(sshd_factory: Callable[..., Sshd]) -> None:
     server = sshd_factory()
-    pool = SSHPool({"test": server.host_config()}, max_sessions=4)
+    pool = await opened(SSHPool({"test": server.host_config()}, max_sessions=4))
     try:
         first = await asyncio.gather(*(run(pool, "sleep 0.2; echo one") for _ in range(4)))
         assert pool.shells("test") == 4
@@ -173,7 +204,7 @@ async def test_pooled_shells_survive_an_sshd_restart(sshd_factory: Callable[...,
 async def test_exec_takes_a_slot_from_an_idle_shell_when_all_are_taken(
     ssh_host: HostConfig,
 ) -> None:
-    pool = SSHPool({"test": ssh_host}, max_sessions=2)
+    pool = await opened(SSHPool({"test": ssh_host}, max_sessions=2))
     try:
         await asyncio.gather(run(pool, "sleep 0.2"), run(pool, "sleep 0.2"))
         assert pool.shells("test") == 2
@@ -185,7 +216,7 @@ async def test_exec_takes_a_slot_from_an_idle_shell_when_all_are_taken(
 
 
 async def test_many_concurrent_calls_stay_within_the_channel_limit(ssh_host: HostConfig) -> None:
-    pool = SSHPool({"test": ssh_host}, max_sessions=3)
+    pool = await opened(SSHPool({"test": ssh_host}, max_sessions=3))
     try:
         results = await asyncio.gather(
             *(run(pool, f"echo {i}", destructive=i % 5 == 0) for i in range(40))
@@ -246,7 +277,7 @@ async def test_shells_idle_too_long_are_closed(
     ssh_host: HostConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("agent.ssh.shell.IDLE_SECONDS", 0.5)
-    pool = SSHPool({"test": ssh_host}, max_sessions=4)
+    pool = await opened(SSHPool({"test": ssh_host}, max_sessions=4))
     try:
         await asyncio.gather(*(run(pool, "sleep 0.2") for _ in range(3)))
         assert pool.shells("test") == 3

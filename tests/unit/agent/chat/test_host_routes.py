@@ -42,5 +42,61 @@ def test_the_tag_filter_and_the_check_follow_the_caller() -> None:
     # A check button only where the policy lets this caller run the check.
     html = render(checkable={"web-1"})
     assert html.count("hx-post=\"/chat/hosts/check\"") == 1
-    assert """hx-vals='{"host": "web-1"}'""" in html
+    assert """hx-vals='{"host": "web-1", "scope": ""}'""" in html
     assert "No host you may use" in render("tag:none")
+
+
+def fleet(n: int) -> list[HostView]:
+    """`n` tailnet hosts: web-001... with tag:web, every third also tag:db; every tenth
+    offline; and one host from a file, without tags."""
+    hosts = [HostView(name=f"web-{i:03d}", address=f"web-{i:03d}.ts.net", user="ops", port=22,
+                      source="tailnet", online=i % 10 != 0,
+                      tags=("tag:web", "tag:db") if i % 3 == 0 else ("tag:web",))
+             for i in range(1, n + 1)]
+    return [*hosts, HostView(name="lab", address="10.0.0.9", user="me", port=22)]
+
+
+def test_a_large_fleet_is_groups_by_tag_not_rows() -> None:
+    context = panel(fleet(300), set())
+    assert context["searchable"] and context["host_total"] == 301
+    assert [(g.tag, g.count, g.offline) for g in context["groups"]] == [
+        ("tag:web", 300, 30), ("tag:db", 100, 10), ("", 1, 0)]
+    html = views.template("host_list.html").render(**context)
+    assert html.count('class="host-row"') == 0 and html.count('class="host-group"') == 3
+    assert 'hx-get="/chat/hosts?tag=tag%3Aweb"' in html and "30 offline" in html
+    assert 'hx-get="/chat/hosts?untagged=1"' in html and ">no tag<" in html
+
+
+def test_a_search_or_a_group_is_a_page_of_rows_with_more_to_show() -> None:
+    hosts = fleet(300)
+    found = panel(hosts, set(), q="web-1*")
+    assert [h.name for h in found["host_views"]][:2] == ["web-100", "web-101"]
+    assert len(found["host_views"]) == 50 and found["more"]["left"] == 50
+    assert found["more"]["url"] == "/chat/hosts?q=web-1%2A&cursor=web-149"
+    rest = panel(hosts, set(), q="web-1*", cursor="web-149")
+    assert [h.name for h in rest["host_views"]][-1] == "web-199" and rest["more"] is None
+    db = panel(hosts, set(), "tag:db")
+    assert len(db["host_views"]) == 50 and db["scope"] == "tag:db"
+    html = views.template("host_list.html").render(**panel(hosts, set(), q="nothing-like-it"))
+    assert "No host matches “nothing-like-it”." in html
+    # The same host in two groups is two rows with ids of their own.
+    web, db3 = (panel(hosts, {"web-003"}, tag, q="web-003") for tag in ("tag:web", "tag:db"))
+    ids = [views.template("host_list.html").render(**c).split('id="host-')[1][:12]
+           for c in (web, db3)]
+    assert ids[0] != ids[1]
+
+
+def test_claude_is_told_a_large_fleet_in_a_few_lines() -> None:
+    from agent.chat.prompt import PROMPT_HOSTS, system_prompt
+    from whitelist import load_catalog
+
+    catalog = load_catalog([])
+    small = system_prompt(catalog, HOSTS)
+    assert "  - web-1 (default): tags tag:web tag:prod" in small
+    large = system_prompt(catalog, fleet(300))
+    hosts_part = large.split("Catalog commands")[0]
+    assert "web-001" not in hosts_part and len(hosts_part) < 800
+    assert "  301 hosts, 30 of them OFFLINE." in hosts_part
+    assert "  Tags: tag:web (300), tag:db (100); 1 without a tag." in hosts_part
+    assert "find hosts with list_hosts" in hosts_part
+    assert len(system_prompt(catalog, fleet(PROMPT_HOSTS - 1)).split("Catalog")[0]) > 1000

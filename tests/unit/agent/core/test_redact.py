@@ -171,3 +171,18 @@ def test_every_format_redacts_at_most_its_one_named_group() -> None:
     engine = _engine()
     for regex in engine.regexes:
         assert regex.groups == len(regex.groupindex) <= 1
+
+
+@pytest.mark.parametrize("planted", corpus(), ids=lambda p: p.name)
+def test_a_whole_text_is_redacted_as_a_stream_would(planted: object) -> None:
+    """Redactor.redact answers a text without any format at once (audit records are mostly
+    short clean strings); with a secret anywhere, or clean, it answers what a stream does."""
+    from tests.support.secret_corpus import Planted
+
+    assert isinstance(planted, Planted)
+    for text in (planted.text, f"host web-001 said: {planted.text}\nand more\n",
+                 f"{planted.text}\n" * 3, "web-001", "call 3f2a9c0d11e4", "", "line\r\nend"):
+        shown, counts = REDACTOR.redact(text)
+        whole, stream = streamed(text.encode(), [])
+        assert shown == whole.decode(), text
+        assert counts == stream.counts
