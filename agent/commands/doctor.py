@@ -46,7 +46,7 @@ from .checks import Finding, key_finding, needs_tailnet
 # step with pyproject.toml and with the imports in the source).
 DEPENDENCIES = (
     "anthropic", "mcp", "asyncssh", "bcrypt", "starlette", "uvicorn", "h11", "yaml",
-    "python_socks", "httpx", "jinja2", "markupsafe", "markdown_it", "pydantic",
+    "python_socks", "httpx", "anyio", "jinja2", "markupsafe", "markdown_it", "pydantic",
     "prometheus_client", "re2", "packaging", "cryptography", "jc", "jmespath",
 )
 

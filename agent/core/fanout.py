@@ -21,6 +21,10 @@ before anything runs, and applied to each host as it ends: the hosts whose rows 
 are listed (with the rows that matched instead of their text), grouped like any others;
 those that do not match are only counted (`FilterSummary`); those the filter could not
 decide are listed with a note.
+
+A cancelled fan-out cancels every host's call and returns only once each has ended: its
+remote command stopped, its slot free, its end record written (`together`; asyncio.gather
+would return at the first host's end and leave the others stopping behind it).
 """
 
 from __future__ import annotations
@@ -30,10 +34,10 @@ import dataclasses
 import fnmatch
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from whitelist import WhitelistError
 
@@ -55,6 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["STATUSES", "FanoutPlan", "FanoutResult", "FilterSummary", "HostOutcome", "Status",
            "plan", "run_on_hosts", "select_hosts"]
 
+T = TypeVar("T")
 ALL = "all"
 TOOL = "run_on_hosts"  # the MCP tool (and the chat's) that runs a fan-out
 # Exit statuses of a program that is missing or not executable on the host.
@@ -319,12 +324,11 @@ async def run_on_hosts(
 
     # What the plan knows will not run (refused, offline) is answered (and recorded) first.
     before = FanoutPart(fanout, strategy.name, None, len(batches))
-    await asyncio.gather(*(one(c, before) for c in plan_.calls
-                           if _host(c) not in runnable))
+    await together(one(c, before) for c in plan_.calls if _host(c) not in runnable)
     failed, stopped, ran = 0, "", 0
     for number, batch in enumerate(batches, start=1):
         part = FanoutPart(fanout, strategy.name, number, len(batches))
-        ended = await asyncio.gather(*(one(c, part) for c in batch))
+        ended = await together(one(c, part) for c in batch)
         ran = number
         failed += sum(o.status != "ok" for o in ended)
         tolerated = strategy.tolerated
@@ -392,6 +396,18 @@ async def _presented(service: AgentService, identity: Identity,
             [(part.names, part.text) for part in view.document], command=result.command,
             host=f"{len(result.hosts)} hosts", directory=service.settings.output_dir)
     return dataclasses.replace(result, view=view)
+
+
+async def together(calls: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """The results of `calls`, run concurrently. Cancelled, or when one fails, it cancels
+    the others and returns (raises) only once every call has ended; a failure is raised as
+    itself, the first one if several failed (asyncio.TaskGroup, unwrapped)."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(call) for call in calls]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
 
 
 async def _run_one(service: AgentService, call: Preparation, confirm: Confirm | None,

@@ -465,12 +465,8 @@ class AgentService(CallerView):
         tool: str = UNKNOWN,
     ) -> list[CommandResult]:
         """Run several parameterless commands concurrently on one host's connection."""
-        return list(
-            await asyncio.gather(
-                *(self.run(name, {}, host=host, identity=identity, tool=tool)
-                  for name in command_names)
-            )
-        )
+        return await fan_out.together(self.run(name, {}, host=host, identity=identity, tool=tool)
+                                      for name in command_names)
 
     def plan_fanout(self, command_name: str, arguments: Mapping[str, object],
                     selectors: Sequence[str], identity: Identity,

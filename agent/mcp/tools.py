@@ -2,8 +2,9 @@
 
 Tools are thin: they find the caller's identity, hand the work to `AgentService`
 (execute_command and run_on_hosts get their call prepared by their resolvers,
-agent/mcp/confirm.py) and let its exceptions through: AgentMCPServer.call_tool maps them
-to tool errors in one place (agent/mcp/errors.py). Nothing here builds a command string.
+agent/mcp/confirm.py; a cancel reaches the service once, agent/mcp/cancel.py) and let its
+exceptions through: AgentMCPServer.call_tool maps them to tool errors in one place
+(agent/mcp/errors.py). Nothing here builds a command string.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from agent.core.row_filter import MAX_LENGTH
 from agent.core.service import AgentService
 from whitelist.errors import shown
 
+from .cancel import settled
 from .confirm import (
     ask_confirmation,
     ask_fanout_confirmation,
@@ -136,8 +138,8 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
                   confirmation: ElicitationResult[Confirm] | None = None) -> ToolResult:
         name = call.command.name if isinstance(call, PreparedCall) else call.command
         async with live_progress(ctx) as live:
-            result = await service.execute(call, confirm=confirmation_check(name, confirmation),
-                                           tool=tool, live=live)
+            result = await settled(service.execute(
+                call, confirm=confirmation_check(name, confirmation), tool=tool, live=live))
         if result.exit_status in (126, 127):
             raise ToolError(
                 f"'{name}' could not run on host '{result.host}': the program is missing or not "
@@ -235,8 +237,8 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
     @mcp.tool(annotations=READ_ONLY)
     async def system_overview(ctx: Context, host: HostArg = None) -> Overview:
         """Hostname, uptime, kernel, disk, memory and process count, gathered concurrently."""
-        results = await service.run_many(OVERVIEW_COMMANDS, host=host,
-                                         identity=caller(service, ctx), tool="system_overview")
+        results = await settled(service.run_many(
+            OVERVIEW_COMMANDS, host=host, identity=caller(service, ctx), tool="system_overview"))
         return Overview(host=results[0].host, results=[ToolResult.of(r) for r in results])
 
     @mcp.tool(annotations=runs_commands)
@@ -289,8 +291,8 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
         async def progress(done: int, total: int, message: str) -> None:
             await ctx.report_progress(done, total, message)
 
-        result = await service.execute_fanout(
-            plan, confirm=confirmation_check(command, confirmation), progress=progress)
+        result = await settled(service.execute_fanout(
+            plan, confirm=confirmation_check(command, confirmation), progress=progress))
         return fanout_call_result(result)
 
     @mcp.tool(annotations=READ_ONLY)

@@ -10,10 +10,13 @@ our backup timer outlives the command's own timeout. What runs then:
 2. kill the command's process group (reap.py), with the group id its wrapper reported;
 3. close the channel (a persistent shell is discarded) and free the slot.
 
-`GiveUp.run` does this whatever happens to the caller: it is awaited when the caller
-allows it (asyncio cancels a task once), and carries on by itself when the caller is
-cancelled again (anyio's cancel scopes cancel on every await), so a front end only has
-to cancel.
+`GiveUp.run` does this whatever happens to the caller, and the caller returns only once
+it is done: however often it is cancelled meanwhile (asyncio cancels a task once, anyio's
+cancel scopes on every await), so by the time a cancelled call has returned (and the
+service has recorded it as cancelled) its tree is gone and its slot free. A front end only
+has to cancel, and may wait for the call to end. Only a stop that outlasts
+STOP_WAIT_SECONDS (every step of it is bounded, so only on a host that stopped answering)
+carries on by itself after its caller has gone.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ log = logging.getLogger(__name__)
 REPORT_WAIT_SECONDS = 1.0
 # After the kill, how long the channel of the killed command may take to close.
 CLOSE_WAIT_SECONDS = 2.0
+# How long a caller waits for its stop at most: an open still on its way (up to the
+# connect timeout), the report, the kill (reap.py, its own timeouts) and the close.
+STOP_WAIT_SECONDS = 30.0
 
 
 class GiveUp:
@@ -44,11 +50,25 @@ class GiveUp:
         self._running: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: Coroutine[Any, Any, None]) -> None:
+        """Run `stop` to its end, then return; if the caller was cancelled meanwhile (once or
+        many times), raise its CancelledError then."""
         task: asyncio.Task[None] = asyncio.create_task(stop)
         self._running.add(task)
         task.add_done_callback(self._running.discard)
-        with suppress(asyncio.CancelledError):
-            await asyncio.shield(task)
+        cancelled: asyncio.CancelledError | None = None
+        deadline = asyncio.get_running_loop().time() + STOP_WAIT_SECONDS
+        while not task.done():
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                log.warning("a given-up command is still being stopped after %.0f s; the stop "
+                            "goes on without its caller", STOP_WAIT_SECONDS)
+                break
+            try:
+                await asyncio.wait({task}, timeout=left)  # never cancels the stop itself
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+        if cancelled is not None:
+            raise cancelled
 
     async def wait(self, seconds: float) -> None:
         if self._running:
@@ -74,12 +94,17 @@ async def kill_group(reaper: Reaper, chan: asyncssh.SSHClientChannel[bytes],
 
 
 async def stop_channel(reaper: Reaper, chan: asyncssh.SSHClientChannel[bytes],
-                       reader: PgidReader) -> None:
-    """Kill the command's group, then close its channel and wait (briefly) until closed."""
+                       reader: PgidReader, close: Callable[[], None] | None = None) -> None:
+    """Kill the command's group, then close its channel (with `close`, if given) and wait
+    until sshd has closed it too, which it does once the session's own process (the login
+    shell, or the persistent shell) has exited (bounded: CLOSE_WAIT_SECONDS)."""
     await kill_group(reaper, chan, reader)
-    chan.close()
-    with suppress(Exception):
+    (close or chan.close)()
+    try:
         await asyncio.wait_for(chan.wait_closed(), CLOSE_WAIT_SECONDS)
+    except TimeoutError:
+        log.warning("a stopped command's channel on %s did not close within %.0f s; its slot "
+                    "is freed anyway", reaper.host, CLOSE_WAIT_SECONDS)
 
 
 async def after_open(opening: asyncio.Task[Any], stop: Callable[[Any], Coroutine[Any, Any, None]],

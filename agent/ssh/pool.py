@@ -21,9 +21,10 @@ opens it, and the calls after reuse it.
 A call given up before its command ended (the caller cancelled, the client went
 away, our backup timer fired) stops the command's whole process group on the host
 first, and only then closes its channel and frees its slot, so nothing it started
-keeps running or keeps an sshd session (giveup.py, reap.py). Channel opens run
-shielded, so a cancel never leaves a half-open channel behind. Cancelling the task
-that awaits `SSHPool.run` is all a front end has to do.
+keeps running or keeps an sshd session (giveup.py, reap.py); the call returns (raises
+CancelledError) only once that is done, however often it is cancelled meanwhile. Channel
+opens run shielded, so a cancel never leaves a half-open channel behind. Cancelling the
+task that awaits `SSHPool.run` is all a front end has to do.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from .connect import connect, probe
 from .dial import Connector
 from .errors import ChannelRefused, ConnectionDropped, SSHError
 from .exec import CLIENT_GRACE_SECONDS, CappedSession, wait_exec
-from .giveup import GiveUp, after_open, kill_group, stop_channel
+from .giveup import GiveUp, after_open, stop_channel
 from .host_state import NOT_YET, HostState
 from .output import to_result
 from .reap import PgidReader
@@ -128,30 +129,32 @@ class SSHPool:
             if fast is not None:
                 return fast
         await state.slots.acquire()
-        holding = True  # our slot; when we give up, the stop frees it once the tree is gone
         given_up = asyncio.Event()
+        started = time.monotonic()
+        opening = asyncio.create_task(
+            self._open_exec(state, wrapped, command_name, output, given_up))
+
+        def stop() -> Coroutine[Any, Any, None]:
+            """Stop the command (once its open has finished), then free the slot."""
+            return after_open(opening, lambda opened: stop_channel(
+                state.reaper, opened[0], opened[1].reader), state.slots.release)
+
         try:
-            started = time.monotonic()
-            opening = asyncio.create_task(
-                self._open_exec(state, wrapped, command_name, output, given_up))
-            try:
-                chan, session = await asyncio.shield(opening)
-                client_killed = await wait_exec(session, timeout)
-            except asyncio.CancelledError:
-                holding = False
-                given_up.set()
-                await self._giveup.run(after_open(
-                    opening, lambda opened: stop_channel(state.reaper, opened[0],
-                                                         opened[1].reader),
-                    state.slots.release))
-                raise
-            if client_killed:
-                await stop_channel(state.reaper, chan, session.reader)
+            chan, session = await asyncio.shield(opening)
+            client_killed = await wait_exec(session, timeout)
+        except asyncio.CancelledError:
+            given_up.set()
+            await self._giveup.run(stop())
+            raise
+        except BaseException:  # the open failed: nothing runs
+            state.slots.release()
+            raise
+        if client_killed:  # it outlived our backup timer: stopped like a cancelled call
+            await self._giveup.run(stop())
+        else:
             chan.close()
-            elapsed = time.monotonic() - started
-        finally:
-            if holding:
-                state.slots.release()
+            state.slots.release()
+        elapsed = time.monotonic() - started
         return to_result(session, host=host, command_name=command_name, rendered=rendered,
                          max_output=max_output, timeout=timeout, elapsed=elapsed,
                          client_killed=client_killed)
@@ -336,16 +339,17 @@ class SSHPool:
             await asyncio.wait_for(call.done.wait(), timeout + CLIENT_GRACE_SECONDS)
         except TimeoutError:
             client_killed = True
-            await kill_group(state.reaper, shell.chan, call.reader)
+            await self._giveup.run(self._stop_shell(state, shell, call.reader))
         except BaseException:
             # Cancelled: stop what the frame runs, then drop the shell (a half-read frame
             # is never reused) and free the slot, in that order.
             await self._giveup.run(self._stop_shell(state, shell, call.reader))
             raise
-        # A command the remote `timeout` stopped leaves a shell we no longer trust.
-        if call.clean and call.exit_status not in (124, 137) and not client_killed:
+        if client_killed:
+            pass  # stopped and dropped already
+        elif call.clean and call.exit_status not in (124, 137):
             state.slots.give_back(shell)
-        else:
+        else:  # a command the remote `timeout` stopped leaves a shell we no longer trust
             state.slots.discard(shell)
         if call.lost is not None and not call.started and call.doubt is None:
             # The shell was gone before it printed anything for this call, so the
@@ -365,7 +369,7 @@ class SSHPool:
 
     async def _stop_shell(self, state: HostState, shell: Shell, reader: PgidReader) -> None:
         try:
-            await kill_group(state.reaper, shell.chan, reader)
+            await stop_channel(state.reaper, shell.chan, reader, close=shell.kill)
         finally:
             state.slots.discard(shell)
 

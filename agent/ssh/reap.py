@@ -117,10 +117,16 @@ class Reaper:
         while self._pending:
             batch, self._pending = self._pending, {}
             for conn, futures in batch.items():
-                ok = await self._kill_now(conn, sorted(futures))
-                for future in futures.values():
-                    if not future.done():
-                        future.set_result(ok)
+                ok = False
+                try:
+                    ok = await self._kill_now(conn, sorted(futures))
+                except Exception as exc:  # a stop waits for this answer: it must always come
+                    log.error("could not stop %s on %s: %s; they end at their own timeout",
+                              ", ".join(map(str, futures)), self.host, exc)
+                finally:
+                    for future in futures.values():
+                        if not future.done():
+                            future.set_result(ok)
 
     async def _kill_now(self, conn: asyncssh.SSHClientConnection,
                         targets: list[StopTarget]) -> bool:

@@ -34,6 +34,11 @@ SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
 DEFAULT_TEST_USER = "tnagent"
 PASSPHRASE = "correct horse battery staple"
 READY_TIMEOUT = 10.0
+# Every session of a test's sshd has this variable in its environment (sshd_config
+# SetEnv), with a value of that sshd's own: what its sessions started can be told apart
+# from what other test runs start as the same user, even once it was orphaned (a process
+# keeps its environment when it is reparented; it leaves its sshd's process tree).
+SESSION_MARK = "TAILNET_AGENT_TEST_SSHD"
 
 
 def _sshd_path() -> str:
@@ -151,6 +156,7 @@ class Sshd:
         self.config = self.dir / "sshd_config"
         self.log = self.dir / "sshd.log"
         self.pid_file = self.dir / "sshd.pid"
+        self.mark = f"{SESSION_MARK}={secrets.token_hex(8)}"  # in each session's environment
         self._proc: subprocess.Popen[bytes] | None = None
 
         if host_key is None:
@@ -167,12 +173,21 @@ class Sshd:
         self.pin_host_key()
 
     @property
+    def pid(self) -> int:
+        assert self._proc is not None, "sshd is not running"
+        return self._proc.pid
+
+    @property
     def address(self) -> str:
         return self.listen[-1]
 
     def _write_config(self) -> None:
+        # sshd takes the first SetEnv line only: one line, the caller's variables first.
+        setenv = [value for line in self.settings if line.split()[:1] == ["SetEnv"]
+                  for value in line.split()[1:]]
         lines = [
-            *self.settings,
+            *(line for line in self.settings if line.split()[:1] != ["SetEnv"]),
+            f"SetEnv {' '.join([*setenv, self.mark])}",
             f"Port {self.port}",
             *(f"ListenAddress {address}" for address in self.listen),
             f"HostKey {self.host_key}",
@@ -273,6 +288,24 @@ class Sshd:
             known_hosts=known_hosts or self.known_hosts,
         )
 
+    def processes(self, pattern: str, *, user: str | None = None) -> list[str]:
+        """What this sshd's sessions run (orphans included) whose command line matches
+        `pattern`, as `user` (default: the login user), as `pgrep -a` lists it. Another test
+        run's processes are left out, even those of the same user and command."""
+        return [line for line in remote_processes(user or self.user, pattern)
+                if self.mark.encode() in _environment(int(line.split()[0]))]
+
+    def wait_until_gone(self, pattern: str, seconds: float = 5.0, *,
+                        user: str | None = None) -> list[str]:
+        """`processes`, once they have gone or `seconds` have passed."""
+        return _until_gone(lambda: self.processes(pattern, user=user), seconds)
+
+    def kill(self, pattern: str, *, user: str | None = None) -> None:
+        """SIGKILL what `processes` lists (a test's clean-up: nobody else's processes)."""
+        for line in self.processes(pattern, user=user):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(line.split()[0]), signal.SIGKILL)
+
     def loopback_hosts(self, n: int, folder: Path, prefix: str = "h") -> dict[str, HostConfig]:
         """`n` distinct hosts h1..hn on 127.0.1.1..n for an sshd listening on 0.0.0.0 (every
         127.0.0.0/8 address is local), pinned in one known_hosts file in `folder`."""
@@ -339,10 +372,23 @@ def remote_processes(user: str, pattern: str) -> list[str]:
 
 
 def wait_until_gone(user: str, pattern: str, seconds: float = 5.0) -> list[str]:
+    return _until_gone(lambda: remote_processes(user, pattern), seconds)
+
+
+def _until_gone(listed: Callable[[], list[str]], seconds: float) -> list[str]:
+    """What `listed` lists once it lists nothing, or after `seconds`."""
     deadline = time.monotonic() + seconds
-    while (left := remote_processes(user, pattern)) and time.monotonic() < deadline:
+    while (left := listed()) and time.monotonic() < deadline:
         time.sleep(0.1)
     return left
+
+
+def _environment(pid: int) -> list[bytes]:
+    """The environment `pid` started with (empty once it is exiting or gone)."""
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return []
 
 
 def _descendants(root: int) -> list[int]:

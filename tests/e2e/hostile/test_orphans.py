@@ -1,29 +1,37 @@
 """Item 2: a cancelled, disconnected or abandoned call leaves nothing running on the host,
 on both ways a command runs (exec channel, persistent shell), and frees its place only then.
 
-Each test sleeps with a duration no other test uses, so counting the test user's
-processes by that pattern counts this test's leftovers only (zombies do not match).
+Each test sleeps with a duration no other test uses, and processes are counted on the
+test's own sshd only (`Sshd.processes`), so the count is this test's leftovers, whatever
+else runs on the machine as the same user (zombies do not match).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
+import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
 import pytest
+from mcp import Client
+from mcp.types import ElicitResult
 
 from agent.core.identity import Identity
 from agent.inventory import HostConfig
+from agent.settings import Settings
 from agent.ssh import SSHPool
 from tests.support.agents import running_agent, settings_for
+from tests.support.cancels import still_running
 from tests.support.peers import http_from, open_session, session_headers
 from tests.support.services import ServiceFactory
-from tests.support.sshd import Sshd, remote_processes, wait_until_gone
+from tests.support.sshd import Sshd
 from whitelist import load_catalog
 
 LOCAL = Identity(login="me", node="here", source="local")
@@ -32,7 +40,7 @@ LOCAL = Identity(login="me", node="here", source="local")
 async def gone(sshd: Sshd, pattern: str) -> list[str]:
     """What still runs of `pattern` 2 s from now (checked off the event loop, which the
     agent under test shares)."""
-    return await asyncio.to_thread(wait_until_gone, sshd.user, pattern, 2.0)
+    return await asyncio.to_thread(sshd.wait_until_gone, pattern, 2.0)
 
 
 def marker() -> str:
@@ -72,8 +80,8 @@ async def test_sixty_cancels_mid_command_leave_no_process_and_free_every_slot(
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            # The caller's cancel returns only once the tree is gone and the slot is free.
-            assert remote_processes(sshd.user, sleep) == [], n
+            # The caller's cancel returns only once the tree is stopped and the slot is free.
+            assert still_running(sshd, sleep) == [], n
             state = pool._hosts["test"]
             assert state.slots.busy == 0, n
         assert pool.stopped("test") >= 20  # many were running when cancelled
@@ -84,7 +92,7 @@ async def test_sixty_cancels_mid_command_leave_no_process_and_free_every_slot(
         assert [r.stdout for r in results] == [f"{i}\n" for i in range(8)]
     finally:
         await pool.close()
-        left = remote_processes(sshd.user, sleep)
+        left = sshd.processes(sleep)
     assert left == []
 
 
@@ -122,8 +130,6 @@ async def test_mcp_cancellation_and_vanished_clients_stop_the_remote_command(
 """)
     settings = settings_for(ssh_host, audit_log=tmp_path / "audit.jsonl")
     async with running_agent(settings, catalogs=[catalog]) as agent:
-        from mcp import Client
-
         async with Client(agent.url) as client:
             # notifications/cancelled (the SDK sends it when a call is abandoned)
             for n in range(20):
@@ -182,3 +188,112 @@ async def test_cancelling_the_task_running_the_service_call_ends_the_remote_tree
         assert await gone(sshd, sleep) == [], n
     ends = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert Counter(r["outcome"] for r in ends if r["event"] == "end") == {"cancelled": 20}
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])  # auto: 2026-07-28 with this server
+async def test_an_mcp_fan_out_cancelled_just_after_its_confirmation_is_recorded_once_stopped(
+    sshd: Sshd, tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19, as found with the official SDK client: a destructive fan-out over 6 hosts,
+    cancelled 0-40 ms after its confirmation was accepted (the SDK cancels the handler on
+    every await: on 2025-11-25 after notifications/cancelled, on 2026-07-28 when the client
+    closes the response stream). The agent writes a host's `cancelled` end record only
+    once that host's call has stopped its command and freed its slot, and once every host
+    has its end record, nothing of the fan-out runs anywhere."""
+    marker = f"{random.randint(100_000, 999_999)}"
+    catalog = tmp_path / "boom.yaml"
+    catalog.write_text(f"""
+commands:
+  boom:
+    description: A destructive command that runs long (test command).
+    category: Test
+    template: "sleep 4{{n}}.{marker}"
+    timeout: 30
+    destructive: true
+    parameters:
+      n:
+        type: integer
+        description: the round
+        minimum: 0
+        maximum: 9
+""")
+    names = [f"web-{i}" for i in range(6)]
+    audit = tmp_path / "audit.jsonl"
+    settings = dataclasses.replace(Settings(), hosts={n: sshd.host_config(n) for n in names},
+                                   default_host=names[0], audit_log=audit)
+    early: list[tuple[str, str]] = []  # (host, outcome) of ends written while its slot was held
+    ended: list[str] = []  # the outcome of every end record, as it was written
+    running: list[tuple[int, list[str]]] = []  # processes once a round was all recorded
+    ran = 0  # rounds whose calls reached the hosts
+    async with running_agent(settings, catalogs=[catalog]) as agent:
+        # Watch the moment each end record is written (the real records are written).
+        hosts: dict[str, str] = {}
+        log = agent.service.audit
+        start, end = log.start, log.end
+
+        def record_start(call: str, identity: Identity, **fields: Any) -> None:
+            hosts[call] = fields["host"]
+            start(call, identity, **fields)
+
+        def record_end(call: str, identity: Identity, **fields: Any) -> None:
+            host = hosts[call]
+            ended.append(fields["outcome"])
+            if agent.service.pool._hosts[host].slots.busy:
+                early.append((host, fields["outcome"]))
+            end(call, identity, **fields)
+
+        monkeypatch.setattr(log, "start", record_start)
+        monkeypatch.setattr(log, "end", record_end)
+        accepted = asyncio.Event()
+
+        async def accept(context: object, params: object) -> ElicitResult:
+            accepted.set()
+            return ElicitResult(action="accept", content={"confirm": True})
+
+        async with Client(agent.url, elicitation_callback=accept, mode=mode) as client:
+            for n in range(10):
+                accepted.clear()
+                scope = anyio.CancelScope()
+
+                async def call(n: int = n, scope: anyio.CancelScope = scope) -> None:
+                    with scope:
+                        await client.call_tool("run_on_hosts", {
+                            "command": "boom", "hosts": "all", "parameters": {"n": n},
+                            "strategy": "parallel"})  # not a canary host first
+
+                caller = asyncio.create_task(call())
+                await asyncio.wait_for(accepted.wait(), 10)
+                await asyncio.sleep((n % 5) * 0.01)
+                scope.cancel()
+                await caller
+                # Wait (bounded) for the agent to record every host's call. (A cancel that
+                # beat the confirmed call to the agent leaves no record at all.)
+                pattern = f"sleep 4{n}.{marker}"
+                cancelled = time.monotonic()
+                while True:
+                    starts, ends = _round_records(audit, n)
+                    waited = time.monotonic() - cancelled
+                    if (len(starts) == len(names) and ends >= starts) or (
+                            not starts and waited > 2):
+                        break
+                    assert waited < 10, f"round {n}: {len(starts)} starts, {len(ends)} ends"
+                    await asyncio.sleep(0.005)
+                ran += bool(starts)
+                if left := await asyncio.to_thread(still_running, sshd, pattern):
+                    running.append((n, left))
+                assert await gone(sshd, pattern) == [], n
+    print(f"{mode}: of {ran} rounds' calls, {len(early)} recorded while their slot was held; "
+          f"{len(running)} rounds had processes running once all was recorded")
+    assert early == []
+    assert running == []
+    assert ran >= 8  # nearly every cancel came after the calls had started
+    assert ended == ["cancelled"] * len(names) * ran  # and each host's call was watched
+
+
+def _round_records(audit: Path, n: int) -> tuple[set[str], set[str]]:
+    """The calls of round `n` that have a start record, and those that have an end record."""
+    records = [json.loads(line) for line in audit.read_text().splitlines()] \
+        if audit.exists() else []
+    starts = {r["call"] for r in records if r["event"] == "start"
+              and r.get("parameters") == {"n": n}}
+    return starts, {r["call"] for r in records if r["event"] == "end" and r["call"] in starts}

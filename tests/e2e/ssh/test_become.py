@@ -32,8 +32,9 @@ from agent.inventory import HostConfig
 from agent.settings import Settings
 from agent.ssh.pool import SSHPool
 from tests.support.agents import running_agent, settings_for
+from tests.support.cancels import cancel_storm, chatter_catalog, marker
 from tests.support.components import missing, require_executable
-from tests.support.sshd import remote_processes, unique_sleep, wait_until_gone
+from tests.support.sshd import SESSION_MARK, Sshd
 from whitelist import load_catalog, render, sudoers_line
 from whitelist.render import TIMEOUT_PATH
 
@@ -81,7 +82,10 @@ class Sudoers:
     def __init__(self, user: str, log: Path) -> None:
         self.path = Path(f"/etc/sudoers.d/tnagent-test-{secrets.token_hex(4)}")
         self.log = log
-        self.rules: list[str] = [f'Defaults:{user} logfile="{log}"']
+        # The test sshd's mark stays in the environment of what sudo runs, so that the
+        # tests count root's processes of their own sshd only (Sshd.processes).
+        self.rules: list[str] = [f'Defaults:{user} logfile="{log}"',
+                                 f'Defaults:{user} env_keep += "{SESSION_MARK}"']
 
     def add(self, line: str) -> None:
         self.rules.append(line)
@@ -222,10 +226,10 @@ async def test_list_commands_and_the_confirmation_say_it_runs_as_root(
 
 @pytest.mark.parametrize("path", ["exec", "fast"])
 async def test_cancelled_commands_running_as_root_leave_nothing_running(
-    ssh_host: HostConfig, sudoers: Sudoers, path: str
+    sshd: Sshd, ssh_host: HostConfig, sudoers: Sudoers, path: str
 ) -> None:
     """The login user cannot signal root's processes; the stop goes through sudo."""
-    sleep = unique_sleep(3600)
+    sleep = f"sleep {secrets.randbelow(9000) + 1000}"
     rendered = f"{sleep}; echo never"
     sudoers.add(sudoers_line(ssh_host.user, "root", rendered, timeout=30))
     pool = SSHPool({"test": ssh_host})
@@ -240,7 +244,7 @@ async def test_cancelled_commands_running_as_root_leave_nothing_running(
             with pytest.raises(asyncio.CancelledError):
                 await task
             # sudo relays TERM to timeout, which ends the group: gone within 2 s.
-            assert wait_until_gone("root", sleep, 2.0) == [], n
+            assert sshd.wait_until_gone(sleep, 2.0, user="root") == [], n
             assert pool._hosts["test"].slots.busy == 0, n
         assert pool.stopped("test") >= 10  # most were running when cancelled
         # The command did run as root when left alone long enough to be seen.
@@ -248,14 +252,49 @@ async def test_cancelled_commands_running_as_root_leave_nothing_running(
             "test", rendered, command_name="s", timeout=30, max_output=1000,
             destructive=path == "exec", become="root"))
         for _ in range(100):  # up to 5 s
-            if remote_processes("root", sleep):
+            if sshd.processes(sleep, user="root"):
                 break
             await asyncio.sleep(0.05)
-        assert remote_processes("root", sleep), "the elevated command never started"
+        assert sshd.processes(sleep, user="root"), "the elevated command never started"
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert wait_until_gone("root", sleep, 2.0) == []
+        assert sshd.wait_until_gone(sleep, 2.0, user="root") == []
     finally:
         await pool.close()
-        await asyncio.to_thread(subprocess.run, ["pkill", "-u", "root", "-f", sleep])
+        await asyncio.to_thread(sshd.kill, sleep, user="root")
+
+
+@pytest.mark.parametrize("path", ["exec", "fast"])
+async def test_cancels_of_a_fan_out_running_as_root_leave_nothing_behind(
+    sshd: Sshd, ssh_host: HostConfig, sudoers: Sudoers, tmp_path: Path, path: str
+) -> None:
+    """Issue 19 with `become`: fan-outs over 6 hosts of a command that runs as root, each
+    cancelled at its own moment from before its first byte to the middle of its output (in
+    turn as a task is cancelled and as the MCP SDK cancels). When a cancel returns, root
+    runs nothing of it (the stop went through sudo), every slot is free and every call has
+    its end record."""
+    mark = marker()
+    command = f"root_chatter_{path}"
+    extra = tmp_path / "chatter.yaml"
+    extra.write_text(chatter_catalog(command, mark, destructive=path == "exec", become=True))
+    catalog = load_catalog([extra])
+    sudoers.add(sudoers_line(ssh_host.user, "root", render(catalog.get(command), {}),
+                             timeout=30))
+    names = [f"web-{i}" for i in range(6)]
+    settings: Settings = dataclasses.replace(
+        settings_for(ssh_host), hosts={name: dataclasses.replace(ssh_host, name=name)
+                                       for name in names},
+        default_host=names[0], audit_log=tmp_path / "audit.jsonl")
+    service = build_service(settings, mode="local", catalog=catalog)
+    try:
+        storm = await cancel_storm(service, command, LOCAL, audit=tmp_path / "audit.jsonl",
+                                   sshd=sshd, marker=mark, user="root", cancels=60)
+    finally:
+        await service.pool.close()
+        await asyncio.to_thread(sshd.kill, f"sleep {mark}", user="root")
+    stopped = sum(service.pool.stopped(name) for name in names)
+    print(storm.summary(f"become, {path}, 6 hosts") + f"; {stopped} sudos stopped")
+    assert storm.clean, storm
+    assert storm.seen, "the count never saw the command running as root: it proves nothing"
+    assert stopped > storm.cancels * len(names) * 0.5, stopped  # most were running

@@ -22,17 +22,27 @@ from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.core.strategy import StrategyRequest
 from agent.settings import load_settings
-from tests.support.sshd import Sshd, remote_processes
+from tests.support.cancels import (
+    busy_slots,
+    cancel_storm,
+    chatter_catalog,
+    marker,
+    still_running,
+    unended,
+)
+from tests.support.sshd import Sshd
 from whitelist import ParameterError, load_catalog
 
 LOCAL = Identity(login="me", node="here", source="local")
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
-CATALOG = """
+# Durations of this run's own: the processes of each are counted on the test's sshd.
+MARKED_SLEEP = {"marked_nap": f"sleep {marker()}", "marked_nap_exec": f"sleep {marker()}"}
+CATALOG = f"""
 commands:
   nap:
     description: Sleep a little, then print the time in ms.
     category: Test
-    template: "sleep {seconds} && date +%s%3N"
+    template: "sleep {{seconds}} && date +%s%3N"
     timeout: 30
     parameters:
       seconds:
@@ -41,14 +51,14 @@ commands:
         minimum: 0
         maximum: 20
   marked_nap:
-    description: Sleep long (a duration no other test uses), on the fast path.
+    description: Sleep long, on the fast path.
     category: Test
-    template: "sleep 19.417"
+    template: "{MARKED_SLEEP['marked_nap']}"
     timeout: 30
   marked_nap_exec:
-    description: Sleep long (a duration no other test uses), on an exec channel.
+    description: Sleep long, on an exec channel.
     category: Test
-    template: "sleep 19.418"
+    template: "{MARKED_SLEEP['marked_nap_exec']}"
     timeout: 30
     destructive: true
   db_only:
@@ -57,7 +67,6 @@ commands:
     template: "hostname"
     hosts: ["db-*"]
 """
-MARKED_SLEEP = {"marked_nap": "sleep 19.417", "marked_nap_exec": "sleep 19.418"}
 ALICE_POLICY = """
 default: none
 rules:
@@ -72,8 +81,9 @@ rules:
 
 
 def service_for(sshd: Sshd, tmp_path: Path, names: list[str], *, policy: str | None = None,
-                broken: tuple[str, ...] = (), **values: object) -> AgentService:
-    (tmp_path / "extra.yaml").write_text(CATALOG)
+                broken: tuple[str, ...] = (), catalog: str = CATALOG,
+                **values: object) -> AgentService:
+    (tmp_path / "extra.yaml").write_text(catalog)
     hosts = {}
     for name in names:
         host = sshd.host_config(name)
@@ -178,12 +188,14 @@ async def test_a_cancelled_fan_out_leaves_no_process_on_any_host_and_records_it(
 ) -> None:
     """Cancelled at varied points (before, while and after the commands start), a fan-out
     over 6 hosts returns only once no host runs anything of it (issue 15: each host's call
-    kills its remote process group), on the persistent shell and on exec channels. All
-    hosts at once (the destructive one would be a canary run by default)."""
+    kills its remote process group), on the persistent shell and on exec channels: by then
+    every host's slot is free again and every host's call has its end record (issue 19).
+    All hosts at once (the destructive one would be a canary run by default)."""
     names = [f"web-{i}" for i in range(6)]
     service = service_for(sshd, tmp_path, names)
     command = "marked_nap" if path == "fast" else "marked_nap_exec"  # exec: destructive
     pattern = MARKED_SLEEP[command]
+    audit = tmp_path / "audit.jsonl"
 
     async def yes() -> None:
         return None
@@ -200,7 +212,10 @@ async def test_a_cancelled_fan_out_leaves_no_process_on_any_host_and_records_it(
             with pytest.raises(asyncio.CancelledError):
                 await task
             assert time.monotonic() - cancelled < 3.0, n  # nobody waits for the naps
-            assert remote_processes(sshd.user, pattern) == [], n
+            # The moment the cancel returns: no tree left, no slot held, no call unrecorded.
+            assert still_running(sshd, pattern) == [], n
+            assert busy_slots(service) == {}, n
+            assert unended(audit) == [], n
         # Every host killed what it was running when cancelled (most rounds had started).
         assert all(service.pool.stopped(name) >= 3 for name in names), [
             service.pool.stopped(name) for name in names]
@@ -208,15 +223,51 @@ async def test_a_cancelled_fan_out_leaves_no_process_on_any_host_and_records_it(
         assert after.summary["ok"] == len(names)  # every slot and connection still good
     finally:
         await service.pool.close()
-        left = remote_processes(sshd.user, pattern)
+        left = sshd.processes(pattern)
     assert left == []
-    records = list(read_records(tmp_path / "audit.jsonl"))
+    records = list(read_records(audit))
     starts = {r["call"]: r for r in records if r["event"] == "start" and r.get("fanout")
               and r["command"] == command}
     ends = Counter(r["outcome"] for r in records if r["event"] == "end" and r["call"] in starts)
     assert len(starts) == rounds * len(names)
     assert len({r["fanout"] for r in starts.values()}) == rounds  # one id per fan-out
     assert ends == Counter({"cancelled": rounds * len(names)})
+
+
+@pytest.mark.parametrize("path", ["fast", "exec"])
+async def test_two_hundred_cancels_of_a_six_host_fan_out_leave_nothing_behind(
+    sshd: Sshd, tmp_path: Path, path: str
+) -> None:
+    """Issue 19: 200 fan-outs over 6 hosts, each cancelled at its own moment, spread from
+    before the first byte to the middle of the output, in turn as a task is cancelled and
+    as the MCP SDK cancels. Whenever a cancel has returned, no host runs anything of it,
+    every slot it held is free, and every host's call has its end record, `cancelled`;
+    and each slot was freed only once its tree was stopped (checked as each is freed)."""
+    mark = marker()
+    names = [f"web-{i}" for i in range(6)]
+    command = "chatter_exec" if path == "exec" else "chatter"
+    service = service_for(sshd, tmp_path, names,
+                          catalog=chatter_catalog(command, mark, destructive=path == "exec"))
+    audit = tmp_path / "audit.jsonl"
+    try:
+        storm = await cancel_storm(service, command, LOCAL, audit=audit, sshd=sshd,
+                                   marker=mark)
+        after = await service.run_on_hosts("hostname", {}, ["all"], identity=LOCAL)
+    finally:
+        await service.pool.close()
+    stopped = sum(service.pool.stopped(name) for name in names)
+    print(storm.summary(f"{path}, 6 hosts") + f"; {stopped} process groups stopped")
+    assert storm.clean, storm
+    assert storm.seen, "the count never saw the command running: it would prove nothing"
+    assert after.summary["ok"] == len(names)  # every slot and connection still good
+    records = list(read_records(audit))
+    starts = {r["call"] for r in records if r["event"] == "start" and r["command"] == command}
+    ends = Counter(r["outcome"] for r in records if r["event"] == "end" and r["call"] in starts)
+    assert ends == Counter({"cancelled": len(starts)})
+    # Nearly every cancel found the calls started (the earliest came before that), and
+    # most found the command running.
+    assert len(starts) > storm.cancels * len(names) * 0.9
+    assert stopped > storm.cancels * len(names) * 0.5, stopped
 
 
 async def test_a_flood_of_fan_outs_is_rate_limited_not_broken(

@@ -1,0 +1,43 @@
+"""The tests' count of remote processes (`Sshd.processes`): what the test's own sshd
+started, orphans included, and nothing that another test run on the machine started as the
+same user with the same command line. The leftover checks of the cancel tests rely on it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+
+from agent.inventory import HostConfig
+from agent.ssh import SSHPool
+from tests.support.sshd import Sshd, _descendants, remote_processes
+
+
+async def test_the_count_is_this_sshds_orphans_included_and_nobody_elses(
+    sshd: Sshd, ssh_host: HostConfig
+) -> None:
+    sleep = f"sleep 3{random.randint(100_000, 999_999)}"
+    # Another run's process: the same user, the same command line, not through this sshd.
+    other = await asyncio.create_subprocess_exec(
+        *sleep.split(), user=sshd.user if os.geteuid() == 0 else None,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    pool = SSHPool({"test": ssh_host})
+    try:
+        # Ours, orphaned: its session ends at once and it leaves sshd's process tree.
+        await pool.run("test", f"setsid {sleep} </dev/null >/dev/null 2>&1 &",
+                       command_name="orphan", timeout=10, max_output=100, destructive=True)
+        for _ in range(100):
+            if sshd.processes(sleep):
+                break
+            await asyncio.sleep(0.05)
+        ours = [int(line.split()[0]) for line in sshd.processes(sleep)]
+        everyone = [int(line.split()[0]) for line in remote_processes(sshd.user, sleep)]
+        assert len(ours) == 1, (ours, everyone)
+        assert ours[0] not in _descendants(sshd.pid)  # an orphan: out of sshd's tree
+        assert sorted(everyone) == sorted([ours[0], other.pid])  # the other one is there
+    finally:
+        await pool.close()
+        sshd.kill(sleep)
+        other.kill()
+        await other.wait()
+    assert sshd.processes(sleep) == []
