@@ -351,21 +351,6 @@ def accepted_logins(server: Sshd) -> int:
     return server.log_text().count("Accepted publickey")
 
 
-# The test user's processes are every pytest worker's and every test run's on this machine:
-# a command a test looks for (or kills) with remote_processes carries a number of its own.
-
-
-def unique_sleep(seconds: int) -> str:
-    """`sleep` for `seconds` and a random millionth part: a pattern for this test only."""
-    return f"sleep {seconds}.{secrets.randbelow(10**6):06d}"
-
-
-def unique_count(base: int) -> int:
-    """`base` plus a random tenth of it at most (as many digits for a base below 9*10^k):
-    a byte or line count that makes a command line this test's own."""
-    return base + secrets.randbelow(base // 10)
-
-
 def remote_processes(user: str, pattern: str) -> list[str]:
     found = subprocess.run(["pgrep", "-a", "-u", user, "-f", pattern], capture_output=True)
     return found.stdout.decode().splitlines()

@@ -33,7 +33,7 @@ from agent.web.middleware.identity import fixed_resolver
 from tests.e2e.chat.helpers import watch_console
 from tests.support.components import missing
 from tests.support.fake_anthropic import FakeAnthropic
-from tests.support.sshd import ssh_host, sshd, unique_sleep  # noqa: F401
+from tests.support.sshd import ssh_host, sshd  # noqa: F401
 from whitelist import Catalog, load_catalog
 
 CHROMIUM = "/usr/bin/chromium"
@@ -41,9 +41,6 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-
-# What sleep_long runs: this worker's own (tests/e2e/chat/test_turn_control.py looks for it).
-SLEEP_LONG = unique_sleep(31)
 
 # Test-only commands, loaded after the default catalog like an operator's extra file.
 EXTRA_CATALOG = """\
@@ -66,7 +63,7 @@ commands:
   sleep_long:
     description: Sleep for half a minute (test command for stopping a turn).
     category: Test
-    template: "{sleep_long}"
+    template: "sleep 31.25"
     timeout: 60
   slow_report:
     description: Print a report over 1.5 s, with colour and a warning on stderr (test command).
@@ -91,7 +88,7 @@ commands:
         description: printf style of each line
         default: "line-%g"
         choices: ["line-%g", "row-%g"]
-""".replace("{sleep_long}", SLEEP_LONG)
+"""
 
 
 def free_port() -> int:

@@ -26,10 +26,9 @@ from agent.chat.routes import MAX_STREAMS
 from agent.core.audit_records import read_calls
 from agent.inventory import HostConfig
 from agent.web.connections import ConnectionLimits
-from tests.e2e.chat.conftest import SLEEP_LONG
 from tests.support.agents import RunningAgent, running_agent, settings_for
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse, tool_results
-from tests.support.sshd import remote_processes
+from tests.support.sshd import Sshd
 from tests.support.waiting import eventually
 from whitelist import load_catalog
 
@@ -298,35 +297,35 @@ async def test_views_of_a_turn_are_capped_and_bogus_stops_cost_nothing(
     assert "event: done" in await stream_text(http, turn)
 
 
-def sleeping(user: str) -> set[str]:
-    """PIDs of the test's `sleep_long` processes on the host."""
-    return {line.split()[0] for line in remote_processes(user, SLEEP_LONG)
+def sleeping(sshd: Sshd) -> set[str]:
+    """PIDs of the test's `sleep 31.25` processes on the host (its sshd's sessions' only)."""
+    return {line.split()[0] for line in sshd.processes("sleep 31.25")
             if line.split()[1:2] == ["sleep"]}
 
 
 async def test_stop_ends_the_remote_command(
-    agent: Callable[..., Any], ssh_host: HostConfig,
+    agent: Callable[..., Any], sshd: Sshd,
 ) -> None:
     served = await agent([
         Step(when="sleep", reply=[ToolUse("execute_command", {"command": "sleep_long"})]),
     ])
     http = served.http
-    before = sleeping(ssh_host.user)
+    before = sleeping(sshd)
     turn = await start_turn(http, "sleep for a while")
     async with http.stream("GET", f"/chat/stream/{turn}") as view:
         chunks = view.aiter_text()
         await read_until(chunks, "Running sleep_long on test")
         # Stop only once the command really runs on the host.
-        started = await eventually(lambda: sleeping(ssh_host.user) - before)
+        started = await eventually(lambda: sleeping(sshd) - before)
         assert (await http.post(f"/chat/stop/{turn}")).status_code == 204
         await read_until(chunks, "event: done")
-    gone = await asyncio.to_thread(lambda: wait_until_gone_pids(ssh_host.user, started))
+    gone = await asyncio.to_thread(lambda: wait_until_gone_pids(sshd, started))
     assert gone, f"still on the host: {started}"
 
 
-def wait_until_gone_pids(user: str, pids: set[str], seconds: float = 10.0) -> bool:
+def wait_until_gone_pids(sshd: Sshd, pids: set[str], seconds: float = 10.0) -> bool:
     deadline = time.monotonic() + seconds
-    while sleeping(user) & pids:
+    while sleeping(sshd) & pids:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)

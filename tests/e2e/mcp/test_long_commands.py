@@ -16,27 +16,23 @@ from mcp import Client
 from agent.inventory import HostConfig
 from agent.mcp import progress
 from tests.support.agents import RunningAgent, agent_with_catalog
-from tests.support.sshd import Sshd, remote_processes, unique_count
+from tests.support.sshd import Sshd
 
 pytestmark = pytest.mark.e2e
 
-# Loop counts of this worker's own, for finding its commands among the test user's processes.
-FUSE = unique_count(4000)
-TICKS = unique_count(50000)
-
-CATALOG = f"""
+CATALOG = """
 commands:
   ticker:
     description: Print a numbered line five times a second.
     category: Test
-    template: "i=0; while [ $i -lt {{count}} ]; do echo tick-$i; i=$((i+1)); sleep 0.2; done"
+    template: "i=0; while [ $i -lt {count} ]; do echo tick-$i; i=$((i+1)); sleep 0.2; done"
     timeout: 60
     parameters:
-      count: {{type: integer, description: lines, minimum: 1, maximum: 100000}}
+      count: {type: integer, description: lines, minimum: 1, maximum: 100000}
   short_fuse:
     description: Ticks past its own timeout.
     category: Test
-    template: "i=0; while [ $i -lt {FUSE} ]; do echo fuse-$i; i=$((i+1)); sleep 0.2; done"
+    template: "i=0; while [ $i -lt 4321 ]; do echo fuse-$i; i=$((i+1)); sleep 0.2; done"
     timeout: 3
 """
 
@@ -47,11 +43,11 @@ async def agent(ssh_host: HostConfig, tmp_path: Path) -> AsyncIterator[RunningAg
         yield running
 
 
-async def gone(user: str, pattern: str, within: float = 5.0) -> list[str]:
+async def gone(sshd: Sshd, pattern: str, within: float = 5.0) -> list[str]:
     """wait_until_gone without blocking the event loop the agent serves from."""
     deadline = time.monotonic() + within
     # Polling another host's process table: there is no event to wait for.
-    while (left := remote_processes(user, pattern)) and time.monotonic() < deadline:  # noqa: ASYNC110
+    while (left := sshd.processes(pattern)) and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.1)
     return left
 
@@ -118,7 +114,7 @@ async def test_the_catalog_timeout_ends_the_call_with_the_output_so_far(
     assert "timed out after 3 s; the output so far is kept" in data["stderr"]
     assert 3 <= took < 8
     assert any("fuse-" in line for line in seen.lines)
-    assert await gone(sshd.user, f"lt {FUSE}") == []
+    assert await gone(sshd, "lt 4321") == []
 
 
 async def test_cancelling_the_call_ends_the_remote_command(agent: RunningAgent, sshd: Sshd
@@ -126,14 +122,14 @@ async def test_cancelling_the_call_ends_the_remote_command(agent: RunningAgent, 
     seen = Progress()
     async with Client(agent.url) as client:
         call = asyncio.create_task(client.call_tool(
-            "execute_command", {"command": "ticker", "parameters": {"count": TICKS}},
+            "execute_command", {"command": "ticker", "parameters": {"count": 98765}},
             progress_callback=seen))
         await asyncio.wait_for(seen.arrived.wait(), 10)
-        assert remote_processes(sshd.user, f"lt {TICKS}")
+        assert sshd.processes("lt 98765")
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
-        assert await gone(sshd.user, f"lt {TICKS}", within=10) == []
+        assert await gone(sshd, "lt 98765", within=10) == []
         assert not (await client.call_tool("ping", {})).is_error  # the session goes on
     for _ in range(50):
         records = [json.loads(line) for line in agent.service.audit.path.read_text().splitlines()]

@@ -16,14 +16,7 @@ from agent.inventory import HostConfig
 from agent.ssh import SSHPool
 from agent.ssh.shell import FrameStream, frame
 from tests.support.memory import peak_rss_bytes, reset_peak_rss
-from tests.support.sshd import (
-    Sshd,
-    accepted_logins,
-    remote_processes,
-    unique_count,
-    unique_sleep,
-    wait_until_gone,
-)
+from tests.support.sshd import Sshd, accepted_logins
 from tests.support.waiting import eventually
 from whitelist import wrap_for_exec
 
@@ -141,7 +134,7 @@ async def test_a_timeout_in_the_middle_of_the_pool_leaves_the_others_alone(
     pool = await opened(SSHPool({"test": ssh_host}, max_sessions=4))
     try:
         await asyncio.gather(*(run(pool, "true") for _ in range(4)))  # four warm shells
-        sleep = unique_sleep(96)
+        sleep = "sleep 96"
         started = time.monotonic()
         results = await asyncio.gather(
             run(pool, "sleep 0.5; echo a"),
@@ -155,7 +148,7 @@ async def test_a_timeout_in_the_middle_of_the_pool_leaves_the_others_alone(
         assert stuck.timed_out and stuck.exit_status in (124, 137)
         assert "timed out after 1 s" in stuck.stderr
         assert elapsed < 4
-        assert wait_until_gone(sshd.user, sleep) == []
+        assert sshd.wait_until_gone(sleep) == []
         # The timed-out shell was thrown away; the pool refills and keeps answering.
         assert pool.shells("test") == 3
         again = await asyncio.gather(*(run(pool, f"echo {i}") for i in range(6)))
@@ -172,7 +165,7 @@ async def test_50_mb_of_output_is_capped_on_the_fast_path(pool: SSHPool, sshd: S
     if not reset_peak_rss():
         pytest.skip("cannot reset the peak RSS counter (/proc/self/clear_refs)")
     peak_before = peak_rss_bytes()
-    head = f"head -c {unique_count(50 * MiB)}"
+    head = "head -c 52428808"
     started = time.monotonic()
     result = await run(pool, f"{head} /dev/zero | tr '\\000' f; echo tail-marker", timeout=30)
     elapsed = time.monotonic() - started
@@ -183,7 +176,7 @@ async def test_50_mb_of_output_is_capped_on_the_fast_path(pool: SSHPool, sshd: S
     assert "tail-marker" not in result.stdout
     assert growth < 20 * MiB, f"peak RSS grew by {growth / MiB:.1f} MiB"
     assert elapsed < 10
-    assert wait_until_gone(sshd.user, head) == []
+    assert sshd.wait_until_gone(head) == []
     # The cut shell was discarded, not reused with half a frame in it.
     assert pool.shells("test") == 0
     assert (await run(pool, "echo after")).stdout == "after\n"
@@ -297,13 +290,13 @@ async def test_shells_idle_too_long_are_closed(
 
 
 async def test_a_cancelled_caller_does_not_leave_its_shell_in_the_pool(
-    pool: SSHPool, ssh_host: HostConfig
+    pool: SSHPool, sshd: Sshd
 ) -> None:
     await run(pool, "true")
     assert pool.shells("test") == 1
-    sleep = unique_sleep(3)
+    sleep = "sleep 3.25"
     task = asyncio.create_task(run(pool, f"{sleep}; echo never", timeout=4))
-    await eventually(lambda: remote_processes(ssh_host.user, sleep), what="the command runs")
+    await eventually(lambda: sshd.processes(sleep), what="the command runs")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

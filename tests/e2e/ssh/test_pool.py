@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -31,9 +30,6 @@ from tests.support.sshd import (
     Sshd,
     accepted_logins,
     ensure_user,
-    remote_processes,
-    unique_count,
-    unique_sleep,
     wait_until_gone,
 )
 from tests.support.waiting import eventually
@@ -127,7 +123,7 @@ async def test_concurrent_commands_share_one_connection_within_the_session_limit
 async def test_timeout_kills_the_command_and_leaves_nothing_behind(
     pool: SSHPool, sshd: Sshd
 ) -> None:
-    sleep = unique_sleep(97)
+    sleep = "sleep 97"
     started = time.monotonic()
     result = await pool.run(
         "test", f"{sleep} | cat; echo never", command_name="slow", timeout=2, max_output=MiB
@@ -138,7 +134,7 @@ async def test_timeout_kills_the_command_and_leaves_nothing_behind(
     assert "timed out after 2 s" in result.stderr
     assert "never" not in result.stdout
     assert elapsed < 2 + 5
-    assert wait_until_gone(sshd.user, sleep) == []
+    assert sshd.wait_until_gone(sleep) == []
     # The connection is still good afterwards.
     again = await pool.run("test", "echo ok", command_name="echo", timeout=10, max_output=MiB)
     assert again.stdout == "ok\n"
@@ -152,7 +148,7 @@ async def test_huge_output_is_capped_without_holding_it_in_memory(
     if not reset_peak_rss():
         pytest.skip("cannot reset the peak RSS counter (/proc/self/clear_refs)")
     peak_before = peak_rss_bytes()
-    head = f"head -c {unique_count(50 * MiB)}"
+    head = "head -c 52428800"
     started = time.monotonic()
     result = await pool.run(
         "test",
@@ -170,7 +166,7 @@ async def test_huge_output_is_capped_without_holding_it_in_memory(
     assert "tail-marker" not in result.stdout
     assert growth < 20 * MiB, f"peak RSS grew by {growth / MiB:.1f} MiB"
     assert elapsed < 10
-    assert wait_until_gone(sshd.user, head) == []
+    assert sshd.wait_until_gone(head) == []
 
 
 async def test_stderr_is_capped_too(pool: SSHPool) -> None:
@@ -437,7 +433,7 @@ async def test_client_gives_up_when_an_escaped_process_holds_the_channel(
 ) -> None:
     # `setsid` leaves timeout's process group, so the remote kill misses it and its
     # inherited stdout keeps the channel open: only the client-side deadline ends this.
-    sleep = unique_sleep(89)
+    sleep = "sleep 89"
     started = time.monotonic()
     try:
         result = await pool.run(
@@ -448,8 +444,7 @@ async def test_client_gives_up_when_an_escaped_process_holds_the_channel(
             max_output=MiB,
         )
     finally:
-        for line in remote_processes(sshd.user, sleep):
-            os.kill(int(line.split()[0]), signal.SIGTERM)  # the sleep this test started
+        sshd.kill(sleep)  # the sleep this test started
     elapsed = time.monotonic() - started
     assert result.timed_out
     assert result.exit_status is None
@@ -479,10 +474,10 @@ async def test_a_connection_lost_mid_command_is_reported_in_the_result(
 ) -> None:
     server = sshd_factory()
     pool = SSHPool({"test": server.host_config()})
-    sleep = unique_sleep(30)
+    sleep = "sleep 30.25"
     try:
         running = asyncio.create_task(run(pool, f"echo started; {sleep}"))
-        await eventually(lambda: remote_processes(server.user, sleep), what="the command runs")
+        await eventually(lambda: server.processes(sleep), what="the command runs")
         await asyncio.to_thread(server.restart)
         result = await running
         after = await run(pool, "echo back")
@@ -504,13 +499,13 @@ async def test_a_host_that_leaves_mid_command_lets_it_finish_or_stops_it(
     hosts = {"test": ssh_host}
     pool = SSHPool(hosts)
     destructive = path == "exec"
-    sleep = unique_sleep(4)
-    short = unique_sleep(1)
+    sleep = "sleep 4.25"
+    short = "sleep 1.25"
     try:
         running = asyncio.create_task(pool.run("test", f"{short}; echo done", command_name="s",
                                                timeout=10, max_output=1000,
                                                destructive=destructive))
-        await eventually(lambda: remote_processes(sshd.user, short), what="the command runs")
+        await eventually(lambda: sshd.processes(short), what="the command runs")
         old = pool._hosts["test"]
         del hosts["test"]
         pool.prune()
@@ -522,7 +517,7 @@ async def test_a_host_that_leaves_mid_command_lets_it_finish_or_stops_it(
         hosts["test"] = ssh_host
         given_up = asyncio.create_task(pool.run("test", sleep, command_name="s", timeout=30,
                                                 max_output=1000, destructive=destructive))
-        await eventually(lambda: remote_processes(sshd.user, sleep), what="the command runs")
+        await eventually(lambda: sshd.processes(sleep), what="the command runs")
         del hosts["test"]
         pool.prune()
         given_up.cancel()
