@@ -235,7 +235,7 @@ def _early_log_format(args: argparse.Namespace) -> str:
 
 def load(args: argparse.Namespace) -> Settings:
     """Settings from the environment and .env, with the flags this command has applied."""
-    from agent.core.errors import ConfigError
+    from agent.errors import ConfigError
     from agent.settings import load_settings
 
     env_file = args.env_file
@@ -329,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logs.configure(getattr(args, "verbose", 0), _early_log_format(args))
 
-    from agent.core.errors import ConfigError
+    from agent.errors import ConfigError
     from tailscale_userspace import TailscaledNotFound, TailscaleError
     from whitelist import CatalogError, WhitelistError
 

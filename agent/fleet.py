@@ -27,8 +27,8 @@ import datetime as dt
 import logging
 from collections.abc import AsyncGenerator, Sequence
 
-from agent.core.errors import ConfigError
 from agent.core.hosts import HostRegistry, Presence
+from agent.errors import ConfigError
 from agent.inventory import HostConfig, TailnetSelector, check_host_name
 from tailscale_userspace import LocalAPI, Peer, self_principal, watch_peers
 

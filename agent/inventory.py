@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from agent.core.errors import ConfigError, reject_unknown_fields
 from agent.envfile import ENV_KEY
+from agent.errors import ConfigError, reject_unknown_fields
 from whitelist import yaml_problem
 from whitelist.model import USER_NAME
 

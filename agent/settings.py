@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent.core.errors import ConfigError, NoDefaultHost, NoHostConfigured, UnknownHost
 from agent.envfile import parse_env_file
+from agent.errors import ConfigError, NoDefaultHost, NoHostConfigured, UnknownHost
 from agent.inventory import HostConfig, TailnetSelector, host_from_env, load_inventory
 
 DEFAULT_MODEL = "claude-sonnet-4-5"

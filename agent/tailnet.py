@@ -14,7 +14,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from agent.core.errors import ConfigError
+from agent.errors import ConfigError
 from agent.logs import say
 from agent.settings import Settings
 from agent.ssh import Connector, socks_connector

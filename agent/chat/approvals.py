@@ -25,8 +25,8 @@ from starlette.responses import Response
 
 from agent.core.approvals import ApprovalRequest
 from agent.core.audit_records import recent_calls, two_person
-from agent.core.errors import CallRefused
 from agent.core.identity import Identity
+from agent.errors import CallRefused
 
 from . import views
 from .csrf import TOKEN_HEADER

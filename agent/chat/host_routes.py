@@ -28,11 +28,11 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agent.core.errors import ConfigError
 from agent.core.host_query import MAX_PATTERN, HostPage, HostQuery, query_hosts
 from agent.core.hosts import HostView
 from agent.core.identity import Identity
 from agent.core.service import AgentService
+from agent.errors import ConfigError
 
 from . import views
 from .mcp_calls import run_catalog_command

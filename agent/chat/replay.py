@@ -28,9 +28,9 @@ from starlette.responses import Response
 
 from agent.core import casts
 from agent.core.audit_records import Found, find_call, may_see
-from agent.core.errors import RateLimited
 from agent.core.identity import Identity
 from agent.core.service import AgentService
+from agent.errors import RateLimited
 from agent.web.middleware.identity import request_identity
 
 from . import views

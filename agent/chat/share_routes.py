@@ -22,8 +22,8 @@ from starlette.responses import Response
 
 from agent.core.audit import identity_fields
 from agent.core.audit_records import OPENED_EVENT, SHARED_EVENT, find_call
-from agent.core.errors import AuditUnavailable
 from agent.core.identity import Identity
+from agent.errors import AuditUnavailable
 from agent.web.middleware.identity import request_identity
 
 from . import views

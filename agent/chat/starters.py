@@ -11,7 +11,7 @@ import re
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agent.core.errors import ConfigError
+from agent.errors import ConfigError
 from agent.mcp.runbooks import BY_NAME, render
 from whitelist.param_types import UNIT_PATTERN
 

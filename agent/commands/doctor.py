@@ -21,8 +21,8 @@ from agent.core.audit_chain import Signer
 from agent.core.audit_records import log_files, removals
 from agent.core.audit_ship import read_cursor
 from agent.core.audit_syslog import Sink
-from agent.core.errors import ConfigError
 from agent.core.policy import load_policy
+from agent.errors import ConfigError
 from agent.fleet import host_for
 from agent.inventory import HostConfig
 from agent.settings import Settings

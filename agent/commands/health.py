@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.core.errors import ConfigError
+from agent.errors import ConfigError
 from agent.settings import Settings
 
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .errors import CallRefused, LimitExceeded, NotConfirmed
+from agent.errors import CallRefused, LimitExceeded, NotConfirmed
+
 from .identity import Identity
 
 MAX_APPROVALS = 1000

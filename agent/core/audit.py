@@ -51,6 +51,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent.errors import AuditUnavailable
+
 from .audit_chain import (
     SEAL_EVENT,
     SEQ,
@@ -64,7 +66,6 @@ from .audit_chain import (
     record_line,
 )
 from .audit_shape import shape
-from .errors import AuditUnavailable
 from .identity import Identity
 
 log = logging.getLogger(__name__)

@@ -34,8 +34,9 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from agent.errors import ConfigError
+
 from .audit_shape import canonical
-from .errors import ConfigError
 
 GENESIS = "0" * 64  # `prev` of the first record of a new log
 SEAL_EVENT = "seal"

@@ -39,11 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from agent.errors import AuditUnavailable
+
 from .audit import NOT_SHIPPED_EVENT, AuditLog, timestamp
 from .audit_chain import START, Link
 from .audit_follow import LogReader
 from .audit_syslog import SEND_TIMEOUT, Sink, closed, frame, syslog_hostname, unacknowledged
-from .errors import AuditUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from agent.errors import RateLimited
+
 from .consent import Consent
-from .errors import RateLimited
 from .identity import Identity
 from .policy import Decision
 from .prepare import Preparation, PreparedCall

@@ -31,7 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import AuditUnavailable
+from agent.errors import AuditUnavailable
+
 from .recorder import CUT_PREFIX, STDERR_MARK, STDOUT_MARK, CastRef, Recording
 from .spool import DiskBudget
 

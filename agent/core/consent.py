@@ -18,8 +18,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.errors import NotConfirmed, PolicyDenied
+
 from .approvals import Approval, ApprovalRequest, Approvals, PendingApprovals, Verdict
-from .errors import NotConfirmed, PolicyDenied
 from .live import LiveOutput
 from .policy import Decision
 from .prepare import PreparedCall

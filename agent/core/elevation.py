@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 
+from agent.errors import ElevationRefused
 from agent.inventory import HostConfig
 from whitelist import Command, sudoers_line
 
-from .errors import ElevationRefused
 from .results import CommandResult
 
 # What sudo -n says when it will not run the command (sudo 1.8 and 1.9 wordings).

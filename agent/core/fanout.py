@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agent.errors import CallRefused, ConfigError, HostError, HostOffline, UnknownHost
 from whitelist import WhitelistError
 
 from . import fanout_view, hostlist
 from .call_record import FanoutPart
-from .errors import CallRefused, ConfigError, HostError, HostOffline, UnknownHost
 from .host_outcome import STATUSES, HostOutcome, Status
 from .identity import Identity
 from .outputs import new_handle

@@ -14,10 +14,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agent.errors import ConfigError, reject_unknown_fields
 from whitelist import Command
 from whitelist.hosts import host_matches, pattern_problem
-
-from .errors import ConfigError, reject_unknown_fields
 
 log = logging.getLogger(__name__)
 

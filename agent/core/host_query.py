@@ -18,7 +18,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
+from agent.errors import ConfigError
+
 from .hosts import HostView
 
 DEFAULT_LIMIT = 50

@@ -14,9 +14,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from agent.errors import ConfigError, NoDefaultHost, NoHostConfigured, UnknownHost
 from agent.inventory import AUTH_KEY, HostConfig
-
-from .errors import ConfigError, NoDefaultHost, NoHostConfigured, UnknownHost
 
 HostSource = Literal["file", "tailnet"]
 

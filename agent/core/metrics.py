@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from whitelist import WhitelistError
-
-from .errors import (
+from agent.errors import (
     AuditUnavailable,
     ConfigError,
     HostBusy,
@@ -24,6 +22,7 @@ from .errors import (
     RateLimited,
     UnknownHost,
 )
+from whitelist import WhitelistError
 
 UNKNOWN = "(unknown)"
 

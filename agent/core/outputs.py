@@ -31,7 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CallRefused
+from agent.errors import CallRefused
+
 from .identity import Identity
 from .redact import marker
 from .results import CommandResult

@@ -28,9 +28,9 @@ from typing import Any
 
 import yaml
 
+from agent.errors import ConfigError, PolicyDenied, reject_unknown_fields
 from whitelist import Command, yaml_problem
 
-from .errors import ConfigError, PolicyDenied, reject_unknown_fields
 from .grants import GRANT_FIELDS, Grant, parse_grant, strings
 from .identity import Identity
 

@@ -22,11 +22,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
-from agent.inventory import HostConfig
-from whitelist import Command, WhitelistError, render
-
-from .approvals import Action, Approval
-from .errors import (
+from agent.errors import (
     CallChanged,
     CallRefused,
     ConfigError,
@@ -34,6 +30,10 @@ from .errors import (
     PolicyDenied,
     UnknownHost,
 )
+from agent.inventory import HostConfig
+from whitelist import Command, WhitelistError, render
+
+from .approvals import Action, Approval
 from .identity import Identity
 from .policy import Decision, Policy
 

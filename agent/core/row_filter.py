@@ -47,10 +47,9 @@ from jmespath import exceptions as jmespath_errors
 from jmespath import functions as jmespath_functions
 from jmespath import visitor as jmespath_visitor
 
+from agent.errors import ConfigError
 from whitelist import Command
 from whitelist.parsers import FieldType, OutputParser
-
-from .errors import ConfigError
 
 MAX_LENGTH = 400  # characters of an expression
 MAX_DEPTH = 24  # levels of its parsed tree

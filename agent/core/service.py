@@ -18,6 +18,18 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from agent.errors import (
+    AuditUnavailable,
+    CallRefused,
+    ConfigError,
+    HostError,
+    HostOffline,
+    LimitExceeded,
+    NotConfirmed,
+    PathRefused,
+    PolicyDenied,
+    RateLimited,
+)
 from agent.settings import Settings
 from whitelist import Catalog, Command, WhitelistError
 from whitelist.render import path_refusal
@@ -33,18 +45,6 @@ from .call_record import CallEnd, CallStart, FanoutPart, Refusal
 from .casts import CastStore
 from .consent import Confirm, Consent, Consents
 from .elevation import check_elevation
-from .errors import (
-    AuditUnavailable,
-    CallRefused,
-    ConfigError,
-    HostError,
-    HostOffline,
-    LimitExceeded,
-    NotConfirmed,
-    PathRefused,
-    PolicyDenied,
-    RateLimited,
-)
 from .hosts import HostRegistry, offline_message
 from .identity import Identity, IdentityTokens
 from .limits import HostGate, RateLimiter, fanout_cost

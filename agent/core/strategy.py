@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from .errors import ConfigError
+from agent.errors import ConfigError
 
 StrategyName = Literal["parallel", "canary", "rolling"]
 STRATEGIES: tuple[StrategyName, ...] = ("parallel", "canary", "rolling")

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from agent.errors import CallRefused, NoDefaultHost, NotForHost, UnknownHost
 from agent.inventory import HostConfig
 from whitelist import Catalog, Command, UnknownCommandError
 
 from .approvals import Approvals
-from .errors import CallRefused, NoDefaultHost, NotForHost, UnknownHost
 from .host_query import HostPage, HostQuery, query_hosts
 from .hosts import HostRegistry, HostView
 from .identity import Identity

@@ -23,10 +23,10 @@ from mcp.server.elicitation import (
 )
 from mcp.server.mcpserver import Context, Elicit, Resolve
 
-from agent.core.errors import NotConfirmed
 from agent.core.fanout import FanoutPlan
 from agent.core.prepare import Preparation, PreparedCall
 from agent.core.strategy import StrategyRequest
+from agent.errors import NotConfirmed
 
 from .context import caller, service_of
 from .models import Confirm, confirm_for

@@ -14,7 +14,7 @@ from __future__ import annotations
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from pydantic import ValidationError
 
-from agent.core.errors import CallRefused, ConfigError, HostError
+from agent.errors import CallRefused, ConfigError, HostError
 from whitelist import WhitelistError
 from whitelist.errors import shown
 

@@ -11,8 +11,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 from pydantic import Field
 
-from agent.core.errors import ConfigError
 from agent.core.service import AgentService
+from agent.errors import ConfigError
 from whitelist.param_types import UNIT_PATTERN
 
 from .context import caller

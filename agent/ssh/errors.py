@@ -1,10 +1,10 @@
 """SSH failures, one class per cause, each explained for a person: what failed, on which
-host, what to do next. All are `agent.core.errors.HostError`s, so the service and the
+host, what to do next. All are `agent.errors.HostError`s, so the service and the
 front ends handle them without knowing about SSH."""
 
 from __future__ import annotations
 
-from agent.core.errors import HostError
+from agent.errors import HostError
 
 
 class SSHError(HostError):

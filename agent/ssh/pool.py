@@ -39,9 +39,9 @@ from typing import Any
 
 import asyncssh
 
-from agent.core.errors import UnknownHost
 from agent.core.results import CommandResult
 from agent.core.spool import CommandOutput, stderr_cap
+from agent.errors import UnknownHost
 from agent.inventory import HostConfig
 from whitelist import MAX_TIMEOUT, wrap_for_exec
 

@@ -28,8 +28,8 @@ from collections.abc import Iterator, Sequence
 import uvicorn
 from starlette.types import ASGIApp
 
-from agent.core.errors import ConfigError, PortInUse
 from agent.core.service import AgentService
+from agent.errors import ConfigError, PortInUse
 from agent.logs import say
 from agent.settings import Settings
 

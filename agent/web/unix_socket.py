@@ -19,7 +19,7 @@ from pathlib import Path
 
 from starlette.types import ASGIApp
 
-from agent.core.errors import ConfigError
+from agent.errors import ConfigError
 
 from .server import HTTPServer
 

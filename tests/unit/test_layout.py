@@ -3,7 +3,7 @@ and no module grows past what a reader takes in at one sitting.
 
 Layers, lowest first; a module may import from a lower layer or from its own package:
 
-    0  agent.core.errors                      the shared exceptions (a leaf)
+    0  agent.errors                      the shared exceptions (a leaf)
     1  agent.envfile, agent.logs              .env files; log records and console lines
     2  agent.inventory                        the SSH hosts
     3  agent.settings                         every setting, one table
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("agent", "whitelist", "tailscale_userspace")
 
 LAYERS: dict[str, int] = {
-    "agent.core.errors": 0,
+    "agent.errors": 0,
     "agent.envfile": 1, "agent.logs": 1,
     "agent.inventory": 2,
     "agent.settings": 3,
@@ -93,7 +93,7 @@ def imports_of(path: Path) -> list[Import]:
                 target = node.module or ""
             if node.module is not None:  # `from . import x` loads only x from here
                 found.append(Import(name, target, node.lineno))
-            # `from agent.core import errors` imports the submodule agent.core.errors
+            # `from agent.core import errors` imports the submodule agent.errors
             found += [Import(name, f"{target}.{alias.name}", node.lineno) for alias in node.names]
     return found
 

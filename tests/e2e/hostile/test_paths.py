@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.core.errors import PathRefused
 from agent.core.identity import Identity
+from agent.errors import PathRefused
 from tests.support.services import ServiceFactory
 from whitelist import load_catalog
 

@@ -25,9 +25,9 @@ from mcp import Client
 from mcp.types import ElicitResult
 
 from agent.app import build_service
-from agent.core.errors import ElevationRefused
 from agent.core.identity import Identity
 from agent.core.service import AgentService
+from agent.errors import ElevationRefused
 from agent.inventory import HostConfig
 from agent.settings import Settings
 from agent.ssh.pool import SSHPool

@@ -16,11 +16,11 @@ import pytest
 
 from agent.app import build_service
 from agent.core.audit_records import read_records
-from agent.core.errors import ConfigError, RateLimited, UnknownHost
 from agent.core.fanout import FanoutResult
 from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.core.strategy import StrategyRequest
+from agent.errors import ConfigError, RateLimited, UnknownHost
 from agent.settings import load_settings
 from tests.support.cancels import (
     busy_slots,

@@ -391,7 +391,7 @@ async def test_non_posix_login_shell_is_refused(sshd_factory: Callable[..., Sshd
 
 
 async def test_unknown_host_name_is_a_clear_error(pool: SSHPool) -> None:
-    from agent.core.errors import UnknownHost
+    from agent.errors import UnknownHost
 
     with pytest.raises(UnknownHost, match="unknown host 'nope'; hosts you can use: test"):
         await run(pool, "true", host="nope")

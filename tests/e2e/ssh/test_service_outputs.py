@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from agent.app import build_service
-from agent.core.errors import RateLimited
 from agent.core.identity import Identity
+from agent.errors import RateLimited
 from agent.inventory import HostConfig
 from agent.settings import load_settings
 from tests.e2e.ssh.conftest import ServiceMaker

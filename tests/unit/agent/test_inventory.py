@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.core.errors import ConfigError
+from agent.errors import ConfigError
 from agent.inventory import (
     AUTH_KEY,
     AUTH_TAILSCALE_SSH,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.core.errors import ConfigError
+from agent.errors import ConfigError
 from agent.inventory import HostConfig
 from agent.settings import (
     DEFAULT_MODEL,

@@ -28,8 +28,8 @@ from agent.core.audit_chain import (
 )
 from agent.core.audit_records import log_files, read_calls
 from agent.core.audit_verify import verify
-from agent.core.errors import ConfigError
 from agent.core.identity import Identity
+from agent.errors import ConfigError
 from agent.settings import load_settings
 from tests.support.components import require_executable
 

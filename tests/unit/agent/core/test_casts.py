@@ -13,7 +13,7 @@ import pytest
 from agent.core.audit import AuditLog
 from agent.core.audit_verify import verify
 from agent.core.casts import REMOVED_EVENT, CastChanged, CastMissing, CastStore, load, output
-from agent.core.errors import AuditUnavailable
+from agent.errors import AuditUnavailable
 
 
 def records(path: Path) -> list[dict[str, object]]:

@@ -9,8 +9,8 @@ import asyncio
 import anyio
 import pytest
 
-from agent.core.errors import HostError
 from agent.core.fanout import together
+from agent.errors import HostError
 
 
 async def call(name: str, seconds: float, ended: list[str], *,

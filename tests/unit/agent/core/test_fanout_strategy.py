@@ -16,9 +16,9 @@ import pytest
 from mcp.types import ElicitResult
 
 from agent.core.audit_records import read_records
-from agent.core.errors import ConfigError
 from agent.core.service import AgentService
 from agent.core.strategy import Strategy, StrategyRequest
+from agent.errors import ConfigError
 from agent.mcp.tools import build_mcp_server
 from tests.support.recording import ALICE, PATH, Answer, Person, fleet_service, ran
 

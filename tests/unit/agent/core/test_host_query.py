@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.core.errors import ConfigError
 from agent.core.host_query import HostQuery, page_note, query_hosts
 from agent.core.hosts import HostView
+from agent.errors import ConfigError
 
 VIEWS = [
     HostView(name="web-10", address="a", user="u", port=22, online=True, tags=("tag:web",)),

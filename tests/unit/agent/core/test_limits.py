@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.core.errors import RateLimited
 from agent.core.identity import Identity
 from agent.core.limits import RateLimiter
+from agent.errors import RateLimited
 
 ALICE = Identity(login="alice@example.com", node="laptop")
 

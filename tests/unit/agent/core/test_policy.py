@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.core.errors import ConfigError, PolicyDenied
 from agent.core.grants import CAPABILITY, capability_grants
 from agent.core.identity import Identity
 from agent.core.policy import (
@@ -19,6 +18,7 @@ from agent.core.policy import (
     load_policy,
     parse_policy,
 )
+from agent.errors import ConfigError, PolicyDenied
 from tailscale_userspace import WhoIs
 from whitelist import Command, load_catalog
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from agent.core.errors import CallChanged, NotForHost, PolicyDenied, UnknownHost
 from agent.core.fanout import plan
 from agent.core.hosts import Presence
 from agent.core.identity import Identity
 from agent.core.prepare import PreparedCall, Unprepared
 from agent.core.service import AgentService
+from agent.errors import CallChanged, NotForHost, PolicyDenied, UnknownHost
 from tests.support.recording import (
     ALICE,
     BOB,

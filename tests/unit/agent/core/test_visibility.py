@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 
 from agent.core.approvals import Approvals
-from agent.core.errors import UnknownHost
 from agent.core.fanout import plan
 from agent.core.hosts import HostRegistry, Presence
 from agent.core.identity import Identity
 from agent.core.policy import parse_policy
 from agent.core.visibility import CallerView
+from agent.errors import UnknownHost
 from agent.inventory import HostConfig
 from whitelist import Catalog, load_catalog
 

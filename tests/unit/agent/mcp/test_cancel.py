@@ -8,7 +8,7 @@ import asyncio
 import anyio
 import pytest
 
-from agent.core.errors import HostError
+from agent.errors import HostError
 from agent.mcp.cancel import settled
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.core.errors import ConfigError
+from agent.errors import ConfigError
 from agent.web.unix_socket import bind_unix
 
 
