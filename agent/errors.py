@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agent.core.policy import Decision
+    from agent.access.policy import Decision
 
 
 class ConfigError(Exception):

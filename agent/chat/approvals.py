@@ -23,9 +23,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from agent.access.identity import Identity
 from agent.core.approvals import ApprovalRequest
 from agent.core.audit_records import recent_calls, two_person
-from agent.core.identity import Identity
 from agent.errors import CallRefused
 
 from . import views

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agent.access.identity import Identity
 from agent.core.fanout import FanoutPlan
-from agent.core.identity import Identity
 from agent.core.prepare import PreparedCall, Unprepared
 from agent.core.service import AgentService
 from agent.core.strategy import StrategyRequest

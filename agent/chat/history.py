@@ -79,7 +79,7 @@ class Conversation:
 
 
 class HistoryStore:
-    """Conversations by identity key (see `agent.core.identity.Identity.key`), in memory."""
+    """Conversations by identity key (see `agent.access.identity.Identity.key`), in memory."""
 
     def __init__(self, *, max_turns: int = MAX_TURNS, max_bytes: int = MAX_BYTES) -> None:
         self._conversations: dict[str, Conversation] = {}

@@ -28,9 +28,9 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 
+from agent.access.identity import Identity
 from agent.core.host_query import MAX_PATTERN, HostPage, HostQuery, query_hosts
 from agent.core.hosts import HostView
-from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.errors import ConfigError
 

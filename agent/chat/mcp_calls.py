@@ -17,7 +17,7 @@ import mcp_types
 from mcp.client.session import ClientRequestContext
 from mcp.server.mcpserver import MCPServer
 
-from agent.core.identity import Identity
+from agent.access.identity import Identity
 from agent.core.service import AgentService
 from agent.mcp.context import IDENTITY_META_KEY
 

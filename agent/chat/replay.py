@@ -26,9 +26,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from agent.access.identity import Identity
 from agent.core import casts
 from agent.core.audit_records import Found, find_call, may_see
-from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.errors import RateLimited
 from agent.web.middleware.identity import request_identity

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from agent.core.identity import Identity
+from agent.access.identity import Identity
 from agent.mcp.runbooks import offered
 from agent.mcp.tools import tools_for
 

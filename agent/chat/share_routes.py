@@ -20,9 +20,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from agent.access.identity import Identity
 from agent.core.audit import identity_fields
 from agent.core.audit_records import OPENED_EVENT, SHARED_EVENT, find_call
-from agent.core.identity import Identity
 from agent.errors import AuditUnavailable
 from agent.web.middleware.identity import request_identity
 

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.access.identity import Identity
+from agent.access.policy import Policy
 from agent.core.audit_records import may_see
-from agent.core.identity import Identity
-from agent.core.policy import Policy
 
 from .cards import FanoutRow, ToolCard
 from .history import DisplayItem, Turn

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from mcp.server.mcpserver import MCPServer
 from starlette.requests import Request
 
-from agent.core.identity import Identity
+from agent.access.identity import Identity
 from agent.core.service import AgentService
 from agent.web.middleware.identity import request_identity
 

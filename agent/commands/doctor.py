@@ -16,12 +16,12 @@ import os
 import ssl
 from collections.abc import Mapping
 
+from agent.access.policy import load_policy
 from agent.core.audit import AuditLog
 from agent.core.audit_chain import Signer
 from agent.core.audit_records import log_files, removals
 from agent.core.audit_ship import read_cursor
 from agent.core.audit_syslog import Sink
-from agent.core.policy import load_policy
 from agent.errors import ConfigError
 from agent.fleet import host_for
 from agent.inventory import HostConfig

@@ -14,9 +14,9 @@ import signal
 from collections.abc import Iterator, Sequence
 
 from agent import __version__
+from agent.access.identity import local_user_identity
 from agent.app import build_agent
 from agent.chat import warmup
-from agent.core.identity import local_user_identity
 from agent.core.service import AgentService
 from agent.fleet import TailnetFleet
 from agent.settings import Settings

@@ -6,8 +6,8 @@ quick checks of the configured hosts, and a clear line when there is no host.
 
 from __future__ import annotations
 
+from agent.access.identity import local_user_identity
 from agent.app import build_service
-from agent.core.identity import local_user_identity
 from agent.mcp import build_mcp_server
 from agent.settings import Settings
 

@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from agent.access.identity import Identity
 from agent.errors import CallRefused, LimitExceeded, NotConfirmed
-
-from .identity import Identity
 
 MAX_APPROVALS = 1000
 MAX_PENDING = 100

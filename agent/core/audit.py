@@ -51,6 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent.access.identity import Identity
 from agent.errors import AuditUnavailable
 
 from .audit_chain import (
@@ -66,7 +67,6 @@ from .audit_chain import (
     record_line,
 )
 from .audit_shape import shape
-from .identity import Identity
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from agent.access.identity import Identity
+from agent.access.policy import Policy
+
 from . import casts
 from .audit import LIMITED_EVENT, NOT_SHIPPED_EVENT, REMOVED_EVENT
 from .audit_chain import PREV, SEQ
-from .identity import Identity
-from .policy import Policy
 
 log = logging.getLogger(__name__)
 

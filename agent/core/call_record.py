@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from agent.access.identity import Identity
+from agent.access.policy import Decision
 from agent.errors import RateLimited
 
 from .consent import Consent
-from .identity import Identity
-from .policy import Decision
 from .prepare import Preparation, PreparedCall
 from .recorder import CastRef
 from .results import CommandResult

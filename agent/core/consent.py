@@ -18,11 +18,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.access.policy import Decision
 from agent.errors import NotConfirmed, PolicyDenied
 
 from .approvals import Approval, ApprovalRequest, Approvals, PendingApprovals, Verdict
 from .live import LiveOutput
-from .policy import Decision
 from .prepare import PreparedCall
 
 log = logging.getLogger("tailnet_agent.calls")

@@ -39,13 +39,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agent.access.identity import Identity
 from agent.errors import CallRefused, ConfigError, HostError, HostOffline, UnknownHost
 from whitelist import WhitelistError
 
 from . import fanout_view, hostlist
 from .call_record import FanoutPart
 from .host_outcome import STATUSES, HostOutcome, Status
-from .identity import Identity
 from .outputs import new_handle
 from .prepare import Preparation, PreparedCall, Unprepared
 from .row_filter import FilterError, FilterTally, RowFilter, compile_filter

@@ -30,9 +30,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from agent.access.identity import Identity
 from agent.errors import HostBusy, RateLimited
-
-from .identity import Identity
 
 HOSTS_PER_TOKEN = 10  # a fan-out's charge grows by one token per this many hosts
 

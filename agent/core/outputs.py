@@ -31,9 +31,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.access.identity import Identity
 from agent.errors import CallRefused
 
-from .identity import Identity
 from .redact import marker
 from .results import CommandResult
 from .spool import CommandOutput, DiskBudget, Spool

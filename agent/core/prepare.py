@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
+from agent.access.identity import Identity
+from agent.access.policy import Decision, Policy
 from agent.errors import (
     CallChanged,
     CallRefused,
@@ -34,8 +36,6 @@ from agent.inventory import HostConfig
 from whitelist import Command, WhitelistError, render
 
 from .approvals import Action, Approval
-from .identity import Identity
-from .policy import Decision, Policy
 
 if TYPE_CHECKING:
     from .visibility import CallerView

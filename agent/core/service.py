@@ -18,6 +18,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from agent.access.identity import Identity, IdentityTokens
+from agent.access.policy import Decision, Policy, load_policy
 from agent.errors import (
     AuditUnavailable,
     CallRefused,
@@ -46,13 +48,11 @@ from .casts import CastStore
 from .consent import Confirm, Consent, Consents
 from .elevation import check_elevation
 from .hosts import HostRegistry, offline_message
-from .identity import Identity, IdentityTokens
 from .limits import HostGate, RateLimiter, fanout_cost
 from .live import LiveOutput
 from .metrics import UNKNOWN, NullRecorder, Recorder, refusal_reason
 from .outputs import OutputStore, Page, UnknownOutput
 from .parsing import parse_result
-from .policy import Decision, Policy, load_policy
 from .prepare import Preparation, Unprepared, unchanged
 from .recorder import Recording
 from .redact import Redactor

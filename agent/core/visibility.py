@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from agent.access.identity import Identity
+from agent.access.policy import Decision, Policy
 from agent.errors import CallRefused, NoDefaultHost, NotForHost, UnknownHost
 from agent.inventory import HostConfig
 from whitelist import Catalog, Command, UnknownCommandError
@@ -18,8 +20,6 @@ from whitelist import Catalog, Command, UnknownCommandError
 from .approvals import Approvals
 from .host_query import HostPage, HostQuery, query_hosts
 from .hosts import HostRegistry, HostView
-from .identity import Identity
-from .policy import Decision, Policy
 from .prepare import Preparation, prepare
 
 

@@ -18,7 +18,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, InputRequiredResult
 from pydantic import AnyUrl
 
-from agent.core.identity import Identity
+from agent.access.identity import Identity
 from agent.core.service import AgentService
 from agent.errors import NoCallerIdentity
 from agent.web.middleware.identity import request_identity

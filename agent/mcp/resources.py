@@ -21,9 +21,9 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.mcpserver.resources import FunctionResource
 
+from agent.access.identity import Identity
 from agent.core.audit_records import recent_calls
 from agent.core.host_query import DEFAULT_LIMIT, HostQuery
-from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.errors import ConfigError
 

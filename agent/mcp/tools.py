@@ -20,9 +20,9 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from agent import __version__
+from agent.access.identity import Identity
 from agent.core.fanout import FanoutPlan
 from agent.core.host_query import DEFAULT_LIMIT, MAX_LIMIT, MAX_PATTERN, HostQuery
-from agent.core.identity import Identity
 from agent.core.outputs import MAX_PAGE
 from agent.core.prepare import Preparation, PreparedCall
 from agent.core.row_filter import MAX_LENGTH

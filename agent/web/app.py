@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
-from agent.core.identity import local_user_identity
+from agent.access.identity import local_user_identity
 from agent.core.readiness import ReadinessCheck
 from agent.core.service import AgentService
 from agent.settings import Settings

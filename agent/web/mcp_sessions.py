@@ -36,7 +36,7 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent.core.identity import Identity
+from agent.access.identity import Identity
 
 from .middleware.identity import SCOPE_KEY
 

@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from agent.access.identity import Identity
 from agent.core.audit import AuditLog
 from agent.core.audit_ship import Shipper
 from agent.core.audit_syslog import Sink
 from agent.core.audit_verify import verify
-from agent.core.identity import Identity
 from tests.bench.bench_stats import Row
 from tests.support.rsyslog import Rsyslog
 

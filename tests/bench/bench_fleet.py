@@ -32,8 +32,8 @@ from typing import Any
 
 from mcp import Client
 
+from agent.access.identity import local_user_identity
 from agent.app import build_service
-from agent.core.identity import local_user_identity
 from agent.fleet import TailnetFleet
 from agent.inventory import TailnetSelector
 from agent.mcp import build_mcp_server

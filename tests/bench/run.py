@@ -37,8 +37,8 @@ from typing import Any
 import httpx2
 from mcp import Client
 
+from agent.access.identity import local_user_identity
 from agent.app import build_service
-from agent.core.identity import local_user_identity
 from agent.mcp.tools import OVERVIEW_COMMANDS, build_mcp_server
 from agent.settings import load_settings
 from agent.ssh import SSHPool, socks_connector

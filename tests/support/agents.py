@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.access.identity import Identity, local_user_identity
 from agent.app import Agent, build_agent
 from agent.chat import ChatOptions
-from agent.core.identity import Identity, local_user_identity
 from agent.core.service import AgentService, StatusProvider
 from agent.inventory import HostConfig
 from agent.settings import Settings

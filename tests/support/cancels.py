@@ -23,8 +23,8 @@ from unittest import mock
 import anyio
 import asyncssh
 
+from agent.access.identity import Identity
 from agent.core.audit_records import read_records
-from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.core.strategy import StrategyRequest
 from agent.mcp.cancel import settled

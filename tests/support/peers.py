@@ -16,7 +16,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from starlette.types import Scope
 
-from agent.core.identity import Identity
+from agent.access.identity import Identity
 from agent.web.middleware.identity import IdentityResolver
 
 ALICE = Identity(login="alice@example.com", node="alice-laptop.tailnet.test")

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from agent.access.identity import Identity
+from agent.access.policy import Policy, parse_policy
 from agent.core.hosts import Presence
-from agent.core.identity import Identity
-from agent.core.policy import Policy, parse_policy
 from agent.core.results import CommandResult
 from agent.core.service import AgentService
 from agent.core.spool import CommandOutput

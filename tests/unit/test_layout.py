@@ -179,13 +179,13 @@ def test_no_import_cycles() -> None:
 
 
 def test_the_checks_catch_what_they_are_for() -> None:
-    known = {"agent.core.policy", "agent.web.app", "agent.ssh.pool", "whitelist.model"}
+    known = {"agent.access.policy", "agent.web.app", "agent.ssh.pool", "whitelist.model"}
     bad = [
-        Import("agent.core.policy", "agent.web.app", 3),  # upward
+        Import("agent.access.policy", "agent.web.app", 3),  # upward
         Import("agent.ssh.pool", "agent.web.app", 4),  # sideways, same layer
-        Import("whitelist.model", "agent.core.policy", 5),  # out of the leaf package
-        Import("agent.core.policy", "starlette.requests", 6),  # a web library in core
+        Import("whitelist.model", "agent.access.policy", 5),  # out of the leaf package
+        Import("agent.access.policy", "starlette.requests", 6),  # a web library in core
     ]
     assert len(layering_problems(bad, known)) == 4
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
-    assert layering_problems([Import("agent.web.app", "agent.core.policy", 1)], known) == []
+    assert layering_problems([Import("agent.web.app", "agent.access.policy", 1)], known) == []

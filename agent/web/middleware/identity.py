@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agent.core.grants import capability_grants
-from agent.core.identity import Identity, local_user_identity
+from agent.access.grants import capability_grants
+from agent.access.identity import Identity, local_user_identity
 
 if TYPE_CHECKING:
     from tailscale_userspace import LocalAPI

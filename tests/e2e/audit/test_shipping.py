@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.access.identity import Identity
 from agent.commands.audit import run_verify
 from agent.commands.doctor import run_doctor
 from agent.core.audit import NOT_SHIPPED_EVENT
@@ -23,7 +24,6 @@ from agent.core.audit_chain import line_hash, record_line
 from agent.core.audit_records import AuditFilter, log_files, show
 from agent.core.audit_ship import ShipStatus
 from agent.core.audit_verify import verify
-from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.web.metrics import AgentMetrics
 from tests.support.rsyslog import Received, Rsyslog, make_certificates, rsyslog  # noqa: F401

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 import uvicorn
 
+from agent.access.identity import local_user_identity
 from agent.app import build_agent
 from agent.chat import ChatOptions
 from agent.chat.agent_loop import LoopOptions
-from agent.core.identity import local_user_identity
 from agent.inventory import HostConfig
 from agent.settings import Settings
 from agent.web.middleware.host_origin import LOOPBACK_NAMES

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.core.identity import Identity
-from agent.core.policy import DEFAULT_RULE
+from agent.access.identity import Identity
+from agent.access.policy import DEFAULT_RULE
 from agent.inventory import HostConfig
 from tests.support.agents import running_agent, settings_for
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from agent.core.identity import Identity, local_user_identity
+from agent.access.identity import Identity, local_user_identity
 from agent.inventory import HostConfig
 from agent.mcp.resources import AUDIT_URI
 from agent.settings import Settings

@@ -13,7 +13,7 @@ import json
 import random
 from pathlib import Path
 
-from agent.core.identity import Identity, local_user_identity
+from agent.access.identity import Identity, local_user_identity
 from agent.inventory import HostConfig
 from agent.settings import Settings
 from tests.support.agents import running_agent

@@ -23,7 +23,7 @@ import pytest
 from mcp import Client
 from mcp.types import ElicitResult
 
-from agent.core.identity import Identity
+from agent.access.identity import Identity
 from agent.inventory import HostConfig
 from agent.settings import Settings
 from agent.ssh import SSHPool

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.core.identity import Identity
+from agent.access.identity import Identity
 from agent.errors import PathRefused
 from tests.support.services import ServiceFactory
 from whitelist import load_catalog

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agent.core.identity import Identity
+from agent.access.identity import Identity
 from agent.inventory import HostConfig
 from agent.settings import Settings
 from tests.support.agents import RunningAgent, running_agent

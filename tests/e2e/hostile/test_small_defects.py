@@ -10,7 +10,7 @@ import httpx
 import mcp
 import pytest
 
-from agent.core.identity import local_user_identity
+from agent.access.identity import local_user_identity
 from agent.inventory import HostConfig
 from agent.mcp import build_mcp_server
 from tests.support.agents import running_agent, settings_for

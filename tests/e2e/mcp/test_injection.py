@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.access.identity import local_user_identity
 from agent.app import build_service
-from agent.core.identity import local_user_identity
 from agent.core.service import AgentService
 from agent.inventory import HostConfig
 from agent.settings import load_settings

@@ -19,8 +19,8 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
+from agent.access.identity import Identity, local_user_identity
 from agent.core.hosts import Presence
-from agent.core.identity import Identity, local_user_identity
 from agent.inventory import HostConfig
 from agent.mcp.resources import HOSTS_TEMPLATE, HOSTS_URI
 from agent.settings import Settings

@@ -17,7 +17,7 @@ import httpx
 from mcp import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.core.identity import Identity
+from agent.access.identity import Identity
 from agent.core.metrics import UNKNOWN
 from agent.core.readiness import PROBE_AT_ONCE
 from agent.inventory import HostConfig

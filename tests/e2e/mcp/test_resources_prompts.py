@@ -14,7 +14,7 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from agent.core.identity import Identity
+from agent.access.identity import Identity
 from agent.inventory import HostConfig
 from agent.mcp.resources import AUDIT_URI, CATALOG_URI, HOSTS_URI
 from agent.settings import Settings

@@ -24,8 +24,8 @@ import pytest
 from mcp import Client
 from mcp.types import ElicitResult
 
+from agent.access.identity import Identity
 from agent.app import build_service
-from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.errors import ElevationRefused
 from agent.inventory import HostConfig

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from agent.access.identity import Identity
 from agent.app import build_service
 from agent.core.audit_records import read_records
 from agent.core.fanout import FanoutResult
-from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.core.strategy import StrategyRequest
 from agent.errors import ConfigError, RateLimited, UnknownHost

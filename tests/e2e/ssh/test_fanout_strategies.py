@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.access.identity import Identity
 from agent.app import build_service
 from agent.core.hostlist import expand
-from agent.core.identity import Identity
 from agent.core.service import AgentService
 from agent.core.strategy import StrategyRequest
 from agent.settings import load_settings

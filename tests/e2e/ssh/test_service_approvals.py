@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.access.identity import Identity
 from agent.core.approvals import MAX_PENDING_PER_CALLER
 from agent.core.audit_records import read_calls
-from agent.core.identity import Identity
 from agent.errors import LimitExceeded
 from tests.support.services import ServiceFactory
 from tests.support.waiting import eventually

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.access.identity import Identity
 from agent.app import build_service
-from agent.core.identity import Identity
 from agent.errors import RateLimited
 from agent.inventory import HostConfig
 from agent.settings import load_settings

@@ -20,7 +20,7 @@ import httpx2
 import pytest
 import pytest_asyncio
 
-from agent.core.grants import CAPABILITY
+from agent.access.grants import CAPABILITY
 from tailscale_userspace import TailscaleNode
 from tests.e2e.tailnet.test_agent import AgentProcess, free_port, spawn_agent
 from tests.support.headscale_policy import allow_all_with_grants, policy_tailnet_fixture

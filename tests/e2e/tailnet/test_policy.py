@@ -29,8 +29,8 @@ from mcp import Client
 from mcp.client.session import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 
-from agent.core.grants import CAPABILITY
-from agent.core.policy import DEFAULT_RULE, TAGGED_RULE
+from agent.access.grants import CAPABILITY
+from agent.access.policy import DEFAULT_RULE, TAGGED_RULE
 from tailscale_userspace import TailscaleNode
 from tests.e2e.tailnet.test_agent import (
     AgentProcess,

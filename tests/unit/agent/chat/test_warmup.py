@@ -21,7 +21,7 @@ socket.socket.connect = no_network
 socket.create_connection = no_network
 from agent.app import build_agent
 from agent.chat import warmup
-from agent.core.identity import local_user_identity
+from agent.access.identity import local_user_identity
 from agent.settings import Settings
 from agent.web.middleware.identity import fixed_resolver
 build_agent(Settings(anthropic_api_key=KEY), mode="local",

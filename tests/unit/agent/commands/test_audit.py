@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from agent.access.identity import Identity
 from agent.cli import main
 from agent.core.audit import AuditLog
 from agent.core.audit_records import recent_calls
-from agent.core.identity import Identity
 
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
 BOB = Identity(login="bob@example.com", node="phone.tailnet.test")

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from agent.access.identity import Identity
 from agent.cli import main
 from agent.core.audit import AuditLog
 from agent.core.audit_chain import Link, chained, line_hash, record_line
-from agent.core.identity import Identity
 
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
 

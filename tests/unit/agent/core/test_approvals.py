@@ -8,9 +8,9 @@ import dataclasses
 
 import pytest
 
+from agent.access.identity import Identity
+from agent.access.policy import parse_policy
 from agent.core.approvals import MAX_PENDING_PER_CALLER, Action, Approvals, PendingApprovals
-from agent.core.identity import Identity
-from agent.core.policy import parse_policy
 from agent.errors import CallRefused, ConfigError, LimitExceeded, NotConfirmed
 from whitelist import Command
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from agent.access.identity import Identity
 from agent.core.audit import LIMITED_WINDOW, REMOVED_EVENT, AuditLog
 from agent.core.audit_records import AuditFilter, read_calls, removals, show
 from agent.core.audit_shape import MAX_RECORD_BYTES, canonical
-from agent.core.identity import Identity
 from tests.support.strict_json import strict
 
 MALLORY = Identity(login=None, node="mallory", tags=("tag:mallory",))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.access.identity import Identity
 from agent.app import build_service
 from agent.cli import main
 from agent.commands.doctor import run_doctor
@@ -28,7 +29,6 @@ from agent.core.audit_chain import (
 )
 from agent.core.audit_records import log_files, read_calls
 from agent.core.audit_verify import verify
-from agent.core.identity import Identity
 from agent.errors import ConfigError
 from agent.settings import load_settings
 from tests.support.components import require_executable

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.core.identity import Identity
+from agent.access.identity import Identity
 from agent.core.limits import RateLimiter
 from agent.errors import RateLimited
 

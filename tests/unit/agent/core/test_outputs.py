@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.core.identity import Identity
+from agent.access.identity import Identity
 from agent.core.outputs import OutputStore, UnknownOutput
 from agent.core.results import CommandResult
 from agent.core.spool import CommandOutput

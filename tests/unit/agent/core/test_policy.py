@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.core.grants import CAPABILITY, capability_grants
-from agent.core.identity import Identity
-from agent.core.policy import (
+from agent.access.grants import CAPABILITY, capability_grants
+from agent.access.identity import Identity
+from agent.access.policy import (
     DEFAULT_RULE,
     DENY_RULE,
     LOCAL_RULE,

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from agent.access.identity import Identity
 from agent.core.fanout import plan
 from agent.core.hosts import Presence
-from agent.core.identity import Identity
 from agent.core.prepare import PreparedCall, Unprepared
 from agent.core.service import AgentService
 from agent.errors import CallChanged, NotForHost, PolicyDenied, UnknownHost

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from agent.core.identity import Identity
+from agent.access.identity import Identity
 from agent.core.live import LiveOutput
 from agent.core.outputs import OutputStore
 from agent.core.redact import Redactor

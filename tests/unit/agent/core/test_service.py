@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.access.identity import Identity
 from agent.core.audit_records import read_calls
 from agent.core.hosts import Presence
-from agent.core.identity import Identity
 from agent.core.results import CommandResult
 from agent.core.service import AgentService
 from agent.errors import NotConfirmed

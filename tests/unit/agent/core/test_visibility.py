@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from agent.access.identity import Identity
+from agent.access.policy import parse_policy
 from agent.core.approvals import Approvals
 from agent.core.fanout import plan
 from agent.core.hosts import HostRegistry, Presence
-from agent.core.identity import Identity
-from agent.core.policy import parse_policy
 from agent.core.visibility import CallerView
 from agent.errors import UnknownHost
 from agent.inventory import HostConfig

@@ -3,7 +3,7 @@
 In tailnet mode it comes from tailscaled's WhoIs answer for the TCP connection
 (agent.web.middleware.identity resolves it); in local mode (`serve --local`,
 `demo`) and over stdio the caller is the person at this machine. Grants from the
-tailnet policy travel with the identity, already decoded (agent.core.grants).
+tailnet policy travel with the identity, already decoded (agent.access.grants).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Who may run what, where: the policy every tool call is decided by.
 
-Rights come from three places, all turned into the same `Grant` (agent.core.grants):
+Rights come from three places, all turned into the same `Grant` (agent.access.grants):
 1. the policy file's `rules` (YAML, in the style of the catalog);
 2. Tailscale grants: the tailnet policy gives a caller our app capability, WhoIs
    carries its values, and they arrive decoded in `Identity.grants`;
