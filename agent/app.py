@@ -14,10 +14,10 @@ from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp
 
 from agent.chat import ChatOptions, chat_routes
-from agent.core.hosts import HostRegistry
 from agent.core.metrics import Recorder
 from agent.core.readiness import ReadinessCheck
 from agent.core.service import AgentService, StatusProvider
+from agent.hosts.registry import HostRegistry
 from agent.mcp import build_mcp_server
 from agent.settings import Settings
 from agent.ssh import Connector, SSHPool

@@ -27,9 +27,9 @@ import datetime as dt
 import logging
 from collections.abc import AsyncGenerator, Sequence
 
-from agent.core.hosts import HostRegistry, Presence
 from agent.errors import ConfigError
-from agent.inventory import HostConfig, TailnetSelector, check_host_name
+from agent.hosts.inventory import HostConfig, TailnetSelector, check_host_name
+from agent.hosts.registry import HostRegistry, Presence
 from tailscale_userspace import LocalAPI, Peer, self_principal, watch_peers
 
 log = logging.getLogger("tailnet_agent.fleet")

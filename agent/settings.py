@@ -7,7 +7,7 @@ checks that the README agrees). Add a setting here and it exists everywhere.
 
 Sources, strongest first: a command-line flag, the real environment, a `.env`
 file in the working directory. Hosts come from REMOTE_* (one host) and an
-inventory file (several); see agent/inventory.py.
+inventory file (several); see agent/hosts/inventory.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from agent.envfile import parse_env_file
 from agent.errors import ConfigError, NoDefaultHost, NoHostConfigured, UnknownHost
-from agent.inventory import HostConfig, TailnetSelector, host_from_env, load_inventory
+from agent.hosts.inventory import HostConfig, TailnetSelector, host_from_env, load_inventory
 
 DEFAULT_MODEL = "claude-sonnet-4-5"
 # sshd's MaxSessions defaults to 10 channels per connection; we open one extra

@@ -15,8 +15,9 @@ from typing import Any
 
 import yaml
 
+from whitelist.host_patterns import pattern_problem
+
 from .errors import CatalogError, yaml_problem
-from .hosts import pattern_problem
 from .model import (
     BECOME_DEFAULT,
     MAX_OUTPUT,

@@ -7,8 +7,9 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from whitelist.host_patterns import host_matches
+
 from .errors import UnknownCommandError
-from .hosts import host_matches
 from .param_types import CONTAINER_PATTERN, UNIT_PATTERN, ParamType
 from .parsers import OutputParser
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from agent.errors import ConfigError, reject_unknown_fields
 from whitelist import Command
-from whitelist.hosts import host_matches, pattern_problem
+from whitelist.host_patterns import host_matches, pattern_problem
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ check per host.
 GET  /chat/hosts?q=Q&tag=T&untagged=1&cursor=C   the panel's list (below)
 POST /chat/hosts/check       run the health check on one host (form fields `host`, `scope`)
 
-The list comes from `AgentService.host_page` (agent/core/host_query.py: the same filters
+The list comes from `AgentService.host_page` (agent/hosts/query.py: the same filters
 and pages as list_hosts). Up to FLAT_LIMIT hosts are listed as they are. A larger fleet
 gets a search box (a name, or a glob like web-*) and, while nothing is searched, one
 collapsed group per tailnet tag (and one for hosts without a tag) with its size and how
@@ -29,10 +29,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agent.access.identity import Identity
-from agent.core.host_query import MAX_PATTERN, HostPage, HostQuery, query_hosts
-from agent.core.hosts import HostView
 from agent.core.service import AgentService
 from agent.errors import ConfigError
+from agent.hosts.query import MAX_PATTERN, HostPage, HostQuery, query_hosts
+from agent.hosts.registry import HostView
 
 from . import views
 from .mcp_calls import run_catalog_command

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agent.core.host_query import HostQuery, query_hosts
-from agent.core.hosts import HostView
+from agent.hosts.query import HostQuery, query_hosts
+from agent.hosts.registry import HostView
 from whitelist import Catalog, Command
 
 # Up to this many hosts the prompt names each; a larger fleet is summed up (how many, the

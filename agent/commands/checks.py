@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.settings import Settings
 from agent.ssh import known_hosts_pattern, trusted_keys
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import asyncssh
 
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.settings import Settings
 
 from .serve import serve_local, sigterm_cancels

@@ -24,7 +24,7 @@ from agent.core.audit_ship import read_cursor
 from agent.core.audit_syslog import Sink
 from agent.errors import ConfigError
 from agent.fleet import host_for
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.settings import Settings
 from agent.ssh import (
     AuthenticationFailed,

@@ -7,7 +7,7 @@ import sys
 
 import asyncssh
 
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.settings import Settings
 from agent.ssh import (
     SSHError,

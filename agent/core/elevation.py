@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from agent.errors import ElevationRefused
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from whitelist import Command, sudoers_line
 
 from .results import CommandResult

@@ -15,7 +15,7 @@ whole name, and says how many names it left out.
 
 Written here rather than taken from `python-hostlist` (the Slurm-world library), which
 is GPL-2.0-or-later: the agent is MIT and ships as one executable with its dependencies.
-Host names are letters, digits, '.', '_' and '-' (agent.inventory), so the brackets,
+Host names are letters, digits, '.', '_' and '-' (agent.hosts.inventory), so the brackets,
 commas and spaces of the notation never occur in a name; a name that has them anyway is
 listed as it is, like one without digits.
 """

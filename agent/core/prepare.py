@@ -32,7 +32,7 @@ from agent.errors import (
     PolicyDenied,
     UnknownHost,
 )
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from whitelist import Command, WhitelistError, render
 
 from .approvals import Action, Approval

@@ -32,6 +32,7 @@ from agent.errors import (
     PolicyDenied,
     RateLimited,
 )
+from agent.hosts.registry import HostRegistry, offline_message
 from agent.settings import Settings
 from whitelist import Catalog, Command, WhitelistError
 from whitelist.render import path_refusal
@@ -47,7 +48,6 @@ from .call_record import CallEnd, CallStart, FanoutPart, Refusal
 from .casts import CastStore
 from .consent import Confirm, Consent, Consents
 from .elevation import check_elevation
-from .hosts import HostRegistry, offline_message
 from .limits import HostGate, RateLimiter, fanout_cost
 from .live import LiveOutput
 from .metrics import UNKNOWN, NullRecorder, Recorder, refusal_reason

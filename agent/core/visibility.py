@@ -14,12 +14,12 @@ from collections.abc import Mapping
 from agent.access.identity import Identity
 from agent.access.policy import Decision, Policy
 from agent.errors import CallRefused, NoDefaultHost, NotForHost, UnknownHost
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
+from agent.hosts.query import HostPage, HostQuery, query_hosts
+from agent.hosts.registry import HostRegistry, HostView
 from whitelist import Catalog, Command, UnknownCommandError
 
 from .approvals import Approvals
-from .host_query import HostPage, HostQuery, query_hosts
-from .hosts import HostRegistry, HostView
 from .prepare import Preparation, prepare
 
 
@@ -83,7 +83,7 @@ class CallerView:
 
     def host_page(self, identity: Identity, query: HostQuery) -> HostPage:
         """One page of this caller's hosts, filtered (list_hosts, the hosts resource, the
-        chat's hosts panel: agent/core/host_query.py)."""
+        chat's hosts panel: agent/hosts/query.py)."""
         return query_hosts(self.host_views(identity), query)
 
     def visible_commands(self, identity: Identity, category: str | None = None,

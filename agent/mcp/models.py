@@ -11,9 +11,9 @@ from pydantic import BaseModel, Field, create_model
 
 from agent.core.fanout import FanoutResult
 from agent.core.fanout_view import compact_json
-from agent.core.host_query import HostPage, HostQuery, page_note
-from agent.core.hosts import HostView
 from agent.core.results import CommandResult
+from agent.hosts.query import HostPage, HostQuery, page_note
+from agent.hosts.registry import HostView
 from whitelist import Command
 
 DATA = ("For a command with a parser (list_commands shows its fields): the whole stdout as "
@@ -134,7 +134,7 @@ class HostInfo(BaseModel):
 
 
 class HostList(BaseModel):
-    """One page of the hosts a caller may use (agent/core/host_query.py)."""
+    """One page of the hosts a caller may use (agent/hosts/query.py)."""
 
     hosts: list[HostInfo]
     total: int = Field(description="Hosts matching the filters, on all pages")

@@ -23,9 +23,9 @@ from mcp.server.mcpserver.resources import FunctionResource
 
 from agent.access.identity import Identity
 from agent.core.audit_records import recent_calls
-from agent.core.host_query import DEFAULT_LIMIT, HostQuery
 from agent.core.service import AgentService
 from agent.errors import ConfigError
+from agent.hosts.query import DEFAULT_LIMIT, HostQuery
 
 from .models import CommandList, HostList, command_info
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncssh
 
-from agent.inventory import AUTH_TAILSCALE_SSH, HostConfig
+from agent.hosts.inventory import AUTH_TAILSCALE_SSH, HostConfig
 
 from .dial import Connector, describe, open_socket, unreachable_message
 from .errors import (

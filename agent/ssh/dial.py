@@ -8,7 +8,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from tailscale_userspace import SocksError, open_socks5_connection
 
 from .errors import HostUnreachable

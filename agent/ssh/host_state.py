@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncssh
 
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 
 from .errors import ShellNotPosix, SSHError, TimeoutMissing
 from .reap import Reaper

@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncssh
 
-from agent.inventory import DEFAULT_SSH_PORT, HostConfig
+from agent.hosts.inventory import DEFAULT_SSH_PORT, HostConfig
 
 from .parsed_files import ParsedFiles
 

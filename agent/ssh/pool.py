@@ -42,7 +42,7 @@ import asyncssh
 from agent.core.results import CommandResult
 from agent.core.spool import CommandOutput, stderr_cap
 from agent.errors import UnknownHost
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from whitelist import MAX_TIMEOUT, wrap_for_exec
 
 from .connect import connect, probe
@@ -90,7 +90,7 @@ class SSHPool:
         self.fast_path = fast_path
         self.spool_dir = spool_dir
         self._max_sessions = max_sessions
-        # A live mapping (agent.core.hosts.HostRegistry): tailnet hosts come and go.
+        # A live mapping (agent.hosts.registry.HostRegistry): tailnet hosts come and go.
         self._configs = hosts
         self._hosts: dict[str, HostState] = {}
         self._retiring: set[asyncio.Task[None]] = set()  # hosts gone, calls still on them

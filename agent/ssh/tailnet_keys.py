@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncssh
 
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 
 from .errors import HostKeyContradicted, HostKeyNotPublished
 from .known_hosts import fingerprint, known_hosts_matcher, known_hosts_pattern, trusted_keys

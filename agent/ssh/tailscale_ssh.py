@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncssh
 
-from agent.inventory import AUTH_TAILSCALE_SSH, HostConfig
+from agent.hosts.inventory import AUTH_TAILSCALE_SSH, HostConfig
 
 from .errors import AuthenticationFailed, SSHError, TailscaleSSHDenied
 

@@ -35,7 +35,7 @@ from mcp import Client
 from agent.access.identity import local_user_identity
 from agent.app import build_service
 from agent.fleet import TailnetFleet
-from agent.inventory import TailnetSelector
+from agent.hosts.inventory import TailnetSelector
 from agent.mcp import build_mcp_server
 from agent.settings import load_settings
 from agent.ssh import socks_connector

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from tests.support.sshd import Sshd, _descendants
 
 ROLES = (("web", 6), ("app", 3), ("db", 1))  # names in blocks: 60 % web, 30 % app, 10 % db

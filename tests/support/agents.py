@@ -13,7 +13,7 @@ from agent.access.identity import Identity, local_user_identity
 from agent.app import Agent, build_agent
 from agent.chat import ChatOptions
 from agent.core.service import AgentService, StatusProvider
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.settings import Settings
 from agent.web.connections import ConnectionLimits, PeerKey
 from agent.web.middleware.host_origin import LOOPBACK_NAMES

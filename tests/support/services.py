@@ -12,7 +12,7 @@ import pytest
 
 from agent.app import build_service
 from agent.core.service import AgentService
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.settings import Settings, load_settings
 from whitelist import load_catalog
 

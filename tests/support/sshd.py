@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from tests.support.components import missing
 
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")

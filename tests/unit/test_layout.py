@@ -5,7 +5,7 @@ Layers, lowest first; a module may import from a lower layer or from its own pac
 
     0  agent.errors                      the shared exceptions (a leaf)
     1  agent.envfile, agent.logs              .env files; log records and console lines
-    2  agent.inventory                        the SSH hosts
+    2  agent.hosts.inventory                        the SSH hosts
     3  agent.settings                         every setting, one table
     4  agent.core                             identity, policy, audit, limits, service
     5  agent.ssh, agent.web                   (neither knows the other)
@@ -32,7 +32,7 @@ PACKAGES = ("agent", "whitelist", "tailscale_userspace")
 LAYERS: dict[str, int] = {
     "agent.errors": 0,
     "agent.envfile": 1, "agent.logs": 1,
-    "agent.inventory": 2,
+    "agent.hosts.inventory": 2,
     "agent.settings": 3,
     "agent.core": 4,
     "agent.ssh": 5, "agent.web": 5,

@@ -26,7 +26,7 @@ from agent.access.identity import local_user_identity
 from agent.app import build_agent
 from agent.chat import ChatOptions
 from agent.chat.agent_loop import LoopOptions
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.settings import Settings
 from agent.web.middleware.host_origin import LOOPBACK_NAMES
 from agent.web.middleware.identity import fixed_resolver

@@ -16,7 +16,7 @@ import pytest
 
 from agent.chat import ChatOptions
 from agent.chat.agent_loop import LoopOptions
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.settings import Settings
 from tests.bench.scale_hosts import LoopbackFleet
 from tests.e2e.chat.conftest import PHONE, PageFactory, ServedChat

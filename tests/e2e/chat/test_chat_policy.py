@@ -14,7 +14,7 @@ import pytest
 
 from agent.access.identity import Identity
 from agent.access.policy import DEFAULT_RULE
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from tests.support.agents import running_agent, settings_for
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse
 from tests.support.services import write_test_catalog

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from agent.chat import ChatOptions
-from agent.core.hosts import Presence
+from agent.hosts.registry import Presence
 from agent.settings import Settings
 from tests.e2e.chat.conftest import DESKTOP, PHONE, PageFactory, ServedChat
 from tests.e2e.chat.helpers import TIMEOUT, check_state

@@ -24,7 +24,7 @@ from agent.chat import ChatOptions
 from agent.chat.agent_loop import LoopOptions
 from agent.chat.routes import MAX_STREAMS
 from agent.core.audit_records import read_calls
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.web.connections import ConnectionLimits
 from tests.support.agents import RunningAgent, running_agent, settings_for
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse, tool_results

@@ -10,7 +10,7 @@ from agent.access.identity import local_user_identity
 from agent.core.audit import LIMITED_WINDOW
 from agent.core.audit_records import read_calls, read_records
 from agent.core.audit_shape import MAX_RECORD_BYTES
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from tests.support.agents import running_agent, settings_for
 from tests.support.peers import (
     ALICE,

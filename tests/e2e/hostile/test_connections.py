@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.web.connections import ConnectionLimits
 from tests.support.agents import running_agent, settings_for
 from tests.support.components import require_executable

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from agent.access.identity import Identity, local_user_identity
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.mcp.resources import AUDIT_URI
 from agent.settings import Settings
 from tests.support.agents import RunningAgent, running_agent

@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 
 from agent.access.identity import Identity, local_user_identity
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.settings import Settings
 from tests.support.agents import running_agent
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text

@@ -24,7 +24,7 @@ from mcp import Client
 from mcp.types import ElicitResult
 
 from agent.access.identity import Identity
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.settings import Settings
 from agent.ssh import SSHPool
 from tests.support.agents import running_agent, settings_for

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from agent.access.identity import Identity
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.settings import Settings
 from tests.support.agents import RunningAgent, running_agent
 from tests.support.peers import by_address, http_from, mcp_from

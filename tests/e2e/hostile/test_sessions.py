@@ -7,7 +7,7 @@ import contextlib
 import gc
 from pathlib import Path
 
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.web.mcp_sessions import SessionGuard
 from tests.support.agents import RunningAgent, running_agent, settings_for
 from tests.support.peers import (

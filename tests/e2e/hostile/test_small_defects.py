@@ -11,7 +11,7 @@ import mcp
 import pytest
 
 from agent.access.identity import local_user_identity
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.mcp import build_mcp_server
 from tests.support.agents import running_agent, settings_for
 from tests.support.peers import (

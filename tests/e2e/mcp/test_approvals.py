@@ -15,7 +15,7 @@ from mcp import Client
 from mcp.types import ElicitResult
 
 from agent.core.audit_records import read_calls
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from tests.support.agents import RunningAgent, agent_with_catalog
 
 pytestmark = pytest.mark.e2e

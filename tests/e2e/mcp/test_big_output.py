@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from tests.support.agents import RunningAgent, agent_with_catalog
 from tests.support.memory import peak_rss_bytes, reset_peak_rss
 from tests.support.secrets_planted import (

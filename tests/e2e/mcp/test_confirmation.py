@@ -12,7 +12,7 @@ import pytest
 from mcp import Client
 from mcp.types import ElicitResult
 
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from tests.support.agents import RunningAgent, running_agent, settings_for
 
 CATALOG = """

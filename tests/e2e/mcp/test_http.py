@@ -11,7 +11,7 @@ import pytest
 from mcp import Client
 
 from agent.access.identity import local_user_identity
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from tests.support.agents import RunningAgent, running_agent, settings_for
 from whitelist.loader import default_catalog_path
 

@@ -24,7 +24,7 @@ import pytest
 from agent.access.identity import local_user_identity
 from agent.app import build_service
 from agent.core.service import AgentService
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.settings import load_settings
 from tests.support.payloads import payloads
 from whitelist import Catalog, Command, ParameterError, WhitelistError, load_catalog

@@ -20,8 +20,8 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from agent.access.identity import Identity, local_user_identity
-from agent.core.hosts import Presence
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
+from agent.hosts.registry import Presence
 from agent.mcp.resources import HOSTS_TEMPLATE, HOSTS_URI
 from agent.settings import Settings
 from tests.support.agents import RunningAgent, running_agent

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.mcp import progress
 from tests.support.agents import RunningAgent, agent_with_catalog
 from tests.support.sshd import Sshd

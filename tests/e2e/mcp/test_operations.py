@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.access.identity import Identity
 from agent.core.metrics import UNKNOWN
 from agent.core.readiness import PROBE_AT_ONCE
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.settings import Settings
 from agent.web.unix_socket import serving_on_socket
 from tests.support.agents import RunningAgent, running_agent, settings_for

@@ -19,7 +19,7 @@ from mcp import Client
 
 from agent.access.identity import local_user_identity
 from agent.core.hostlist import expand
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from tests.bench.scale_hosts import LoopbackFleet
 from tests.support.agents import RunningAgent, agent_with_catalog, running_agent, settings_for
 from tests.support.secrets_planted import GITHUB_TOKEN

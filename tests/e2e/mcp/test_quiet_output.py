@@ -25,7 +25,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from tests.support.output import assert_clean
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from tests.support.agents import RunningAgent, agent_with_catalog
 from tests.support.secret_corpus import Planted, corpus, leaks
 from tests.support.secrets_planted import key_body, private_key

@@ -15,7 +15,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from agent.access.identity import Identity
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.mcp.resources import AUDIT_URI, CATALOG_URI, HOSTS_URI
 from agent.settings import Settings
 from tests.support.agents import RunningAgent, running_agent, settings_for

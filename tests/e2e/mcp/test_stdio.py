@@ -6,7 +6,7 @@ import sys
 
 from mcp import Client, StdioServerParameters
 
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 
 
 async def test_stdio_server_lists_tools_and_runs_check_memory(ssh_host: HostConfig) -> None:

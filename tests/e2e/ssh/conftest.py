@@ -12,7 +12,7 @@ import pytest
 
 from agent.app import build_service
 from agent.core.service import AgentService
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.settings import load_settings
 from agent.ssh import SSHPool
 from tests.support.sshd import ssh_host, sshd, sshd_factory  # noqa: F401

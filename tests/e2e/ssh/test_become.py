@@ -28,7 +28,7 @@ from agent.access.identity import Identity
 from agent.app import build_service
 from agent.core.service import AgentService
 from agent.errors import ElevationRefused
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.settings import Settings
 from agent.ssh.pool import SSHPool
 from tests.support.agents import running_agent, settings_for

@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.ssh import (
     HostUnreachable,
     SSHPool,

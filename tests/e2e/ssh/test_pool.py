@@ -14,7 +14,7 @@ import asyncssh
 import pytest
 
 from agent.core.results import CommandResult
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.ssh import (
     AuthenticationFailed,
     HostKeyChanged,

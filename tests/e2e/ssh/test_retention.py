@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from agent.core.results import CommandResult
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.ssh import SSHPool
 from agent.ssh.errors import ConnectionCapReached
 from tests.support.sshd import Sshd

@@ -16,7 +16,7 @@ import pytest
 from agent.access.identity import Identity
 from agent.app import build_service
 from agent.errors import RateLimited
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.settings import load_settings
 from tests.e2e.ssh.conftest import ServiceMaker
 from tests.support.secret_corpus import corpus

@@ -8,7 +8,7 @@ import asyncio
 import os
 import random
 
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.ssh import SSHPool
 from tests.support.sshd import Sshd, _descendants, remote_processes
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import ConfigError
-from agent.inventory import (
+from agent.hosts.inventory import (
     AUTH_KEY,
     AUTH_TAILSCALE_SSH,
     TailnetSelector,

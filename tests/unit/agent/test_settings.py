@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import ConfigError
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.settings import (
     DEFAULT_MODEL,
     SETTINGS,

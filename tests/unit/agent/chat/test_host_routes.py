@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent.chat import views
 from agent.chat.host_routes import panel
-from agent.core.hosts import HostView
+from agent.hosts.registry import HostView
 
 HOSTS = [
     HostView(name="web-1", address="web-1.tail.ts.net", user="ops", port=22, default=True,

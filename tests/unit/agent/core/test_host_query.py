@@ -1,13 +1,13 @@
-"""Filtering and paging the hosts (agent/core/host_query.py): what list_hosts, the hosts
+"""Filtering and paging the hosts (agent/hosts/query.py): what list_hosts, the hosts
 resource and the chat's hosts panel are built on."""
 
 from __future__ import annotations
 
 import pytest
 
-from agent.core.host_query import HostQuery, page_note, query_hosts
-from agent.core.hosts import HostView
 from agent.errors import ConfigError
+from agent.hosts.query import HostQuery, page_note, query_hosts
+from agent.hosts.registry import HostView
 
 VIEWS = [
     HostView(name="web-10", address="a", user="u", port=22, online=True, tags=("tag:web",)),

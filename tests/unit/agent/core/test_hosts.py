@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from agent.core.fanout import select_hosts
-from agent.core.hosts import HostRegistry, HostView, Presence, offline_message
 from agent.errors import ConfigError, NoHostConfigured, UnknownHost
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
+from agent.hosts.registry import HostRegistry, HostView, Presence, offline_message
 
 FILE = HostConfig(name="bastion", address="192.0.2.1", user="ops")
 

@@ -8,10 +8,10 @@ import pytest
 
 from agent.access.identity import Identity
 from agent.core.fanout import plan
-from agent.core.hosts import Presence
 from agent.core.prepare import PreparedCall, Unprepared
 from agent.core.service import AgentService
 from agent.errors import CallChanged, NotForHost, PolicyDenied, UnknownHost
+from agent.hosts.registry import Presence
 from tests.support.recording import (
     ALICE,
     BOB,

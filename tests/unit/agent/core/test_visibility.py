@@ -9,10 +9,10 @@ from agent.access.identity import Identity
 from agent.access.policy import parse_policy
 from agent.core.approvals import Approvals
 from agent.core.fanout import plan
-from agent.core.hosts import HostRegistry, Presence
 from agent.core.visibility import CallerView
 from agent.errors import UnknownHost
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
+from agent.hosts.registry import HostRegistry, Presence
 from whitelist import Catalog, load_catalog
 
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")

@@ -7,7 +7,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from agent.inventory import HostConfig
+from agent.hosts.inventory import HostConfig
 from agent.ssh.errors import HostKeyContradicted
 from agent.ssh.tailnet_keys import host_key_check, published_keys
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from agent.errors import ConfigError, NoDefaultHost, NoHostConfigured, UnknownHost
-from agent.inventory import AUTH_KEY, HostConfig
+from agent.hosts.inventory import AUTH_KEY, HostConfig
 
 HostSource = Literal["file", "tailnet"]
 

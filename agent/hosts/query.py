@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from agent.errors import ConfigError
 
-from .hosts import HostView
+from .registry import HostView
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
