@@ -50,7 +50,7 @@ def build_service(
     recorder: Recorder | None = None,
 ) -> AgentService:
     """The service with its hosts, SSH pool, policy and audit log (catalog files from
-    settings). The pool reads the live host registry, so tailnet hosts (agent/fleet.py)
+    settings). The pool reads the live host registry, so tailnet hosts (agent/tailnet/fleet.py)
     reach it as they come; connections of hosts that leave are closed."""
     if catalog is None:
         catalog = load_catalog(settings.catalog_files)

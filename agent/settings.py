@@ -387,7 +387,7 @@ def _key_in_file(authkey: str | None) -> str:
     try:
         return Path(authkey[len("file:"):]).expanduser().read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
-        return ""  # reading it for real (agent.tailnet) reports the problem
+        return ""  # reading it for real (agent.tailnet.node) reports the problem
 
 
 def _parse(setting: Setting, raw: str) -> Any:

@@ -23,7 +23,6 @@ from agent.core.audit_records import log_files, removals
 from agent.core.audit_ship import read_cursor
 from agent.core.audit_syslog import Sink
 from agent.errors import ConfigError
-from agent.fleet import host_for
 from agent.hosts.inventory import HostConfig
 from agent.settings import Settings
 from agent.ssh import (
@@ -36,7 +35,8 @@ from agent.ssh import (
     socks_connector,
     trusted_keys,
 )
-from agent.tailnet import joined_node
+from agent.tailnet.fleet import host_for
+from agent.tailnet.node import joined_node
 from tailscale_userspace import TailscaleNode, peers_from_status, self_principal
 from whitelist import WhitelistError, load_catalog
 

@@ -2,7 +2,7 @@
 (or, with --local, serve the person at this machine on loopback).
 
 The HTTP server binds 127.0.0.1 only, so nothing off this machine reaches it
-except through the agent's own tailscaled (see agent/tailnet.py).
+except through the agent's own tailscaled (see agent/tailnet/node.py).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from agent.access.identity import local_user_identity
 from agent.app import build_agent
 from agent.chat import warmup
 from agent.core.service import AgentService
-from agent.fleet import TailnetFleet
 from agent.settings import Settings
 from agent.ssh import socks_connector
-from agent.tailnet import check_listeners, join_timeout, make_node, node_names, progress
+from agent.tailnet.fleet import TailnetFleet
+from agent.tailnet.node import check_listeners, join_timeout, make_node, node_names, progress
 from agent.web.middleware.host_origin import LOOPBACK_NAMES
 from agent.web.middleware.identity import fixed_resolver, tailnet_peer_key, tailnet_resolver
 from agent.web.server import serve_app

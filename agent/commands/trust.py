@@ -17,7 +17,7 @@ from agent.ssh import (
     known_hosts_pattern,
     pin_host_key,
 )
-from agent.tailnet import dialer
+from agent.tailnet.node import dialer
 
 
 async def _fetch(settings: Settings, host: HostConfig, through_tailnet: bool) -> asyncssh.SSHKey:

@@ -4,7 +4,7 @@ The environment names REMOTE_* are kept from the seed project so an existing
 `.env` keeps working; the inventory is for more than one host. Both end up as
 `HostConfig` values; nothing here opens a connection. The inventory's `tailnet:`
 section holds `TailnetSelector`s: which peers of the agent's own tailnet node become
-hosts, and how to log in to them (agent/fleet.py applies them to the live netmap).
+hosts, and how to log in to them (agent/tailnet/fleet.py applies them to the live netmap).
 """
 
 from __future__ import annotations

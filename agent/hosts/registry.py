@@ -1,7 +1,7 @@
 """The hosts the agent knows, and what a caller is shown about each.
 
 `HostRegistry` holds the hosts from files (the inventory, REMOTE_*), fixed for the
-agent's life, and the hosts the tailnet brings (agent/fleet.py applies the inventory's
+agent's life, and the hosts the tailnet brings (agent/tailnet/fleet.py applies the inventory's
 `tailnet:` selectors to the live netmap), with each tailnet host's presence (online,
 OS, last seen). It is a live `Mapping` of name -> HostConfig, so the SSH pool sees a
 host the moment it appears. `HostView` is one host as list_hosts, the chat's hosts

@@ -34,11 +34,11 @@ from mcp import Client
 
 from agent.access.identity import local_user_identity
 from agent.app import build_service
-from agent.fleet import TailnetFleet
 from agent.hosts.inventory import TailnetSelector
 from agent.mcp import build_mcp_server
 from agent.settings import load_settings
 from agent.ssh import socks_connector
+from agent.tailnet.fleet import TailnetFleet
 from tests.bench.bench_stats import Report, Row, Target
 from tests.support.fleet import Fleet, ServerNode, fleet_policy, fleet_tailnet
 

@@ -9,7 +9,7 @@ Layers, lowest first; a module may import from a lower layer or from its own pac
     3  agent.settings                         every setting, one table
     4  agent.core                             identity, policy, audit, limits, service
     5  agent.ssh, agent.web                   (neither knows the other)
-    6  agent.mcp, agent.tailnet, agent.fleet
+    6  agent.mcp, agent.tailnet.node, agent.tailnet.fleet
     7  agent.chat
     8  agent.app                              composes service, MCP server and HTTP app
     9  agent.commands
@@ -36,7 +36,7 @@ LAYERS: dict[str, int] = {
     "agent.settings": 3,
     "agent.core": 4,
     "agent.ssh": 5, "agent.web": 5,
-    "agent.mcp": 6, "agent.tailnet": 6, "agent.fleet": 6,
+    "agent.mcp": 6, "agent.tailnet.node": 6, "agent.tailnet.fleet": 6,
     "agent.chat": 7,
     "agent.app": 8,
     "agent.commands": 9,

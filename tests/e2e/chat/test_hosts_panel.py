@@ -2,7 +2,7 @@
 one collapsed group per tag instead of 301 rows; a group's hosts load when it opens, a
 search shows 50 at a time with a button for more, a host is checked from inside a group.
 
-The 300 tailnet hosts reach the host registry as agent/fleet.py hands it the netmap's
+The 300 tailnet hosts reach the host registry as agent/tailnet/fleet.py hands it the netmap's
 peers (HostRegistry.set_tailnet); they all log in to the test sshd, so a check is real.
 """
 

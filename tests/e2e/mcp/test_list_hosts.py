@@ -3,7 +3,7 @@ SDK client: a page at a time, filtered by tag, online state and name, small what
 fleet's size, and only the caller's own hosts.
 
 The fleet: one host from the inventory (the default), and 1,000 tailnet peers (600 web,
-300 app, 100 db; every 50th offline) handed to the host registry as agent/fleet.py hands
+300 app, 100 db; every 50th offline) handed to the host registry as agent/tailnet/fleet.py hands
 it the netmap's peers (HostRegistry.set_tailnet). list_hosts never connects, so no sshd.
 """
 

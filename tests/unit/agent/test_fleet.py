@@ -6,9 +6,9 @@ import dataclasses
 import datetime as dt
 from pathlib import Path
 
-from agent.fleet import TailnetFleet, host_for
 from agent.hosts.inventory import AUTH_KEY, AUTH_TAILSCALE_SSH, TailnetSelector
 from agent.hosts.registry import HostRegistry
+from agent.tailnet.fleet import TailnetFleet, host_for
 from tailscale_userspace import LocalAPI, Peer
 
 SELECTORS = (
