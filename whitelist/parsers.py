@@ -2,7 +2,7 @@
 
 A command with a parser returns, besides its text, its output as data: rows of named
 fields that a caller can filter on. The parsing itself happens in the agent
-(agent/core/parsing.py, with the `jc` library); this package only knows the names, what
+(agent/output/parsing.py, with the `jc` library); this package only knows the names, what
 output each one reads, and the fields of what it gives, so that a catalog is checked at
 load and a filter's field names before anything runs.
 

@@ -16,11 +16,11 @@ from typing import Any
 from agent.access.identity import Identity
 from agent.access.policy import Decision
 from agent.errors import RateLimited
+from agent.output.results import CommandResult
 
 from .consent import Consent
 from .prepare import Preparation, PreparedCall
 from .recorder import CastRef
-from .results import CommandResult
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ hash, so a recording changed after the fact is refused, not shown.
 
 Bounds: each recording stops at TAILNET_AGENT_RECORDING_MAX_BYTES; all of them together
 stay within TAILNET_AGENT_RECORDINGS_BUDGET, counted by a `DiskBudget` (the spool's
-accounting, agent/core/spool.py) that a recording charges before each write. When a
+accounting, agent/output/spool.py) that a recording charges before each write. When a
 recording needs room, the oldest finished casts go first, each only after a
 `cast-removed` record in the audit log says which call's recording went, how big it
 was and when it was made; if that record cannot be written, nothing is removed and the
@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import AuditUnavailable
+from agent.output.spool import DiskBudget
 
 from .recorder import CUT_PREFIX, STDERR_MARK, STDOUT_MARK, CastRef, Recording
-from .spool import DiskBudget
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from typing import Any
 
 from agent.access.policy import Decision
 from agent.errors import NotConfirmed, PolicyDenied
+from agent.output.live import LiveOutput
 
 from .approvals import Approval, ApprovalRequest, Approvals, PendingApprovals, Verdict
-from .live import LiveOutput
 from .prepare import PreparedCall
 
 log = logging.getLogger("tailnet_agent.calls")

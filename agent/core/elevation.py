@@ -12,9 +12,8 @@ import re
 
 from agent.errors import ElevationRefused
 from agent.hosts.inventory import HostConfig
+from agent.output.results import CommandResult
 from whitelist import Command, sudoers_line
-
-from .results import CommandResult
 
 # What sudo -n says when it will not run the command (sudo 1.8 and 1.9 wordings).
 _REFUSAL = re.compile(

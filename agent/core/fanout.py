@@ -41,12 +41,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent.access.identity import Identity
 from agent.errors import CallRefused, ConfigError, HostError, HostOffline, UnknownHost
+from agent.output.store import new_handle
 from whitelist import WhitelistError
 
 from . import fanout_view, hostlist
 from .call_record import FanoutPart
 from .host_outcome import STATUSES, HostOutcome, Status
-from .outputs import new_handle
 from .prepare import Preparation, PreparedCall, Unprepared
 from .row_filter import FilterError, FilterTally, RowFilter, compile_filter
 from .strategy import Strategy, StrategyRequest

@@ -5,7 +5,7 @@ The result lists the groups of hosts that ended the same way (agent.core.outcome
 largest first, each with its hosts in the compact notation of agent.core.hostlist and one
 copy of the output, its data, its notes and its first host's audit id, `audit_host`'s
 recording) and then the hosts on their own, with their own output, data, notes and audit
-id. A command's rows (`data`, agent.core.parsing; with a filter, the rows that matched)
+id. A command's rows (`data`, agent.output.parsing; with a filter, the rows that matched)
 are cut like its text: the rows that fit, and how many were left out (`rows_not_shown`,
 read whole at `rows_handle`). Its size, as
 compact JSON (what MCP sends as the text content, and again as the structured content),
@@ -17,7 +17,7 @@ each (`SAMPLE_STEP`), and counts what it left out in `not_shown`.
 
 Nothing is lost: whenever something was cut or left out, the whole of it (every group
 with its full host list, every host with its output as a single call would have shown
-it) is kept as one document behind a paging handle (agent.core.outputs), one JSON line
+it) is kept as one document behind a paging handle (agent.output.store), one JSON line
 per group (with every host's audit id, `audit_ids`, in the order of `hosts`) and per
 host. `read_output(handle)` pages through it; `read_output(handle/
 <host>)` reads one host's line (for a host in a group: its group's), and

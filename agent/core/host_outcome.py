@@ -27,7 +27,7 @@ class HostOutcome:
     error: str = ""  # why it was refused, offline, skipped or failed without output
     output_handle: str | None = None  # read_output pages what stdout/stderr do not show
     batch: int | None = None  # the batch it ran in (None: answered before any batch)
-    # A digest of the whole output (agent.core.spool): hosts with equal digests printed the
+    # A digest of the whole output (agent.output.spool): hosts with equal digests printed the
     # same, whatever part of it stdout/stderr show. "" when nothing ran, or when the rows
     # a filter matched stand for the output (`filtered`).
     digest: str = ""

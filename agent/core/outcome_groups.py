@@ -1,11 +1,11 @@
 """Hosts of a fan-out that ended the same way, grouped: one output for many hosts.
 
 Two hosts are in one group when their status, exit status, whether the output was cut or
-timed out, their whole output (redacted, compared by its digest, agent.core.spool), the
+timed out, their whole output (redacted, compared by its digest, agent.output.spool), the
 agent's own error message, and what the output says as data are the same: its parse
 note, the filter's verdict and note, and (where a filter's matching rows stand for the
 output, which then has no digest) those rows. Where there is a digest, the data is not
-compared again: it is parsed from the whole stdout the digest covers (agent.core.parsing),
+compared again: it is parsed from the whole stdout the digest covers (agent.output.parsing),
 so equal digests give equal rows, and comparing the rows themselves would cost a host's
 whole parsed output in CPU. The verdict and the notes are compared whatever the digest:
 identical outputs can differ there (the filter's time budget for a fan-out can run out

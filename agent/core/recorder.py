@@ -2,7 +2,7 @@
 
 asciicast v2 is the format Tailscale SSH records sessions in, and what `asciinema play`
 and every asciinema player read: a header line, then one JSON array per event. What a
-recording holds is exactly what the spool was handed (agent/core/spool.py calls `feed`
+recording holds is exactly what the spool was handed (agent/output/spool.py calls `feed`
 where the redactor releases bytes), so a secret the command printed is in the cast as
 its redaction marker, never as itself; a command with `redact: false` is redacted for its
 recording all the same (the recording is part of the audit trail, which is always
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .spool import DiskBudget
+from agent.output.spool import DiskBudget
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 The language is JMESPath (jmespath.py, the query language of the AWS CLI's `--query`),
 not one of ours and never Python's eval: no loops, no variables, no recursion, nothing
 but the row it is given. The expression is a JMESPath *condition*, what goes inside a
-filter `[? ... ]`, evaluated on each row of a host's parsed output (agent/core/parsing.py;
+filter `[? ... ]`, evaluated on each row of a host's parsed output (agent/output/parsing.py;
 a parser that gives one object gives one row): `use_percent >= `90``, `mounted_on == '/'
 && use_percent > `80``, `starts_with(unit, 'nginx')`. A row matches when the condition is
 true; a host matches when at least one of its rows does, and its result shows the rows

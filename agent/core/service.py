@@ -33,6 +33,12 @@ from agent.errors import (
     RateLimited,
 )
 from agent.hosts.registry import HostRegistry, offline_message
+from agent.output.live import LiveOutput
+from agent.output.parsing import parse_result
+from agent.output.redact import Redactor
+from agent.output.results import CommandResult
+from agent.output.spool import CommandOutput, stderr_cap
+from agent.output.store import OutputStore, Page, UnknownOutput
 from agent.settings import Settings
 from whitelist import Catalog, Command, WhitelistError
 from whitelist.render import path_refusal
@@ -49,15 +55,9 @@ from .casts import CastStore
 from .consent import Confirm, Consent, Consents
 from .elevation import check_elevation
 from .limits import HostGate, RateLimiter, fanout_cost
-from .live import LiveOutput
 from .metrics import UNKNOWN, NullRecorder, Recorder, refusal_reason
-from .outputs import OutputStore, Page, UnknownOutput
-from .parsing import parse_result
 from .prepare import Preparation, Unprepared, unchanged
 from .recorder import Recording
-from .redact import Redactor
-from .results import CommandResult
-from .spool import CommandOutput, stderr_cap
 from .strategy import StrategyRequest
 from .visibility import CallerView
 

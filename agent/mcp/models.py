@@ -11,9 +11,9 @@ from pydantic import BaseModel, Field, create_model
 
 from agent.core.fanout import FanoutResult
 from agent.core.fanout_view import compact_json
-from agent.core.results import CommandResult
 from agent.hosts.query import HostPage, HostQuery, page_note
 from agent.hosts.registry import HostView
+from agent.output.results import CommandResult
 from whitelist import Command
 
 DATA = ("For a command with a parser (list_commands shows its fields): the whole stdout as "

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 
 from mcp.server.mcpserver import Context
 
-from agent.core.live import LiveOutput
+from agent.output.live import LiveOutput
 
 log = logging.getLogger(__name__)
 

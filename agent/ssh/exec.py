@@ -10,7 +10,7 @@ import asyncio
 
 import asyncssh
 
-from agent.core.spool import CommandOutput
+from agent.output.spool import CommandOutput
 
 from .output import STDERR, STDOUT
 from .reap import PgidReader

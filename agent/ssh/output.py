@@ -11,8 +11,8 @@ from typing import Protocol
 
 import asyncssh
 
-from agent.core.results import CommandResult
-from agent.core.spool import CommandOutput, Spool, stderr_cap
+from agent.output.results import CommandResult
+from agent.output.spool import CommandOutput, Spool, stderr_cap
 
 INLINE_TEXT = 1 << 20  # bytes of each stream decoded into CommandResult.stdout / .stderr
 STDOUT: int | None = None
@@ -83,7 +83,7 @@ def to_result(
         command=command_name,
         rendered=rendered,
         # Decoded text for callers of the pool; the service shows a head and a tail of
-        # the spools instead and pages the rest (agent/core/outputs.py).
+        # the spools instead and pages the rest (agent/output/store.py).
         stdout=output.stdout.text(INLINE_TEXT) + stdout_note,
         stderr=output.stderr.text(INLINE_TEXT) + stderr_note,
         exit_status=None if client_killed else status,

@@ -39,10 +39,10 @@ from typing import Any
 
 import asyncssh
 
-from agent.core.results import CommandResult
-from agent.core.spool import CommandOutput, stderr_cap
 from agent.errors import UnknownHost
 from agent.hosts.inventory import HostConfig
+from agent.output.results import CommandResult
+from agent.output.spool import CommandOutput, stderr_cap
 from whitelist import MAX_TIMEOUT, wrap_for_exec
 
 from .connect import connect, probe

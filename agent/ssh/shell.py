@@ -39,7 +39,7 @@ from contextlib import suppress
 
 import asyncssh
 
-from agent.core.spool import CommandOutput
+from agent.output.spool import CommandOutput
 
 from .reap import PgidReader
 

@@ -16,7 +16,7 @@ import statistics
 import sys
 import time
 
-from agent.core.spool import CommandOutput
+from agent.output.spool import CommandOutput
 from tests.bench.bench_stats import Row
 from tests.support.secret_corpus import ORDINARY, corpus
 

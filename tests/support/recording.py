@@ -14,11 +14,11 @@ import yaml
 
 from agent.access.identity import Identity
 from agent.access.policy import Policy, parse_policy
-from agent.core.results import CommandResult
 from agent.core.service import AgentService
-from agent.core.spool import CommandOutput
 from agent.hosts.inventory import HostConfig
 from agent.hosts.registry import Presence
+from agent.output.results import CommandResult
+from agent.output.spool import CommandOutput
 from agent.settings import load_settings
 from whitelist import load_catalog
 

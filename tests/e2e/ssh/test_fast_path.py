@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from agent.core.results import CommandResult
 from agent.hosts.inventory import HostConfig
+from agent.output.results import CommandResult
 from agent.ssh import SSHPool
 from agent.ssh.shell import FrameStream, frame
 from tests.support.memory import peak_rss_bytes, reset_peak_rss

@@ -13,8 +13,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from agent.core.results import CommandResult
 from agent.hosts.inventory import HostConfig
+from agent.output.results import CommandResult
 from agent.ssh import (
     AuthenticationFailed,
     HostKeyChanged,

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from agent.core.results import CommandResult
 from agent.hosts.inventory import HostConfig
+from agent.output.results import CommandResult
 from agent.ssh import SSHPool
 from agent.ssh.errors import ConnectionCapReached
 from tests.support.sshd import Sshd

@@ -19,11 +19,11 @@ from agent.core.audit_records import read_records
 from agent.core.fanout import FanoutResult
 from agent.core.fanout_view import size
 from agent.core.hostlist import expand
-from agent.core.outputs import UnknownOutput
 from agent.core.service import AgentService
 from agent.errors import RateLimited
 from agent.hosts.registry import Presence
 from agent.mcp.tools import build_mcp_server
+from agent.output.store import UnknownOutput
 from tests.bench.scale_hosts import DF_COMMON, DF_HEADER, DF_ROOT
 from tests.support.fanout import outcomes_by_host
 from tests.support.recording import ALICE, Answer, fleet_service, tailnet_host

@@ -1,14 +1,14 @@
-"""Head, tail and paging handles for big outputs (agent/core/outputs.py), and the disk budget
-they share with running commands (agent/core/spool.py)."""
+"""Head, tail and paging handles for big outputs (agent/output/store.py), and the disk budget
+they share with running commands (agent/output/spool.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from agent.access.identity import Identity
-from agent.core.outputs import OutputStore, UnknownOutput
-from agent.core.results import CommandResult
-from agent.core.spool import CommandOutput
+from agent.output.results import CommandResult
+from agent.output.spool import CommandOutput
+from agent.output.store import OutputStore, UnknownOutput
 from tests.support.secrets_planted import AWS_KEY_ID, key_body, private_key
 
 ALICE = Identity(login="alice@example.com", node="a")

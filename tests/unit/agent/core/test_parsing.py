@@ -13,9 +13,9 @@ import time
 import jc.utils
 import pytest
 
-from agent.core.parsing import MAX_PARSED, Parsed, parse_result, parse_text
-from agent.core.results import CommandResult
-from agent.core.spool import CommandOutput
+from agent.output.parsing import MAX_PARSED, Parsed, parse_result, parse_text
+from agent.output.results import CommandResult
+from agent.output.spool import CommandOutput
 from whitelist import load_catalog
 from whitelist.parsers import PARSERS
 

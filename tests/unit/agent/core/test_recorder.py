@@ -9,7 +9,7 @@ from pathlib import Path
 
 from agent.core.casts import output
 from agent.core.recorder import CUT_PREFIX, Recording
-from agent.core.spool import DiskBudget
+from agent.output.spool import DiskBudget
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""Redaction as output arrives (agent/core/redact.py): whole texts, and streams cut anywhere."""
+"""Redaction as output arrives (agent/output/redact.py): whole texts, and streams cut anywhere."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from agent.core.redact import HOLD, MAX_CARRY, Redactor, StreamRedactor
-from agent.core.secret_formats import PRIVATE_KEY
+from agent.output.redact import HOLD, MAX_CARRY, Redactor, StreamRedactor
+from agent.output.secret_formats import PRIVATE_KEY
 from tests.support.secret_corpus import corpus, leaks
 from tests.support.secrets_planted import (
     AWS_KEY_ID,
@@ -151,7 +151,7 @@ def test_ordinary_command_output_is_left_alone(command: str) -> None:
 
 def test_no_format_matches_across_a_line_end() -> None:
     # The carry releases whole lines: a format that could span two would be cut there.
-    from agent.core.redact import _engine
+    from agent.output.redact import _engine
 
     engine = _engine()
     for planted in corpus():
@@ -166,7 +166,7 @@ def test_no_format_matches_across_a_line_end() -> None:
 
 
 def test_every_format_redacts_at_most_its_one_named_group() -> None:
-    from agent.core.redact import _engine
+    from agent.output.redact import _engine
 
     engine = _engine()
     for regex in engine.regexes:

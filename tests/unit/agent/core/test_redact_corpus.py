@@ -2,8 +2,8 @@
 command's output; and ordinary output that must come back unchanged.
 
 Each case goes the way a command's output goes: chunks into a CommandOutput (redacted as
-they arrive, agent/core/spool.py) with a LiveOutput listening, then the result shown as
-head and tail (agent/core/outputs.py), then pages read by handle. The views checked are
+they arrive, agent/output/spool.py) with a LiveOutput listening, then the result shown as
+head and tail (agent/output/store.py), then pages read by handle. The views checked are
 the result, every live batch, pages starting at and one byte after the secret and its
 line, and 8-byte pages across it. On main before redaction moved to the spool, 176 of
 the 240 cases showed part of a secret in at least one view (scripts in the commit
@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import pytest
 
 from agent.access.identity import Identity
-from agent.core.live import LiveOutput
-from agent.core.outputs import OutputStore
-from agent.core.redact import Redactor
-from agent.core.results import CommandResult
-from agent.core.spool import CommandOutput
+from agent.output.live import LiveOutput
+from agent.output.redact import Redactor
+from agent.output.results import CommandResult
+from agent.output.spool import CommandOutput
+from agent.output.store import OutputStore
 from tests.support.secret_corpus import ORDINARY, Planted, corpus, leaks
 
 ALICE = Identity(login="alice@example.com", node="a")

@@ -19,10 +19,10 @@ import pytest
 
 from agent.access.identity import Identity
 from agent.core.audit_records import read_calls
-from agent.core.results import CommandResult
 from agent.core.service import AgentService
 from agent.errors import NotConfirmed
 from agent.hosts.registry import Presence
+from agent.output.results import CommandResult
 from tests.support.recording import (
     ALICE,
     BOB,

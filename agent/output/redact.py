@@ -1,7 +1,7 @@
 """Secrets in command output are replaced as the output arrives, before it is stored: the
-spools (agent/core/spool.py) only ever hold redacted bytes, so every view of them (head
+spools (agent/output/spool.py) only ever hold redacted bytes, so every view of them (head
 and tail, pages at any offset, live lines, the audit excerpt) shows what was redacted
-once, here. The formats are agent/core/secret_formats.py.
+once, here. The formats are agent/output/secret_formats.py.
 
 Matching uses RE2 (google-re2, Google's binding of the C++ library): all formats are one
 `RE2::Set`, so a chunk is scanned once for all of them in linear time, and only the

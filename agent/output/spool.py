@@ -3,10 +3,10 @@ while small, in an unlinked temporary file beyond that), and passed to whoever l
 
 Both ways of running a command (agent/ssh/exec.py and shell.py) write into a
 `CommandOutput`; the service then shows a head and a tail of it and keeps the rest
-behind a paging handle (agent/core/outputs.py). Two guarantees hold here, where the
+behind a paging handle (agent/output/store.py). Two guarantees hold here, where the
 bytes are written, so that no reader has to repeat them:
 
-- Secrets are replaced on the way in (agent/core/redact.py, one `StreamRedactor` per
+- Secrets are replaced on the way in (agent/output/redact.py, one `StreamRedactor` per
   stream): a spool, and so every view of it, only ever holds redacted bytes. A command
   with `redact: false` is spooled as it came. The call's recording (agent/core/recorder.py)
   is handed the redacted bytes where the redactor releases them, whatever `redact`

@@ -1,6 +1,6 @@
 """Big outputs: a result shows a head and a tail; the rest is read page by page by handle.
 
-`present` turns what a command produced (two spools, agent/core/spool.py) into what a
+`present` turns what a command produced (two spools, agent/output/spool.py) into what a
 caller is shown: the whole output when it is small, otherwise its first `head` and last
 `tail` bytes (cut at line ends) with a note naming a handle. `read` serves further pages
 of that output by byte offset. Neither redacts: the spools hold output redacted as it

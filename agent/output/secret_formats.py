@@ -2,7 +2,7 @@
 
 Each row is a kind (what the marker says: `[REDACTED: kind]`), a pattern in RE2 syntax
 (matched on bytes read as Latin-1: no look-around, and every pattern is one of a set run
-in one pass, agent/core/redact.py) and where the format is documented. A pattern with a
+in one pass, agent/output/redact.py) and where the format is documented. A pattern with a
 group named `s` redacts only that group (the password of `user:password@`, the value
 after `password=`), so the context stays readable; otherwise the whole match goes.
 No pattern matches a line end: a secret never spans lines (private key blocks, which

@@ -2,7 +2,7 @@
 
 A command that names a parser (whitelist/parsers.py) returns its output as data too:
 what jc makes of the whole stdout, as it was kept (redacted at ingest,
-agent/core/spool.py), so the data never holds what the text does not. jc (MIT) parses
+agent/output/spool.py), so the data never holds what the text does not. jc (MIT) parses
 the output of some 150 tools; we use its parser modules directly, named below, rather
 than `jc.parse(name, ...)`: the import is explicit (PyInstaller bundles what it sees
 imported), and a plugin parser in the user's jc data folder cannot stand in for one.

@@ -23,14 +23,14 @@ class CommandResult:
     # What the agent added to each stream (cut, timed out, ...), also at the end of the text.
     stdout_note: str = ""
     stderr_note: str = ""
-    # Paging (agent/core/outputs.py): the whole output's size, and the handle to read the
+    # Paging (agent/output/store.py): the whole output's size, and the handle to read the
     # part that stdout/stderr do not show; redactions made in what is shown, by kind.
     stdout_bytes: int | None = None
     output_handle: str | None = None
     redacted: dict[str, int] = field(default_factory=dict)
     # The call's id in the audit log, which names its recording (set by the service).
     audit_id: str | None = None
-    # Output as data (agent/core/parsing.py), for a command with a parser: the parsed
+    # Output as data (agent/output/parsing.py), for a command with a parser: the parsed
     # stdout, or why there is none.
     data: Any = None
     parse_note: str = ""

@@ -2,7 +2,7 @@
 arrive (MCP progress notifications, the chat's tool card).
 
 `feed` is the CommandOutput listener: it gets what the spool keeps, already redacted
-(agent/core/spool.py), for every chunk the SSH layer receives, so it only splits lines
+(agent/output/spool.py), for every chunk the SSH layer receives, so it only splits lines
 and keeps a bounded batch per stream; a command printing 50 MB keeps at most
 `max_chars` per stream between two drains and counts the rest. `drain` hands over the
 batch.
