@@ -24,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agent.access.identity import Identity
+from agent.audit.reader import recent_calls, two_person
 from agent.core.approvals import ApprovalRequest
-from agent.core.audit_records import recent_calls, two_person
 from agent.errors import CallRefused
 
 from . import views

@@ -27,8 +27,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agent.access.identity import Identity
-from agent.core import casts
-from agent.core.audit_records import Found, find_call, may_see
+from agent.audit import casts
+from agent.audit.reader import Found, find_call, may_see
 from agent.core.service import AgentService
 from agent.errors import RateLimited
 from agent.web.middleware.identity import request_identity

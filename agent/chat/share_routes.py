@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agent.access.identity import Identity
-from agent.core.audit import identity_fields
-from agent.core.audit_records import OPENED_EVENT, SHARED_EVENT, find_call
+from agent.audit.reader import OPENED_EVENT, SHARED_EVENT, find_call
+from agent.audit.writer import identity_fields
 from agent.errors import AuditUnavailable
 from agent.web.middleware.identity import request_identity
 

@@ -9,7 +9,7 @@ It holds nothing that grants anything: no chat token, no API key, no form; its i
 unguessable name, not a key.
 
 Who may open it: the person who shared it, and anyone who may see the audit record of
-every call in it (agent.core.audit_records.may_see: an auditor, the person who
+every call in it (agent.audit.reader.may_see: an auditor, the person who
 approved them all). A turn that ran no command opens for its author and auditors only.
 The same rule answers the replay links inside it.
 
@@ -33,7 +33,7 @@ from typing import Any
 
 from agent.access.identity import Identity
 from agent.access.policy import Policy
-from agent.core.audit_records import may_see
+from agent.audit.reader import may_see
 
 from .cards import FanoutRow, ToolCard
 from .history import DisplayItem, Turn

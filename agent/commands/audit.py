@@ -1,5 +1,5 @@
 """`tailnet-agent audit`: the audit log, one line (or one JSON object) per call;
-`tailnet-agent audit verify`: its hash chain checked (agent.core.audit_verify); `tailnet-agent
+`tailnet-agent audit verify`: its hash chain checked (agent.audit.verify); `tailnet-agent
 audit show CALL_ID`: one call's record and its recorded output (`--cast FILE`: the recording).
 """
 
@@ -9,10 +9,10 @@ import json
 import sys
 from pathlib import Path
 
-from agent.core import casts
-from agent.core.audit_chain import load_public_key
-from agent.core.audit_records import AuditFilter, find_call, parse_since, show
-from agent.core.audit_verify import Unreadable, verify
+from agent.audit import casts
+from agent.audit.chain import load_public_key
+from agent.audit.reader import AuditFilter, find_call, parse_since, show
+from agent.audit.verify import Unreadable, verify
 from agent.settings import Settings
 
 

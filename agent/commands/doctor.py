@@ -17,11 +17,11 @@ import ssl
 from collections.abc import Mapping
 
 from agent.access.policy import load_policy
-from agent.core.audit import AuditLog
-from agent.core.audit_chain import Signer
-from agent.core.audit_records import log_files, removals
-from agent.core.audit_ship import read_cursor
-from agent.core.audit_syslog import Sink
+from agent.audit.chain import Signer
+from agent.audit.reader import log_files, removals
+from agent.audit.ship import read_cursor
+from agent.audit.syslog import Sink
+from agent.audit.writer import AuditLog
 from agent.errors import ConfigError
 from agent.hosts.inventory import HostConfig
 from agent.settings import Settings

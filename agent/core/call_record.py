@@ -4,7 +4,7 @@
 was confirmed and the fan-out it belongs to; `CallEnd` from the outcome. `Refusal` is
 what recording a call refused before it could be executed tells its front end. Each turns into
 the fields of its JSON line in one place (`fields`), so the log's format lives here and
-agent.core.audit_records reads it back. The records hold no secret the service did not
+agent.audit.reader reads it back. The records hold no secret the service did not
 already redact (AgentService scrubs the fields before they reach the log).
 """
 
@@ -15,12 +15,12 @@ from typing import Any
 
 from agent.access.identity import Identity
 from agent.access.policy import Decision
+from agent.audit.recorder import CastRef
 from agent.errors import RateLimited
 from agent.output.results import CommandResult
 
 from .consent import Consent
 from .prepare import Preparation, PreparedCall
-from .recorder import CastRef
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class CallEnd:
     error: str | None = None  # why it did not run (or failed), as the caller was told
     result: CommandResult | None = None  # what ran
     stdout_head: str = ""  # the start of what the caller was shown, redacted
-    cast: CastRef | None = None  # the recording of its output (agent/core/recorder.py)
+    cast: CastRef | None = None  # the recording of its output (agent/audit/recorder.py)
 
     def fields(self) -> dict[str, Any]:
         """The end record's fields after time, event, call and identity."""

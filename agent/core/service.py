@@ -20,6 +20,13 @@ from typing import Any, Protocol
 
 from agent.access.identity import Identity, IdentityTokens
 from agent.access.policy import Decision, Policy, load_policy
+from agent.audit.casts import CastStore
+from agent.audit.chain import Signer
+from agent.audit.recorder import Recording
+from agent.audit.shape import summary
+from agent.audit.ship import Shipper
+from agent.audit.syslog import Sink
+from agent.audit.writer import AuditLog
 from agent.errors import (
     AuditUnavailable,
     CallRefused,
@@ -45,19 +52,12 @@ from whitelist.render import path_refusal
 
 from . import fanout as fan_out
 from .approvals import Approvals, PendingApprovals
-from .audit import AuditLog
-from .audit_chain import Signer
-from .audit_shape import summary
-from .audit_ship import Shipper
-from .audit_syslog import Sink
 from .call_record import CallEnd, CallStart, FanoutPart, Refusal
-from .casts import CastStore
 from .consent import Confirm, Consent, Consents
 from .elevation import check_elevation
 from .limits import HostGate, RateLimiter, fanout_cost
 from .metrics import UNKNOWN, NullRecorder, Recorder, refusal_reason
 from .prepare import Preparation, Unprepared, unchanged
-from .recorder import Recording
 from .strategy import StrategyRequest
 from .visibility import CallerView
 

@@ -22,7 +22,7 @@ from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.mcpserver.resources import FunctionResource
 
 from agent.access.identity import Identity
-from agent.core.audit_records import recent_calls
+from agent.audit.reader import recent_calls
 from agent.core.service import AgentService
 from agent.errors import ConfigError
 from agent.hosts.query import DEFAULT_LIMIT, HostQuery

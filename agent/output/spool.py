@@ -8,7 +8,7 @@ bytes are written, so that no reader has to repeat them:
 
 - Secrets are replaced on the way in (agent/output/redact.py, one `StreamRedactor` per
   stream): a spool, and so every view of it, only ever holds redacted bytes. A command
-  with `redact: false` is spooled as it came. The call's recording (agent/core/recorder.py)
+  with `redact: false` is spooled as it came. The call's recording (agent/audit/recorder.py)
   is handed the redacted bytes where the redactor releases them, whatever `redact`
   says: the recording is part of the audit trail, which is always redacted.
 - Disk is bounded by one `DiskBudget` (TAILNET_AGENT_OUTPUT_DISK) shared by every spool,

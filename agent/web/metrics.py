@@ -32,7 +32,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent import __version__
-from agent.core.audit_ship import ShipStatus
+from agent.audit.ship import ShipStatus
 from agent.core.metrics import REFUSAL_REASONS
 from agent.core.service import AgentService
 
@@ -125,7 +125,7 @@ class _Present(Collector):
 
 
 def _shipping_metrics(status: ShipStatus) -> Iterable[Metric]:
-    """The audit log's shipping to the syslog receiver (agent/core/audit_ship.py)."""
+    """The audit log's shipping to the syslog receiver (agent/audit/ship.py)."""
     yield GaugeMetricFamily("tailnet_agent_audit_receiver_up",
                             "1 while the syslog receiver of the audit log is connected.",
                             value=1 if status.connected else 0)

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.access.identity import Identity
-from agent.core.audit import AuditLog
-from agent.core.audit_ship import Shipper
-from agent.core.audit_syslog import Sink
-from agent.core.audit_verify import verify
+from agent.audit.ship import Shipper
+from agent.audit.syslog import Sink
+from agent.audit.verify import verify
+from agent.audit.writer import AuditLog
 from tests.bench.bench_stats import Row
 from tests.support.rsyslog import Rsyslog
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from agent.access.identity import local_user_identity
 from agent.app import build_service
-from agent.core.casts import output
+from agent.audit.casts import output
 from agent.settings import load_settings
 from tests.bench.bench_stats import Row
 from tests.support.sshd import Sshd

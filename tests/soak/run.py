@@ -36,7 +36,7 @@ import anyio
 from mcp import Client
 from mcp.types import ElicitResult
 
-from agent.core.audit_records import read_records
+from agent.audit.reader import read_records
 from tests.bench.bench_servers import ServerProcess, agent_env, rss_mib, start_agent
 from tests.bench.bench_tailnet import tailnet_topology
 from tests.soak.faults import Faults, Tally, classify, remote_left

@@ -24,7 +24,7 @@ import anyio
 import asyncssh
 
 from agent.access.identity import Identity
-from agent.core.audit_records import read_records
+from agent.audit.reader import read_records
 from agent.core.service import AgentService
 from agent.core.strategy import StrategyRequest
 from agent.mcp.cancel import settled

@@ -1,4 +1,4 @@
-"""Audit records shipped to a real rsyslog as calls run on a real sshd (agent/core/audit_ship.py).
+"""Audit records shipped to a real rsyslog as calls run on a real sshd (agent/audit/ship.py).
 
 A receiver that is down never slows a call or loses a record: the local file is written
 first, the sender catches up from it when the receiver is back, and what the backlog bound
@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from agent.access.identity import Identity
+from agent.audit.chain import line_hash, record_line
+from agent.audit.reader import AuditFilter, log_files, show
+from agent.audit.ship import ShipStatus
+from agent.audit.verify import verify
+from agent.audit.writer import NOT_SHIPPED_EVENT
 from agent.commands.audit import run_verify
 from agent.commands.doctor import run_doctor
-from agent.core.audit import NOT_SHIPPED_EVENT
-from agent.core.audit_chain import line_hash, record_line
-from agent.core.audit_records import AuditFilter, log_files, show
-from agent.core.audit_ship import ShipStatus
-from agent.core.audit_verify import verify
 from agent.core.service import AgentService
 from agent.web.metrics import AgentMetrics
 from tests.support.rsyslog import Received, Rsyslog, make_certificates, rsyslog  # noqa: F401

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agent.core.audit_records import read_calls
+from agent.audit.reader import read_calls
 from tests.e2e.chat.conftest import EXTRA_CATALOG, ChatFactory
 from tests.e2e.chat.helpers import TIMEOUT, card, check_state
 

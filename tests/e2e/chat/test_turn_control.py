@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
+from agent.audit.reader import read_calls
 from agent.chat import ChatOptions
 from agent.chat.agent_loop import LoopOptions
 from agent.chat.routes import MAX_STREAMS
-from agent.core.audit_records import read_calls
 from agent.hosts.inventory import HostConfig
 from agent.web.connections import ConnectionLimits
 from tests.support.agents import RunningAgent, running_agent, settings_for

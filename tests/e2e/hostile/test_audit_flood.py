@@ -7,9 +7,9 @@ from collections import Counter
 from pathlib import Path
 
 from agent.access.identity import local_user_identity
-from agent.core.audit import LIMITED_WINDOW
-from agent.core.audit_records import read_calls, read_records
-from agent.core.audit_shape import MAX_RECORD_BYTES
+from agent.audit.reader import read_calls, read_records
+from agent.audit.shape import MAX_RECORD_BYTES
+from agent.audit.writer import LIMITED_WINDOW
 from agent.hosts.inventory import HostConfig
 from tests.support.agents import running_agent, settings_for
 from tests.support.peers import (

@@ -14,7 +14,7 @@ import pytest
 from mcp import Client
 from mcp.types import ElicitResult
 
-from agent.core.audit_records import read_calls
+from agent.audit.reader import read_calls
 from agent.hosts.inventory import HostConfig
 from tests.support.agents import RunningAgent, agent_with_catalog
 

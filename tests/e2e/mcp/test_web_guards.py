@@ -15,7 +15,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from agent.access.identity import local_user_identity
-from agent.core.audit_records import read_calls
+from agent.audit.reader import read_calls
 from agent.hosts.inventory import HostConfig
 from tests.support.agents import running_agent, settings_for
 

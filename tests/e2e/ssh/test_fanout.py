@@ -16,7 +16,7 @@ import pytest
 
 from agent.access.identity import Identity
 from agent.app import build_service
-from agent.core.audit_records import read_records
+from agent.audit.reader import read_records
 from agent.core.fanout import FanoutResult
 from agent.core.service import AgentService
 from agent.core.strategy import StrategyRequest

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from agent.access.identity import Identity
+from agent.audit.casts import REMOVED_EVENT, output
+from agent.audit.reader import read_calls, read_records
 from agent.cli import main
-from agent.core.audit_records import read_calls, read_records
-from agent.core.casts import REMOVED_EVENT, output
 from agent.core.service import AgentService
 from tests.e2e.ssh.conftest import ServiceMaker
 from tests.support.secrets_planted import AWS_KEY_ID

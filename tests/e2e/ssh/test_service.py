@@ -12,7 +12,7 @@ import pytest
 
 from agent.access.identity import Identity
 from agent.access.policy import DENY_RULE, TAGGED_RULE, PolicyDenied
-from agent.core.audit_records import read_calls, read_records
+from agent.audit.reader import read_calls, read_records
 from agent.errors import AuditUnavailable, LimitExceeded
 from tests.support.services import ServiceFactory
 from whitelist import ParameterError, UnknownCommandError

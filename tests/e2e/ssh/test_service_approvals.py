@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from agent.access.identity import Identity
+from agent.audit.reader import read_calls
 from agent.core.approvals import MAX_PENDING_PER_CALLER
-from agent.core.audit_records import read_calls
 from agent.errors import LimitExceeded
 from tests.support.services import ServiceFactory
 from tests.support.waiting import eventually

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from agent.access.identity import Identity
+from agent.audit.reader import recent_calls
+from agent.audit.writer import AuditLog
 from agent.cli import main
-from agent.core.audit import AuditLog
-from agent.core.audit_records import recent_calls
 
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
 BOB = Identity(login="bob@example.com", node="phone.tailnet.test")
@@ -84,7 +84,7 @@ def test_audit_says_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_audit_show_prints_a_call_and_says_why_it_has_no_recording(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from agent.core.casts import CastStore
+    from agent.audit.casts import CastStore
 
     path = tmp_path / "audit.jsonl"
     write_log(path)

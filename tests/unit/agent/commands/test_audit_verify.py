@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from agent.access.identity import Identity
+from agent.audit.chain import Link, chained, line_hash, record_line
+from agent.audit.writer import AuditLog
 from agent.cli import main
-from agent.core.audit import AuditLog
-from agent.core.audit_chain import Link, chained, line_hash, record_line
 
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
 
@@ -220,7 +220,7 @@ def test_the_current_file_cut_while_the_agent_runs_is_found_by_its_next_record(
     content = lines(path)
     put(path, content[:-3])  # whole lines: nothing shows until the agent writes again
     assert verify(capsys, path)[0] == 0
-    with caplog.at_level(logging.ERROR, logger="agent.core.audit"):
+    with caplog.at_level(logging.ERROR, logger="agent.audit.writer"):
         log.start("next", ALICE, command="uptime")
     assert "was cut short or changed since this agent wrote its record seq 100" in caplog.text
     status, out = verify(capsys, path)
@@ -252,7 +252,7 @@ def test_files_the_budget_removed_are_reported_as_such(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "audit.jsonl"
-    with caplog.at_level(logging.ERROR, logger="agent.core.audit"):  # the removal warnings
+    with caplog.at_level(logging.ERROR, logger="agent.audit.writer"):  # the removal warnings
         write_log(path, 600, budget=100_000)
     status, out = verify(capsys, path)
     assert status == 0, out

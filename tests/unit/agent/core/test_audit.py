@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from agent.access.identity import Identity
-from agent.core.audit import LIMITED_WINDOW, REMOVED_EVENT, AuditLog
-from agent.core.audit_records import AuditFilter, read_calls, removals, show
-from agent.core.audit_shape import MAX_RECORD_BYTES, canonical
+from agent.audit.reader import AuditFilter, read_calls, removals, show
+from agent.audit.shape import MAX_RECORD_BYTES, canonical
+from agent.audit.writer import LIMITED_WINDOW, REMOVED_EVENT, AuditLog
 from tests.support.strict_json import strict
 
 MALLORY = Identity(login=None, node="mallory", tags=("tag:mallory",))
@@ -72,7 +72,7 @@ def test_rotation_keeps_files_within_the_budget_and_says_what_it_removed(
 ) -> None:
     path = tmp_path / "audit.jsonl"
     log = AuditLog(path, max_bytes=20_000, budget=100_000)
-    with caplog.at_level(logging.WARNING, logger="agent.core.audit"):
+    with caplog.at_level(logging.WARNING, logger="agent.audit.writer"):
         for n in range(3000):
             log.start(f"call{n}", MALLORY, command="uptime", parameters={"n": n})
     files = list(tmp_path.iterdir())

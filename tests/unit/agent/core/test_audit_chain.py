@@ -16,10 +16,7 @@ import pytest
 
 from agent.access.identity import Identity
 from agent.app import build_service
-from agent.cli import main
-from agent.commands.doctor import run_doctor
-from agent.core.audit import AuditLog
-from agent.core.audit_chain import (
+from agent.audit.chain import (
     GENESIS,
     SEAL_EVENT,
     Signer,
@@ -27,8 +24,11 @@ from agent.core.audit_chain import (
     load_public_key,
     record_line,
 )
-from agent.core.audit_records import log_files, read_calls
-from agent.core.audit_verify import verify
+from agent.audit.reader import log_files, read_calls
+from agent.audit.verify import verify
+from agent.audit.writer import AuditLog
+from agent.cli import main
+from agent.commands.doctor import run_doctor
 from agent.errors import ConfigError
 from agent.settings import load_settings
 from tests.support.components import require_executable

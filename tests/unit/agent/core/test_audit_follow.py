@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from agent.access.identity import Identity
-from agent.core.audit import AuditLog
-from agent.core.audit_chain import line_hash
-from agent.core.audit_follow import LogReader
+from agent.audit.chain import line_hash
+from agent.audit.follow import LogReader
+from agent.audit.writer import AuditLog
 
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
 

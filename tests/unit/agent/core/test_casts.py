@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.core.audit import AuditLog
-from agent.core.audit_verify import verify
-from agent.core.casts import REMOVED_EVENT, CastChanged, CastMissing, CastStore, load, output
+from agent.audit.casts import REMOVED_EVENT, CastChanged, CastMissing, CastStore, load, output
+from agent.audit.verify import verify
+from agent.audit.writer import AuditLog
 from agent.errors import AuditUnavailable
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import mcp
 import pytest
 
-from agent.core.audit_records import read_records
+from agent.audit.reader import read_records
 from agent.core.fanout import FanoutResult
 from agent.core.fanout_view import size
 from agent.core.hostlist import expand

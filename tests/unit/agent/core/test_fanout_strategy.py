@@ -15,7 +15,7 @@ import mcp
 import pytest
 from mcp.types import ElicitResult
 
-from agent.core.audit_records import read_records
+from agent.audit.reader import read_records
 from agent.core.service import AgentService
 from agent.core.strategy import Strategy, StrategyRequest
 from agent.errors import ConfigError

@@ -7,8 +7,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from agent.core.casts import output
-from agent.core.recorder import CUT_PREFIX, Recording
+from agent.audit.casts import output
+from agent.audit.recorder import CUT_PREFIX, Recording
 from agent.output.spool import DiskBudget
 
 

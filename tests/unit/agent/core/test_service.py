@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from agent.access.identity import Identity
-from agent.core.audit_records import read_calls
+from agent.audit.reader import read_calls
 from agent.core.service import AgentService
 from agent.errors import NotConfirmed
 from agent.hosts.registry import Presence

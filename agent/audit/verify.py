@@ -2,7 +2,7 @@
 
 The files are read oldest first (audit.jsonl.N ... audit.jsonl.1, audit.jsonl) as one
 stream of lines. Each line must be a record in canonical form whose `prev` is the hash of
-the line before and whose `seq` is one more (agent.core.audit_chain). Where that fails,
+the line before and whose `seq` is one more (agent.audit.chain). Where that fails,
 the line before, the line itself and the line after tell what happened, and the finding
 names it: a record **edited** (the next record holds another hash for it), records
 **removed** (`seq` jumps; at a file's start: the end of the file before was cut, or a file
@@ -41,11 +41,11 @@ from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .audit_chain import GENESIS, PREV, SEAL_EVENT, SEQ, Link, is_chained, line_hash, seal_problem
-from .audit_records import log_files, removals_at_top
-from .audit_shape import canonical
 from .casts import REMOVED_EVENT as CAST_REMOVED
 from .casts import cast_path, valid_id
+from .chain import GENESIS, PREV, SEAL_EVENT, SEQ, Link, is_chained, line_hash, seal_problem
+from .reader import log_files, removals_at_top
+from .shape import canonical
 
 
 class Unreadable(Exception):

@@ -1,4 +1,4 @@
-"""The recordings on disk: one asciinema cast per call that ran (agent/core/recorder.py),
+"""The recordings on disk: one asciinema cast per call that ran (agent/audit/recorder.py),
 bounded in total, and read back for `tailnet-agent audit show` and the replay page.
 
 Where: TAILNET_AGENT_RECORDINGS, by default `casts/` beside the audit log (so

@@ -14,7 +14,7 @@ value can break a line for any reader.
 
 `canonical` is the one canonical JSON of the project: keys sorted, no spaces, ASCII only.
 A record's line is its canonical JSON, so the hash of the line as written and the hash of
-the record parsed back and written again are the same (agent.core.audit_chain links each
+the record parsed back and written again are the same (agent.audit.chain links each
 record to the previous one by that hash).
 """
 

@@ -1,7 +1,7 @@
 """Audit records shipped off the machine as they are written: syslog over TCP or TLS.
 
 Each record goes to the operator's syslog receiver as one RFC 5424 message over TCP or
-TLS (agent.core.audit_syslog). Every syslog server speaks this (rsyslog's imtcp,
+TLS (agent.audit.syslog). Every syslog server speaks this (rsyslog's imtcp,
 syslog-ng, and the log systems that accept syslog), and the tests run it against a real
 rsyslog; OTLP would need an OpenTelemetry collector, which these machines do not have to
 test against.
@@ -41,10 +41,10 @@ from typing import IO, Any
 
 from agent.errors import AuditUnavailable
 
-from .audit import NOT_SHIPPED_EVENT, AuditLog, timestamp
-from .audit_chain import START, Link
-from .audit_follow import LogReader
-from .audit_syslog import SEND_TIMEOUT, Sink, closed, frame, syslog_hostname, unacknowledged
+from .chain import START, Link
+from .follow import LogReader
+from .syslog import SEND_TIMEOUT, Sink, closed, frame, syslog_hostname, unacknowledged
+from .writer import NOT_SHIPPED_EVENT, AuditLog, timestamp
 
 log = logging.getLogger(__name__)
 

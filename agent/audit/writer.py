@@ -10,7 +10,7 @@ one start, one end. A crash between the two leaves a start without an end, which
 
 Lines are appended with one `write` on an O_APPEND descriptor, so concurrent
 writers (threads or processes) never interleave within a line. Each record is one
-bounded, strict-JSON, ASCII line (agent.core.audit_shape). Known secret values (API
+bounded, strict-JSON, ASCII line (agent.audit.shape). Known secret values (API
 key, key passphrases) are replaced before writing.
 
 Rotation never drops history silently. The file rotates by size (`audit.jsonl` ->
@@ -23,7 +23,7 @@ A caller over its rate limit cannot fill the budget with refusals either: the fi
 such refusal in each LIMITED_WINDOW seconds is recorded as a call (start and end),
 the others of that window are counted in one `limited` record.
 
-Every record is linked to the one before it (`seq` and `prev`, agent.core.audit_chain),
+Every record is linked to the one before it (`seq` and `prev`, agent.audit.chain),
 across rotations and restarts; the removal record names the removed file's last `seq`
 and hash, and with a signing key each file's end is sealed at rotation and at shutdown.
 The writer keeps the chain's end in memory and checks it against the file before each
@@ -31,7 +31,7 @@ append (under a lock on the log's directory, so several processes may share the 
 another agent's records are followed, but a log cut short or changed under it is not
 followed: the next record links to the last one this writer wrote, so `tailnet-agent
 audit verify` shows the gap where it happened.
-Reading the log back (`tailnet-agent audit`) is agent.core.audit_records.
+Reading the log back (`tailnet-agent audit`) is agent.audit.reader.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from typing import Any
 from agent.access.identity import Identity
 from agent.errors import AuditUnavailable
 
-from .audit_chain import (
+from .chain import (
     SEAL_EVENT,
     SEQ,
     START,
@@ -66,7 +66,7 @@ from .audit_chain import (
     parse_chained,
     record_line,
 )
-from .audit_shape import shape
+from .shape import shape
 
 log = logging.getLogger(__name__)
 

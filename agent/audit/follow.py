@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-from .audit_chain import SEQ, START, Link, line_hash, parse_chained
-from .audit_records import log_files
+from .chain import SEQ, START, Link, line_hash, parse_chained
+from .reader import log_files
 
 
 class LogReader:

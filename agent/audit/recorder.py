@@ -18,7 +18,7 @@ The file, as written here:
   (bytes that are not UTF-8 become U+FFFD, as asciinema's own recorder does), and each
   `\\n` is written `\\r\\n`, as a terminal's line discipline (onlcr) shows it: the
   command had no terminal, and without the carriage return a player draws a staircase.
-  Reading `\\r\\n` back as `\\n` gives the output as it came (agent.core.casts does).
+  Reading `\\r\\n` back as `\\n` gives the output as it came (agent.audit.casts does).
 - stderr is output too ("o"), interleaved with stdout as it arrived, the way a terminal
   shows both; a marker event `[t, "m", "stderr"]` opens each run of stderr and
   `[t, "m", "stdout"]` the next run of stdout (markers are asciicast's own navigation

@@ -2,13 +2,13 @@
 
 Every record carries `seq` (1 for the first record of a log, then +1 per record, across
 rotations and restarts) and `prev`, the SHA-256 (hex) of the previous record's line. A
-line is the record's canonical JSON (agent.core.audit_shape.canonical: keys sorted, no
+line is the record's canonical JSON (agent.audit.shape.canonical: keys sorted, no
 spaces, ASCII), so `prev` is equally the hash of the line as written (without its newline)
 and of the record parsed back and written canonically again. The first record of a new
 log has `prev` GENESIS; the first record of a file after a rotation has the hash of the
 last line of the file before, so files chain too. A record that removes a file for the
 budget names the removed file's last `seq` and hash, where the chain of the files that
-remain starts (agent.core.audit_verify).
+remain starts (agent.audit.verify).
 
 A chain alone proves order and completeness only to someone who cannot write it again from
 the point they changed: anyone who can write the log can recompute every hash after an
@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from agent.errors import ConfigError
 
-from .audit_shape import canonical
+from .shape import canonical
 
 GENESIS = "0" * 64  # `prev` of the first record of a new log
 SEAL_EVENT = "seal"

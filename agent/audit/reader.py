@@ -22,8 +22,8 @@ from agent.access.identity import Identity
 from agent.access.policy import Policy
 
 from . import casts
-from .audit import LIMITED_EVENT, NOT_SHIPPED_EVENT, REMOVED_EVENT
-from .audit_chain import PREV, SEQ
+from .chain import PREV, SEQ
+from .writer import LIMITED_EVENT, NOT_SHIPPED_EVENT, REMOVED_EVENT
 
 log = logging.getLogger(__name__)
 
