@@ -3,7 +3,7 @@ confirmation box names (the host, or the hosts a fan-out asks about, compacted, 
 many and the strategy it runs by; the user it runs as, the exact command line) and
 whether it asks the person at all.
 
-The preparation is the service's (agent.core.prepare, agent.core.fanout), from the tool
+The preparation is the service's (agent.core.prepare, agent.core.fanout_run), from the tool
 call's own arguments, so it is the one the MCP tool's resolvers make again when the call
 arrives; the chat accepts that call's elicitation only if it asks exactly the question
 this preparation asks (agent.chat.agent_loop).
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.access.identity import Identity
-from agent.core.fanout import FanoutPlan
+from agent.core.fanout_run import FanoutPlan
 from agent.core.prepare import PreparedCall, Unprepared
 from agent.core.service import AgentService
-from agent.core.strategy import StrategyRequest
+from agent.fanout.strategy import StrategyRequest
 from agent.mcp.confirm import selector_list
 
 # Tools that run a catalog command named by their `command` argument: a destructive one

@@ -39,6 +39,7 @@ from agent.errors import (
     PolicyDenied,
     RateLimited,
 )
+from agent.fanout.strategy import StrategyRequest
 from agent.hosts.registry import HostRegistry, offline_message
 from agent.output.live import LiveOutput
 from agent.output.parsing import parse_result
@@ -50,7 +51,7 @@ from agent.settings import Settings
 from whitelist import Catalog, Command, WhitelistError
 from whitelist.render import path_refusal
 
-from . import fanout as fan_out
+from . import fanout_run as fan_out
 from .approvals import Approvals, PendingApprovals
 from .call_record import CallEnd, CallStart, FanoutPart, Refusal
 from .consent import Confirm, Consent, Consents
@@ -58,7 +59,6 @@ from .elevation import check_elevation
 from .limits import HostGate, RateLimiter, fanout_cost
 from .metrics import UNKNOWN, NullRecorder, Recorder, refusal_reason
 from .prepare import Preparation, Unprepared, unchanged
-from .strategy import StrategyRequest
 from .visibility import CallerView
 
 log = logging.getLogger("tailnet_agent.calls")

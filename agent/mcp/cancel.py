@@ -5,7 +5,7 @@ at 2025-11-25, when the client closes the response stream at 2026-07-28, and so 
 chat's stop button, which calls through an in-process client), and a cancelled scope
 cancels its task again on every await until the task leaves it. The service, though,
 stops what a cancelled call started before the call ends: the remote command, its slot,
-then its audit end record (agent.ssh.giveup, agent.core.fanout). Taking every repeated
+then its audit end record (agent.ssh.giveup, agent.core.fanout_run). Taking every repeated
 cancel on the way would turn that wait into a busy loop. So the service call runs as a
 task of its own: the handler's cancel cancels it once, and the handler waits for it in a
 shielded scope (anyio's own tool for cleanup that must finish) before it ends.

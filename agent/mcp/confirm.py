@@ -23,10 +23,10 @@ from mcp.server.elicitation import (
 )
 from mcp.server.mcpserver import Context, Elicit, Resolve
 
-from agent.core.fanout import FanoutPlan
+from agent.core.fanout_run import FanoutPlan
 from agent.core.prepare import Preparation, PreparedCall
-from agent.core.strategy import StrategyRequest
 from agent.errors import NotConfirmed
+from agent.fanout.strategy import StrategyRequest
 
 from .context import caller, service_of
 from .models import Confirm, confirm_for
@@ -100,7 +100,7 @@ async def fanout_plan(
     max_failures: int | None = None,
 ) -> FanoutPlan:
     """Resolver for run_on_hosts: every host's call, prepared once, the strategy it runs
-    by and its filter, checked (agent.core.fanout)."""
+    by and its filter, checked (agent.core.fanout_run)."""
     service = service_of(ctx)
     return service.plan_fanout(command, parameters or {}, selector_list(hosts),
                                caller(service, ctx),

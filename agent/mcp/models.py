@@ -9,8 +9,8 @@ from typing import Any
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, Field, create_model
 
-from agent.core.fanout import FanoutResult
-from agent.core.fanout_view import compact_json
+from agent.core.fanout_run import FanoutResult
+from agent.fanout.view import compact_json
 from agent.hosts.query import HostPage, HostQuery, page_note
 from agent.hosts.registry import HostView
 from agent.output.results import CommandResult
@@ -303,7 +303,7 @@ def compact_call_result(data: dict[str, Any]) -> CallToolResult:
 
 def fanout_call_result(result: FanoutResult) -> CallToolResult:
     """run_on_hosts' answer (FanoutToolResult), within the budget the result was presented
-    with (agent.core.fanout_view measures exactly this JSON)."""
+    with (agent.fanout.view measures exactly this JSON)."""
     return compact_call_result(result.to_dict())
 
 

@@ -21,10 +21,10 @@ from pydantic import Field
 
 from agent import __version__
 from agent.access.identity import Identity
-from agent.core.fanout import FanoutPlan
+from agent.core.fanout_run import FanoutPlan
 from agent.core.prepare import Preparation, PreparedCall
-from agent.core.row_filter import MAX_LENGTH
 from agent.core.service import AgentService
+from agent.fanout.row_filter import MAX_LENGTH
 from agent.hosts.query import DEFAULT_LIMIT, MAX_LIMIT, MAX_PATTERN, HostQuery
 from agent.output.store import MAX_PAGE
 from whitelist.errors import shown

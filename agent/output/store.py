@@ -7,7 +7,7 @@ of that output by byte offset. Neither redacts: the spools hold output redacted 
 arrived, so any piece of them, at any offset and of any size, shows only that.
 
 A fan-out that shows less than it ran keeps one document the same way
-(`keep_document`, agent.core.fanout_view): its lines carry names, and `handle/<name>`
+(`keep_document`, agent.fanout.view): its lines carry names, and `handle/<name>`
 reads the line of that name alone (a host, or a group of hosts).
 
 Handles belong to the identity that ran the command (another caller's handle is "not

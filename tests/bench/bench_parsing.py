@@ -1,6 +1,6 @@
 """Output as data: what parsing and filtering cost the agent per host. Every host of a
 fan-out of a parsed command has its stdout parsed by jc (agent/output/parsing.py), and with a
-filter each row is evaluated (agent/core/row_filter.py). Timed in CPU time of this process
+filter each row is evaluated (agent/fanout/row_filter.py). Timed in CPU time of this process
 (the work done, whatever else the machine runs), on the outputs the scale benchmark's hosts
 print (`df -hP`, 6 file systems) and on `ps` with 200 processes, with jc's size
 conversion cached (what the agent does) and as jc ships it.
@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import jc.utils
 
-from agent.core.row_filter import FilterTally, compile_filter
+from agent.fanout.row_filter import FilterTally, compile_filter
 from agent.output.parsing import parse_text
 from tests.bench.bench_stats import Row
 from tests.bench.scale_hosts import DF_COMMON, DF_HEADER, DF_ROOT

@@ -26,7 +26,7 @@ import asyncssh
 from agent.access.identity import Identity
 from agent.audit.reader import read_records
 from agent.core.service import AgentService
-from agent.core.strategy import StrategyRequest
+from agent.fanout.strategy import StrategyRequest
 from agent.mcp.cancel import settled
 from agent.ssh import giveup
 from agent.ssh import pool as pool_module

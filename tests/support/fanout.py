@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.core.hostlist import expand
+from agent.fanout.hostlist import expand
 
 
 def outcomes_by_host(data: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -18,7 +18,7 @@ import pytest
 from mcp import Client
 
 from agent.access.identity import local_user_identity
-from agent.core.hostlist import expand
+from agent.fanout.hostlist import expand
 from agent.hosts.inventory import HostConfig
 from tests.bench.scale_hosts import LoopbackFleet
 from tests.support.agents import RunningAgent, agent_with_catalog, running_agent, settings_for

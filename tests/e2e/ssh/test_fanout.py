@@ -17,10 +17,10 @@ import pytest
 from agent.access.identity import Identity
 from agent.app import build_service
 from agent.audit.reader import read_records
-from agent.core.fanout import FanoutResult
+from agent.core.fanout_run import FanoutResult
 from agent.core.service import AgentService
-from agent.core.strategy import StrategyRequest
 from agent.errors import ConfigError, RateLimited, UnknownHost
+from agent.fanout.strategy import StrategyRequest
 from agent.settings import load_settings
 from tests.support.cancels import (
     busy_slots,

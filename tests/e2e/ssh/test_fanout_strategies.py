@@ -17,9 +17,9 @@ import pytest
 
 from agent.access.identity import Identity
 from agent.app import build_service
-from agent.core.hostlist import expand
 from agent.core.service import AgentService
-from agent.core.strategy import StrategyRequest
+from agent.fanout.hostlist import expand
+from agent.fanout.strategy import StrategyRequest
 from agent.settings import load_settings
 from tests.bench.scale_hosts import LoopbackFleet
 from tests.support.sshd import login_writable

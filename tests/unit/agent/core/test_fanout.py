@@ -9,7 +9,7 @@ import asyncio
 import anyio
 import pytest
 
-from agent.core.fanout import together
+from agent.core.fanout_run import together
 from agent.errors import HostError
 
 

@@ -16,11 +16,11 @@ import mcp
 import pytest
 
 from agent.audit.reader import read_records
-from agent.core.fanout import FanoutResult
-from agent.core.fanout_view import size
-from agent.core.hostlist import expand
+from agent.core.fanout_run import FanoutResult
 from agent.core.service import AgentService
 from agent.errors import RateLimited
+from agent.fanout.hostlist import expand
+from agent.fanout.view import size
 from agent.hosts.registry import Presence
 from agent.mcp.tools import build_mcp_server
 from agent.output.store import UnknownOutput

@@ -17,8 +17,8 @@ from mcp.types import ElicitResult
 
 from agent.audit.reader import read_records
 from agent.core.service import AgentService
-from agent.core.strategy import Strategy, StrategyRequest
 from agent.errors import ConfigError
+from agent.fanout.strategy import Strategy, StrategyRequest
 from agent.mcp.tools import build_mcp_server
 from tests.support.recording import ALICE, PATH, Answer, Person, fleet_service, ran
 

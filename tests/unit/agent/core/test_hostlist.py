@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from agent.core.hostlist import compact, compact_within, expand, shown
+from agent.fanout.hostlist import compact, compact_within, expand, shown
 
 
 @pytest.mark.parametrize(("names", "written"), [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.core.fanout import select_hosts
+from agent.core.fanout_run import select_hosts
 from agent.errors import ConfigError, NoHostConfigured, UnknownHost
 from agent.hosts.inventory import HostConfig
 from agent.hosts.registry import HostRegistry, HostView, Presence, offline_message

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from agent.access.identity import Identity
-from agent.core.fanout import plan
+from agent.core.fanout_run import plan
 from agent.core.prepare import PreparedCall, Unprepared
 from agent.core.service import AgentService
 from agent.errors import CallChanged, NotForHost, PolicyDenied, UnknownHost

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from agent.core import row_filter as module
-from agent.core.row_filter import (
+from agent.fanout import row_filter as module
+from agent.fanout.row_filter import (
     MAX_LENGTH,
     FilterError,
     FilterTally,

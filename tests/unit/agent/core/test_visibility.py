@@ -8,7 +8,7 @@ import pytest
 from agent.access.identity import Identity
 from agent.access.policy import parse_policy
 from agent.core.approvals import Approvals
-from agent.core.fanout import plan
+from agent.core.fanout_run import plan
 from agent.core.visibility import CallerView
 from agent.errors import UnknownHost
 from agent.hosts.inventory import HostConfig

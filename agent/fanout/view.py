@@ -1,8 +1,8 @@
 """What a caller is shown of a fan-out: grouped outcomes, within a byte budget, whatever
 the number of hosts; the rest behind one handle.
 
-The result lists the groups of hosts that ended the same way (agent.core.outcome_groups:
-largest first, each with its hosts in the compact notation of agent.core.hostlist and one
+The result lists the groups of hosts that ended the same way (agent.fanout.outcome_groups:
+largest first, each with its hosts in the compact notation of agent.fanout.hostlist and one
 copy of the output, its data, its notes and its first host's audit id, `audit_host`'s
 recording) and then the hosts on their own, with their own output, data, notes and audit
 id. A command's rows (`data`, agent.output.parsing; with a filter, the rows that matched)

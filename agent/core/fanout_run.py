@@ -5,18 +5,18 @@ and goes through `AgentService.execute`: the audit log gets its start and end re
 (all sharing the fan-out's id, with its strategy and the batch), the per-host limits
 apply, an offline host is answered at once. The caller's rate budget is charged once for
 the whole fan-out, before any host runs (AgentService.charge_fanout). Hosts run by the
-plan's strategy (agent.core.strategy: all at once, a canary first, or in rolling
+plan's strategy (agent.fanout.strategy: all at once, a canary first, or in rolling
 batches), at most `fanout_concurrency` at a time (a setting), and one host's failure
 never touches the others' calls: every host ends as ok, failed, offline, refused, or
 skipped when the strategy stopped before its batch (recorded as not run, with why).
 
 A destructive command is confirmed once for the whole fan-out: the plan's `question`
-names the hosts where the caller's yes is needed (compacted, agent.core.hostlist), the
+names the hosts where the caller's yes is needed (compacted, agent.fanout.hostlist), the
 strategy and the exact command line, and the answer goes with exactly those prepared
 calls. What a caller is shown of the outcome, grouped and within a byte budget, is
-agent.core.fanout_view's.
+agent.fanout.view's.
 
-A filter (agent.core.row_filter, on a command with a parser) is checked with the plan,
+A filter (agent.fanout.row_filter, on a command with a parser) is checked with the plan,
 before anything runs, and applied to each host as it ends: the hosts whose rows match
 are listed (with the rows that matched instead of their text), grouped like any others;
 those that do not match are only counted (`FilterSummary`); those the filter could not
@@ -41,15 +41,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent.access.identity import Identity
 from agent.errors import CallRefused, ConfigError, HostError, HostOffline, UnknownHost
+from agent.fanout import hostlist
+from agent.fanout import view as fanout_view
+from agent.fanout.host_outcome import STATUSES, HostOutcome, Status
+from agent.fanout.row_filter import FilterError, FilterTally, RowFilter, compile_filter
+from agent.fanout.strategy import Strategy, StrategyRequest
 from agent.output.store import new_handle
 from whitelist import WhitelistError
 
-from . import fanout_view, hostlist
 from .call_record import FanoutPart
-from .host_outcome import STATUSES, HostOutcome, Status
 from .prepare import Preparation, PreparedCall, Unprepared
-from .row_filter import FilterError, FilterTally, RowFilter, compile_filter
-from .strategy import Strategy, StrategyRequest
 
 if TYPE_CHECKING:
     from .consent import Confirm
@@ -239,7 +240,7 @@ def plan(service: CallerView, command_name: str, arguments: Mapping[str, object]
     filter, checked. What concerns the whole call is its `error`: a selection that names
     no host, an unknown command, arguments that do not validate (checked only where the
     policy lets the caller run the command, like a single call), a strategy that means
-    nothing, a filter that cannot be used on the command (agent/core/row_filter.py)."""
+    nothing, a filter that cannot be used on the command (agent/fanout/row_filter.py)."""
     request = FanoutPlan(identity, command_name, MappingProxyType(dict(arguments)),
                          tuple(selectors), filter_expression=filter_expression)
     try:

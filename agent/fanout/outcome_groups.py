@@ -9,7 +9,7 @@ compared again: it is parsed from the whole stdout the digest covers (agent.outp
 so equal digests give equal rows, and comparing the rows themselves would cost a host's
 whole parsed output in CPU. The verdict and the notes are compared whatever the digest:
 identical outputs can differ there (the filter's time budget for a fan-out can run out
-between two of them, agent.core.row_filter). The error message names the host ("cannot
+between two of them, agent.fanout.row_filter). The error message names the host ("cannot
 reach web-2: ..."), so it is compared with the host's name in it replaced by `<host>`;
 the output is data and is compared as it is. Groups of two hosts or more come largest
 first; every other host is on its own, what needs a look first (failed, refused,
