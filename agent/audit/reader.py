@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 # Records that are not part of a call: a removed log file, a count of rate-limited calls,
 # records not shipped to syslog, a removed recording, a chat turn shared and a share
-# opened (agent/chat/share_routes.py).
+# opened (agent/chat/routes/shares.py).
 SHARED_EVENT, OPENED_EVENT = "turn-shared", "share-opened"
 NOTE_EVENTS = (REMOVED_EVENT, LIMITED_EVENT, NOT_SHIPPED_EVENT, casts.REMOVED_EVENT,
                SHARED_EVENT, OPENED_EVENT)

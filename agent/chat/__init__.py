@@ -12,18 +12,18 @@ from mcp.server.mcpserver import MCPServer
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from agent.chat.routes.approvals import ApprovalsView
+from agent.chat.routes.conversation import Chat
+from agent.chat.routes.hosts import Hosts
+from agent.chat.routes.palette import Palette
+from agent.chat.routes.replay import ReplayView
+from agent.chat.routes.shares import ShareView
+from agent.chat.routes.starters import Starters
 from agent.core.service import AgentService
 
-from .approvals import ApprovalsView
-from .host_routes import Hosts
-from .palette_routes import Palette
-from .replay import ReplayView
-from .routes import Chat
-from .share_routes import ShareView
-from .starters import Starters
 from .state import ChatOptions, ChatState
 
-STATIC = Path(__file__).resolve().parent.parent / "static"
+STATIC = Path(__file__).resolve().parent / "static"
 
 __all__ = ["Chat", "ChatOptions", "chat_routes"]
 

@@ -8,7 +8,7 @@ no reason to embed them.
 Three changes to markdown-it's output, all for the page's strict CSP and small screens:
 table alignment becomes a class (markdown-it writes `style="text-align:..."`, which
 `style-src 'self'` blocks), a table sits in a box that scrolls sideways instead of
-squeezing its columns, and a code block gets a copy button (agent/static/chat.js).
+squeezing its columns, and a code block gets a copy button (agent/chat/static/chat.js).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import pytest
 from agent.audit.reader import read_calls
 from agent.chat import ChatOptions
 from agent.chat.agent_loop import LoopOptions
-from agent.chat.routes import MAX_STREAMS
+from agent.chat.routes.conversation import MAX_STREAMS
 from agent.hosts.inventory import HostConfig
 from agent.web.connections import ConnectionLimits
 from tests.support.agents import RunningAgent, running_agent, settings_for

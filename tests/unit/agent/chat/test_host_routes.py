@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent.chat import views
-from agent.chat.host_routes import panel
+from agent.chat.routes.hosts import panel
 from agent.hosts.registry import HostView
 
 HOSTS = [

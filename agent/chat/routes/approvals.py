@@ -28,11 +28,11 @@ from agent.audit.reader import recent_calls, two_person
 from agent.core.approvals import ApprovalRequest
 from agent.errors import CallRefused
 
-from . import views
-from .csrf import TOKEN_HEADER
+from .. import views
+from ..csrf import TOKEN_HEADER
+from ..responses import forbidden, html
+from ..state import ChatState, approve_minutes
 from .replay import replay_url
-from .responses import forbidden, html
-from .state import ChatState, approve_minutes
 
 
 def _shown(request: ApprovalRequest) -> dict[str, object]:

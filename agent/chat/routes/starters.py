@@ -15,10 +15,10 @@ from agent.errors import ConfigError
 from agent.mcp.runbooks import BY_NAME, render
 from whitelist.param_types import UNIT_PATTERN
 
-from . import views
-from .responses import forbidden, html
-from .routes import Chat
-from .state import ChatState
+from .. import views
+from ..responses import forbidden, html
+from ..state import ChatState
+from .conversation import Chat
 
 
 class Starters:

@@ -1,6 +1,6 @@
 // The replay page's player: plays a call's recording, an asciinema v2 cast written by
 // agent/audit/recorder.py, into a <pre>. Ours rather than asciinema-player (why: see
-// agent/chat/replay.py). What it understands is what commands run without a terminal
+// agent/chat/routes/replay.py). What it understands is what commands run without a terminal
 // print: text, \r and \b, tabs, colours and bold (SGR), erasing a line, cursor moves
 // along a line; other escape sequences are skipped. stderr (the cast's "stderr"/"stdout"
 // markers) shows in its own colour; a "cut: ..." marker is said under the output.

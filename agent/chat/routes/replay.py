@@ -9,7 +9,7 @@ audit_records.may_see: their own calls, the calls they approved as the second pe
 every call for an auditor); for anyone else the call does not exist, like an unknown
 one. Each request takes a token of the caller's rate, like a page of output.
 
-The player is ours (agent/static/replay.js, about 300 lines), not asciinema-player 3.x:
+The player is ours (agent/chat/static/replay.js, about 300 lines), not asciinema-player 3.x:
 that one compiles a WebAssembly terminal, which the page's Content-Security-Policy
 (`script-src 'self'`, no `'wasm-unsafe-eval'`) refuses, and its play button has no
 accessible name. Our recordings are of commands run without a terminal, so they rarely
@@ -33,8 +33,8 @@ from agent.core.service import AgentService
 from agent.errors import RateLimited
 from agent.web.middleware.identity import request_identity
 
-from . import views
-from .responses import SECURITY_HEADERS, html
+from .. import views
+from ..responses import SECURITY_HEADERS, html
 
 CAST_TYPE = "application/x-asciicast"
 

@@ -16,13 +16,13 @@ from starlette.responses import Response
 
 from agent.core.prepare import Unprepared
 
-from . import views
-from .cards import ToolCard, declined_card
-from .mcp_calls import run_catalog_command
-from .palette import PARAM_PREFIX, arguments_from_form
-from .responses import forbidden, html
-from .sessions import PendingRun
-from .state import ChatState, approve_minutes
+from .. import views
+from ..cards import ToolCard, declined_card
+from ..mcp_calls import run_catalog_command
+from ..palette import PARAM_PREFIX, arguments_from_form
+from ..responses import forbidden, html
+from ..sessions import PendingRun
+from ..state import ChatState, approve_minutes
 
 
 class Palette:

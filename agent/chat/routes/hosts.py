@@ -34,10 +34,10 @@ from agent.errors import ConfigError
 from agent.hosts.query import MAX_PATTERN, HostPage, HostQuery, query_hosts
 from agent.hosts.registry import HostView
 
-from . import views
-from .mcp_calls import run_catalog_command
-from .responses import forbidden, html
-from .state import ChatState
+from .. import views
+from ..mcp_calls import run_catalog_command
+from ..responses import forbidden, html
+from ..state import ChatState
 
 HEALTH_COMMAND = "uptime"
 FLAT_LIMIT = 12  # up to this many hosts: all listed, no search, no groups

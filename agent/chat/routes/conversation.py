@@ -26,19 +26,19 @@ from agent.access.identity import Identity
 from agent.mcp.runbooks import offered
 from agent.mcp.tools import tools_for
 
-from . import views, warmup
-from .agent_loop import ChatTurn
-from .confirm_target import preparer
-from .csrf import TOKEN_HEADER
-from .examples import capabilities, examples
-from .host_routes import host_panel
-from .palette import palette
-from .prompt import system_prompt
-from .responses import SECURITY_HEADERS, forbidden, html, no_content
-from .sessions import ChatSession
-from .state import ChatState, approve_minutes
-from .turn_stream import turn_events
-from .turn_view import THINKING, Status, status_of
+from .. import views, warmup
+from ..agent_loop import ChatTurn
+from ..confirm_target import preparer
+from ..csrf import TOKEN_HEADER
+from ..examples import capabilities, examples
+from ..palette import palette
+from ..prompt import system_prompt
+from ..responses import SECURITY_HEADERS, forbidden, html, no_content
+from ..sessions import ChatSession
+from ..state import ChatState, approve_minutes
+from ..turn_stream import turn_events
+from ..turn_view import THINKING, Status, status_of
+from .hosts import host_panel
 
 if TYPE_CHECKING:
     import anthropic

@@ -26,11 +26,11 @@ from agent.audit.writer import identity_fields
 from agent.errors import AuditUnavailable
 from agent.web.middleware.identity import request_identity
 
-from . import views
+from .. import views
+from ..responses import forbidden, html
+from ..shares import Share, ShareStore
+from ..state import ChatState
 from .replay import charge
-from .responses import forbidden, html
-from .shares import Share, ShareStore
-from .state import ChatState
 
 log = logging.getLogger(__name__)
 
