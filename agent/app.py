@@ -21,11 +21,11 @@ from agent.hosts.registry import HostRegistry
 from agent.mcp import build_mcp_server
 from agent.settings import Settings
 from agent.ssh import Connector, SSHPool
-from agent.web.app import build_http_app, build_ops_app
+from agent.web.asgi import build_http_app, build_ops_app
 from agent.web.mcp_sessions import SessionGuard
-from agent.web.metrics import AgentMetrics
 from agent.web.middleware.host_origin import HostOriginMiddleware
 from agent.web.middleware.identity import IdentityResolver
+from agent.web.prometheus import AgentMetrics
 from whitelist import Catalog, load_catalog
 
 

@@ -1,7 +1,7 @@
 """What the service tells a metrics backend: one seam, no metrics library here.
 
 `AgentService` reports each finished call and each audit write failure to a
-`Recorder`; agent.web.metrics implements it with prometheus-client and serves
+`Recorder`; agent.web.prometheus implements it with prometheus-client and serves
 `/metrics`. Label values are bounded by construction: a command or host name that
 is not configured becomes `UNKNOWN`, outcomes and refusal reasons come from the
 fixed vocabularies below, and no parameter value or secret is ever a label.

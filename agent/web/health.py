@@ -1,7 +1,7 @@
 """The routes for the people who run the agent: /healthz, /readyz and /metrics.
 
 They sit behind the same identity gate as everything else, on the tailnet app and on
-the local operator's unix socket (agent.web.app.build_ops_app):
+the local operator's unix socket (agent.web.asgi.build_ops_app):
 
 - /healthz (liveness): the process answers; the tailnet node's state. Any caller the
   gate let in.
@@ -22,8 +22,8 @@ from starlette.routing import BaseRoute, Route
 from agent.core.readiness import ReadinessCheck
 from agent.core.service import AgentService
 
-from .metrics import AgentMetrics, metrics_endpoint
 from .middleware.identity import request_identity
+from .prometheus import AgentMetrics, metrics_endpoint
 
 
 def health_routes(

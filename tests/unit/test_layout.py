@@ -179,13 +179,13 @@ def test_no_import_cycles() -> None:
 
 
 def test_the_checks_catch_what_they_are_for() -> None:
-    known = {"agent.access.policy", "agent.web.app", "agent.ssh.pool", "whitelist.model"}
+    known = {"agent.access.policy", "agent.web.asgi", "agent.ssh.pool", "whitelist.model"}
     bad = [
-        Import("agent.access.policy", "agent.web.app", 3),  # upward
-        Import("agent.ssh.pool", "agent.web.app", 4),  # sideways, same layer
+        Import("agent.access.policy", "agent.web.asgi", 3),  # upward
+        Import("agent.ssh.pool", "agent.web.asgi", 4),  # sideways, same layer
         Import("whitelist.model", "agent.access.policy", 5),  # out of the leaf package
         Import("agent.access.policy", "starlette.requests", 6),  # a web library in core
     ]
     assert len(layering_problems(bad, known)) == 4
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
-    assert layering_problems([Import("agent.web.app", "agent.access.policy", 1)], known) == []
+    assert layering_problems([Import("agent.web.asgi", "agent.access.policy", 1)], known) == []

@@ -25,7 +25,7 @@ from agent.audit.writer import NOT_SHIPPED_EVENT
 from agent.commands.audit import run_verify
 from agent.commands.doctor import run_doctor
 from agent.core.service import AgentService
-from agent.web.metrics import AgentMetrics
+from agent.web.prometheus import AgentMetrics
 from tests.support.rsyslog import Received, Rsyslog, make_certificates, rsyslog  # noqa: F401
 from tests.support.services import ServiceFactory
 

@@ -35,8 +35,7 @@ from agent import __version__
 from agent.audit.ship import ShipStatus
 from agent.core.metrics import REFUSAL_REASONS
 from agent.core.service import AgentService
-
-from .middleware.identity import request_identity
+from agent.web.middleware.identity import request_identity
 
 log = logging.getLogger(__name__)
 

@@ -25,13 +25,13 @@ from agent.access.identity import local_user_identity
 from agent.core.readiness import ReadinessCheck
 from agent.core.service import AgentService
 from agent.settings import Settings
+from agent.web.middleware.body_limit import BodyLimitMiddleware
+from agent.web.middleware.host_origin import HostOriginMiddleware
+from agent.web.middleware.identity import IdentityMiddleware, IdentityResolver, fixed_resolver
 
 from .health import health_routes
 from .mcp_sessions import SessionGuard, SessionLimits
-from .metrics import AgentMetrics
-from .middleware.body_limit import BodyLimitMiddleware
-from .middleware.host_origin import HostOriginMiddleware
-from .middleware.identity import IdentityMiddleware, IdentityResolver, fixed_resolver
+from .prometheus import AgentMetrics
 
 # The SDK takes up to 4 MiB per MCP message; our tool arguments are a few KiB.
 MCP_BODY_LIMIT = 1024 * 1024
