@@ -192,7 +192,7 @@ class CommandOutput:
 
     def finish(self) -> None:
         """The command is over: what redaction held back (a last line without its end) is
-        released. Called once the channel has delivered everything (agent/ssh/output.py)."""
+        released. Called once the channel has delivered everything (agent/ssh/collected.py)."""
         if self._redactors is not None and not self.closed:
             for stderr, redactor in self._redactors.items():
                 redacted = redactor.finish()

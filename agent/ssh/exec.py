@@ -12,7 +12,7 @@ import asyncssh
 
 from agent.output.spool import CommandOutput
 
-from .output import STDERR, STDOUT
+from .collected import STDERR, STDOUT
 from .reap import PgidReader
 
 # After the remote `timeout` should have fired (and its KILL 2 s later), give the

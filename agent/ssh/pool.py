@@ -45,13 +45,13 @@ from agent.output.results import CommandResult
 from agent.output.spool import CommandOutput, stderr_cap
 from whitelist import MAX_TIMEOUT, wrap_for_exec
 
+from .collected import to_result
 from .connect import connect, probe
 from .dial import Connector
 from .errors import ChannelRefused, ConnectionDropped, SSHError
 from .exec import CLIENT_GRACE_SECONDS, CappedSession, wait_exec
 from .giveup import GiveUp, after_open, stop_channel
-from .host_state import NOT_YET, HostState
-from .output import to_result
+from .pooled_host import NOT_YET, HostState
 from .reap import PgidReader
 from .retention import Retention
 from .shell import Shell, ShellUnusable, open_shell

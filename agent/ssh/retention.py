@@ -34,7 +34,7 @@ from collections.abc import Callable
 from contextlib import suppress
 
 from .errors import ConnectionCapReached
-from .host_state import HostState
+from .pooled_host import HostState
 
 log = logging.getLogger(__name__)
 
