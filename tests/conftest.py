@@ -18,7 +18,16 @@ quiet_known_noise()
 from agent.web.log_limit import RepeatFilter  # noqa: E402
 from tests.support import parallel  # noqa: E402
 from tests.support.artifacts import clear_figures_for  # noqa: E402
-from tests.support.sshd import ssh_host, sshd, sshd_factory  # noqa: E402, F401
+
+# Fixtures and hooks shared by every test, registered once (never re-imported).
+pytest_plugins = [
+    "tests.support.markers",
+    "tests.support.recording",
+    "tests.support.rsyslog",
+    "tests.support.services",
+    "tests.support.sshd",
+    "tests.support.tailnet",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -18,7 +18,7 @@ stay quiet, and it has no Tailscale rule either. So the vendor-prefixed formats 
 follow the vendors' own documentation, checked against gitleaks' rules of the same
 name (named in `source`); the context formats (`password=`, `Authorization:`, URLs
 with credentials, an AWS secret beside its key id) are ours, tuned on ordinary
-command output (tests/unit/agent/core/test_redact_corpus.py keeps both sides honest:
+command output (tests/unit/agent/output/test_redact_corpus.py keeps both sides honest:
 every format in six positions comes back redacted, and df, ps, journal lines, hashes,
 UUIDs and container ids come back unchanged).
 """

@@ -26,10 +26,8 @@ from agent.commands.audit import run_verify
 from agent.commands.doctor import run_doctor
 from agent.core.service import AgentService
 from agent.web.prometheus import AgentMetrics
-from tests.support.rsyslog import Received, Rsyslog, make_certificates, rsyslog  # noqa: F401
+from tests.support.rsyslog import Received, Rsyslog, make_certificates
 from tests.support.services import ServiceFactory
-
-pytestmark = pytest.mark.e2e
 
 # The person at the machine: no rate limit, so a thousand calls are a thousand records.
 LOCAL = Identity(login="me", node="here", source="local")
@@ -100,7 +98,7 @@ def same_records(received: list[Received], audit: Path) -> None:
 
 
 async def test_rsyslog_receives_every_record_of_a_thousand_calls_in_order(
-        make_service: ServiceFactory, rsyslog: Callable[..., Rsyslog],  # noqa: F811
+        make_service: ServiceFactory, rsyslog: Callable[..., Rsyslog],
         tmp_path: Path) -> None:
     receiver = rsyslog()
     # 50 KB files: the sender follows the log across some twenty rotations.
@@ -118,7 +116,7 @@ async def test_rsyslog_receives_every_record_of_a_thousand_calls_in_order(
 
 
 async def test_a_receiver_down_for_30_s_blocks_no_call_and_loses_no_record(
-        make_service: ServiceFactory, rsyslog: Callable[..., Rsyslog],  # noqa: F811
+        make_service: ServiceFactory, rsyslog: Callable[..., Rsyslog],
         tmp_path: Path) -> None:
     receiver = rsyslog()
     service = make_service(audit_syslog=receiver.url, audit_max_bytes=50_000)
@@ -160,7 +158,7 @@ async def test_a_receiver_down_for_30_s_blocks_no_call_and_loses_no_record(
 
 
 async def test_the_backlog_bound_holds_and_what_was_not_sent_is_said(
-        make_service: ServiceFactory, rsyslog: Callable[..., Rsyslog],  # noqa: F811
+        make_service: ServiceFactory, rsyslog: Callable[..., Rsyslog],
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     receiver = rsyslog()
     service = make_service(audit_syslog=receiver.url, audit_ship_backlog=40)
@@ -200,7 +198,7 @@ async def test_the_backlog_bound_holds_and_what_was_not_sent_is_said(
 
 
 async def test_records_written_while_the_receiver_was_down_are_sent_after_a_restart(
-        make_service: ServiceFactory, rsyslog: Callable[..., Rsyslog],  # noqa: F811
+        make_service: ServiceFactory, rsyslog: Callable[..., Rsyslog],
         tmp_path: Path) -> None:
     receiver = rsyslog()
     receiver.stop()
@@ -217,7 +215,7 @@ async def test_records_written_while_the_receiver_was_down_are_sent_after_a_rest
 
 
 async def test_tls_with_the_receivers_ca_and_not_without(
-        make_service: ServiceFactory, rsyslog: Callable[..., Rsyslog],  # noqa: F811
+        make_service: ServiceFactory, rsyslog: Callable[..., Rsyslog],
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     receiver = rsyslog(tls=True)
     assert receiver.tls is not None and receiver.url.startswith("tls://")
@@ -244,7 +242,7 @@ async def test_tls_with_the_receivers_ca_and_not_without(
 
 
 async def test_the_shipped_copy_shows_an_end_cut_off_and_a_chain_written_again(
-        make_service: ServiceFactory, rsyslog: Callable[..., Rsyslog],  # noqa: F811
+        make_service: ServiceFactory, rsyslog: Callable[..., Rsyslog],
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     receiver = rsyslog()
     service = make_service(audit_syslog=receiver.url)
@@ -285,7 +283,7 @@ async def test_the_shipped_copy_shows_an_end_cut_off_and_a_chain_written_again(
 
 
 async def test_one_agent_ships_a_log_and_another_takes_over_when_it_stops(
-        make_service: ServiceFactory, rsyslog: Callable[..., Rsyslog],  # noqa: F811
+        make_service: ServiceFactory, rsyslog: Callable[..., Rsyslog],
         tmp_path: Path) -> None:
     receiver = rsyslog()
     first = make_service(audit_syslog=receiver.url)

@@ -9,15 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.support.components import missing
 
 from .frozen import REPO, executable
 
 TRIMMED = REPO / "build" / "work" / "tailscaled-bin" / "tailscaled"
 CHECK = REPO / "build" / "check-embedded.sh"
-pytestmark = pytest.mark.e2e
 
 
 def test_the_check_passes_the_real_build() -> None:

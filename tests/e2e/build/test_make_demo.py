@@ -9,14 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.support.components import missing
 
 from .frozen import REPO
-
-pytestmark = pytest.mark.e2e
-
 
 WHEELS = REPO / ".cache" / "wheels"
 

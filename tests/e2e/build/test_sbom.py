@@ -8,11 +8,7 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-import pytest
-
 from .frozen import EXECUTABLE, REPO, executable, user_env
-
-pytestmark = pytest.mark.e2e
 
 
 def bundled_sbom() -> dict[str, object]:

@@ -33,7 +33,6 @@ from agent.web.middleware.identity import fixed_resolver
 from tests.e2e.chat.helpers import watch_console
 from tests.support.components import missing
 from tests.support.fake_anthropic import FakeAnthropic
-from tests.support.sshd import ssh_host, sshd  # noqa: F401
 from whitelist import Catalog, load_catalog
 
 CHROMIUM = "/usr/bin/chromium"
@@ -169,7 +168,7 @@ LOOP_FIELDS = {f.name for f in fields(LoopOptions)}
 
 
 @pytest.fixture
-def chat_app(ssh_host: HostConfig, catalog_file: Path) -> Iterator[ChatFactory]:  # noqa: F811
+def chat_app(ssh_host: HostConfig, catalog_file: Path) -> Iterator[ChatFactory]:
     """Start the app; `chat_app(fake)` with a scripted API, `chat_app(None)` without a key."""
     started: list[ServedChat] = []
 

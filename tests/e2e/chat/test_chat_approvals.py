@@ -12,8 +12,6 @@ from agent.audit.reader import read_calls
 from tests.e2e.chat.conftest import EXTRA_CATALOG, ChatFactory
 from tests.e2e.chat.helpers import TIMEOUT, card, check_state
 
-pytestmark = pytest.mark.e2e
-
 ELEVATED = """
   restart_cron:
     description: Restart cron as root (test command, never confirmed here).

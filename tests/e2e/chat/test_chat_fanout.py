@@ -25,8 +25,6 @@ from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse, too
 from tests.support.sshd import Sshd, login_writable
 from whitelist import load_catalog
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture
 def marks() -> Iterator[Path]:

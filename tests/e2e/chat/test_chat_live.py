@@ -11,8 +11,6 @@ from tests.e2e.chat.conftest import EXTRA_CATALOG, ChatFactory
 from tests.e2e.chat.helpers import TIMEOUT, ask, card, check_state, wait_idle
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse
 
-pytestmark = pytest.mark.e2e
-
 TICKER = """
   ticker:
     description: Print a numbered line five times a second (test command).

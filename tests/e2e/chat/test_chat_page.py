@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.e2e.chat.conftest import ChatFactory
 from tests.e2e.chat.helpers import TIMEOUT, ask, card, wait_idle
 from tests.support.fake_anthropic import (
@@ -20,8 +18,6 @@ from tests.support.fake_anthropic import (
     last_user_text,
     tool_results,
 )
-
-pytestmark = pytest.mark.e2e
 
 
 def disk_script() -> list[Step]:

@@ -22,8 +22,6 @@ from tests.e2e.chat.helpers import (
 from tests.support.fake_anthropic import Step, Text, ToolUse
 from tests.support.secrets_planted import AWS_KEY_ID
 
-pytestmark = pytest.mark.e2e
-
 EXPECTED = ("step 1 of 5: ok\nstep 2 of 5: ok\nstep 3 of 5: ok\nstep 4 of 5: ok\n"
             "step 5 of 5: ok\nall good, key [REDACTED: ")
 

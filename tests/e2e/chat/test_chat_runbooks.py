@@ -5,14 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from agent.mcp.runbooks import BY_NAME, render
 from tests.e2e.chat.conftest import ChatFactory
 from tests.e2e.chat.helpers import TIMEOUT, card, wait_idle
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse, last_user_text
-
-pytestmark = pytest.mark.e2e
 
 
 def test_a_runbook_starter_starts_a_turn_with_the_runbook(

@@ -22,8 +22,6 @@ from tests.e2e.chat.helpers import (
 )
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse, last_tool_output
 
-pytestmark = pytest.mark.e2e
-
 TABLE_ANSWER = """\
 ## Disk usage on **test**
 

@@ -8,14 +8,10 @@ import json
 import time
 from typing import Any
 
-import pytest
-
 from agent.chat import warmup
 from tests.e2e.chat.conftest import ChatFactory, PageFactory
 from tests.e2e.chat.helpers import ARTIFACTS, TIMEOUT, wait_idle
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text
-
-pytestmark = pytest.mark.e2e
 
 # The bound: the first character within 300 ms of the model's first event.
 BOUND_MS = 300

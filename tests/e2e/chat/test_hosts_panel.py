@@ -22,8 +22,6 @@ from tests.e2e.chat.helpers import TIMEOUT, check_state
 from tests.support.sshd import Sshd
 from whitelist import load_catalog
 
-pytestmark = pytest.mark.e2e
-
 ROLES = (("web", 180, ("tag:web",)), ("app", 90, ("tag:app",)), ("db", 30, ("tag:db",)))
 
 

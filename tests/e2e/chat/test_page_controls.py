@@ -5,13 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.e2e.chat.conftest import DESKTOP, PHONE, ChatFactory, PageFactory
 from tests.e2e.chat.helpers import TIMEOUT, card, check_state, wait_idle
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse
-
-pytestmark = pytest.mark.e2e
 
 
 def focused(page: Any) -> str:

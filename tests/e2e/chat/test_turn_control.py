@@ -32,8 +32,6 @@ from tests.support.sshd import Sshd
 from tests.support.waiting import eventually
 from whitelist import load_catalog
 
-pytestmark = pytest.mark.e2e
-
 SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
 LONG_TEXT = " ".join(f"word{n}" for n in range(400))
 

@@ -46,8 +46,6 @@ from tests.support.podman import ContainerNetwork, Podman, PortForward, build_im
 from tests.support.sshd import Sshd
 from tests.support.tailnet import TEST_TAILSCALED_ENV, TestTailnet, wait_peer
 
-pytestmark = pytest.mark.e2e
-
 REPO = Path(__file__).resolve().parents[3]
 IMAGE = "tailnet-agent"  # compose.yaml's image (in the tests' private store)
 PORT = 8765  # the image's default; nothing else listens in the container's namespace

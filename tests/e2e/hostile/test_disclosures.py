@@ -23,8 +23,6 @@ from agent.settings import Settings
 from tests.support.agents import RunningAgent, running_agent
 from tests.support.peers import by_address, http_from, mcp_from
 
-pytestmark = pytest.mark.e2e
-
 OPERATOR = local_user_identity("local-operator")
 BOB = Identity(login="bob@example.com", node="phone.tailnet.test")
 STRAY = Identity(login=None, node="stray.tailnet.test", tags=("tag:stray",))

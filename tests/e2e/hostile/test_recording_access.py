@@ -19,8 +19,6 @@ from agent.settings import Settings
 from tests.support.agents import RunningAgent, running_agent
 from tests.support.peers import by_address, http_from, mcp_from
 
-pytestmark = pytest.mark.e2e
-
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
 ALICE_PHONE = Identity(login="alice@example.com", node="phone.tailnet.test")
 MALLORY = Identity(login="mallory@example.com", node="mallory-pc.tailnet.test")

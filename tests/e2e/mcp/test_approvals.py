@@ -18,8 +18,6 @@ from agent.audit.reader import read_calls
 from agent.hosts.inventory import HostConfig
 from tests.support.agents import RunningAgent, agent_with_catalog
 
-pytestmark = pytest.mark.e2e
-
 CATALOG = """
 commands:
   stamp:

@@ -27,8 +27,6 @@ from tests.support.secrets_planted import (
     private_key,
 )
 
-pytestmark = pytest.mark.e2e
-
 MiB = 1024 * 1024
 SIZE = 50 * MiB
 LINE = b"the quick brown fox jumps over the lazy dog 0123456789\n"

@@ -18,8 +18,6 @@ from agent.mcp import progress
 from tests.support.agents import RunningAgent, agent_with_catalog
 from tests.support.sshd import Sshd
 
-pytestmark = pytest.mark.e2e
-
 CATALOG = """
 commands:
   ticker:

@@ -24,8 +24,6 @@ from tests.bench.scale_hosts import LoopbackFleet
 from tests.support.agents import RunningAgent, agent_with_catalog, running_agent, settings_for
 from tests.support.secrets_planted import GITHUB_TOKEN
 
-pytestmark = pytest.mark.e2e
-
 FLEET = 60  # hosts 7 and 57 (web-008, app-...) are over 90 % full
 # The default catalog's parsed commands, and a field each row of their data has.
 PARSED = {"disk_usage": "use_percent", "memory_usage": "total", "uptime": "load_1m",

@@ -28,8 +28,6 @@ from mcp.client.stdio import stdio_client
 from agent.hosts.inventory import HostConfig
 from tests.support.output import assert_clean
 
-pytestmark = pytest.mark.e2e
-
 MODES = ["text", "json"]
 
 

@@ -17,8 +17,6 @@ from tests.support.agents import RunningAgent, agent_with_catalog
 from tests.support.secret_corpus import Planted, corpus, leaks
 from tests.support.secrets_planted import key_body, private_key
 
-pytestmark = pytest.mark.e2e
-
 CATALOG = """
 commands:
   show_file:

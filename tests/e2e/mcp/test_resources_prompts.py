@@ -21,8 +21,6 @@ from agent.settings import Settings
 from tests.support.agents import RunningAgent, running_agent, settings_for
 from tests.support.components import missing, require_executable
 
-pytestmark = pytest.mark.e2e
-
 TS_CLIENT = Path(__file__).resolve().parents[2] / "clients" / "ts"
 ALICE = Identity(login="alice@example.com", node="alice-laptop")
 BOB = Identity(login="bob@example.com", node="bob-laptop")

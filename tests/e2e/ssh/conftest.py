@@ -15,21 +15,20 @@ from agent.core.service import AgentService
 from agent.hosts.inventory import HostConfig
 from agent.settings import load_settings
 from agent.ssh import SSHPool
-from tests.support.sshd import ssh_host, sshd, sshd_factory  # noqa: F401
 from whitelist import load_catalog
 
 ServiceMaker = Callable[..., AgentService]
 
 
 @pytest.fixture
-async def pool(ssh_host: HostConfig) -> AsyncIterator[SSHPool]:  # noqa: F811
+async def pool(ssh_host: HostConfig) -> AsyncIterator[SSHPool]:
     ssh_pool = SSHPool({ssh_host.name: ssh_host})
     yield ssh_pool
     await ssh_pool.close()
 
 
 @pytest.fixture
-async def make(ssh_host: HostConfig, tmp_path: Path,  # noqa: F811
+async def make(ssh_host: HostConfig, tmp_path: Path,
                request: pytest.FixtureRequest) -> AsyncIterator[ServiceMaker]:
     """`make(**settings)`: a service on the sshd with the test module's CATALOG (YAML) and an
     audit log in tmp_path; closed after the test."""

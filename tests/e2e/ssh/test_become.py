@@ -38,8 +38,6 @@ from tests.support.sshd import SESSION_MARK, Sshd
 from whitelist import load_catalog, render, sudoers_line
 from whitelist.render import TIMEOUT_PATH
 
-pytestmark = pytest.mark.e2e
-
 LOCAL = Identity(login="me", node="here", source="local")
 CATALOG = """
 commands:

@@ -21,8 +21,6 @@ from agent.core.service import AgentService
 from tests.e2e.ssh.conftest import ServiceMaker
 from tests.support.secrets_planted import AWS_KEY_ID
 
-pytestmark = pytest.mark.e2e
-
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
 CATALOG = f"""
 commands:

@@ -7,16 +7,12 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from agent.access.identity import Identity
 from agent.audit.reader import read_calls
 from agent.core.approvals import MAX_PENDING_PER_CALLER
 from agent.errors import LimitExceeded
 from tests.support.services import ServiceFactory
 from tests.support.waiting import eventually
-
-pytestmark = pytest.mark.e2e
 
 ALICE = Identity(login="alice@example.com", node="alice-laptop")
 BOB = Identity(login="bob@example.com", node="bob-laptop")

@@ -22,8 +22,6 @@ from tests.e2e.ssh.conftest import ServiceMaker
 from tests.support.secret_corpus import corpus
 from whitelist import load_catalog
 
-pytestmark = pytest.mark.e2e
-
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
 MB = 1_000_000
 CATALOG = """

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.tailnet import tailnet, tailnet_binaries  # noqa: F401
-
 
 @pytest.fixture(autouse=True)
 def _no_internet_proxies(monkeypatch: pytest.MonkeyPatch) -> None:

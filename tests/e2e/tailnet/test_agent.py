@@ -40,7 +40,6 @@ from tests.support.sshd import Sshd
 from tests.support.tailnet import TestTailnet, wait_peer
 
 AGENT_HOSTNAME = "agent-e2e"
-pytestmark = pytest.mark.e2e
 
 
 @dataclass

@@ -11,12 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.support.output import assert_clean, assert_json_lines, assert_no_warning
 from tests.support.tailnet import TEST_TAILSCALED_ENV, TailnetBinaries, TestTailnet
-
-pytestmark = pytest.mark.e2e
 
 
 def closed_port() -> int:

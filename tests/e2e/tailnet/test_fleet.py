@@ -58,8 +58,6 @@ from tests.support.fleet import Fleet, ServerNode, fleet_fixture, fleet_policy, 
 from tests.support.sshd import wait_until_gone
 from tests.support.tailnet import BASE_DOMAIN, wait_peer
 
-pytestmark = pytest.mark.e2e
-
 TAGS = ("tag:web", "tag:db", "tag:ops", "tag:agent")
 SSH_RULE = {"action": "accept", "src": ["tag:agent"], "dst": ["tag:db"], "users": ["tnagent"]}
 fleet = fleet_fixture(fleet_policy([SSH_RULE], TAGS))

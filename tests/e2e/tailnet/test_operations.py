@@ -27,8 +27,6 @@ from tests.support.headscale_policy import allow_all_with_grants, policy_tailnet
 from tests.support.sshd import Sshd
 from tests.support.tailnet import TestTailnet, wait_peer
 
-pytestmark = pytest.mark.e2e
-
 AGENT_HOSTNAME = "agent-ops"
 ops_tailnet = policy_tailnet_fixture({
     **allow_all_with_grants({"src": ["prom@"], "dst": ["agent@"],

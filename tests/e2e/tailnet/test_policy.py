@@ -46,8 +46,6 @@ from tests.support.tailnet import TestTailnet
 from whitelist import default_catalog_path, load_catalog
 from whitelist.values import check_value
 
-pytestmark = pytest.mark.e2e
-
 AGENT_HOSTNAME = "agent-policy"
 ALICE_GRANT = {"hosts": ["*"], "commands": ["make_marker"], "destructive": True}
 policy_tailnet = policy_tailnet_fixture({

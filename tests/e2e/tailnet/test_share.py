@@ -55,8 +55,6 @@ from tests.support.secrets_planted import AWS_KEY_ID
 from tests.support.sshd import Sshd
 from tests.support.tailnet import TestTailnet
 
-pytestmark = pytest.mark.e2e
-
 POLICY = """
 rules:
   - name: auditors

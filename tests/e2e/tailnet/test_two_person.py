@@ -37,8 +37,6 @@ from tests.e2e.tailnet.test_agent import (
 from tests.support.sshd import Sshd
 from tests.support.tailnet import TestTailnet
 
-pytestmark = pytest.mark.e2e
-
 POLICY = """
 groups:
   group:ops: [alice, bob]

@@ -28,9 +28,6 @@ from tailscale_userspace import (
 from tests.support.components import require_executable
 from tests.support.tailnet import TailnetBinaries, TestTailnet
 
-pytestmark = pytest.mark.e2e
-
-
 # -- helpers ------------------------------------------------------------------------------
 
 
