@@ -1,7 +1,9 @@
 """The chat page: Claude answers questions by calling our MCP tools, streamed with HTMX.
 
 `chat_routes` is all the web app needs: the page at "/", its endpoints under
-"/chat/", and the static files (vendored HTMX, CSS, JS) under "/static".
+"/chat/", and the static files (vendored HTMX, CSS, JS) under "/static". `warmed_up`
+returns once the Anthropic SDK's warm-up is over (the serve commands wait for it before
+"Ready.").
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from agent.chat.routes.starters import Starters
 from agent.core.service import AgentService
 
 from .state import ChatOptions, ChatState
+from .warmup import settled as warmed_up
 
 STATIC = Path(__file__).resolve().parent / "static"
 
-__all__ = ["Chat", "ChatOptions", "chat_routes"]
+__all__ = ["Chat", "ChatOptions", "chat_routes", "warmed_up"]
 
 
 def chat_routes(

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from agent import __version__
 from agent.access.identity import local_user_identity
 from agent.app import build_agent
-from agent.chat import warmup
+from agent.chat import warmed_up
 from agent.core.service import AgentService
 from agent.settings import Settings
 from agent.ssh import socks_connector
@@ -72,7 +72,7 @@ async def serve_local(
     lines = [f"tailnet-agent {__version__}: {mode} mode, {len(agent.service.catalog)} commands, "
              f"hosts: {hosts_line(settings)}", *banner]
     async with serving_on_socket(agent.ops_app, settings.socket):
-        await warmup.settled()  # "Ready." means a first question is answered at full speed
+        await warmed_up()  # "Ready." means a first question is answered at full speed
         await serve_app(agent.service, agent.app, port=port, banner=lines)
 
 
@@ -118,7 +118,7 @@ async def serve_tailnet(settings: Settings, *, port: int, allow_local_operator: 
                                      if h.source == "tailnet"]
                     progress(f"{len(tailnet_hosts)} host(s) from the tailnet; following the "
                              "netmap")
-                await warmup.settled()  # ran while the node joined: seldom a wait
+                await warmed_up()  # ran while the node joined: seldom a wait
                 await serve_app(agent.service, agent.app, port=port,
                                 banner=_banner(settings, agent.service, info,
                                                allow_local_operator),

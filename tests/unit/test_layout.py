@@ -53,7 +53,7 @@ DEPENDS: dict[str, set[str]] = {
     "agent.commands": {"agent", "agent.errors", "agent.logs", "agent.access", "agent.hosts",
                        "agent.settings", "agent.fanout", "agent.output", "agent.audit",
                        "agent.core", "agent.ssh", "agent.tailnet", "agent.web", "agent.mcp",
-                       "agent.app", "tailscale_userspace", "whitelist"},
+                       "agent.chat", "agent.app", "tailscale_userspace", "whitelist"},
     "agent.cli": {"agent", "agent.errors", "agent.logs", "agent.settings", "agent.commands",
                   "tailscale_userspace", "whitelist"},
 }
