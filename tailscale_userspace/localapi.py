@@ -20,7 +20,6 @@ from .whois import WhoIs
 
 # ipn.NotifyWatchOpt bits (tailscale.com/ipn/backend.go).
 NOTIFY_INITIAL_STATE = 1 << 1  # first message carries State and BrowseToURL
-NOTIFY_INITIAL_PREFS = 1 << 2
 NOTIFY_INITIAL_NETMAP = 1 << 3
 NOTIFY_RATE_LIMIT = 1 << 8
 NOTIFY_PEER_CHANGES = 1 << 12  # peer deltas (online, ...) as PeerChanges, not a full NetMap

@@ -69,6 +69,16 @@ class TurnError(Exception):
     """Claude could not be asked; the message is for the person at the page."""
 
 
+class _StreamBroke(Exception):
+    """The Messages API failed during a stream: the SDK's error, and whether text had
+    already reached the page (then the turn is not retried)."""
+
+    def __init__(self, error: Exception, streamed: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.streamed = streamed
+
+
 @dataclass
 class _Confirmation:
     future: asyncio.Future[bool]
@@ -234,18 +244,17 @@ class ChatTurn:
         while True:
             try:
                 return await self._stream(client, messages, tools)
-            except anthropic.OverloadedError as exc:
+            except _StreamBroke as broke:
+                exc = broke.error
                 # The SDK has retried already; overload can last longer than its backoff.
                 # Text already on the page cannot be taken back, so no retry after it.
-                streamed = bool(getattr(exc, "_streamed", False))
-                if attempt >= self.options.overloaded_retries or streamed:
+                if (not isinstance(exc, anthropic.OverloadedError) or broke.streamed
+                        or attempt >= self.options.overloaded_retries):
                     raise TurnError(api_error_message(exc, self.base_url)) from exc
                 log.info("Anthropic API overloaded; retrying in %.1f s", delay)
                 await asyncio.sleep(delay)
                 delay *= 2
                 attempt += 1
-            except anthropic.APIError as exc:
-                raise TurnError(api_error_message(exc, self.base_url)) from exc
 
     async def _stream(self, client: anthropic.AsyncAnthropic, messages: list[dict[str, Any]],
                       tools: Sequence[dict[str, Any]]) -> Any:
@@ -276,11 +285,10 @@ class ChatTurn:
                         self._emit(TextFinished(block, text))
                 return await stream.get_final_message()
         except anthropic.APIError as exc:
-            exc._streamed = bool(blocks)  # type: ignore[attr-defined]
             # What streamed before the error stays on the page, as it was.
             for block in [b for b in blocks.values() if b in self._open_texts]:
                 self._emit(TextFinished(block, "".join(self._open_texts.pop(block))))
-            raise
+            raise _StreamBroke(exc, streamed=bool(blocks)) from exc
 
     async def _call(self, client: mcp.Client, use: Any, turn: Turn) -> dict[str, Any]:
         name: str = use.name

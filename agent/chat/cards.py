@@ -244,6 +244,3 @@ def declined_card(tool: str, host: str, rendered: str, *, command: str = "",
     return ToolCard(tool=tool, host=host, command=command, rendered=rendered,
                     declined=not stopped, stopped=stopped, error=error)
 
-
-def line_count(text: str) -> int:
-    return text.count("\n") + (0 if text.endswith("\n") or not text else 1)

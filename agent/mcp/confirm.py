@@ -72,7 +72,7 @@ async def prepared_call(
     question below and the tool body get this same value."""
     service = service_of(ctx)
     return service.prepare(command, parameters or {}, host=host,
-                           identity=caller(service, ctx))
+                           identity=caller(ctx))
 
 
 async def ask_confirmation(
@@ -103,7 +103,7 @@ async def fanout_plan(
     by and its filter, checked (agent.core.fanout_run)."""
     service = service_of(ctx)
     return service.plan_fanout(command, parameters or {}, selector_list(hosts),
-                               caller(service, ctx),
+                               caller(ctx),
                                StrategyRequest(strategy, batch_size, max_failures), filter)
 
 

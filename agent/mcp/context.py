@@ -39,9 +39,13 @@ NO_CALLER = (
 class AgentMCPServer(MCPServer):
     """The SDK server, plus the service its module-level resolvers reach through `ctx`."""
 
-    service: AgentService
-    # Over stdio the caller is the person who started us; nowhere else is there a default.
-    stdio_caller: Identity | None = None
+    def __init__(self, name: str, service: AgentService, *, stdio_caller: Identity | None,
+                 **options: Any) -> None:
+        super().__init__(name, **options)
+        self.service = service
+        # Over stdio the caller is the person who started us; nowhere else is there a
+        # default.
+        self.stdio_caller = stdio_caller
 
     def caller(self, ctx: Context) -> Identity:
         """The identity behind a tool call.
@@ -97,7 +101,7 @@ class AgentMCPServer(MCPServer):
     ) -> Iterable[ReadResourceContents] | InputRequiredResult:
         """Our resources answer with the caller's own view (agent/mcp/resources.py)."""
         if context is not None and context._request_context is not None:
-            text = read_for_caller(self.service, str(uri), caller(self.service, context))
+            text = read_for_caller(self.service, str(uri), caller(context))
             if text is not None:
                 return [ReadResourceContents(content=text, mime_type="application/json")]
         return await super().read_resource(uri, context)
@@ -113,7 +117,7 @@ def server_of(ctx: Context) -> AgentMCPServer:
     return server
 
 
-def caller(service: AgentService, ctx: Context) -> Identity:
+def caller(ctx: Context) -> Identity:
     """The identity behind a tool call (see AgentMCPServer.caller); a tool raises a tool
     error when there is none."""
     try:

@@ -24,7 +24,7 @@ HostArgument = Annotated[str, Field(description="Host name from list_hosts; empt
 
 def runbook_text(service: AgentService, ctx: Context, runbook: Runbook, host: str,
                  unit: str = "") -> str:
-    identity = caller(service, ctx)
+    identity = caller(ctx)
     try:
         target = service.host(host or None, identity).name
     except ConfigError as exc:

@@ -121,6 +121,8 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
     (elsewhere calls without an HTTP request or a chat token are refused)."""
     mcp = AgentMCPServer(
         "tailnet-agent",
+        service,
+        stdio_caller=stdio_caller,
         version=__version__,
         instructions=(
             "Operate Linux servers read-mostly through a whitelist of named commands. "
@@ -129,10 +131,8 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
             "There is no shell access: only catalog commands with validated parameters."
         ),
     )
-    mcp.service = service
     register_resources(mcp)
     register_prompts(mcp, service)
-    mcp.stdio_caller = stdio_caller
 
     async def run(ctx: Context, tool: str, call: Preparation,
                   confirmation: ElicitationResult[Confirm] | None = None) -> ToolResult:
@@ -149,18 +149,18 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
 
     def prepared(ctx: Context, name: str, arguments: dict[str, Any],
                  host: str | None) -> Preparation:
-        return service.prepare(name, arguments, host=host, identity=caller(service, ctx))
+        return service.prepare(name, arguments, host=host, identity=caller(ctx))
 
     @mcp.tool(annotations=READ_ONLY)
     async def ping(ctx: Context) -> Pong:
         """Check that the agent answers, and see who it thinks you are."""
-        return Pong(pong=True, version=__version__, identity=caller(service, ctx).display)
+        return Pong(pong=True, version=__version__, identity=caller(ctx).display)
 
     @mcp.tool(annotations=READ_ONLY)
     async def server_status(ctx: Context) -> dict[str, Any]:
         """The agent's own state: mode, tailnet state, SSH connections per host."""
         # Only what this caller may use: their hosts, their commands, no policy path.
-        return await service.status(caller(service, ctx))
+        return await service.status(caller(ctx))
 
     @mcp.tool(annotations=READ_ONLY)
     async def list_commands(
@@ -173,7 +173,7 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
         ] = None,
     ) -> CommandList:
         """List the whitelisted commands you may run, their categories and typed parameters."""
-        identity = caller(service, ctx)
+        identity = caller(ctx)
         known = sorted({c.category for c in service.visible_commands(identity)})
         commands = service.visible_commands(identity, category, host)
         if category and not commands:
@@ -238,7 +238,7 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
     async def system_overview(ctx: Context, host: HostArg = None) -> Overview:
         """Hostname, uptime, kernel, disk, memory and process count, gathered concurrently."""
         results = await settled(service.run_many(
-            OVERVIEW_COMMANDS, host=host, identity=caller(service, ctx), tool="system_overview"))
+            OVERVIEW_COMMANDS, host=host, identity=caller(ctx), tool="system_overview"))
         return Overview(host=results[0].host, results=[ToolResult.of(r) for r in results])
 
     @mcp.tool(annotations=runs_commands)
@@ -310,7 +310,7 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
         """Read more of a long command output by its handle: a page of whole lines, secrets
         redacted. Handles belong to whoever ran the command and expire; each page counts
         against your rate limit like a call."""
-        identity = caller(service, ctx)
+        identity = caller(ctx)
         page = await service.read_output(identity, handle, offset=offset,
                                          max_bytes=max_bytes, stream=stream)
         return OutputPage(**dataclasses.asdict(page))
@@ -337,7 +337,7 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
         many match, how many are online, their tailnet tags and the default host. Filter by
         tag, online state or name. run_on_hosts takes tag:<name>, globs and all itself."""
         query = HostQuery(tag=tag, online=online, name=name, cursor=cursor, limit=limit)
-        page = service.host_page(caller(service, ctx), query)
+        page = service.host_page(caller(ctx), query)
         return HostList.of(page, query, list_hosts_again(query)).call_result()
 
     return mcp

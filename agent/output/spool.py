@@ -145,10 +145,6 @@ class Spool:
         return self.read(0, self.size if limit is None else limit).decode(
             "utf-8", errors="replace")
 
-    @property
-    def on_disk(self) -> bool:
-        return bool(getattr(self._file, "_rolled", False))
-
     def close(self) -> None:
         self._file.close()
         if self._charge is not None:

@@ -303,7 +303,7 @@ class SSHPool:
             if isinstance(exc, SSHError):
                 state.failed(exc)
             raise
-        state.conn, state.last_error, state.last_failure = conn, None, None
+        state.conn, state.last_error = conn, None
         state.shell_ok = True
         self._retention.used(state)
         return conn

@@ -24,7 +24,6 @@ class HostState:
     connecting: asyncio.Task[asyncssh.SSHClientConnection] | None = None
     conn: asyncssh.SSHClientConnection | None = None
     last_error: str | None = None
-    last_failure: SSHError | None = None
     attempts: int = 0  # connection attempts so far, successful or not
     shell_ok: bool | None = None
     shell_failures: int = 0  # persistent shells that failed to open, in a row
@@ -47,7 +46,7 @@ class HostState:
         return None
 
     def failed(self, exc: SSHError) -> None:
-        self.last_error, self.last_failure = str(exc), exc
+        self.last_error = str(exc)
         if isinstance(exc, ShellNotPosix | TimeoutMissing):
             self.shell_ok = False
 

@@ -71,7 +71,6 @@ class TailnetFleet:
         self._warned: set[str] = set()
         self._went_offline: dict[str, str] = {}  # host -> when we saw it go offline
         self._seen_online: set[str] = set()  # hosts seen online since they appeared
-        self.updates = 0  # netmap changes applied so far
 
     async def start(self, timeout: float = FIRST_NETMAP_TIMEOUT) -> None:  # noqa: ASYNC109
         """Apply the netmap as it is now, then follow it. Raises ConfigError when a tailnet
@@ -147,7 +146,6 @@ class TailnetFleet:
         for name in self.registry.set_tailnet(hosts):
             self._warn_once(name, f"tailnet peer {name} is left out: a host from a file has "
                             "that name")
-        self.updates += 1
         for name, (_, presence) in hosts.items():
             if name not in before:
                 log.info("tailnet host %s appeared (%s)", name, presence_word(presence))

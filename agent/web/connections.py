@@ -91,7 +91,6 @@ class ConnectionGuard:
         self.peer_key = peer_key
         self._conns: dict[H11Protocol, _Conn] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.refused = self.evicted = self.timed_out = 0
 
     @property
     def open(self) -> int:
@@ -169,12 +168,7 @@ class ConnectionGuard:
         itself when there is none."""
         idle = [(c.opened, p) for p, c in self._conns.items()
                 if c.peer == peer and c.phase != "busy" and p is not newcomer]
-        if idle:
-            victim = min(idle, key=lambda item: item[0])[1]
-            self.evicted += 1
-        else:
-            victim = newcomer
-            self.refused += 1
+        victim = min(idle, key=lambda item: item[0])[1] if idle else newcomer
         log.warning("closed an HTTP connection from %s: %s", peer, why)
         self._drop(victim)
 
@@ -224,7 +218,6 @@ class ConnectionGuard:
         conn = self._conns.get(proto)
         if conn is None or conn.phase != phase:
             return
-        self.timed_out += 1
         what = "request head" if phase == "head" else "request body"
         seconds = self.limits.header_timeout if phase == "head" else self.limits.body_timeout
         log.warning("closed an HTTP connection from %s: no complete %s within %g s",

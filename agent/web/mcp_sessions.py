@@ -75,7 +75,6 @@ class SessionGuard:
     clock: Callable[[], float] = time.monotonic
     _sessions: dict[str, _Session] = field(default_factory=dict)
     _opening: dict[str, int] = field(default_factory=dict)  # opens under way, per owner
-    evicted: int = 0  # sessions closed to make room (tests read it)
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -89,11 +88,6 @@ class SessionGuard:
         for sid, session in list(self._sessions.items()):
             if session.in_flight == 0 and now - session.last_active > self.limits.idle_timeout:
                 del self._sessions[sid]
-
-    def _oldest_idle(self, owner: str | None) -> _Session | None:
-        idle = [s for s in self._sessions.values()
-                if s.in_flight == 0 and (owner is None or s.owner == owner)]
-        return min(idle, key=lambda s: s.last_active, default=None)
 
     def _make_room(self, owner: str) -> list[_Session] | None:
         """Choose the sessions to close so that one more of `owner` fits, and hold its place
@@ -131,7 +125,6 @@ class SessionGuard:
 
     async def _close(self, session: _Session, scope: Scope) -> None:
         """End a session as its client would: DELETE with its id, through the SDK."""
-        self.evicted += 1
         headers = [(SESSION_HEADER.encode(), session.id.encode())]
         if session.version:
             headers.append((VERSION_HEADER.encode(), session.version.encode()))
