@@ -55,6 +55,10 @@ if ! "$PYTHON" -c "import PyInstaller, agent" 2>/dev/null; then
     exit 1
 fi
 
+# PyInstaller imports the agent's packages in a child Python to find their modules; the
+# agent quiets asyncssh's DSA deprecation when it starts (agent/logs.py), an import alone
+# does not, so the child is told here (this build step only, by message and category).
+PYTHONWARNINGS="ignore:DSA is deprecated:UserWarning" \
 TAILNET_AGENT_TAILSCALED="$embed/tailscaled" "$PYTHON" -m PyInstaller \
     --noconfirm --clean --log-level WARN \
     --distpath "$dist" --workpath "$work/pyinstaller" \
