@@ -11,6 +11,10 @@ import pytest
 
 from agent.logs import quiet_known_noise
 
+# Assertions in the support modules are rewritten too (pytest's messages), whichever of them
+# imports another before pytest_plugins registers it.
+pytest.register_assert_rewrite("tests.support")
+
 # The dependency noise the agent silences at start, silenced in the tests' process too,
 # before the imports below bring asyncssh in.
 quiet_known_noise()
