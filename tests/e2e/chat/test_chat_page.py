@@ -193,7 +193,7 @@ def test_destructive_command_in_the_palette_needs_a_confirmation(
     assert f"rm -f -- {marker}" in confirm.inner_text()
     assert marker.exists()
     # The quiet choice has the focus; the destructive one is red and names the command.
-    page.wait_for_function("document.activeElement.value === 'cancel'", timeout=TIMEOUT)
+    page.wait_for_function("() => document.activeElement?.value === 'cancel'", timeout=TIMEOUT)
     assert page.get_attribute(".confirm button[value=confirm]", "class") == "danger"
     assert page.inner_text(".confirm button[value=confirm]") == "Run remove_marker"
     page.click(".confirm button[value=cancel]")
@@ -286,4 +286,4 @@ def test_api_errors_are_retried_or_explained_and_the_conversation_survives(
 
     # New chat forgets it all.
     page.click("#new-chat")
-    page.wait_for_function("document.querySelectorAll('.msg.user').length === 0")
+    page.wait_for_function("() => document.querySelectorAll('.msg.user').length === 0")

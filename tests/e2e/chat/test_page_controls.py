@@ -67,7 +67,7 @@ def test_the_chat_works_from_the_keyboard_alone(
     page.keyboard.type("please remove the marker")
     page.keyboard.press("Enter")
     page.wait_for_selector(".confirm", timeout=TIMEOUT)
-    page.wait_for_function("document.activeElement.value === 'cancel'", timeout=TIMEOUT)
+    page.wait_for_function("() => document.activeElement?.value === 'cancel'", timeout=TIMEOUT)
     page.keyboard.press("Tab")
     assert focused(page).startswith('button.danger "Run remove_marker"')
     # Stop is in the focus order too, after the confirmation.
