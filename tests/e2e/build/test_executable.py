@@ -14,10 +14,7 @@ import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from tests.support.output import assert_json_lines, assert_no_warning
-from tests.support.tailnet import TailnetBinaries
-
-from .frozen import (
+from tests.support.frozen import (
     MAX_SIZE,
     exe_of,
     executable,
@@ -29,6 +26,8 @@ from .frozen import (
     unpack_dirs,
     user_env,
 )
+from tests.support.output import assert_json_lines, assert_no_warning
+from tests.support.tailnet import TailnetBinaries
 
 TAILSCALE_VERSION = "1.98.8"
 

@@ -39,8 +39,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tailscale_userspace import TailscaleNode
-from tests.e2e.build.frozen import executable, process_tree, record_figure, tree_pss_mib
 from tests.support.components import missing
+from tests.support.frozen import executable, process_tree, record_figure, tree_pss_mib
 from tests.support.output import assert_json_lines, assert_no_warning
 from tests.support.podman import ContainerNetwork, Podman, PortForward, build_image, podman_home
 from tests.support.sshd import Sshd

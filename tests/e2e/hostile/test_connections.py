@@ -26,17 +26,12 @@ from agent.web.connections import ConnectionLimits
 from tests.support.agents import running_agent, settings_for
 from tests.support.components import require_executable
 from tests.support.peers import MCP_HEADERS, initialize_body
+from tests.support.tailnet import free_port
 from tests.support.waiting import eventually
 
 DESCRIPTORS = 256
 HEADER_TIMEOUT = 2.0
 BODY_TIMEOUT = 3.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Agent:

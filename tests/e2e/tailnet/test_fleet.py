@@ -46,17 +46,11 @@ from mcp import Client
 from mcp.types import ElicitResult
 
 from tailscale_userspace import TailscaleNode
-from tests.e2e.tailnet.test_agent import (
-    AgentProcess,
-    free_port,
-    mcp_through,
-    spawn_agent,
-    tailscaled_children,
-)
+from tests.support.agent_process import AgentProcess, mcp_through, spawn_agent, tailscaled_children
 from tests.support.fanout import outcomes_by_host
 from tests.support.fleet import Fleet, ServerNode, fleet_fixture, fleet_policy, wait_seen
 from tests.support.sshd import wait_until_gone
-from tests.support.tailnet import BASE_DOMAIN, wait_peer
+from tests.support.tailnet import BASE_DOMAIN, free_port, wait_peer
 
 TAGS = ("tag:web", "tag:db", "tag:ops", "tag:agent")
 SSH_RULE = {"action": "accept", "src": ["tag:agent"], "dst": ["tag:db"], "users": ["tnagent"]}

@@ -27,15 +27,9 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tailscale_userspace import TailscaleNode
-from tests.e2e.tailnet.test_agent import (
-    AgentProcess,
-    free_port,
-    ready_url,
-    server_env,
-    spawn_agent,
-)
+from tests.support.agent_process import AgentProcess, ready_url, server_env, spawn_agent
 from tests.support.sshd import Sshd
-from tests.support.tailnet import TestTailnet
+from tests.support.tailnet import TestTailnet, free_port
 
 POLICY = """
 groups:

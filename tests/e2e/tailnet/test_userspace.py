@@ -25,6 +25,7 @@ from tailscale_userspace import (
     read_auth_key,
     tailscaled_version,
 )
+from tests.support.agent_process import alive
 from tests.support.components import require_executable
 from tests.support.tailnet import TailnetBinaries, TestTailnet
 
@@ -75,15 +76,6 @@ async def round_trip(proxy: tuple[str, int], host: str, port: int, payload: byte
         return await asyncio.wait_for(reader.readexactly(len(payload)), 20)
     finally:
         writer.close()
-
-
-def alive(pid: int) -> bool:
-    """True if `pid` is a live (not zombie) process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def wait_for(predicate: object, within: float, what: str) -> None:
