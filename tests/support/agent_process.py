@@ -4,14 +4,12 @@ reaches it through a tailnet node's SOCKS5 proxy."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 from tailscale_userspace import TailscaleNode
 from tests.support.sshd import Sshd
 from tests.support.tailnet import wait_peer
+from tests.support.waiting import wait_until
 
 
 @dataclass
@@ -44,14 +43,20 @@ class AgentProcess:
 
     async def wait_for(self, pattern: str, within: float = 90.0) -> re.Match[str]:
         # Async, so the session's tailscaled log readers keep running while we wait.
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
+        def printed() -> re.Match[str] | None:
+            exited = self.proc.poll() is not None  # before the search: its last lines are in
             if match := re.search(pattern, self.output):
                 return match
-            if self.proc.poll() is not None:
-                break
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"agent never printed {pattern!r}; output:\n{self.output}")
+            if exited:
+                raise AssertionError(f"agent exited without printing {pattern!r}")
+            return None
+
+        try:
+            match = await wait_until(printed, within, f"the agent printing {pattern!r}", every=0.1)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; output:\n{self.output}") from None
+        assert match is not None
+        return match
 
     def stop(self) -> int:
         if self.proc.poll() is None:

@@ -20,7 +20,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+from mcp.types import CallToolResult
 
 from tailscale_userspace import TailscaleNode, exposed_listeners
 from tailscale_userspace.listeners import listeners
@@ -44,6 +44,7 @@ from tests.support.agent_process import (
 from tests.support.output import assert_json_lines, assert_no_warning
 from tests.support.sshd import Sshd
 from tests.support.tailnet import TestTailnet, free_port
+from tests.support.waiting import wait_until
 
 AGENT_HOSTNAME = "agent-e2e"
 
@@ -155,21 +156,24 @@ async def test_agent_restarts_a_killed_tailscaled_and_keeps_serving(topology: To
     (old,) = tailscaled_children(t.agent.proc.pid)
     os.kill(old, signal.SIGKILL)
     await t.agent.wait_for(r"tailscaled exited unexpectedly", within=15)
-    deadline = time.monotonic() + 90
     last_error: object = None
-    while time.monotonic() < deadline:
+
+    async def answered() -> CallToolResult | None:
+        nonlocal last_error
         try:
             async with mcp_through(t.client, t.url) as mcp:
                 result = await mcp.call_tool("check_memory", {})
-            if not result.is_error:
-                break
-            last_error = result.content
         except Exception as exc:  # the node is rejoining; try again
             last_error = exc
-        await asyncio.sleep(1)
-    else:
-        raise AssertionError(f"no successful call after the restart: {last_error}\n"
-                             f"{t.agent.output}")
+            return None
+        last_error = result.content
+        return None if result.is_error else result
+
+    try:
+        result = await wait_until(answered, 90, "a successful call after the restart", every=1)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {last_error}\n{t.agent.output}") from None
+    assert result is not None
     assert "Mem:" in result.structured_content["stdout"]
     (new,) = tailscaled_children(t.agent.proc.pid)
     assert new != old
