@@ -1,4 +1,5 @@
-"""Shared fixtures. Component fixtures live in tests/support/ and are imported here."""
+"""Shared fixtures. Component fixtures live in tests/support/ and are registered here as
+plugins (pytest_plugins), so no test module or conftest imports a fixture."""
 
 from __future__ import annotations
 
@@ -23,14 +24,16 @@ from agent.web.log_limit import RepeatFilter  # noqa: E402
 from tests.support import parallel  # noqa: E402
 from tests.support.artifacts import clear_figures_for  # noqa: E402
 
-# Fixtures and hooks shared by every test, registered once (never re-imported).
+# Fixtures and hooks shared by every test, registered once (never re-imported). A plugin
+# comes before the plugins that import it, so pytest rewrites its asserts (rsyslog imports
+# tailnet's free_port).
 pytest_plugins = [
     "tests.support.markers",
     "tests.support.recording",
+    "tests.support.tailnet",
     "tests.support.rsyslog",
     "tests.support.services",
     "tests.support.sshd",
-    "tests.support.tailnet",
 ]
 
 

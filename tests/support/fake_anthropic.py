@@ -37,6 +37,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.support.waiting import wait_until_sync
+
 Request_ = dict[str, Any]
 
 
@@ -283,11 +285,8 @@ class FakeAnthropic:
             target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
         )
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake Anthropic API did not start within 10 s")
-            time.sleep(0.01)
+        server = self._server
+        wait_until_sync(lambda: server.started, 10, "the fake Anthropic API started")
         return self
 
     def stop(self) -> None:

@@ -25,7 +25,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from tests.support.tailnet import (
     ensure_binaries,
     running,
 )
+from tests.support.waiting import wait_until
 
 BRIDGE = "tnfleet0"
 SUBNET = "10.77.0"
@@ -261,11 +261,16 @@ class Fleet(TestTailnet):
         """Start (or restart) the node's tailscaled and bring it up; returns once Running."""
         node.tailscaled = self._spawn_tailscaled(node)
         node.localapi = LocalAPI(node.socket)
-        deadline = time.monotonic() + JOIN_TIMEOUT
-        while not node.socket.exists():
-            if node.tailscaled.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"tailscaled of {node.name} did not start:\n{node.log_text()}")
-            await asyncio.sleep(0.05)
+        process = node.tailscaled
+
+        def listening() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"tailscaled of {node.name} exited at start:\n"
+                                   f"{node.log_text()}")
+            return node.socket.exists()
+
+        await wait_until(listening, JOIN_TIMEOUT, f"tailscaled of {node.name} creating its "
+                         "LocalAPI socket", every=0.05)
         args = [str(self.binaries.tailscale), f"--socket={node.socket}", "up",
                 f"--login-server={self.control_url}", f"--hostname={node.name}",
                 "--accept-dns=false", f"--timeout={JOIN_TIMEOUT:g}s"]
@@ -308,16 +313,18 @@ async def wait_seen(viewer: TailscaleNode | LocalAPI, dns_name: str, *, online: 
                     within: float = 30.0) -> dict[str, Any]:
     """Wait until `viewer`'s netmap shows `dns_name` online (with a DERP region) or offline."""
     api = viewer.localapi if isinstance(viewer, TailscaleNode) else viewer
-    deadline = time.monotonic() + within
-    while True:
+
+    async def seen() -> dict[str, Any] | None:
         for peer in ((await api.status()).get("Peer") or {}).values():
             if (str(peer.get("DNSName", "")).rstrip(".") == dns_name
                     and bool(peer.get("Online")) == online and (not online or peer.get("Relay"))):
                 return dict(peer)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{dns_name} not seen {'online' if online else 'offline'} "
-                               f"within {within:g}s")
-        await asyncio.sleep(0.1)
+        return None
+
+    found = await wait_until(seen, within, f"{dns_name} seen "
+                             f"{'online' if online else 'offline'}", every=0.1)
+    assert found is not None
+    return found
 
 
 @contextlib.asynccontextmanager

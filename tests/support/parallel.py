@@ -26,7 +26,7 @@ SLOW = (
     "tests/e2e/mcp/test_big_output.py",
     "tests/e2e/tailnet/test_policy.py",
     "tests/e2e/tailnet/test_fleet.py",
-    "tests/unit/agent/test_first_run.py",
+    "tests/e2e/commands/test_first_run.py",
     "tests/e2e/hostile/test_orphans.py",
     "tests/e2e/mcp/test_operations.py",
     "tests/e2e/chat/test_chat_states.py",

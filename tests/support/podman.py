@@ -29,10 +29,11 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from tests.support.waiting import wait_until_sync
 
 from .components import missing, require_executable
 
@@ -143,12 +144,15 @@ class ContainerNetwork:
             ["unshare", "--net", "sh", "-c", "ip link set lo up && exec sleep infinity"],
             stdin=subprocess.DEVNULL)
         self.path = f"/proc/{self.holder.pid}/ns/net"
-        deadline = time.monotonic() + 10
-        while _comm(self.holder.pid) != "sleep":  # lo is up once sh has exec'd sleep
-            if self.holder.poll() is not None or time.monotonic() > deadline:
+        holder = self.holder
+
+        def lo_up() -> bool:  # once sh has exec'd sleep
+            if holder.poll() is not None:
                 raise RuntimeError("could not create a network namespace for the container "
                                    "(unshare --net; needs root)")
-            time.sleep(0.02)
+            return _comm(holder.pid) == "sleep"
+
+        wait_until_sync(lo_up, 10, "the container's network namespace (unshare --net)")
 
     @property
     def podman_network(self) -> str:

@@ -4,6 +4,7 @@ test catalog and policy of issue 20's approval tests."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
@@ -103,9 +104,17 @@ class RecordingRunner:
     have run, and succeeds with no output, or answers what `answer(host)` says (written
     into the call's output as a command's would be, redacted and spooled)."""
 
-    def __init__(self, answer: Callable[[str], Answer] | None = None) -> None:
+    def __init__(self, answer: Callable[[str], Answer] | None = None, *,
+                 gated: bool = False) -> None:
         self.ran: list[tuple[str, str, str | None]] = []  # (host, command, runs as)
         self.answer = answer
+        # Gated: every command holds until `release` is set; `running` counts how many
+        # hold at once, `peak` the most ever.
+        self.release = asyncio.Event()
+        if not gated:
+            self.release.set()
+        self.running = 0
+        self.peak = 0
 
     async def run(
         self, host: str, rendered: str, *, command_name: str,
@@ -113,6 +122,12 @@ class RecordingRunner:
         max_output: int, destructive: bool = False, become: str | None = None,
         output: CommandOutput | None = None,
     ) -> CommandResult:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            await self.release.wait()
+        finally:
+            self.running -= 1
         self.ran.append((host, command_name, become))
         stdout, stderr, status = self.answer(host) if self.answer else ("", "", 0)
         if output is not None:
@@ -142,9 +157,11 @@ def tailnet_host(name: str, become: str = "root") -> HostConfig:
 
 
 def fleet_service(tmp_path: Path, names: list[str], answer: Callable[[str], Answer] | None = None,
+                  *, runner: RecordingRunner | None = None, rules: Policy | None = None,
                   **values: Any) -> AgentService:
-    """Hosts `names` (from a file), answering what `answer(host)` says; the catalog and
-    policy above (with the default catalog); the audit log in `tmp_path`."""
+    """Hosts `names` (from a file), answering what `answer(host)` says (or what `runner`
+    does); the catalog above (with the default catalog), the policy above (or `rules`); the
+    audit log in `tmp_path`."""
     (tmp_path / "extra.yaml").write_text(CATALOG)
     hosts = {name: HostConfig(name=name, address="192.0.2.1", user="ops") for name in names}
     settings = dataclasses.replace(
@@ -152,7 +169,8 @@ def fleet_service(tmp_path: Path, names: list[str], answer: Callable[[str], Answ
         audit_log=tmp_path / "audit.jsonl", **{"rate_burst": 1000, "approval_timeout": 30.0,
                                                **values})
     return AgentService(settings, load_catalog([tmp_path / "extra.yaml"]),
-                        RecordingRunner(answer), mode="tailnet", policy=policy())
+                        runner or RecordingRunner(answer), mode="tailnet",
+                        policy=rules or policy())
 
 
 def recording_service(tmp_path: Path, **values: Any) -> AgentService:

@@ -5,7 +5,8 @@ with a CA and a certificate for 127.0.0.1 made here) and writes every message it
 a file as `APP-NAME PROCID MSGID TIMESTAMP MSG`, which the tests read back. Stopping it
 (SIGTERM) and starting it again on the same port and file is a receiver that was down.
 
-    from tests.support.rsyslog import Rsyslog, rsyslog  # noqa: F401
+The `rsyslog` fixture is registered for every test by tests/conftest.py (pytest_plugins):
+a test names it as an argument, and imports only `Rsyslog` or `Received` for its types.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import json
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.support.components import require_executable
 from tests.support.tailnet import free_port
+from tests.support.waiting import wait_until_sync
 
 READY_TIMEOUT = 10.0
 
@@ -140,17 +141,20 @@ ruleset(name="audit") {{
              str(self.directory / "rsyslogd.pid")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(self.directory / "rsyslogd.err", "ab"))  # noqa: SIM115
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+        process = self.process
+
+        def listening() -> bool:
+            if process.poll() is not None:
                 raise RuntimeError(f"rsyslogd exited: "
                                    f"{(self.directory / 'rsyslogd.err').read_text()[-2000:]}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
             except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"rsyslogd did not listen on 127.0.0.1:{self.port}")
+                return False
+            return True
+
+        wait_until_sync(listening, READY_TIMEOUT, f"rsyslogd listening on 127.0.0.1:{self.port}",
+                        every=0.05)
 
     def stop(self) -> None:
         if self.process is None:
@@ -174,12 +178,17 @@ ruleset(name="audit") {{
 
     def wait_for(self, done: Callable[[list[Received]], bool],
                  timeout: float = 60.0) -> list[Received]:
-        """The messages once `done(messages)` holds (or the last seen, after `timeout`)."""
-        deadline = time.monotonic() + timeout
-        got = self.received()
-        while not done(got) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        """The messages once `done(messages)` holds (or the last seen, after `timeout`: the
+        caller's assert says what is missing)."""
+        def arrived() -> tuple[list[Received]] | None:
             got = self.received()
+            return (got,) if done(got) else None  # a tuple: true even for no messages
+
+        try:
+            (got,) = wait_until_sync(arrived, timeout, "rsyslogd receiving the messages",
+                                     every=0.1)
+        except AssertionError:
+            return self.received()
         return got
 
 

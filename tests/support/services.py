@@ -45,6 +45,7 @@ commands:
     return path
 
 
+# `make_service(policy, **settings)` here, `make(**settings)` in tests/e2e/ssh/conftest.py.
 ServiceFactory = Callable[..., AgentService]
 
 

@@ -4,9 +4,9 @@ As root, sshd logs in a dedicated user (default `tnagent`, env
 TAILNET_AGENT_TEST_USER) whose login shell is /bin/sh; the user is created if
 missing. Unprivileged, sshd can only log in the current user.
 
-Reuse from any test folder:
-
-    from tests.support.sshd import Sshd, sshd, ssh_host, sshd_factory  # noqa: F401
+Its fixtures (`sshd`, `ssh_host`, `sshd_factory`) are registered for every test by
+tests/conftest.py (pytest_plugins): a test names them as arguments and imports only the
+helpers (`Sshd`, `login_writable`, ...).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import pytest
 
 from agent.hosts.inventory import HostConfig
 from tests.support.components import missing
+from tests.support.waiting import wait_until_sync
 
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
 DEFAULT_TEST_USER = "tnagent"
@@ -228,19 +229,24 @@ class Sshd:
         self._wait_ready()
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
+        process = self._proc
+        assert process is not None
+
+        def greets() -> bool:
+            if process.poll() is not None:
                 raise RuntimeError(f"sshd exited at start; its log:\n{self.log_text()}")
             with (
                 contextlib.suppress(OSError),
                 socket.create_connection((self.address, self.port), timeout=1) as s,
             ):
-                if s.recv(64).startswith(b"SSH-2.0-"):
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"sshd not ready on port {self.port}; its log:\n{self.log_text()}")
+                return s.recv(64).startswith(b"SSH-2.0-")
+            return False
+
+        try:
+            wait_until_sync(greets, READY_TIMEOUT, f"sshd greeting on port {self.port}",
+                            every=0.05)
+        except AssertionError as exc:
+            raise RuntimeError(f"{exc}; its log:\n{self.log_text()}") from None
 
     def stop(self) -> None:
         """Stop sshd and every session it serves, so clients see their connections drop."""
@@ -361,11 +367,13 @@ def wait_until_gone(user: str, pattern: str, seconds: float = 5.0) -> list[str]:
 
 
 def _until_gone(listed: Callable[[], list[str]], seconds: float) -> list[str]:
-    """What `listed` lists once it lists nothing, or after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while (left := listed()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return left
+    """What `listed` lists once it lists nothing ([]), or after `seconds` (what is left: the
+    caller's assert shows it)."""
+    try:
+        wait_until_sync(lambda: not listed(), seconds, "the processes gone", every=0.1)
+    except AssertionError:
+        return listed()
+    return []
 
 
 def _environment(pid: int) -> list[bytes]:

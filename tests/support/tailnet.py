@@ -27,7 +27,6 @@ watching the sockets of the processes, see tests/tailnet/test_userspace.py):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import fcntl
@@ -39,7 +38,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +48,7 @@ import pytest
 import pytest_asyncio
 
 from tailscale_userspace import NodeOptions, TailscaleNode
+from tests.support.waiting import wait_until, wait_until_sync
 
 from .components import missing
 
@@ -372,24 +371,23 @@ class Headscale:
                 cwd=self.workdir,
                 env=_scrubbed_env(),
             )
-        deadline = time.monotonic() + timeout
+        process = self._process
+
+        def healthy() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"headscale exited with code {process.returncode} at start; "
+                                   f"log:\n{self.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                return client.get(f"{self.url}/health").status_code == 200
+            return False
+
         with httpx.Client(trust_env=False, timeout=2.0) as client:
-            while True:
-                if self._process.poll() is not None:
-                    raise RuntimeError(
-                        f"headscale exited with code {self._process.returncode} at start; "
-                        f"log:\n{self.log_tail()}"
-                    )
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(f"{self.url}/health").status_code == 200:
-                        return
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(
-                        f"headscale did not answer {self.url}/health within {timeout:g}s; "
-                        f"log:\n{self.log_tail()}"
-                    )
-                time.sleep(0.1)
+            try:
+                wait_until_sync(healthy, timeout, f"headscale answering {self.url}/health",
+                                every=0.1)
+            except AssertionError as exc:
+                self.stop()
+                raise RuntimeError(f"{exc}; log:\n{self.log_tail()}") from None
 
     def stop(self, timeout: float = 10.0) -> None:
         process, self._process = self._process, None
@@ -462,19 +460,15 @@ async def wait_peer(viewer: TailscaleNode, peer_dns_name: str, within: float = 3
     tailscaled's SOCKS5 proxy gives up ("general SOCKS server failure").
     """
     wanted = peer_dns_name.rstrip(".")
-    deadline = time.monotonic() + within
-    while True:
+
+    async def seen() -> bool:
         peers = (await viewer.localapi.status()).get("Peer") or {}
-        for peer in peers.values():
-            name = str(peer.get("DNSName", "")).rstrip(".")
-            if name == wanted and peer.get("Online") and peer.get("Relay"):
-                return
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"{viewer.info.dns_name if viewer.info else 'node'} did not see {wanted} "
-                f"online with a DERP region within {within:g}s"
-            )
-        await asyncio.sleep(0.2)
+        return any(str(peer.get("DNSName", "")).rstrip(".") == wanted and peer.get("Online")
+                   and peer.get("Relay") for peer in peers.values())
+
+    viewer_name = viewer.info.dns_name if viewer.info else "node"
+    await wait_until(seen, within, f"{viewer_name} seeing {wanted} online with a DERP region",
+                     every=0.2)
 
 
 class TestTailnet:
@@ -575,13 +569,17 @@ class TestTailnet:
         return env
 
     def wait_node_gone(self, hostname: str, timeout: float = 20.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            listed = self.headscale.nodes()
-            if not any(hostname in (n.get("name"), n.get("given_name")) for n in listed):
-                return True
-            time.sleep(0.25)
-        return False
+        """True once headscale lists no node `hostname`, False if it still does after
+        `timeout` (the caller says what the node's owner printed)."""
+        def gone() -> bool:
+            return not any(hostname in (n.get("name"), n.get("given_name"))
+                           for n in self.headscale.nodes())
+
+        try:
+            wait_until_sync(gone, timeout, f"{hostname} gone from headscale", every=0.25)
+        except AssertionError:
+            return False
+        return True
 
     async def aclose(self) -> None:
         nodes, self._nodes = self._nodes, []

@@ -28,6 +28,7 @@ from agent.core.service import AgentService
 from agent.web.prometheus import AgentMetrics
 from tests.support.rsyslog import Received, Rsyslog, make_certificates
 from tests.support.services import ServiceFactory
+from tests.support.waiting import wait_until
 
 # The person at the machine: no rate limit, so a thousand calls are a thousand records.
 LOCAL = Identity(login="me", node="here", source="local")
@@ -80,10 +81,10 @@ async def calls(service: AgentService, n: int, *, pace: float = 0.0,
 async def shipper_shows(service: AgentService, done: Callable[[ShipStatus], bool]) -> ShipStatus:
     """The shipper's status once `done` holds for it (it changes in the sender's thread)."""
     assert service.shipper is not None
-    deadline = time.monotonic() + 30
-    while not done(status := service.shipper.status()):  # set in the sender's thread
-        assert time.monotonic() < deadline, status
-        await asyncio.sleep(0.1)
+    shipper = service.shipper
+    # A tuple, true whatever the status: it changes in the sender's thread.
+    (status,) = await wait_until(lambda: (s,) if done(s := shipper.status()) else None, 30,
+                                 "the audit shipper's status", every=0.1)
     return status
 
 
@@ -124,8 +125,8 @@ async def test_a_receiver_down_for_30_s_blocks_no_call_and_loses_no_record(
     outage: list[float] = []
 
     async def stop_then_start() -> None:
-        while len(local_lines(audit)) < 400:  # noqa: ASYNC110 - 200 calls in
-            await asyncio.sleep(0.1)
+        await wait_until(lambda: len(local_lines(audit)) >= 400, 60, "200 calls in the log",
+                         every=0.1)
         outage.append(time.monotonic())
         await asyncio.to_thread(receiver.stop)
         await asyncio.sleep(30)

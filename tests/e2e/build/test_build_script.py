@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.support.components import missing
-
-from .frozen import REPO, executable
+from tests.support.frozen import REPO, executable
 
 TRIMMED = REPO / "build" / "work" / "tailscaled-bin" / "tailscaled"
 CHECK = REPO / "build" / "check-embedded.sh"

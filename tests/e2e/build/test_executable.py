@@ -14,10 +14,7 @@ import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from tests.support.output import assert_json_lines, assert_no_warning
-from tests.support.tailnet import TailnetBinaries
-
-from .frozen import (
+from tests.support.frozen import (
     MAX_SIZE,
     exe_of,
     executable,
@@ -29,6 +26,9 @@ from .frozen import (
     unpack_dirs,
     user_env,
 )
+from tests.support.output import assert_json_lines, assert_no_warning
+from tests.support.tailnet import TailnetBinaries
+from tests.support.waiting import wait_until_sync
 
 TAILSCALE_VERSION = "1.98.8"
 
@@ -182,10 +182,8 @@ def test_sigkill_of_the_bootloader_stops_the_agent_and_cleans_up(tmp_path: Path)
         assert len(tree) >= 2, tree
         agent.process.kill()
         agent.process.wait()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and [pid for pid in tree if exe_of(pid)]:
-            time.sleep(0.1)
-        assert not [pid for pid in tree if exe_of(pid)], "the agent outlived its bootloader"
+        wait_until_sync(lambda: not [pid for pid in tree if exe_of(pid)], 20,
+                        "the agent gone with its bootloader (it outlived it)", every=0.1)
     assert unpack_dirs(tmpdir) == [], "the unpack directory was left behind"
 
 

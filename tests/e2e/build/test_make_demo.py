@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.support.components import missing
-
-from .frozen import REPO
+from tests.support.frozen import REPO
 
 WHEELS = REPO / ".cache" / "wheels"
 

@@ -8,7 +8,7 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-from .frozen import EXECUTABLE, REPO, executable, user_env
+from tests.support.frozen import EXECUTABLE, REPO, executable, user_env
 
 
 def bundled_sbom() -> dict[str, object]:

@@ -17,10 +17,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.support.sshd import Sshd
-from tests.support.tailnet import TestTailnet, free_port, wait_peer
-
-from .frozen import (
+from tests.support.frozen import (
     exe_of,
     executable,
     process_tree,
@@ -31,6 +28,8 @@ from .frozen import (
     unpack_dirs,
     user_env,
 )
+from tests.support.sshd import Sshd
+from tests.support.tailnet import TestTailnet, free_port, wait_peer
 
 AGENT = "smoke-agent"
 

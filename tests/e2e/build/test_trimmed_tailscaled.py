@@ -15,9 +15,8 @@ import httpx
 
 from tailscale_userspace import TailscaleNode
 from tests.support.components import missing
+from tests.support.frozen import REPO
 from tests.support.tailnet import TestTailnet
-
-from .frozen import REPO
 
 TRIMMED = REPO / "build" / "work" / "tailscaled-bin" / "tailscaled"
 

@@ -1,159 +1,37 @@
-"""The chat page served for real: the agent's app (build_agent) on 127.0.0.1 with the chat
-routes, a real sshd behind it, a scripted Anthropic API, and headless Chromium.
-
-The server runs in its own thread and event loop, so tests drive Chromium with
-Playwright's sync API from the test thread.
-"""
+"""Fixtures for the chat page tests: the chat served for real (tests/support/chat.py), a
+scripted Anthropic API, and headless Chromium (tests/support/browser.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
-import socket
-import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-from agent.access.identity import local_user_identity
-from agent.app import build_agent
-from agent.chat import ChatOptions
-from agent.chat.agent_loop import LoopOptions
 from agent.hosts.inventory import HostConfig
 from agent.settings import Settings
-from agent.web.middleware.host_origin import LOOPBACK_NAMES
-from agent.web.middleware.identity import fixed_resolver
-from tests.e2e.chat.helpers import watch_console
+from tests.support.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PHONE,
+    PageFactory,
+    watch_console,
+)
+from tests.support.chat import EXTRA_CATALOG, ChatFactory, ServedChat, chat_options
 from tests.support.components import missing
 from tests.support.fake_anthropic import FakeAnthropic
-from whitelist import Catalog, load_catalog
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
-# Test-only commands, loaded after the default catalog like an operator's extra file.
-EXTRA_CATALOG = """\
-commands:
-  say_script:
-    description: Print an HTML script tag (test command).
-    category: Test
-    template: >-
-      printf '%s\\n' '<script>window.__pwned=1</script>'
-      '<img src=x onerror="window.__pwned=2">'
-  touch_marker:
-    description: Create the test marker file.
-    category: Test
-    template: "touch {marker}"
-  remove_marker:
-    description: Delete the test marker file (test command, destructive).
-    category: Test
-    destructive: true
-    template: "rm -f -- {marker}"
-  sleep_long:
-    description: Sleep for half a minute (test command for stopping a turn).
-    category: Test
-    template: "sleep 31.25"
-    timeout: 60
-  slow_report:
-    description: Print a report over 1.5 s, with colour and a warning on stderr (test command).
-    category: Test
-    template: >-
-      for i in 1 2 3 4 5; do echo "step $i of 5: ok"; sleep 0.3; done;
-      printf '\\033[32mall good\\033[0m, key AKIAIOSFODNN7EXAMPLE\\n';
-      echo 'warning: low disk' >&2
-  count_lines:
-    description: Print N numbered lines in a given style (test command for the palette).
-    category: Test
-    template: "seq -f {style} {count}"
-    parameters:
-      count:
-        type: integer
-        description: How many lines
-        default: 3
-        minimum: 1
-        maximum: 50
-      style:
-        type: enum
-        description: printf style of each line
-        default: "line-%g"
-        choices: ["line-%g", "row-%g"]
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class ServedChat:
-    """The agent's app (build_agent, as `serve --local`) under uvicorn in a background thread."""
-
-    def __init__(self, settings: Settings, catalog: Catalog, options: ChatOptions) -> None:
-        agent = build_agent(
-            settings,
-            mode="local",
-            resolver=fixed_resolver(local_user_identity()),
-            allowed_names=LOOPBACK_NAMES,
-            catalog=catalog,
-            chat_options=options,
-        )
-        self.service = agent.service
-        # The login the commands run as on the test sshd (to look for its processes).
-        self.ssh_user = next(iter(settings.hosts.values())).user
-        self.port = free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(agent.app, host="127.0.0.1", port=self.port, log_level="warning",
-                           lifespan="on")
-        )
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _run(self) -> None:
-        async def main() -> None:
-            try:
-                await self.server.serve()
-            finally:
-                await self.service.pool.close()
-
-        asyncio.run(main())
-
-    def start(self) -> ServedChat:
-        self._thread.start()
-        deadline = time.monotonic() + 60  # a bound for a loaded machine, not a wait
-        while not self.server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the chat app did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self._thread.join(timeout=15)
+from tests.support.sshd import login_writable
+from whitelist import load_catalog
 
 
 @pytest.fixture
 def marker() -> Iterator[Path]:
-    # Not under pytest's tmp_path: the SSH login user creates it, and cannot enter
-    # root's 0700 directories.
-    directory = Path(tempfile.mkdtemp(prefix="tnagent-chat-"))
-    directory.chmod(0o777)
-    yield directory / "marker"
-    shutil.rmtree(directory, ignore_errors=True)
+    """A file the SSH login user may create (not under pytest's tmp_path)."""
+    with login_writable("tnagent-chat-") as directory:
+        yield directory / "marker"
 
 
 @pytest.fixture
@@ -161,10 +39,6 @@ def catalog_file(tmp_path: Path, marker: Path) -> Path:
     path = tmp_path / "extra.yaml"
     path.write_text(EXTRA_CATALOG.replace("{marker}", str(marker)))
     return path
-
-
-ChatFactory = Callable[..., ServedChat]
-LOOP_FIELDS = {f.name for f in fields(LoopOptions)}
 
 
 @pytest.fixture
@@ -180,12 +54,8 @@ def chat_app(ssh_host: HostConfig, catalog_file: Path) -> Iterator[ChatFactory]:
             anthropic_model="claude-test",
             anthropic_base_url=fake.base_url if fake is not None else None,
         )
-        catalog = load_catalog([catalog_file])
-        loop = replace(LoopOptions(overloaded_backoff=0.05),
-                       **{k: v for k, v in option_overrides.items() if k in LOOP_FIELDS})
-        options = replace(ChatOptions(loop=loop, sdk_max_retries=1),
-                          **{k: v for k, v in option_overrides.items() if k not in LOOP_FIELDS})
-        served = ServedChat(settings, catalog, options).start()
+        served = ServedChat(settings, load_catalog([catalog_file]),
+                            chat_options(**option_overrides)).start()
         started.append(served)
         return served
 
@@ -222,12 +92,6 @@ def browser() -> Iterator[Any]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
-
-
-# The sizes the page is tested at: a laptop and a phone (iPhone 12-15 class).
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
-PageFactory = Callable[..., Any]
 
 
 @pytest.fixture

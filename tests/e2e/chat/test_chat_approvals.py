@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from agent.audit.reader import read_calls
-from tests.e2e.chat.conftest import EXTRA_CATALOG, ChatFactory
-from tests.e2e.chat.helpers import TIMEOUT, card, check_state
+from tests.support.browser import TIMEOUT, card, check_state
+from tests.support.chat import EXTRA_CATALOG, ChatFactory
 
 ELEVATED = """
   restart_cron:

@@ -14,13 +14,11 @@ from typing import Any
 
 import pytest
 
-from agent.chat import ChatOptions
-from agent.chat.agent_loop import LoopOptions
 from agent.hosts.inventory import HostConfig
 from agent.settings import Settings
 from tests.bench.scale_hosts import LoopbackFleet
-from tests.e2e.chat.conftest import PHONE, PageFactory, ServedChat
-from tests.e2e.chat.helpers import TIMEOUT, ask, check_state, wait_idle
+from tests.support.browser import PHONE, TIMEOUT, PageFactory, ask, check_state, wait_idle
+from tests.support.chat import ServedChat, chat_options
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse, tool_results
 from tests.support.sshd import Sshd, login_writable
 from whitelist import load_catalog
@@ -44,8 +42,7 @@ def serving(hosts: dict[str, HostConfig], catalog: str, folder: Path
                             anthropic_model="claude-test",
                             anthropic_api_key="sk-ant-test-not-a-real-key",
                             anthropic_base_url=fake.base_url)
-        options = ChatOptions(loop=LoopOptions(overloaded_backoff=0.05), sdk_max_retries=1)
-        app = ServedChat(settings, load_catalog([folder / "extra.yaml"]), options).start()
+        app = ServedChat(settings, load_catalog([folder / "extra.yaml"]), chat_options()).start()
         served.append(app)
         return app
 

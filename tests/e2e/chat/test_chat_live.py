@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.chat.conftest import EXTRA_CATALOG, ChatFactory
-from tests.e2e.chat.helpers import TIMEOUT, ask, card, check_state, wait_idle
+from tests.support.browser import TIMEOUT, ask, card, check_state, wait_idle
+from tests.support.chat import EXTRA_CATALOG, ChatFactory
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse
 
 TICKER = """

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.chat.conftest import ChatFactory
-from tests.e2e.chat.helpers import TIMEOUT, ask, card, wait_idle
+from tests.support.browser import TIMEOUT, ask, card, wait_idle
+from tests.support.chat import ChatFactory
 from tests.support.fake_anthropic import (
     ApiError,
     FakeAnthropic,

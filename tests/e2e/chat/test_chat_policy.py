@@ -3,7 +3,6 @@ a refused call comes back as a card naming the rule."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -18,6 +17,7 @@ from agent.hosts.inventory import HostConfig
 from tests.support.agents import running_agent, settings_for
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse
 from tests.support.services import write_test_catalog
+from tests.support.waiting import wait_until
 from whitelist import load_catalog
 
 BOB = Identity(login="bob@example.com", node="phone.tailnet.test")
@@ -92,10 +92,7 @@ async def test_claude_sees_only_the_callers_tools_and_a_refusal_names_the_rule(
         response = await http.post("/chat/send", data={"message": "make the marker"},
                                    headers=SAME_ORIGIN)
         assert response.status_code == 200
-        for _ in range(300):
-            if len(fake.requests) >= 2:
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: len(fake.requests) >= 2, 15, "the second request to the API")
     first, second = fake.requests[:2]
     tools = {t["name"] for t in first["tools"]}
     assert "execute_command" in tools and "check_disk" in tools
@@ -110,10 +107,7 @@ async def test_a_tagged_node_gets_no_command_tools_in_the_chat(
 ) -> None:
     async with httpx.AsyncClient(base_url=await serve(CI), timeout=30) as http:
         await http.post("/chat/send", data={"message": "make the marker"}, headers=SAME_ORIGIN)
-        for _ in range(300):
-            if fake.requests:
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: fake.requests, 15, "a request to the API")
     tools = {t["name"] for t in fake.requests[0]["tools"]}
     assert tools == {"ping", "server_status", "list_commands", "list_hosts"}
 
@@ -146,10 +140,7 @@ async def test_the_chats_check_before_a_confirmation_is_audited_too(
     async with httpx.AsyncClient(base_url=await serve(LOCAL), timeout=30) as http:
         await http.post("/chat/send", data={"message": "a twisted marker please"},
                         headers=SAME_ORIGIN)
-        for _ in range(300):
-            if len(fake.requests) >= 2:
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: len(fake.requests) >= 2, 15, "the second request to the API")
     result = fake.requests[1]["messages"][-1]["content"][0]
     assert result["is_error"] and "unknown argument" in str(result["content"])
     assert len(str(result["content"])) < 600

@@ -9,16 +9,19 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.chat.conftest import DESKTOP, EXTRA_CATALOG, PHONE, ChatFactory, PageFactory
-from tests.e2e.chat.helpers import (
-    ARTIFACTS,
+from tests.support.artifacts import ARTIFACTS
+from tests.support.browser import (
+    DESKTOP,
+    PHONE,
     TIMEOUT,
+    PageFactory,
     ask,
     card,
     check_state,
     document_status_only,
     wait_idle,
 )
+from tests.support.chat import EXTRA_CATALOG, ChatFactory
 from tests.support.fake_anthropic import Step, Text, ToolUse
 from tests.support.secrets_planted import AWS_KEY_ID
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from agent.mcp.runbooks import BY_NAME, render
-from tests.e2e.chat.conftest import ChatFactory
-from tests.e2e.chat.helpers import TIMEOUT, card, wait_idle
+from tests.support.browser import TIMEOUT, card, wait_idle
+from tests.support.chat import ChatFactory
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse, last_user_text
 
 

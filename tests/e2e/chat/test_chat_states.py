@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.chat.conftest import DESKTOP, PHONE, ChatFactory, PageFactory
-from tests.e2e.chat.helpers import (
+from tests.support.browser import (
+    DESKTOP,
+    PHONE,
     TIMEOUT,
+    PageFactory,
     ask,
     card,
     check_state,
@@ -20,6 +22,7 @@ from tests.e2e.chat.helpers import (
     wait_idle,
     watch_streaming_text,
 )
+from tests.support.chat import ChatFactory
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse, last_tool_output
 
 TABLE_ANSWER = """\

@@ -9,8 +9,9 @@ import time
 from typing import Any
 
 from agent.chat import warmup
-from tests.e2e.chat.conftest import ChatFactory, PageFactory
-from tests.e2e.chat.helpers import ARTIFACTS, TIMEOUT, wait_idle
+from tests.support.artifacts import ARTIFACTS
+from tests.support.browser import TIMEOUT, PageFactory, wait_idle
+from tests.support.chat import ChatFactory
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text
 
 # The bound: the first character within 300 ms of the model's first event.

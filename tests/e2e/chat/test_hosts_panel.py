@@ -17,8 +17,8 @@ import pytest
 from agent.chat import ChatOptions
 from agent.hosts.registry import Presence
 from agent.settings import Settings
-from tests.e2e.chat.conftest import DESKTOP, PHONE, PageFactory, ServedChat
-from tests.e2e.chat.helpers import TIMEOUT, check_state
+from tests.support.browser import DESKTOP, PHONE, TIMEOUT, PageFactory, check_state
+from tests.support.chat import ServedChat
 from tests.support.sshd import Sshd
 from whitelist import load_catalog
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.e2e.chat.conftest import DESKTOP, PHONE, ChatFactory, PageFactory
-from tests.e2e.chat.helpers import TIMEOUT, card, check_state, wait_idle
+from tests.support.browser import DESKTOP, PHONE, TIMEOUT, PageFactory, card, check_state, wait_idle
+from tests.support.chat import ChatFactory
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse
 
 

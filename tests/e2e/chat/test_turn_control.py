@@ -29,7 +29,7 @@ from agent.web.connections import ConnectionLimits
 from tests.support.agents import RunningAgent, running_agent, settings_for
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse, tool_results
 from tests.support.sshd import Sshd
-from tests.support.waiting import eventually
+from tests.support.waiting import wait_until, wait_until_sync
 from whitelist import load_catalog
 
 SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
@@ -130,7 +130,7 @@ async def test_stop_ends_the_turn_and_cancels_its_command(
 
     # The next question goes out with a valid history that says what happened.
     await start_turn(http, "and now?")
-    await eventually(lambda: len(fake.requests) == 2)
+    await wait_until(lambda: len(fake.requests) == 2)
     messages = fake.requests[-1]["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
     [result] = tool_results(fake.requests[-1])
@@ -216,10 +216,10 @@ async def test_hundreds_of_turns_stopped_at_random_points_leave_nothing_behind(
         assert "event: done" in shown
     assert time.monotonic() - started < 240
     # Every turn ended; nothing of them keeps running.
-    await eventually(lambda: len(asyncio.all_tasks()) <= tasks_before + 2, seconds=10)
+    await wait_until(lambda: len(asyncio.all_tasks()) <= tasks_before + 2, timeout=10)
     # The conversation the next question carries is still a valid one.
     await start_turn(http, "are you still there?")
-    await eventually(lambda: last_user_text_is(fake, "are you still there?"))
+    await wait_until(lambda: last_user_text_is(fake, "are you still there?"))
     messages = fake.requests[-1]["messages"]
     roles = [m["role"] for m in messages]
     assert all(a != b for a, b in pairwise(roles)), roles
@@ -272,10 +272,7 @@ async def test_views_of_a_turn_are_capped_and_bogus_stops_cost_nothing(
         async with http.stream("GET", f"/chat/stream/{turn}") as response:
             return response.status_code == 200
 
-    deadline = time.monotonic() + 2.0
-    while not await view_opens():
-        assert time.monotonic() < deadline, "closed views did not free their places in 2 s"
-        await asyncio.sleep(0.02)
+    await wait_until(view_opens, 2.0, "closed views freeing their places")
 
     # Stops and confirmations for turns and calls that do not exist, many at once: each
     # refused, and the real turn goes on.
@@ -314,17 +311,8 @@ async def test_stop_ends_the_remote_command(
         chunks = view.aiter_text()
         await read_until(chunks, "Running sleep_long on test")
         # Stop only once the command really runs on the host.
-        started = await eventually(lambda: sleeping(sshd) - before)
+        started = await wait_until(lambda: sleeping(sshd) - before)
         assert (await http.post(f"/chat/stop/{turn}")).status_code == 204
         await read_until(chunks, "event: done")
-    gone = await asyncio.to_thread(lambda: wait_until_gone_pids(sshd, started))
-    assert gone, f"still on the host: {started}"
-
-
-def wait_until_gone_pids(sshd: Sshd, pids: set[str], seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while sleeping(sshd) & pids:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+    await asyncio.to_thread(wait_until_sync, lambda: not sleeping(sshd) & started, 10,
+                            f"the stopped command's processes {started} gone from the host")

@@ -39,12 +39,13 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tailscale_userspace import TailscaleNode
-from tests.e2e.build.frozen import executable, process_tree, record_figure, tree_pss_mib
 from tests.support.components import missing
+from tests.support.frozen import executable, process_tree, record_figure, tree_pss_mib
 from tests.support.output import assert_json_lines, assert_no_warning
 from tests.support.podman import ContainerNetwork, Podman, PortForward, build_image, podman_home
 from tests.support.sshd import Sshd
 from tests.support.tailnet import TEST_TAILSCALED_ENV, TestTailnet, wait_peer
+from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 IMAGE = "tailnet-agent"  # compose.yaml's image (in the tests' private store)
@@ -150,15 +151,19 @@ class Project:
 
     async def wait_for(self, pattern: str, seconds: float = 90) -> float:
         """Seconds from `compose up` until the container's output matched `pattern`."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        async def logged() -> bool:
+            running = (await asyncio.to_thread(self.state))["Running"]
             if re.search(pattern, await asyncio.to_thread(self.output)):
-                return time.monotonic() - self.started
-            if not (await asyncio.to_thread(self.state))["Running"]:
-                break
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"the container never logged {pattern!r}; output:\n"
-                             f"{self.output()}")
+                return True
+            if not running:
+                raise AssertionError(f"the container stopped without logging {pattern!r}")
+            return False
+
+        try:
+            await wait_until(logged, seconds, f"the container logging {pattern!r}", every=0.1)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; output:\n{self.output()}") from None
+        return time.monotonic() - self.started
 
     async def healthcheck(self) -> tuple[int, str]:
         """The image's HEALTHCHECK, run as podman's timer would run it: (exit, its output)."""

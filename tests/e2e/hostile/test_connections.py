@@ -26,17 +26,12 @@ from agent.web.connections import ConnectionLimits
 from tests.support.agents import running_agent, settings_for
 from tests.support.components import require_executable
 from tests.support.peers import MCP_HEADERS, initialize_body
-from tests.support.waiting import eventually
+from tests.support.tailnet import free_port
+from tests.support.waiting import wait_until, wait_until_sync
 
 DESCRIPTORS = 256
 HEADER_TIMEOUT = 2.0
 BODY_TIMEOUT = 3.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Agent:
@@ -69,10 +64,12 @@ def agent(ssh_host: HostConfig, tmp_path: Path) -> Iterator[Agent]:
             env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
     running = Agent(proc, port, log)
     try:
-        deadline = time.monotonic() + 120  # a bound for a loaded machine, not a wait
-        while b"Ready." not in log.read_bytes():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        def ready() -> bool:
+            assert proc.poll() is None, log.read_text()
+            return b"Ready." in log.read_bytes()
+
+        # A bound for a loaded machine, not a wait.
+        wait_until_sync(ready, 120, "the agent printing Ready.", every=0.1)
         yield running
     finally:
         proc.terminate()
@@ -167,7 +164,7 @@ async def test_many_peers_and_slow_requests_lock_nobody_out(agent: Agent) -> Non
         assert max(took) < 2.0, took
         assert agent.descriptors() < DESCRIPTORS - 16
         # Partial heads and bodies do not stay: all are closed within their timeouts.
-        await eventually(lambda: sum(still_open(g) for g in groups) == 0, BODY_TIMEOUT + 5,
+        await wait_until(lambda: sum(still_open(g) for g in groups) == 0, BODY_TIMEOUT + 5,
                          "every partial request closed")
         await legitimate_calls(agent, 4)
     finally:
@@ -191,7 +188,7 @@ async def test_in_tailnet_mode_a_peer_is_its_node_not_its_address(ssh_host: Host
                 *(await asyncio.to_thread(attack, port, "127.0.0.3", 30))]
         try:
             # One node, one cap, whatever its addresses.
-            await eventually(lambda: still_open(held) <= 10, 10, "at most 10 left open")
+            await wait_until(lambda: still_open(held) <= 10, 10, "at most 10 left open")
             async with httpx.AsyncClient(base_url=agent.base, timeout=5) as http:
                 for _ in range(20):
                     assert (await http.get("/healthz")).status_code == 200

@@ -7,7 +7,6 @@ and the whole catalog; the operator's policy file lives at a path worth hiding.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import random
@@ -19,6 +18,7 @@ from agent.settings import Settings
 from tests.support.agents import running_agent
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text
 from tests.support.peers import by_address, http_from, mcp_from
+from tests.support.waiting import wait_until
 
 BOB = Identity(login="bob@example.com", node="phone.tailnet.test")
 OPERATOR = local_user_identity("local-operator")
@@ -118,10 +118,7 @@ async def test_a_restricted_caller_sees_only_what_the_policy_gives_it(
                 assert "card bad" not in ran.text, ran.text
                 await http.post("/chat/send", data={"message": "hello"},
                                 headers={"Sec-Fetch-Site": "same-origin"})
-                for _ in range(200):
-                    if fake.requests:
-                        break
-                    await asyncio.sleep(0.05)
+                await wait_until(lambda: fake.requests, 10, "a request to the API")
             system = fake.requests[0]["system"]
             assert "  - web" in system and "db" not in system.split("Catalog")[0]
             assert "@" not in system.split("Catalog")[0]  # no user@address

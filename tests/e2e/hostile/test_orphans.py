@@ -32,6 +32,7 @@ from tests.support.cancels import still_running
 from tests.support.peers import http_from, open_session, session_headers
 from tests.support.services import ServiceFactory
 from tests.support.sshd import Sshd
+from tests.support.waiting import wait_until
 from whitelist import load_catalog
 
 LOCAL = Identity(login="me", node="here", source="local")
@@ -270,14 +271,17 @@ commands:
                 # beat the confirmed call to the agent leaves no record at all.)
                 pattern = f"sleep 4{n}.{marker}"
                 cancelled = time.monotonic()
-                while True:
+
+                def recorded(n: int = n, cancelled: float = cancelled
+                             ) -> tuple[set[str], set[str]] | None:
                     starts, ends = _round_records(audit, n)
-                    waited = time.monotonic() - cancelled
                     if (len(starts) == len(names) and ends >= starts) or (
-                            not starts and waited > 2):
-                        break
-                    assert waited < 10, f"round {n}: {len(starts)} starts, {len(ends)} ends"
-                    await asyncio.sleep(0.005)
+                            not starts and time.monotonic() - cancelled > 2):
+                        return starts, ends
+                    return None
+
+                starts, _ends = await wait_until(recorded, 10, f"round {n}: every host's call "
+                                                 "recorded", every=0.005)
                 ran += bool(starts)
                 if left := await asyncio.to_thread(still_running, sshd, pattern):
                     running.append((n, left))

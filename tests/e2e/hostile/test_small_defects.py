@@ -24,7 +24,7 @@ from tests.support.peers import (
     session_headers,
 )
 from tests.support.services import ServiceFactory, write_test_catalog
-from tests.support.waiting import eventually
+from tests.support.waiting import wait_until
 from whitelist import load_catalog
 
 OPERATOR = local_user_identity("local")
@@ -116,7 +116,7 @@ async def test_one_callers_flood_does_not_refuse_everyone_else(
 
         flood = [asyncio.create_task(slow(MALLORY_USER)) for _ in range(40)]
         # The flood has met the limit: 32 of its calls already refused, 8 running.
-        await eventually(lambda: sum(task.done() for task in flood) >= 32, 30, "refusals")
+        await wait_until(lambda: sum(task.done() for task in flood) >= 32, 30, "refusals")
         others = await asyncio.gather(slow(ALICE), slow(OPERATOR), slow(ALICE))
         flooded = await asyncio.gather(*flood)
     assert others == ["ran", "ran", "ran"]

@@ -29,6 +29,7 @@ from mcp import Client
 
 from tests.support.schema_strategies import JSON_VALUES, from_schema
 from tests.support.sshd import Sshd
+from tests.support.tailnet import free_port
 from whitelist import load_catalog
 
 FAKE_API_KEY = "sk-ant-api03-FUZZ-canary-key-0123456789abcdef"
@@ -46,14 +47,6 @@ class Agent:
     tools: list[dict[str, Any]]
     audit: Path
     proc: subprocess.Popen[str]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp import Client
@@ -17,6 +18,7 @@ from agent.hosts.inventory import HostConfig
 from agent.mcp import progress
 from tests.support.agents import RunningAgent, agent_with_catalog
 from tests.support.sshd import Sshd
+from tests.support.waiting import wait_until
 
 CATALOG = """
 commands:
@@ -43,11 +45,7 @@ async def agent(ssh_host: HostConfig, tmp_path: Path) -> AsyncIterator[RunningAg
 
 async def gone(sshd: Sshd, pattern: str, within: float = 5.0) -> list[str]:
     """wait_until_gone without blocking the event loop the agent serves from."""
-    deadline = time.monotonic() + within
-    # Polling another host's process table: there is no event to wait for.
-    while (left := sshd.processes(pattern)) and time.monotonic() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.1)
-    return left
+    return await asyncio.to_thread(sshd.wait_until_gone, pattern, within)
 
 
 class Progress:
@@ -129,10 +127,10 @@ async def test_cancelling_the_call_ends_the_remote_command(agent: RunningAgent, 
             await call
         assert await gone(sshd, "lt 98765", within=10) == []
         assert not (await client.call_tool("ping", {})).is_error  # the session goes on
-    for _ in range(50):
+
+    def cancelled_ends() -> list[dict[str, Any]]:
         records = [json.loads(line) for line in agent.service.audit.path.read_text().splitlines()]
-        ends = [r for r in records if r["event"] == "end" and r.get("outcome") == "cancelled"]
-        if ends:
-            break
-        await asyncio.sleep(0.1)
-    assert ends, records
+        return [r for r in records if r["event"] == "end" and r.get("outcome") == "cancelled"]
+
+    await wait_until(cancelled_ends, 5, "a cancelled call's end record in the audit log",
+                     every=0.1)

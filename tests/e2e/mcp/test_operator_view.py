@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from mcp import Client
 
 from tests.support.sshd import Sshd
+from tests.support.waiting import wait_until_sync
 
 
 class Agent:
@@ -34,13 +34,15 @@ class Agent:
             threading.Thread(target=lambda s=stream, ls=lines: ls.extend(s), daemon=True).start()
 
     def wait_for(self, lines: list[str], pattern: str, within: float = 20) -> re.Match[str]:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            for line in list(lines):
-                if match := re.search(pattern, line):
-                    return match
-            time.sleep(0.05)
-        raise AssertionError(f"no {pattern!r} in:\n{''.join(self.out + self.err)}")
+        def printed() -> re.Match[str] | None:
+            return next(filter(None, (re.search(pattern, line) for line in list(lines))), None)
+
+        try:
+            match = wait_until_sync(printed, within, f"a line matching {pattern!r}", every=0.05)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; in:\n{''.join(self.out + self.err)}") from None
+        assert match is not None
+        return match
 
     def stop(self) -> None:
         if self.proc.poll() is None:

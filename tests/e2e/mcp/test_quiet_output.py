@@ -17,7 +17,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from mcp.client.stdio import stdio_client
 
 from agent.hosts.inventory import HostConfig
 from tests.support.output import assert_clean
+from tests.support.waiting import wait_until_sync
 
 MODES = ["text", "json"]
 
@@ -62,10 +62,12 @@ def started(tmp_path: Path, args: list[str], env: dict[str, str]) -> Iterator[st
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
                                 cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while "Ready." not in (text := out_path.read_text() + err_path.read_text()):
-            assert proc.poll() is None and time.monotonic() < deadline, text
-            time.sleep(0.05)
+        def printed() -> str:
+            text = out_path.read_text() + err_path.read_text()
+            assert proc.poll() is None, text
+            return text if "Ready." in text else ""
+
+        text = wait_until_sync(printed, 60, "the agent printing Ready.", every=0.05)
         match = re.search(r"MCP endpoint: (http://127\.0\.0\.1:\d+/mcp)", text)
         assert match, text
         yield match.group(1)

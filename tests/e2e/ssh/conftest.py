@@ -4,7 +4,7 @@ services built as `serve` builds them."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,8 @@ from agent.core.service import AgentService
 from agent.hosts.inventory import HostConfig
 from agent.settings import load_settings
 from agent.ssh import SSHPool
+from tests.support.services import ServiceFactory
 from whitelist import load_catalog
-
-ServiceMaker = Callable[..., AgentService]
 
 
 @pytest.fixture
@@ -29,7 +28,7 @@ async def pool(ssh_host: HostConfig) -> AsyncIterator[SSHPool]:
 
 @pytest.fixture
 async def make(ssh_host: HostConfig, tmp_path: Path,
-               request: pytest.FixtureRequest) -> AsyncIterator[ServiceMaker]:
+               request: pytest.FixtureRequest) -> AsyncIterator[ServiceFactory]:
     """`make(**settings)`: a service on the sshd with the test module's CATALOG (YAML) and an
     audit log in tmp_path; closed after the test."""
     path = tmp_path / "catalog.yaml"

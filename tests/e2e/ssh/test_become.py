@@ -35,6 +35,7 @@ from tests.support.agents import running_agent, settings_for
 from tests.support.cancels import cancel_storm, chatter_catalog, marker
 from tests.support.components import missing, require_executable
 from tests.support.sshd import SESSION_MARK, Sshd
+from tests.support.waiting import wait_until
 from whitelist import load_catalog, render, sudoers_line
 from whitelist.render import TIMEOUT_PATH
 
@@ -249,11 +250,8 @@ async def test_cancelled_commands_running_as_root_leave_nothing_running(
         task = asyncio.create_task(pool.run(
             "test", rendered, command_name="s", timeout=30, max_output=1000,
             destructive=path == "exec", become="root"))
-        for _ in range(100):  # up to 5 s
-            if sshd.processes(sleep, user="root"):
-                break
-            await asyncio.sleep(0.05)
-        assert sshd.processes(sleep, user="root"), "the elevated command never started"
+        await wait_until(lambda: sshd.processes(sleep, user="root"), 5,
+                         "the elevated command started", every=0.05)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

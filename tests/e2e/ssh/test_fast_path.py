@@ -17,7 +17,7 @@ from agent.ssh import SSHPool
 from agent.ssh.shell import FrameStream, frame
 from tests.support.memory import peak_rss_bytes, reset_peak_rss
 from tests.support.sshd import Sshd, accepted_logins
-from tests.support.waiting import eventually
+from tests.support.waiting import wait_until
 from whitelist import wrap_for_exec
 
 MiB = 1024 * 1024
@@ -192,7 +192,7 @@ async def test_pooled_shells_survive_an_sshd_restart(sshd_factory: Callable[...,
         second = await asyncio.gather(*(run(pool, "echo two") for _ in range(4)))
         server.restart()
         # This time the client has noticed before the next calls.
-        await eventually(lambda: pool._hosts["test"].live() is None, what="connection closed")
+        await wait_until(lambda: pool._hosts["test"].live() is None, what="connection closed")
         third = await asyncio.gather(*(run(pool, "echo three") for _ in range(4)))
     finally:
         await pool.close()
@@ -296,7 +296,7 @@ async def test_a_cancelled_caller_does_not_leave_its_shell_in_the_pool(
     assert pool.shells("test") == 1
     sleep = "sleep 3.25"
     task = asyncio.create_task(run(pool, f"{sleep}; echo never", timeout=4))
-    await eventually(lambda: sshd.processes(sleep), what="the command runs")
+    await wait_until(lambda: sshd.processes(sleep), what="the command runs")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -32,7 +32,7 @@ from tests.support.sshd import (
     ensure_user,
     wait_until_gone,
 )
-from tests.support.waiting import eventually
+from tests.support.waiting import wait_until
 
 MiB = 1024 * 1024
 
@@ -477,7 +477,7 @@ async def test_a_connection_lost_mid_command_is_reported_in_the_result(
     sleep = "sleep 30.25"
     try:
         running = asyncio.create_task(run(pool, f"echo started; {sleep}"))
-        await eventually(lambda: server.processes(sleep), what="the command runs")
+        await wait_until(lambda: server.processes(sleep), what="the command runs")
         await asyncio.to_thread(server.restart)
         result = await running
         after = await run(pool, "echo back")
@@ -505,19 +505,19 @@ async def test_a_host_that_leaves_mid_command_lets_it_finish_or_stops_it(
         running = asyncio.create_task(pool.run("test", f"{short}; echo done", command_name="s",
                                                timeout=10, max_output=1000,
                                                destructive=destructive))
-        await eventually(lambda: sshd.processes(short), what="the command runs")
+        await wait_until(lambda: sshd.processes(short), what="the command runs")
         old = pool._hosts["test"]
         del hosts["test"]
         pool.prune()
         result = await running
         assert (result.exit_status, result.stdout) == (0, "done\n")
         # The old connection closes once its last call has ended.
-        await eventually(lambda: old.live() is None, 5, "the old connection closed")
+        await wait_until(lambda: old.live() is None, 5, "the old connection closed")
         # Given up after the host left: its command is still stopped on the host.
         hosts["test"] = ssh_host
         given_up = asyncio.create_task(pool.run("test", sleep, command_name="s", timeout=30,
                                                 max_output=1000, destructive=destructive))
-        await eventually(lambda: sshd.processes(sleep), what="the command runs")
+        await wait_until(lambda: sshd.processes(sleep), what="the command runs")
         del hosts["test"]
         pool.prune()
         given_up.cancel()

@@ -18,8 +18,8 @@ from agent.audit.casts import REMOVED_EVENT, output
 from agent.audit.reader import read_calls, read_records
 from agent.cli import main
 from agent.core.service import AgentService
-from tests.e2e.ssh.conftest import ServiceMaker
 from tests.support.secrets_planted import AWS_KEY_ID
+from tests.support.services import ServiceFactory
 
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
 CATALOG = f"""
@@ -52,7 +52,7 @@ def cast_events(path: Path) -> list[list[Any]]:
 
 
 async def test_a_long_command_replays_the_same_redacted_bytes_with_its_timing(
-        make: ServiceMaker) -> None:
+        make: ServiceFactory) -> None:
     service = make()
     result = await service.run("slow_lines", {}, host=None, identity=ALICE)
     assert result.audit_id is not None and result.exit_status == 0
@@ -77,7 +77,7 @@ async def test_a_long_command_replays_the_same_redacted_bytes_with_its_timing(
     assert ["m", "stderr"] in [e[1:] for e in events]
 
 
-async def test_a_command_shown_unredacted_is_recorded_redacted(make: ServiceMaker) -> None:
+async def test_a_command_shown_unredacted_is_recorded_redacted(make: ServiceFactory) -> None:
     service = make()
     result = await service.run("raw_key", {}, host=None, identity=ALICE)
     assert AWS_KEY_ID in result.stdout  # redact: false, as the catalog asks
@@ -87,7 +87,7 @@ async def test_a_command_shown_unredacted_is_recorded_redacted(make: ServiceMake
 
 
 async def test_two_hundred_big_outputs_stay_within_the_recordings_bounds(
-        make: ServiceMaker, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+        make: ServiceFactory, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     cap, budget = 65_536, 1_000_000
     service = make(recording_max_bytes=cap, recordings_budget=budget,
                    rate_per_minute=100_000, rate_burst=100_000)

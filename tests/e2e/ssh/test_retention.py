@@ -22,7 +22,7 @@ from agent.output.results import CommandResult
 from agent.ssh import SSHPool
 from agent.ssh.errors import ConnectionCapReached
 from tests.support.sshd import Sshd
-from tests.support.waiting import eventually
+from tests.support.waiting import wait_until
 
 MiB = 1024 * 1024
 
@@ -69,7 +69,7 @@ async def test_idle_connections_close_at_the_server_and_the_next_call_reconnects
         assert await connected(pool) == {"h1", "h2", "h3"}
         assert server.connected_addresses() >= addresses(hosts, "h1", "h2", "h3")
 
-        await eventually(lambda: not (server.connected_addresses() & addresses(hosts, *hosts)),
+        await wait_until(lambda: not (server.connected_addresses() & addresses(hosts, *hosts)),
                          what="the server sees the idle connections closed")
         assert await connected(pool) == set()
         assert pool.connections()["closed_idle"] == 3
@@ -87,7 +87,7 @@ async def test_a_running_command_keeps_its_connection_and_idle_time_starts_when_
         running = asyncio.create_task(run(pool, "h1", "sleep 3; echo done"))
         await run(pool, "h2", "true")
         # h2 closes after its idle second while h1's command, older, still runs.
-        await eventually(lambda: hosts["h2"].address not in server.connected_addresses(),
+        await wait_until(lambda: hosts["h2"].address not in server.connected_addresses(),
                          what="h2 closed idle")
         assert not running.done()
         assert hosts["h1"].address in server.connected_addresses()
@@ -95,7 +95,7 @@ async def test_a_running_command_keeps_its_connection_and_idle_time_starts_when_
         assert (result.stdout, result.exit_status) == ("done\n", 0)
         ended = time.monotonic()
         assert "h1" in await connected(pool)  # its idle second starts now
-        await eventually(lambda: hosts["h1"].address not in server.connected_addresses(),
+        await wait_until(lambda: hosts["h1"].address not in server.connected_addresses(),
                          what="h1 closed idle after its command")
         assert time.monotonic() - ended >= 0.9
 
@@ -107,7 +107,7 @@ async def test_at_the_cap_the_least_recently_used_connection_closes(
             await run(pool, host, "true")
         assert (await run(pool, "h3", "echo three")).stdout == "three\n"
         assert await connected(pool) == {"h1", "h3"}
-        await eventually(lambda: addresses(hosts, *hosts) & server.connected_addresses()
+        await wait_until(lambda: addresses(hosts, *hosts) & server.connected_addresses()
                          == addresses(hosts, "h1", "h3"), what="h2 closed at the server")
         assert pool.connections() == {
             "open": 2, "cap": 2, "idle_close_seconds": 600.0, "closed_idle": 0,
@@ -126,7 +126,7 @@ async def test_at_the_cap_a_call_waits_for_a_busy_connection_to_finish_never_cut
 
         first = asyncio.create_task(timed("h1", "sleep 1.5; echo one"))
         second = asyncio.create_task(timed("h2", "sleep 5; echo two"))
-        await eventually(lambda: addresses(hosts, "h1", "h2") <= server.connected_addresses())
+        await wait_until(lambda: addresses(hosts, "h1", "h2") <= server.connected_addresses())
         third = await timed("h3", "echo three")  # both connections busy: it waits
         assert third.stdout == "three\n"
         assert (await first).stdout == "one\n" and (await second).stdout == "two\n"
@@ -140,7 +140,7 @@ async def test_at_the_cap_a_call_is_refused_after_waiting_and_nothing_reaches_it
         server: Sshd, tmp_path: Path) -> None:
     async with pool_on(server, 2, tmp_path, max_connections=1, connect_timeout=1) as (hosts, pool):
         busy = asyncio.create_task(run(pool, "h1", "sleep 4; echo kept"))
-        await eventually(lambda: hosts["h1"].address in server.connected_addresses())
+        await wait_until(lambda: hosts["h1"].address in server.connected_addresses())
         started = time.monotonic()
         with pytest.raises(ConnectionCapReached) as refused:
             await run(pool, "h2", "echo never")
@@ -163,7 +163,7 @@ async def test_a_host_that_left_counts_until_its_command_finished(
     pool = SSHPool(live, max_connections=1, connect_timeout=20)
     try:
         leaving = asyncio.create_task(run(pool, "h1", "sleep 1.5; echo finished"))
-        await eventually(lambda: hosts["h1"].address in server.connected_addresses())
+        await wait_until(lambda: hosts["h1"].address in server.connected_addresses())
         del live["h1"]
         pool.prune()  # h1 left the tailnet mid-command
         other = await run(pool, "h2", "echo two")  # waits for h1's command and connection
@@ -171,6 +171,6 @@ async def test_a_host_that_left_counts_until_its_command_finished(
         assert (result.stdout, result.exit_status) == ("finished\n", 0)
         assert other.stdout == "two\n"
         assert pool.connections()["open"] == 1
-        await eventually(lambda: hosts["h1"].address not in server.connected_addresses())
+        await wait_until(lambda: hosts["h1"].address not in server.connected_addresses())
     finally:
         await pool.close()

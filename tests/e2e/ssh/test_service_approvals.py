@@ -12,7 +12,7 @@ from agent.audit.reader import read_calls
 from agent.core.approvals import MAX_PENDING_PER_CALLER
 from agent.errors import LimitExceeded
 from tests.support.services import ServiceFactory
-from tests.support.waiting import eventually
+from tests.support.waiting import wait_until
 
 ALICE = Identity(login="alice@example.com", node="alice-laptop")
 BOB = Identity(login="bob@example.com", node="bob-laptop")
@@ -34,7 +34,7 @@ async def test_a_flood_of_requests_is_bounded_and_audited(
     calls = [asyncio.create_task(service.run("make_marker", {}, host=None, identity=ALICE))
              for _ in range(300)]
     # The overflow is refused at once; a few wait, visible to Bob and not to Alice.
-    await eventually(lambda: sum(c.done() for c in calls) >= 300 - MAX_PENDING_PER_CALLER
+    await wait_until(lambda: sum(c.done() for c in calls) >= 300 - MAX_PENDING_PER_CALLER
                      and len(service.pending) == MAX_PENDING_PER_CALLER)
     refused = [c for c in calls if c.done()]
     assert len(refused) == 300 - MAX_PENDING_PER_CALLER

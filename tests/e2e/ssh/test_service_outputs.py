@@ -18,8 +18,8 @@ from agent.app import build_service
 from agent.errors import RateLimited
 from agent.hosts.inventory import HostConfig
 from agent.settings import load_settings
-from tests.e2e.ssh.conftest import ServiceMaker
 from tests.support.secret_corpus import corpus
+from tests.support.services import ServiceFactory
 from whitelist import load_catalog
 
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
@@ -56,7 +56,7 @@ def spooled_on_disk(directory: Path) -> int:
 
 
 async def test_eight_concurrent_80_mb_outputs_stay_within_the_disk_setting(
-    make: ServiceMaker, tmp_path: Path,
+    make: ServiceFactory, tmp_path: Path,
 ) -> None:
     spool_dir = tmp_path / "spools"
     spool_dir.mkdir()
@@ -90,7 +90,7 @@ async def test_eight_concurrent_80_mb_outputs_stay_within_the_disk_setting(
 
 
 async def test_pages_take_a_rate_token_and_are_recorded_once_a_minute_per_handle(
-    make: ServiceMaker, tmp_path: Path,
+    make: ServiceFactory, tmp_path: Path,
 ) -> None:
     service = make(rate_burst=6, rate_per_minute=1)
     result = await service.run("many_lines", {}, host=None, identity=ALICE)
@@ -112,7 +112,7 @@ async def test_pages_take_a_rate_token_and_are_recorded_once_a_minute_per_handle
 
 
 async def test_a_tailscale_key_passed_as_a_parameter_is_not_in_the_audit_log(
-    make: ServiceMaker, tmp_path: Path,
+    make: ServiceFactory, tmp_path: Path,
 ) -> None:
     service = make()
     (planted,) = [p for p in corpus() if p.name == "Tailscale auth key"]
@@ -126,7 +126,7 @@ async def test_a_tailscale_key_passed_as_a_parameter_is_not_in_the_audit_log(
 
 
 async def test_a_command_shown_unredacted_keeps_its_output_but_not_in_the_audit_log(
-    make: ServiceMaker, tmp_path: Path, ssh_host: HostConfig,
+    make: ServiceFactory, tmp_path: Path, ssh_host: HostConfig,
 ) -> None:
     path = tmp_path / "raw.yaml"
     (planted,) = [p for p in corpus() if p.name == "GitHub classic token"]

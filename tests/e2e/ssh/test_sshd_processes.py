@@ -11,6 +11,7 @@ import random
 from agent.hosts.inventory import HostConfig
 from agent.ssh import SSHPool
 from tests.support.sshd import Sshd, _descendants, remote_processes
+from tests.support.waiting import wait_until
 
 
 async def test_the_count_is_this_sshds_orphans_included_and_nobody_elses(
@@ -26,10 +27,7 @@ async def test_the_count_is_this_sshds_orphans_included_and_nobody_elses(
         # Ours, orphaned: its session ends at once and it leaves sshd's process tree.
         await pool.run("test", f"setsid {sleep} </dev/null >/dev/null 2>&1 &",
                        command_name="orphan", timeout=10, max_output=100, destructive=True)
-        for _ in range(100):
-            if sshd.processes(sleep):
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: sshd.processes(sleep), 5, "the orphan running")
         ours = [int(line.split()[0]) for line in sshd.processes(sleep)]
         everyone = [int(line.split()[0]) for line in remote_processes(sshd.user, sleep)]
         assert len(ours) == 1, (ours, everyone)

@@ -20,141 +20,33 @@ import re
 import signal
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import httpx2
 import pytest
 import pytest_asyncio
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult
 
 from tailscale_userspace import TailscaleNode, exposed_listeners
 from tailscale_userspace.listeners import listeners
+from tests.support.agent_process import (
+    AgentProcess,
+    alive,
+    mcp_through,
+    ready_url,
+    server_env,
+    sockets,
+    spawn_agent,
+    tailscaled_children,
+)
 from tests.support.output import assert_json_lines, assert_no_warning
 from tests.support.sshd import Sshd
-from tests.support.tailnet import TestTailnet, wait_peer
+from tests.support.tailnet import TestTailnet, free_port
+from tests.support.waiting import wait_until
 
 AGENT_HOSTNAME = "agent-e2e"
-
-
-@dataclass
-class AgentProcess:
-    proc: subprocess.Popen[str]
-    lines: list[str] = field(default_factory=list)
-
-    def start_reader(self) -> None:
-        def read() -> None:
-            assert self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.lines.append(line)
-
-        threading.Thread(target=read, daemon=True).start()
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    async def wait_for(self, pattern: str, within: float = 90.0) -> re.Match[str]:
-        # Async, so the session's tailscaled log readers keep running while we wait.
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if match := re.search(pattern, self.output):
-                return match
-            if self.proc.poll() is not None:
-                break
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"agent never printed {pattern!r}; output:\n{self.output}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
-
-
-def spawn_agent(env: dict[str, str], *args: str) -> AgentProcess:
-    agent = AgentProcess(
-        subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "serve", "-v", "--env-file", "/dev/null", *args],
-            env={**os.environ, **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    )
-    agent.start_reader()
-    return agent
-
-
-def server_env(sshd: Sshd, server_ip: str, work: Path) -> dict[str, str]:
-    """REMOTE_* for the agent: the sshd behind the server node, its host key pinned under the
-    server's tailnet address (in work/known_hosts)."""
-    known_hosts = work / "known_hosts"
-    key = Path(f"{sshd.host_key}.pub").read_text().split()
-    known_hosts.write_text(f"[{server_ip}]:{sshd.port} {key[0]} {key[1]}\n")
-    return {
-        "REMOTE_HOST": server_ip,
-        "REMOTE_HOST_NAME": "server",
-        "REMOTE_USER": sshd.user,
-        "REMOTE_SSH_PORT": str(sshd.port),
-        "REMOTE_SSH_KEY_PATH": str(sshd.client_key),
-        "REMOTE_SSH_KNOWN_HOSTS": str(known_hosts),
-    }
-
-
-async def ready_url(agent: AgentProcess, peers: Iterable[TailscaleNode]) -> str:
-    """The spawned agent's MCP URL, once it is ready and every peer can reach it."""
-    url = (await agent.wait_for(r"MCP endpoint: (http://\S+/mcp)")).group(1)
-    await agent.wait_for(r"Ready\.")
-    # Peers learn a new node's DERP region a few seconds after it joins; a dial before
-    # that fails in SOCKS5.
-    agent_name = url.split("//")[1].rsplit(":", 1)[0]
-    for node in peers:
-        await wait_peer(node, agent_name, within=60)
-    return url
-
-
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with open(task / "children") as f:
-            for child in f.read().split():
-                found += [int(child), *children(int(child))]
-    return found
-
-
-def process_name(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def tailscaled_children(pid: int) -> list[int]:
-    return [c for c in children(pid) if process_name(c).startswith("tailscaled")]
-
-
-def sockets(pid: int, *flags: str) -> list[str]:
-    out = subprocess.run(["ss", "-Hnp", *flags], capture_output=True, text=True, check=True)
-    return [line for line in out.stdout.splitlines() if f"pid={pid}," in line]
-
-
-def mcp_through(node: TailscaleNode, url: str) -> Client:
-    host, port = node.socks5
-    http = httpx2.AsyncClient(proxy=f"socks5://{host}:{port}", timeout=httpx2.Timeout(30.0))
-    return Client(streamable_http_client(url, http_client=http))
 
 
 @dataclass
@@ -166,14 +58,6 @@ class Topology:
     agent: AgentProcess
     url: str
     port: int
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -272,21 +156,24 @@ async def test_agent_restarts_a_killed_tailscaled_and_keeps_serving(topology: To
     (old,) = tailscaled_children(t.agent.proc.pid)
     os.kill(old, signal.SIGKILL)
     await t.agent.wait_for(r"tailscaled exited unexpectedly", within=15)
-    deadline = time.monotonic() + 90
     last_error: object = None
-    while time.monotonic() < deadline:
+
+    async def answered() -> CallToolResult | None:
+        nonlocal last_error
         try:
             async with mcp_through(t.client, t.url) as mcp:
                 result = await mcp.call_tool("check_memory", {})
-            if not result.is_error:
-                break
-            last_error = result.content
         except Exception as exc:  # the node is rejoining; try again
             last_error = exc
-        await asyncio.sleep(1)
-    else:
-        raise AssertionError(f"no successful call after the restart: {last_error}\n"
-                             f"{t.agent.output}")
+            return None
+        last_error = result.content
+        return None if result.is_error else result
+
+    try:
+        result = await wait_until(answered, 90, "a successful call after the restart", every=1)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {last_error}\n{t.agent.output}") from None
+    assert result is not None
     assert "Mem:" in result.structured_content["stdout"]
     (new,) = tailscaled_children(t.agent.proc.pid)
     assert new != old
@@ -322,13 +209,6 @@ async def test_without_an_auth_key_the_agent_prints_the_login_url_and_waits(
     finally:
         assert agent.stop() == 0
     assert not [pid for pid in owned if alive(pid)]
-
-
-@pytest.fixture(autouse=True)
-def _no_internet_proxies(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    yield
 
 
 async def test_trust_over_the_tailnet_pins_the_servers_key(

@@ -46,17 +46,12 @@ from mcp import Client
 from mcp.types import ElicitResult
 
 from tailscale_userspace import TailscaleNode
-from tests.e2e.tailnet.test_agent import (
-    AgentProcess,
-    free_port,
-    mcp_through,
-    spawn_agent,
-    tailscaled_children,
-)
+from tests.support.agent_process import AgentProcess, mcp_through, spawn_agent, tailscaled_children
 from tests.support.fanout import outcomes_by_host
 from tests.support.fleet import Fleet, ServerNode, fleet_fixture, fleet_policy, wait_seen
 from tests.support.sshd import wait_until_gone
-from tests.support.tailnet import BASE_DOMAIN, wait_peer
+from tests.support.tailnet import BASE_DOMAIN, free_port, wait_peer
+from tests.support.waiting import wait_until
 
 TAGS = ("tag:web", "tag:db", "tag:ops", "tag:agent")
 SSH_RULE = {"action": "accept", "src": ["tag:agent"], "dst": ["tag:db"], "users": ["tnagent"]}
@@ -365,8 +360,8 @@ async def test_a_node_that_joins_appears_goes_offline_and_leaves_without_a_resta
 ) -> None:
     t = topology
     joining = asyncio.create_task(t.fleet.server("web-4", tags=["tag:web"]))
-    while "web-4" not in t.fleet.servers:  # noqa: ASYNC110 - its keys exist before its tailscaled
-        await asyncio.sleep(0.01)
+    # Its keys exist before its tailscaled.
+    await wait_until(lambda: "web-4" in t.fleet.servers, 60, "web-4's keys made", every=0.01)
     # A plain sshd: its key is pinned as `tailnet-agent trust web-4` would.
     with (t.audit.parent / "known_hosts").open("a") as known_hosts:
         known_hosts.write(f"web-4.{BASE_DOMAIN} {t.fleet.servers['web-4'].host_key_pub}\n")
@@ -374,16 +369,18 @@ async def test_a_node_that_joins_appears_goes_offline_and_leaves_without_a_resta
     # yet, it did not go away), and a call made at once is not refused but runs.
     seen: list[tuple[bool | None, str | None]] = []
     first_call: asyncio.Task[Any] | None = None
+    async def online() -> bool:
+        nonlocal first_call
+        hosts = await hosts_by_name(t)
+        if "web-4" in hosts:
+            # A field at its default (online and last_seen unknown) is left out.
+            seen.append((hosts["web-4"].get("online"), hosts["web-4"].get("last_seen")))
+            first_call = first_call or asyncio.create_task(
+                call(t, "execute_command", {"command": "hostname", "host": "web-4"}))
+        return bool(seen) and seen[-1][0] is True
+
     try:
-        while not seen or seen[-1][0] is not True:
-            hosts = await hosts_by_name(t)
-            if "web-4" in hosts:
-                # A field at its default (online and last_seen unknown) is left out.
-                seen.append((hosts["web-4"].get("online"), hosts["web-4"].get("last_seen")))
-                first_call = first_call or asyncio.create_task(
-                    call(t, "execute_command", {"command": "hostname", "host": "web-4"}))
-            assert len(seen) < 600, f"web-4 not online in time: {seen[-5:]}"
-            await asyncio.sleep(0.05)
+        await wait_until(online, 60, "web-4 shown online", every=0.05)
         node = await joining
         assert first_call is not None and node.dns_name == f"web-4.{BASE_DOMAIN}"
         assert all(online is not False and last_seen is None for online, last_seen in seen), seen
@@ -395,17 +392,17 @@ async def test_a_node_that_joins_appears_goes_offline_and_leaves_without_a_resta
     assert not result.is_error, result.content
     assert result.structured_content["stdout"].strip() == "web-4"
     await node.stop_tailscaled()
-    deadline = time.monotonic() + 60
-    while (await hosts_by_name(t))["web-4"]["online"]:
-        assert time.monotonic() < deadline, "web-4 never shown offline"
-        await asyncio.sleep(0.2)
+    async def offline() -> bool:
+        return not (await hosts_by_name(t))["web-4"]["online"]
+
+    await wait_until(offline, 60, "web-4 shown offline", every=0.2)
     assert (await hosts_by_name(t))["web-4"]["last_seen"]  # when the agent saw it go
     node_id = next(n["id"] for n in t.fleet.headscale.nodes() if n["name"] == "web-4")
     t.fleet.headscale.cli("nodes", "delete", "--identifier", str(node_id), "--force")
-    deadline = time.monotonic() + 30
-    while "web-4" in await hosts_by_name(t):
-        assert time.monotonic() < deadline, "web-4 never left"
-        await asyncio.sleep(0.2)
+    async def left() -> bool:
+        return "web-4" not in await hosts_by_name(t)
+
+    await wait_until(left, 30, "web-4 gone from list_hosts", every=0.2)
     assert t.agent.proc.poll() is None
     await t.agent.wait_for(r"tailnet host web-4 left", within=5)
 
@@ -523,14 +520,16 @@ async def test_the_fleet_follows_the_netmap_again_after_tailscaled_restarts(
     node = await t.fleet.server("web-5", tags=["tag:web"])
     with (t.audit.parent / "known_hosts").open("a") as known_hosts:
         known_hosts.write(f"{node.dns_name} {node.host_key_pub}\n")
-    deadline = time.monotonic() + 60
-    while True:  # the IPN bus is reopened once the restarted tailscaled is up
+    async def web5_online() -> bool:  # the IPN bus is reopened once the restarted tailscaled is up
         with contextlib.suppress(Exception):
             hosts = await hosts_by_name(t)
-            if "web-5" in hosts and hosts["web-5"]["online"]:
-                break
-        assert time.monotonic() < deadline, t.agent.output[-3000:]
-        await asyncio.sleep(0.5)
+            return "web-5" in hosts and bool(hosts["web-5"]["online"])
+        return False
+
+    try:
+        await wait_until(web5_online, 60, "web-5 shown online", every=0.5)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{t.agent.output[-3000:]}") from None
     result = await call(t, "execute_command", {"command": "hostname", "host": "web-5"})
     assert not result.is_error and result.structured_content["stdout"].strip() == "web-5"
     await node.close()

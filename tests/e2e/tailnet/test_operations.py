@@ -22,10 +22,10 @@ import pytest_asyncio
 
 from agent.access.grants import CAPABILITY
 from tailscale_userspace import TailscaleNode
-from tests.e2e.tailnet.test_agent import AgentProcess, free_port, spawn_agent
+from tests.support.agent_process import AgentProcess, spawn_agent
 from tests.support.headscale_policy import allow_all_with_grants, policy_tailnet_fixture
 from tests.support.sshd import Sshd
-from tests.support.tailnet import TestTailnet, wait_peer
+from tests.support.tailnet import TestTailnet, free_port, wait_peer
 
 AGENT_HOSTNAME = "agent-ops"
 ops_tailnet = policy_tailnet_fixture({

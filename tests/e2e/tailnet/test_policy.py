@@ -32,17 +32,11 @@ from mcp.client.streamable_http import streamable_http_client
 from agent.access.grants import CAPABILITY
 from agent.access.policy import DEFAULT_RULE, TAGGED_RULE
 from tailscale_userspace import TailscaleNode
-from tests.e2e.tailnet.test_agent import (
-    AgentProcess,
-    free_port,
-    ready_url,
-    server_env,
-    spawn_agent,
-)
+from tests.support.agent_process import AgentProcess, ready_url, server_env, spawn_agent
 from tests.support.headscale_policy import allow_all_with_grants, policy_tailnet_fixture
 from tests.support.payloads import payloads
 from tests.support.sshd import Sshd
-from tests.support.tailnet import TestTailnet
+from tests.support.tailnet import TestTailnet, free_port
 from whitelist import default_catalog_path, load_catalog
 from whitelist.values import check_value
 

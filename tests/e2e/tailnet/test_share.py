@@ -33,8 +33,12 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tailscale_userspace import TailscaleNode
-from tests.e2e.chat.conftest import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE
-from tests.e2e.chat.helpers import (
+from tests.support.agent_process import AgentProcess, ready_url, server_env, spawn_agent
+from tests.support.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PHONE,
     TIMEOUT,
     ask,
     card,
@@ -42,18 +46,11 @@ from tests.e2e.chat.helpers import (
     document_status_only,
     watch_console,
 )
-from tests.e2e.tailnet.test_agent import (
-    AgentProcess,
-    free_port,
-    ready_url,
-    server_env,
-    spawn_agent,
-)
 from tests.support.components import missing
 from tests.support.fake_anthropic import FakeAnthropic, Step, Text, ToolUse
 from tests.support.secrets_planted import AWS_KEY_ID
 from tests.support.sshd import Sshd
-from tests.support.tailnet import TestTailnet
+from tests.support.tailnet import TestTailnet, free_port
 
 POLICY = """
 rules:

@@ -27,15 +27,10 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tailscale_userspace import TailscaleNode
-from tests.e2e.tailnet.test_agent import (
-    AgentProcess,
-    free_port,
-    ready_url,
-    server_env,
-    spawn_agent,
-)
+from tests.support.agent_process import AgentProcess, ready_url, server_env, spawn_agent
 from tests.support.sshd import Sshd
-from tests.support.tailnet import TestTailnet
+from tests.support.tailnet import TestTailnet, free_port
+from tests.support.waiting import wait_until
 
 POLICY = """
 groups:
@@ -111,14 +106,12 @@ def mcp_client(node: TailscaleNode, url: str) -> Client:
 
 async def pending_ids(page: httpx2.AsyncClient, base: str, *, within: float = 30) -> list[str]:
     """Request ids this person may decide, once at least one shows (the page polls too)."""
-    for _ in range(int(within * 5)):
+    async def listed() -> list[str]:
         listing = await page.get(f"{base}/approvals/list")
         assert listing.status_code == 200
-        found = re.findall(r'id="approval-([0-9a-f]+)"', listing.text)
-        if found:
-            return found
-        await asyncio.sleep(0.2)
-    return []
+        return re.findall(r'id="approval-([0-9a-f]+)"', listing.text)
+
+    return await wait_until(listed, within, "a request on the approvals page", every=0.2)
 
 
 async def decide(page: httpx2.AsyncClient, base: str, request: str, decision: str,

@@ -25,8 +25,10 @@ from tailscale_userspace import (
     read_auth_key,
     tailscaled_version,
 )
+from tests.support.agent_process import alive
 from tests.support.components import require_executable
 from tests.support.tailnet import TailnetBinaries, TestTailnet
+from tests.support.waiting import wait_until
 
 # -- helpers ------------------------------------------------------------------------------
 
@@ -77,28 +79,6 @@ async def round_trip(proxy: tuple[str, int], host: str, port: int, payload: byte
         writer.close()
 
 
-def alive(pid: int) -> bool:
-    """True if `pid` is a live (not zombie) process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-async def wait_for(predicate: object, within: float, what: str) -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.2)
-    pytest.fail(f"timed out after {within:g}s waiting for {what}")
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def pair(tailnet: TestTailnet) -> AsyncIterator[tuple[TailscaleNode, TailscaleNode]]:
     a = await tailnet.node("node-a", user="alice")
@@ -134,8 +114,8 @@ async def test_two_nodes_join_and_see_each_other(
             for p in peers.values()
         )
 
-    await wait_for(lambda: sees(a, b), 30, "node-a to see node-b online")
-    await wait_for(lambda: sees(b, a), 30, "node-b to see node-a online")
+    await wait_until(lambda: sees(a, b), 30, "node-a to see node-b online")
+    await wait_until(lambda: sees(b, a), 30, "node-b to see node-a online")
 
 
 async def test_up_on_a_running_node_does_not_rejoin(
@@ -253,7 +233,7 @@ async def test_supervised_tailscaled_is_restarted_after_sigkill(tailnet: TestTai
         api = node.localapi
         before = node.info
         os.kill(first_pid, signal.SIGKILL)
-        await wait_for(lambda: node.pid is None, 5, "the killed tailscaled to be reaped")
+        await wait_until(lambda: node.pid is None, 5, "the killed tailscaled to be reaped")
         down = await node.health()  # before the restart (1 s backoff): honest, not cached
         assert (down["state"], down["running"]) == ("Stopped", False)
 
@@ -261,7 +241,7 @@ async def test_supervised_tailscaled_is_restarted_after_sigkill(tailnet: TestTai
             health = await node.health()
             return bool(node.pid not in (None, first_pid) and health["state"] == "Running")
 
-        await wait_for(running_again, 60, "tailscaled to be restarted and Running again")
+        await wait_until(running_again, 60, "tailscaled to be restarted and Running again")
         health = await node.health()
         # Usually 1; a restart attempt that fails is retried with backoff and counted too.
         assert health["restarts"] >= 1
@@ -294,10 +274,8 @@ async def test_stopping_an_ephemeral_node_removes_it_from_the_tailnet(
     assert not alive(pid)
     await node.stop()  # idempotent
 
-    deadline = time.monotonic() + 20
-    while any(n.get("given_name") == "node-d" for n in tailnet.headscale.nodes()):
-        assert time.monotonic() < deadline, "node-d still listed by headscale 20 s after stop()"
-        await asyncio.sleep(0.25)
+    assert await asyncio.to_thread(tailnet.wait_node_gone, "node-d", 20), \
+        "node-d still listed by headscale 20 s after stop()"
 
 
 _OWNER_SCRIPT = """
@@ -332,7 +310,7 @@ async def test_tailscaled_dies_with_a_sigkilled_owner(
     assert alive(child)
     owner.kill()  # no Python cleanup runs: only the parent-death pipe can stop tailscaled
     await owner.wait()
-    await wait_for(lambda: not alive(child), 10, f"tailscaled (pid {child}) to exit")
+    await wait_until(lambda: not alive(child), 10, f"tailscaled (pid {child}) to exit")
 
 
 async def test_without_an_auth_key_up_reports_a_login_url(tailnet: TestTailnet) -> None:
@@ -341,7 +319,7 @@ async def test_without_an_auth_key_up_reports_a_login_url(tailnet: TestTailnet) 
     node = tailnet.adopt(TailscaleNode(options, on_login_url=urls.append))
     joining = asyncio.create_task(node.up(timeout=None))
     try:
-        await wait_for(lambda: bool(urls), 30, "a login URL")
+        await wait_until(lambda: bool(urls), 30, "a login URL")
         assert urls[0].startswith(f"{tailnet.control_url}/register/")
         assert not joining.done()  # still waiting for someone to approve the node
     finally:

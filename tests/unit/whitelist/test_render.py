@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.waiting import wait_until_sync
 from whitelist import Command, Parameter, ParameterError, ParamType, load_catalog, render
 from whitelist.render import (
     PATH_REFUSED_STATUS,
@@ -380,10 +381,8 @@ def test_the_kill_line_kills_a_whole_group() -> None:
         subprocess.run(["/bin/sh", "-c", kill_process_groups([leader.pid])], check=True,
                        timeout=10)
         assert leader.wait(timeout=5) == -9
-        deadline = time.monotonic() + 2
-        while (left := living(leader.pid)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert left == []
+        wait_until_sync(lambda: not living(leader.pid), 2, "the whole group gone",
+                        every=0.05)
     finally:
         if leader.poll() is None:
             leader.kill()

@@ -36,20 +36,23 @@ from tests.support.recording import (
     ran,
     tailnet_host,
 )
+from tests.support.waiting import wait_until
 
 
 async def put_to_a_second_person(service: AgentService,
                                  call: asyncio.Task[CommandResult]) -> str:
     """The id of the approval request `call` waits on (Bob may decide it); fails if the call
     ended without asking anyone (it ran on an approval that did not cover it)."""
-    for _ in range(500):
-        requests = service.pending.visible_to(BOB)
-        if requests:
+    def asked() -> str | None:
+        if requests := service.pending.visible_to(BOB):
             return requests[0].id
         if call.done():
             raise AssertionError(f"nobody was asked: {call.result()}")
-        await asyncio.sleep(0.01)
-    raise AssertionError("no approval request appeared")
+        return None
+
+    request = await wait_until(asked, 5, "an approval request for Bob", every=0.01)
+    assert request is not None
+    return request
 
 
 async def test_alices_own_hour_long_yes_does_not_run_the_two_person_command_as_root(

@@ -24,7 +24,7 @@ from pathlib import Path
 from tests.support.artifacts import BUILD_FIGURES, update_json
 from tests.support.components import missing
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 EXECUTABLE = REPO / "dist" / "tailnet-agent"
 MAX_SIZE = 80 * 1024 * 1024
 

@@ -1,6 +1,9 @@
 """Driving the chat page in Chromium, and checking each state of it: a screenshot under
 test-artifacts/, axe-core's accessibility audit, no console errors, no sideways scroll.
 
+The browser itself is the `browser` fixture (tests/e2e/chat/conftest.py): the system's
+Chromium (never downloaded) under Playwright's sync API.
+
 axe-core comes from the npm registry (`make axe`, pinned in package-lock.json here) and
 is injected into the page under test only: Playwright's add_script_tag loads it from a
 URL on the page's own origin that the browser answers itself (page.route), so the
@@ -11,13 +14,26 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tests.support.artifacts import ARTIFACTS, update_json
 from tests.support.components import missing
 
-AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+# The sizes the page is tested at: a laptop and a phone (iPhone 12-15 class).
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+# `open_page(viewport, scheme)` (the fixture in tests/e2e/chat/conftest.py).
+PageFactory = Callable[..., Any]
+
+AXE = (Path(__file__).resolve().parents[1] / "e2e" / "chat" / "node_modules" / "axe-core"
+       / "axe.min.js")
 AXE_URL = "/__test-only__/axe.min.js"
 TIMEOUT = 15_000  # ms
 
