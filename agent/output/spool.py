@@ -100,7 +100,8 @@ class Spool:
         self.cap = cap
         self.size = 0
         self.cut: str | None = None
-        self._digest = hashlib.blake2b(digest_size=16)
+        self._digest = hashlib.sha256()  # OpenSSL: 2x blake2b here (a hostile host must not
+        # make two outputs look alike, so a collision-resistant hash, not a checksum)
         self._file = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by close()
             max_size=SPOOL_MEMORY, dir=None if directory is None else str(directory))
         self._charge = None if budget is None else _Charge(budget)
