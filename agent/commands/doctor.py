@@ -11,7 +11,9 @@ are the hosts the inventory's `tailnet:` selectors find among the node's peers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import importlib.metadata
 import os
 import ssl
 from collections.abc import Mapping
@@ -74,13 +76,25 @@ class Report:
         self.show(Finding("fail", what, fix))
 
 
+def _installed_version(module: str, owners: Mapping[str, list[str]]) -> str:
+    """The version of the distribution that installed `module`, from its metadata (not
+    `__version__`, which packages are dropping); "" where there is none (the executable
+    bundles modules, not always their metadata)."""
+    for distribution in owners.get(module, []):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            return importlib.metadata.version(distribution)
+    return ""
+
+
 def _check_packages(report: Report) -> None:
+    owners = importlib.metadata.packages_distributions()
     for name in DEPENDENCIES:
         try:
-            module = importlib.import_module(name)
-            report.ok(f"python package {name} {getattr(module, '__version__', '')}".rstrip())
+            importlib.import_module(name)
         except ImportError:
             report.fail(f"python package {name} is missing", "pip install tailnet-agent")
+            continue
+        report.ok(f"python package {name} {_installed_version(name, owners)}".rstrip())
 
 
 def _check_policy_and_audit(report: Report, settings: Settings) -> None:
