@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from mcp.server.mcpserver import Context
 
@@ -29,6 +30,7 @@ FIRST_AFTER = 2.0  # seconds: commands shorter than this send no progress at all
 INTERVAL = 1.0  # seconds between notifications while output arrives
 HEARTBEAT = 15.0  # seconds between notifications while the command prints nothing
 QUIET_HEARTBEAT = 60.0  # seconds between log notifications for clients without a token
+FANOUT_EVERY = 0.25  # seconds: a fan-out's progress at most this often (the last one always)
 
 
 def progress_token(ctx: Context) -> str | int | None:
@@ -83,3 +85,27 @@ async def live_progress(ctx: Context) -> AsyncIterator[LiveOutput]:
         (outcome,) = await asyncio.gather(reporter, return_exceptions=True)
         if isinstance(outcome, Exception):
             log.info("progress notifications stopped: %s", outcome)
+
+
+class FanoutProgress:
+    """A fan-out's progress for an MCP client: the first host's end at once, then at most
+    one notification every `every` seconds (the count so far, the latest host and how many
+    ended since the last one), and the last host's end always. A notification per host
+    cost 1,000 SSE events for 1,000 hosts; the result lists every host anyway."""
+
+    def __init__(self, ctx: Context, every: float = FANOUT_EVERY,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ctx = ctx
+        self.every = every
+        self.clock = clock
+        self.sent_at: float | None = None
+        self.unsent = 0  # hosts that ended since the last notification
+
+    async def __call__(self, done: int, total: int, message: str) -> None:
+        self.unsent += 1
+        now = self.clock()
+        if done < total and self.sent_at is not None and now - self.sent_at < self.every:
+            return
+        more, self.unsent, self.sent_at = self.unsent - 1, 0, now
+        await self.ctx.report_progress(
+            done, total, message + (f" (and {more} more since the last update)" if more else ""))

@@ -50,7 +50,7 @@ from .models import (
     command_info,
     fanout_call_result,
 )
-from .progress import live_progress
+from .progress import FanoutProgress, live_progress
 from .prompts import register_prompts
 from .resources import register_resources
 
@@ -288,11 +288,9 @@ def build_mcp_server(service: AgentService, *, stdio_caller: Identity | None = N
         instead of their text), the others counted: to answer "which hosts have a disk
         over 90 % full?", run disk_usage on all with the filter use_percent >= `90`."""
 
-        async def progress(done: int, total: int, message: str) -> None:
-            await ctx.report_progress(done, total, message)
-
         result = await settled(service.execute_fanout(
-            plan, confirm=confirmation_check(command, confirmation), progress=progress))
+            plan, confirm=confirmation_check(command, confirmation),
+            progress=FanoutProgress(ctx)))
         return fanout_call_result(result)
 
     @mcp.tool(annotations=READ_ONLY)
