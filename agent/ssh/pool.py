@@ -303,6 +303,14 @@ class SSHPool:
             if isinstance(exc, SSHError):
                 state.failed(exc)
             raise
+        attempt = asyncio.current_task()
+        if attempt is not None and attempt.cancelling():
+            # Dropped while opening (pool closed, host gone) and the cancel swallowed on the
+            # way (asyncssh can, on 3.11): the connection is not installed, so nothing sees
+            # the host connected after it was closed.
+            self._retention.closed(state)
+            conn.close()
+            raise asyncio.CancelledError
         state.conn, state.last_error = conn, None
         state.shell_ok = True
         self._retention.used(state)
