@@ -3,8 +3,8 @@ lines meant for the person watching (progress, the start-up banner).
 
 `--log-format json` (TAILNET_AGENT_LOG_FORMAT=json) is for log shippers: every record
 is one JSON object on one line of stderr, with `time`, `level`, `logger`, `message`,
-and `identity`, `host`, `command`, `tool`, `outcome` when the code that logged knows
-them (passed as `extra=`). In that mode the console lines (`say`) become records
+and `identity`, `host`, `command`, `tool`, `outcome`, `call`, `fanout` when the code that
+logged knows them (passed as `extra=`). In that mode the console lines (`say`) become records
 too, so stderr carries nothing but JSON and stdout stays empty.
 
 Known secret values (auth key, API key, key passphrases) are replaced by
@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 
 REDACTED = "[REDACTED]"
 # Attributes a log call may set with `extra=` that JSON records carry as fields.
-CONTEXT_FIELDS = ("identity", "host", "command", "tool", "outcome", "call")
+CONTEXT_FIELDS = ("identity", "host", "command", "tool", "outcome", "call", "fanout")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Warnings that tell our users nothing they could act on: (module of the category, its

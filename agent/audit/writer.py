@@ -106,6 +106,9 @@ class AuditLog:
         # Only values long enough to be secrets: redacting "a" would mangle every line.
         self._secrets = sorted({s for s in secrets_to_hide if s and len(s) >= 6}, key=len,
                                reverse=True)
+        # The same secrets as JSON escapes them, where that differs from the plain form.
+        escaped = ((s, json.dumps(s, ensure_ascii=True)[1:-1]) for s in self._secrets)
+        self._escaped = [e for s, e in escaped if e != s]
         self._lock = threading.Lock()
         # Told of every record that could not be written (the metrics count them).
         self.on_failure: Callable[[], None] | None = None
@@ -123,10 +126,8 @@ class AuditLog:
     def _redact(self, text: str) -> str:
         """Secrets in the escaped form JSON gives them (`_hide` took out the plain form, and
         replacing it here could change a hash that merely contains it)."""
-        for secret in self._secrets:
-            escaped = json.dumps(secret, ensure_ascii=True)[1:-1]
-            if escaped != secret:
-                text = text.replace(escaped, REDACTED)
+        for escaped in self._escaped:
+            text = text.replace(escaped, REDACTED)
         return text
 
     def _archives(self) -> list[tuple[int, Path]]:

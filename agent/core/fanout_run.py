@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import fnmatch
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
@@ -62,6 +63,8 @@ __all__ = ["STATUSES", "FanoutPlan", "FanoutResult", "FilterSummary", "HostOutco
 
 T = TypeVar("T")
 ALL = "all"
+log = logging.getLogger("tailnet_agent.calls")  # with the single calls' lines (service.py)
+
 TOOL = "run_on_hosts"  # the MCP tool (and the chat's) that runs a fan-out
 # Exit statuses of a program that is missing or not executable on the host.
 NOT_RUNNABLE = (126, 127)
@@ -350,7 +353,27 @@ async def run_on_hosts(
     result = FanoutResult.of(fanout, plan_, [outcomes[_host(c)] for c in plan_.calls],
                              (time.monotonic() - started) * 1000, tally,
                              batches=len(batches), ran_batches=ran, stopped=stopped)
+    _log_result(plan_.identity, result, [outcomes[_host(c)] for c in plan_.calls])
     return await _presented(service, plan_.identity, result)
+
+
+def _log_result(identity: Identity, result: FanoutResult,
+                outcomes: Sequence[HostOutcome]) -> None:
+    """The fan-out in one line for the operator's terminal (its hosts' own lines are at
+    DEBUG): the counts by status, and which hosts did not succeed, compacted."""
+    counts = ", ".join(f"{count} {status}" for status, count in result.summary.items()
+                       if status != "total" and count)
+    failed = [o.host for o in outcomes if o.status != "ok"]
+    level = logging.WARNING if failed else logging.INFO
+    if not log.isEnabledFor(level):
+        return
+    where = f"; not ok: {hostlist.shown(failed, 200)}" if failed else ""
+    stopped = f"; stopped: {result.stopped}" if result.stopped else ""
+    log.log(level, "%s: %s on %d host(s) (%s, %s): %s in %.1f s%s%s", identity.display,
+            result.command, len(outcomes), result.fanout, result.strategy.name,
+            counts or "nothing ran", result.duration_ms / 1000, where, stopped,
+            extra={"identity": identity.principal, "tool": TOOL, "command": result.command,
+                   "fanout": result.fanout})
 
 
 def _label(part: FanoutPart) -> str:

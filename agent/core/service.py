@@ -219,6 +219,10 @@ class AgentService(CallerView):
         labels = {"tool": tool, "command": command_name if command_name in self.catalog
                   else UNKNOWN, "host": self._host_label(start.host)}
         context = {"identity": identity.principal, **labels}
+        # A fan-out's hosts are told in one line for the fan-out (fanout_run.py): a thousand
+        # lines of `hostname` are noise on the operator's terminal, and a sixth of the
+        # agent's CPU per host. Every host's call is in the audit log either way.
+        quiet = logging.INFO if fanout is None else logging.DEBUG
 
         try:
             # First, before anything can fail: refused and invalid calls cost a token too.
@@ -243,8 +247,9 @@ class AgentService(CallerView):
                 ran_from = time.monotonic()
                 self._write(start)
                 audit_started = True
-                log.info("%s runs %s on %s: %s", identity.display, command.name, target.name,
-                         self._scrubbed(rendered), extra=context)
+                if log.isEnabledFor(quiet):
+                    log.log(quiet, "%s runs %s on %s: %s", identity.display, command.name,
+                            target.name, self._scrubbed(rendered), extra=context)
                 recording = self._record(start.call, f"{command.name} on {target.name}")
                 # Redacted as it arrives, within the disk budget (spool.py): every view of
                 # the output, live lines and the recording included, reads only what was
@@ -313,10 +318,12 @@ class AgentService(CallerView):
                 self.recorder.refused(reason)
             self.recorder.call_finished(**labels, outcome=outcome, seconds=None)
             if not isinstance(exc, asyncio.CancelledError | GeneratorExit):
-                # The operator watches this terminal: a failure is worth a line there.
-                log.warning("%s: %s on %s %s: %s", identity.display, _short(command_name),
-                            start.host or "(no host)", outcome, _short(exc),
-                            extra={**context, "outcome": outcome})
+                # The operator watches this terminal: a failure is worth a line there (a
+                # fan-out's host: in the fan-out's own line, fanout_run.py).
+                log.log(logging.WARNING if fanout is None else logging.DEBUG,
+                        "%s: %s on %s %s: %s", identity.display, _short(command_name),
+                        start.host or "(no host)", outcome, _short(exc),
+                        extra={**context, "outcome": outcome})
             raise
         result = dataclasses.replace(result, audit_id=start.call)
         assert recording is not None
@@ -330,7 +337,8 @@ class AgentService(CallerView):
         assert ran_from is not None
         self.recorder.call_finished(**labels, outcome=outcome,
                                     seconds=time.monotonic() - ran_from)
-        log.info(
+        log.log(
+            quiet,
             "%s: %s on %s exited %s in %.0f ms%s",
             identity.display,
             command.name,
@@ -380,13 +388,7 @@ class AgentService(CallerView):
 
     def _scrubbed(self, value: Any) -> Any:
         """`value` (a record, a message) with secrets redacted, before it reaches the log."""
-        if isinstance(value, str):
-            return self.redactor.redact(value)[0]
-        if isinstance(value, dict):
-            return {k: self._scrubbed(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self._scrubbed(v) for v in value]
-        return value
+        return self.redactor.scrub(value)
 
     def runs_as(self, command: Command, host: str | None = None) -> str | None:
         """Who `command` runs as on `host` (default host when None); None: the login user."""

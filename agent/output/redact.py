@@ -242,6 +242,31 @@ class Redactor:
     """Redaction of a whole text at once (parameters and messages for the audit log, the
     excerpt of a command shown unredacted)."""
 
+    def scrub(self, value: Any) -> Any:
+        """`value` (a record: strings in dicts, lists and tuples; keys are not scrubbed) with
+        every string redacted. The strings are first scanned together, once: joined by line
+        ends, a text in which no format and no key block matches holds none in any of its
+        strings (no pattern has an anchor, and a line end is no word character, so `\\b`
+        sees each string's edges as it would alone), and then `value` comes back as it is.
+        A record of a call has about fifteen strings, none a secret: at 1,000 hosts one
+        scan per string was a sixth of a warm fan-out's CPU. When the scan finds something
+        (a secret, or a format matching across two strings), each string is redacted alone.
+        """
+        strings: list[str] = []
+        _strings(value, strings)
+        if not strings or _clean("\n".join(strings).encode("utf-8", errors="surrogatepass")):
+            return value
+        return self._scrub_each(value)
+
+    def _scrub_each(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.redact(value)[0]
+        if isinstance(value, dict):
+            return {k: self._scrub_each(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._scrub_each(v) for v in value]
+        return value
+
     def redact(self, text: str) -> tuple[str, Counter[str]]:
         data = text.encode("utf-8", errors="surrogatepass")
         if len(data) <= MAX_CARRY and _clean(data):
@@ -251,3 +276,15 @@ class Redactor:
         if stream.counts:
             text = out.decode("utf-8", errors="replace")
         return text, stream.counts
+
+
+def _strings(value: Any, into: list[str]) -> None:
+    """Every string in `value` (dict values, list and tuple items), in order."""
+    if isinstance(value, str):
+        into.append(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _strings(item, into)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _strings(item, into)

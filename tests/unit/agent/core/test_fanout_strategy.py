@@ -7,6 +7,7 @@ tests/e2e/ssh/test_fanout_strategies.py.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -218,3 +219,36 @@ async def test_over_mcp_the_confirmation_names_hosts_strategy_and_progress_the_b
         "name": "rolling", "batch_size": 5, "max_failures": 0, "batches": 3, "ran_batches": 3}
     assert progress[0].startswith("batch 1/3: web-0") and progress[-1].startswith("batch 3/3")
     assert wrong.is_error and "apply to rolling runs" in str(wrong.content)
+
+
+async def test_a_fan_out_is_one_line_on_the_operators_terminal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its hosts' lines are DEBUG (each host's call is in the audit log); the fan-out's own
+    line counts the outcomes and names the hosts that did not succeed, as a warning. A
+    single call keeps its INFO line."""
+    answers = {h: (("", "no\n", 1) if h in ("web-03", "web-04", "web-05") else ("up\n", "", 0))
+               for h in NAMES}
+    service = service_with(tmp_path, answers)
+    with caplog.at_level(logging.INFO):
+        result = await service.run_on_hosts("uptime", {}, ["all"], identity=ALICE)
+        fanout = [r for r in caplog.records if r.name == "tailnet_agent.calls"]
+        assert [r.levelno for r in caplog.records] == [logging.WARNING]
+        assert len(fanout) == 1
+        message = fanout[0].getMessage()
+        assert f"uptime on 15 host(s) ({result.fanout}, parallel): 12 ok, 3 failed" in message
+        assert message.endswith("not ok: web-[03-05]")
+        assert getattr(fanout[0], "fanout", None) == result.fanout
+        caplog.clear()
+        await service.run_on_hosts("uptime", {}, ["web-01", "web-02"], identity=ALICE)
+        assert [(r.levelno, "2 ok" in r.getMessage()) for r in caplog.records] == [
+            (logging.INFO, True)]
+        caplog.clear()
+        await service.run("uptime", {}, host="web-01", identity=ALICE)
+        assert [r.levelno for r in caplog.records] == [logging.INFO, logging.INFO]
+    with caplog.at_level(logging.DEBUG, logger="tailnet_agent.calls"):
+        caplog.clear()
+        await service.run_on_hosts("uptime", {}, ["web-01", "web-03"], identity=ALICE)
+        hosts = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+        assert any("uptime on web-01 exited 0" in m for m in hosts)
+        assert any("uptime on web-03 exited 1" in m for m in hosts)

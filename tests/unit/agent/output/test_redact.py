@@ -186,3 +186,53 @@ def test_a_whole_text_is_redacted_as_a_stream_would(planted: object) -> None:
         whole, stream = streamed(text.encode(), [])
         assert shown == whole.decode(), text
         assert counts == stream.counts
+
+
+def _each(value: object) -> object:
+    """What scrubbing means, string by string (the reference `Redactor.scrub` must match)."""
+    if isinstance(value, str):
+        return REDACTOR.redact(value)[0]
+    if isinstance(value, dict):
+        return {k: _each(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_each(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("planted", corpus(), ids=lambda p: p.name)
+def test_a_record_is_scrubbed_as_each_of_its_strings_would_be(planted: object) -> None:
+    """One scan of all a record's strings decides nothing a scan of each would not: the
+    planted secret is found wherever it sits among clean strings, and clean neighbours and
+    keys stay as they are."""
+    from tests.support.secret_corpus import Planted
+
+    assert isinstance(planted, Planted)
+    clean = {"call": "3f2a9c0d11e4", "host": "web-001", "tags": ["tag:web", "tag:prod"],
+             "exit": 0, "ok": True, "none": None}
+    for record in ({**clean, "parameters": {"path": planted.text}},
+                   {**clean, "tags": ["tag:web", planted.text]},
+                   {planted.text: "a key is not scrubbed", **clean},
+                   {**clean, "pair": ("first", planted.text, 3)}):
+        scrubbed = REDACTOR.scrub(record)
+        assert scrubbed == _each(record)
+        if planted.text in str(list(record.values())):
+            for secret in planted.secrets:
+                assert secret not in str(list(scrubbed.values()))
+
+
+def test_a_clean_record_comes_back_as_it_is() -> None:
+    record = {"call": "3f2a9c0d11e4", "host": "web-001", "parameters": {"unit": "nginx"},
+              "argv": ["systemctl", "status", "nginx"], "status": 0}
+    assert REDACTOR.scrub(record) is record
+    assert REDACTOR.scrub("web-001") == "web-001"
+    assert REDACTOR.scrub(7) == 7
+
+
+def test_a_format_seen_across_two_strings_redacts_neither_on_its_own() -> None:
+    """Joined by a line end, the end of one string and the start of the next could look
+    like one secret to the first scan; then each string is redacted alone, and neither is."""
+    record = {"a": "password", "b": "=hunter2hunter2", "c": f"{AWS_KEY_ID[:10]}",
+              "d": f"{AWS_KEY_ID[10:]}"}
+    assert REDACTOR.scrub(record) == record == _each(record)
+    assert REDACTOR.scrub({"x": ["web", f"key {AWS_KEY_ID}"]}) == {
+        "x": ["web", "key [REDACTED: AWS Access Key]"]}
