@@ -3,9 +3,11 @@ bounded in total, and read back for `tailnet-agent audit show` and the replay pa
 
 Where: TAILNET_AGENT_RECORDINGS, by default `casts/` beside the audit log (so
 `$XDG_STATE_HOME/tailnet-agent/casts/`), mode 0700, one file `<call id>.cast` (0600)
-per call. A cast is tied to its call by the call's audit end record, which names it and
-holds its sha256 (`"cast": {"id", "sha256", "bytes"}`): reading a cast back checks that
-hash, so a recording changed after the fact is refused, not shown.
+per call; or, for a cast of at most INLINE_MAX bytes, in the call's end record itself
+(`inline`, see agent/audit/recorder.py). A cast is tied to its call by the call's audit
+end record, which names it and holds its sha256 (`"cast": {"id", "sha256", "bytes"}`):
+reading a cast back checks that hash, so a recording changed after the fact is refused,
+not shown.
 
 Bounds: each recording stops at TAILNET_AGENT_RECORDING_MAX_BYTES; all of them together
 stay within TAILNET_AGENT_RECORDINGS_BUDGET, counted by a `DiskBudget` (the spool's
@@ -60,8 +62,12 @@ def cast_path(directory: Path, call: str) -> Path:
 
 class CastStore:
     def __init__(self, directory: Path, *, per_call: int, budget: int,
-                 record: RecordWriter | None = None) -> None:
+                 record: RecordWriter | None = None,
+                 inline: Callable[[str], bool] | None = None) -> None:
+        """`inline(text)`: whether a small cast may be kept in its audit record (None:
+        every cast is a file)."""
         self.directory = directory
+        self.inline = inline
         self.per_call = per_call
         self.budget = DiskBudget(budget)
         self.budget.reclaim = self._reclaim
@@ -93,7 +99,8 @@ class CastStore:
         """A new recording for `call`. Raises OSError when its file cannot be made."""
         self._scan()
         return Recording(call, cast_path(self.directory, call), title=title,
-                         cap=self.per_call, budget=self.budget, on_finished=self._finished_one)
+                         cap=self.per_call, budget=self.budget, on_finished=self._finished_one,
+                         inline=self.inline)
 
     def _finished_one(self, ref: CastRef) -> None:
         with self._lock:
@@ -168,22 +175,33 @@ class Output:
 
 
 def load(directory: Path, ref: Mapping[str, Any]) -> bytes:
-    """The cast a call's end record names (its `cast` field), checked against the sha256
-    recorded there (a `sha256` of None: not checked, for a call that has no end record).
-    Raises CastMissing (removed, or never written) or CastChanged."""
+    """The cast a call's end record names (its `cast` field: in the record itself, or a
+    file), checked against the sha256 recorded there (a `sha256` of None: not checked, for
+    a call that has no end record). Raises CastMissing (removed, or never written) or
+    CastChanged."""
     call = str(ref.get("id", ""))
-    path = cast_path(directory, call)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CastMissing(f"the recording of call {call} is not in {directory}") from None
+    data = inline_cast(ref)
+    where = "the recording in its audit record"
+    if data is None:
+        path = cast_path(directory, call)
+        where = f"the recording {path}"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise CastMissing(f"the recording of call {call} is not in {directory}") from None
     expected = ref.get("sha256")
     if expected is not None and hashlib.sha256(data).hexdigest() != expected:
         raise CastChanged(
-            f"the recording {path} does not match the sha256 its audit record holds "
+            f"{where} does not match the sha256 its audit record holds "
             f"({str(expected)[:16]}...): it was changed after the call, so it is not shown. "
             "Compare it with a copy kept elsewhere")
     return data
+
+
+def inline_cast(ref: Mapping[str, Any]) -> bytes | None:
+    """The cast an end record holds itself (None: its cast is a file)."""
+    text = ref.get("inline")
+    return text.encode("utf-8", errors="replace") if isinstance(text, str) else None
 
 
 def output(cast: bytes) -> Output:

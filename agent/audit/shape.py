@@ -4,7 +4,8 @@ A caller chooses most of what a record holds (command name, host, parameters), s
 nothing in it may grow without bound: every string longer than MAX_VALUE_CHARS keeps
 its start and says how long it was and the sha256 of the whole value; mappings and
 lists keep their first MAX_ITEMS entries; and if the record is still longer than
-MAX_RECORD_BYTES its biggest fields are replaced by such a summary, biggest first.
+MAX_RECORD_BYTES its biggest fields are replaced by such a summary, biggest first (never
+the call's recording, `cast`: bounded by construction, see agent/audit/recorder.py).
 The sha256 lets an investigator match a cut value against a copy from elsewhere.
 
 NaN and Infinity are not JSON: the service refuses them in arguments, and any that
@@ -33,6 +34,9 @@ MAX_RECORD_BYTES = 4096
 PREVIEW_CHARS = 200
 # Never cut: they say which call this is and who made it.
 _CORE_FIELDS = ("time", "event", "call", "identity")
+# Never summarised to make a record fit: a call's recording (its id, sha256 and, for a
+# small one, the cast itself: at most recorder.INLINE_MAX bytes, so never cut by `clip`).
+_KEPT_WHOLE = (*_CORE_FIELDS, "cast")
 
 
 def digest(text: str) -> str:
@@ -110,14 +114,14 @@ def shape(record: Mapping[str, Any]) -> dict[str, Any]:
     # Biggest fields first, summarised from the original value (so the hash is of what
     # the caller really sent), until the line fits.
     sizes = sorted(((len(_dumps({k: v})), k) for k, v in shaped.items()
-                    if k not in _CORE_FIELDS), reverse=True)
+                    if k not in _KEPT_WHOLE), reverse=True)
     for _, key in sizes:
         shaped[key] = summary(record[key])
         line = _dumps(shaped)
         if len(line) <= MAX_RECORD_BYTES:
             return shaped
     for key in list(shaped):
-        if key not in _CORE_FIELDS:
+        if key not in _KEPT_WHOLE:
             shaped[key] = summary(record[key], preview=False)
     return {k: (cut(v, 60) if isinstance(v, str) and len(v) > 100 else v)
             for k, v in shaped.items()}

@@ -42,7 +42,7 @@ from typing import IO, Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .casts import REMOVED_EVENT as CAST_REMOVED
-from .casts import cast_path, valid_id
+from .casts import cast_path, inline_cast, valid_id
 from .chain import GENESIS, PREV, SEAL_EVENT, SEQ, Link, is_chained, line_hash, seal_problem
 from .reader import log_files, removals_at_top
 from .shape import canonical
@@ -204,6 +204,7 @@ class _Walk:
         self.missing: dict[int, Place] = {}  # seq -> where it was found missing (few)
         self.recordings: Path | None = None  # the casts directory, when casts are checked
         self.casts: dict[str, tuple[Place, str]] = {}  # call -> (its end record, sha256)
+        self.inline_casts = 0  # casts held by their records, checked as they were read
         self.casts_removed: set[str] = set()  # calls whose cast the budget removed
 
     def find(self, place: Place, kind: str, detail: str) -> None:
@@ -253,14 +254,23 @@ class _Walk:
             self.casts_removed.add(ref)
         elif isinstance(ref, Mapping) and isinstance(ref.get("sha256"), str) and valid_id(
                 str(ref.get("id", ""))):
-            self.casts[str(ref["id"])] = (place, str(ref["sha256"]))
+            inline = inline_cast(ref)
+            if inline is None:
+                self.casts[str(ref["id"])] = (place, str(ref["sha256"]))
+            elif hashlib.sha256(inline).hexdigest() == ref["sha256"]:
+                self.inline_casts += 1  # a small cast, in its record (recorder.py)
+            else:
+                self.result.findings.append(Finding(
+                    place, "cast-changed", "the recording in this record does not match the "
+                    "sha256 it holds: it was changed after the call"))
 
     def check_casts(self) -> None:
         """Every cast an end record names is on disk as it was recorded, or was removed by
-        the budget with a record saying so."""
+        the budget with a record saying so (a cast held by its record was checked as the
+        record was read, `note_cast`)."""
         if self.recordings is None:
             return
-        checked = 0
+        checked = self.inline_casts
         for call, (place, sha256) in self.casts.items():
             if call in self.casts_removed:
                 continue

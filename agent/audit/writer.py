@@ -123,6 +123,10 @@ class AuditLog:
     def new_call_id(self) -> str:
         return secrets.token_hex(8)
 
+    def hides(self, text: str) -> bool:
+        """Whether a record holding `text` would be written with a value of it replaced."""
+        return any(secret in text for secret in self._secrets)
+
     def _redact(self, text: str) -> str:
         """Secrets in the escaped form JSON gives them (`_hide` took out the plain form, and
         replacing it here could change a hash that merely contains it)."""

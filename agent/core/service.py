@@ -151,8 +151,10 @@ class AgentService(CallerView):
             head=settings.output_head, tail=settings.output_tail, ttl=settings.output_ttl,
             max_handles=settings.output_handles, max_bytes=settings.output_disk)
         # Every command's output as a cast, bounded; removals recorded in the audit log.
+        # A small recording is kept in its end record, unless the log would alter it.
         self.casts = CastStore(settings.recordings_path, per_call=settings.recording_max_bytes,
-                               budget=settings.recordings_budget, record=self.audit.write)
+                               budget=settings.recordings_budget, record=self.audit.write,
+                               inline=lambda text: not self.audit.hides(text))
         # (caller, handle, outcome): when its reads were last recorded
         self._page_records: dict[tuple[str, str, str], float] = {}
         self.approvals = Approvals()

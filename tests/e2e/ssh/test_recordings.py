@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from agent.access.identity import Identity
-from agent.audit.casts import REMOVED_EVENT, output
+from agent.audit.casts import REMOVED_EVENT, load, output
 from agent.audit.reader import read_calls, read_records
 from agent.cli import main
 from agent.core.service import AgentService
@@ -82,8 +82,13 @@ async def test_a_command_shown_unredacted_is_recorded_redacted(make: ServiceFact
     result = await service.run("raw_key", {}, host=None, identity=ALICE)
     assert AWS_KEY_ID in result.stdout  # redact: false, as the catalog asks
     assert result.audit_id is not None
-    data = (service.settings.recordings_path / f"{result.audit_id}.cast").read_bytes()
+    # A line of output: the cast is in the end record itself (agent/audit/recorder.py).
+    ref = end_record(service, result.audit_id)["cast"]
+    assert "inline" in ref and not (service.settings.recordings_path
+                                    / f"{result.audit_id}.cast").exists()
+    data = load(service.settings.recordings_path, ref)
     assert AWS_KEY_ID.encode() not in data and b"[REDACTED: " in data
+    assert AWS_KEY_ID not in service.audit.path.read_text()
 
 
 async def test_two_hundred_big_outputs_stay_within_the_recordings_bounds(

@@ -124,3 +124,36 @@ def test_verify_finds_a_changed_or_missing_cast_but_not_one_the_budget_removed(
     where = {json.loads(line).get("call"): n for n, line in enumerate(lines, start=1)}
     assert sorted((f.kind, f.place.line) for f in result.findings) == sorted(
         [("cast-changed", where[calls[-1]]), ("cast-missing", where[calls[-2]])])
+
+
+def test_a_small_cast_in_its_record_is_read_back_and_verified_there(tmp_path: Path) -> None:
+    """What `audit show`, the replay page and `audit verify` read of a cast kept inline: no
+    file, the same bytes and the same check; the budget does not count it; a record whose
+    cast was changed (and the chain sealed again over it) is still found out by its sha256,
+    and a huge record cannot push the cast out of it."""
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    store = CastStore(tmp_path / "casts", per_call=100_000, budget=1_000_000,
+                      record=audit.write, inline=lambda text: not audit.hides(text))
+    calls = [f"{n:016x}" for n in range(3)]
+    for call in calls:
+        recording = store.start(call, "hostname on web")
+        recording.feed(False, f"web-{call[-1]}\n".encode())
+        audit.write({"time": "t", "event": "end", "call": call,
+                     "cast": recording.finish().fields(), "note": "n" * 900,
+                     "parameters": {f"p{i}": "v" * 900 for i in range(9)}})
+    assert not any(store.directory.iterdir()) and store.budget.used == 0
+    written = records(audit.path)
+    assert all(len(json.dumps(r["cast"])) < 1000 for r in written)
+    ref = written[1]["cast"]
+    assert isinstance(ref, dict) and "inline" in ref
+    assert output(load(store.directory, ref)).stdout == "web-1\n"
+    result = verify(audit.path, recordings=store.directory)
+    assert result.ok and any("3 recording(s) match" in note for note in result.notes)
+
+    with pytest.raises(CastChanged, match="in its audit record"):
+        load(store.directory, {**ref, "inline": ref["inline"].replace("web-1", "web-9")})
+    changed = AuditLog(tmp_path / "changed.jsonl")
+    changed.write({"time": "t", "event": "end", "call": calls[0],
+                   "cast": {**ref, "inline": ref["inline"].replace("web-1", "web-9")}})
+    found = verify(changed.path, recordings=store.directory).findings
+    assert [f.kind for f in found] == ["cast-changed"]

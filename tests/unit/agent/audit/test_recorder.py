@@ -7,8 +7,10 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from agent.audit.casts import output
-from agent.audit.recorder import CUT_PREFIX, Recording
+from agent.audit.recorder import CUT_PREFIX, INLINE_MAX, SPILL_SECONDS, Recording
 from agent.output.spool import DiskBudget
 
 
@@ -113,3 +115,73 @@ def test_output_after_finish_is_dropped(tmp_path: Path) -> None:
     recording.feed(False, b"late\n")
     assert recording.finish() == first
     assert output(path.read_bytes()).stdout == "a\n"
+
+
+# -- small casts, kept in the audit record ---------------------------------------------
+
+
+def small(tmp_path: Path, chunks: list[tuple[float, bytes]], *, keep: bool = True,
+          budget: DiskBudget | None = None) -> tuple[Recording, Path, Clock]:
+    """A recording that may stay inline, fed `chunks` (seconds after its start, bytes)."""
+    clock = Clock()
+    path = tmp_path / "0123456789abcdef.cast"
+    recording = Recording("0123456789abcdef", path, title="hostname on web", cap=1 << 20,
+                          budget=budget or DiskBudget(1 << 30), clock=clock,
+                          inline=lambda text: keep)
+    start = clock.now
+    for at, data in chunks:
+        clock.now = start + at
+        recording.feed(False, data)
+    return recording, path, clock
+
+
+def test_a_small_cast_is_kept_in_its_record_and_no_file_is_made(tmp_path: Path) -> None:
+    budget = DiskBudget(1 << 20)
+    recording, path, _ = small(tmp_path, [(0.01, b"web-001\n")], budget=budget)
+    ref = recording.finish()
+    assert not path.exists() and ref.inline is not None
+    data = ref.inline.encode()
+    assert ref.fields() == {"id": "0123456789abcdef", "sha256": hashlib.sha256(data).hexdigest(),
+                            "bytes": len(data), "inline": ref.inline}
+    header, *lines = data.decode().splitlines()
+    assert json.loads(header)["title"] == "hostname on web"
+    assert output(data).stdout == "web-001\n"
+    assert budget.used == 0  # on no disk of ours
+
+
+def test_a_cast_past_its_inline_size_goes_to_its_file_whole(tmp_path: Path) -> None:
+    line = b"x" * 100 + b"\n"
+    recording, path, _ = small(tmp_path, [(0.01 * i, line) for i in range(12)])
+    assert path.exists()  # on disk as soon as it outgrew the record, not at the end
+    ref = recording.finish()
+    assert ref.inline is None and ref.bytes == path.stat().st_size > INLINE_MAX
+    assert ref.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert output(path.read_bytes()).stdout == (line * 12).decode()
+
+
+def test_a_command_running_past_the_spill_time_is_on_disk_as_it_runs(tmp_path: Path) -> None:
+    recording, path, clock = small(tmp_path, [(0.1, b"starting\n")])
+    assert not path.exists()
+    clock.now += SPILL_SECONDS
+    recording.feed(False, b"still going\n")
+    assert path.exists()  # a crash of the agent from here on loses nothing recorded
+    assert output(path.read_bytes()).stdout == "starting\nstill going\n"
+    ref = recording.finish()
+    assert ref.inline is None and ref.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_cast_the_audit_log_would_alter_goes_to_its_file(tmp_path: Path) -> None:
+    recording, path, _ = small(tmp_path, [(0.01, b"token abcdefgh\n")], keep=False)
+    assert not path.exists()
+    ref = recording.finish()
+    assert ref.inline is None and path.exists()
+    assert ref.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_no_recording_no_run_holds_for_a_cast_that_may_stay_inline(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        small(tmp_path / "gone", [])
+    (tmp_path / "taken.cast").write_text("")  # a file is never written over
+    with pytest.raises(FileExistsError):
+        Recording("taken", tmp_path / "taken.cast", title="t", cap=1 << 20,
+                  budget=DiskBudget(1 << 20), inline=lambda text: True)
