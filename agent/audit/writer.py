@@ -99,6 +99,7 @@ class AuditLog:
         signer: Signer | None = None,
     ) -> None:
         self.path = path
+        self._file, self._directory = str(path), str(path.parent)  # (pathlib costs, per record)
         self.max_bytes = max_bytes
         self.budget = budget
         self.signer = signer
@@ -172,7 +173,7 @@ class AuditLog:
 
     def _append(self, data: bytes, end: _End) -> None:
         """Write one line (or a line and what precedes it) and remember the chain's end."""
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self._file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             written = os.write(fd, data)
             stat = os.fstat(fd)
@@ -197,31 +198,33 @@ class AuditLog:
         self._append(prefix + line, end)
         return end
 
-    def _head(self) -> tuple[_End, bytes]:
-        """The chain's end to link the next record to, and what to write before it (a
-        newline when the file ends inside a line). Another writer's records are followed;
-        a log that is shorter than or different from what this writer left is not."""
+    def _head(self) -> tuple[_End, bytes, int]:
+        """The chain's end to link the next record to, what to write before it (a newline
+        when the file ends inside a line), and the file's size. Another writer's records
+        are followed; a log that is shorter than or different from what this writer left is
+        not."""
         try:
-            stat = self.path.stat()
+            stat = os.stat(self._file)
             mark: tuple[int, int] | None = (stat.st_ino, stat.st_size)
         except FileNotFoundError:
             mark = None
+        size = mark[1] if mark is not None else 0
         if self._end is not None and mark == self._mark:
-            return self._end, b""
+            return self._end, b"", size
         last, complete = self._last_line()
         on_disk = _End(link_after(last), _is_seal(last)) if last is not None else None
         prefix = b"" if complete else b"\n"
         if self._end is None or on_disk == self._end:
-            return on_disk or _End(START, False), prefix
+            return on_disk or _End(START, False), prefix, size
         if on_disk is not None and on_disk.link.seq > self._end.link.seq:
-            return on_disk, prefix  # another process wrote after us
+            return on_disk, prefix, size  # another process wrote after us
         self.diverged += 1
         log.error(
             "the audit log %s was cut short or changed since this agent wrote its record seq "
             "%d (the log now ends at %s); the next record links to the one this agent wrote, "
             "so `tailnet-agent audit verify` shows the gap", self.path, self._end.link.seq,
             f"seq {on_disk.link.seq}" if on_disk else "no record")
-        return self._end, prefix
+        return self._end, prefix, size
 
     def last_link(self) -> Link:
         """The chain's end as the files show it (no lock: a line is written at once)."""
@@ -274,12 +277,8 @@ class AuditLog:
         shaped = self._line(record)
         try:
             with self._locked():
-                end, prefix = self._head()
+                end, prefix, size = self._head()
                 line, after = self._linked(shaped, end)
-                try:
-                    size = self.path.stat().st_size
-                except FileNotFoundError:
-                    size = 0
                 if size and size + len(line) > self.max_bytes:
                     end = self._seal(end, "rotation", prefix)
                     prefix = b""
@@ -311,7 +310,7 @@ class AuditLog:
             return
         try:
             with self._locked():
-                end, prefix = self._head()
+                end, prefix, _ = self._head()
                 self._seal(end, "shutdown", prefix)
         except OSError as exc:
             log.error("cannot seal the audit log %s at shutdown: %s", self.path, exc)
@@ -325,10 +324,10 @@ class AuditLog:
         (a lock on its directory: the file itself is renamed by rotation)."""
         with self._lock:
             try:
-                fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+                fd = os.open(self._directory, os.O_RDONLY | os.O_DIRECTORY)
             except FileNotFoundError:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+                fd = os.open(self._directory, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 yield
