@@ -39,9 +39,9 @@ past either, it goes to its file at once, which from then on is written as outpu
 arrives (its buffer written out whenever SPILL_SECONDS have passed since it last was).
 So a command that runs for a while is on disk as it runs, and what a crash of the agent
 can lose is the output of about its last SPILL_SECONDS (before, up to the file buffer's
-8 KiB), for a call the audit log shows as unfinished anyway. An inline cast is in the hash chain itself; one
-the audit log would alter (it holds a value the log hides, `AuditLog.hides`) goes to its
-file instead, so its sha256 always matches.
+8 KiB), for a call the audit log shows as unfinished anyway. An inline cast is in the
+hash chain itself; one the audit log would alter (it holds a value the log hides,
+`AuditLog.hides`) goes to its file instead, so its sha256 always matches.
 """
 
 from __future__ import annotations
@@ -144,9 +144,13 @@ class Recording:
     def _open(self) -> None:
         """Create the cast's file (never over another) and write what was kept so far."""
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        self._file = os.fdopen(fd, "wb")
-        self._file.write(b"".join(self._pending))
-        self._pending = []
+        file = os.fdopen(fd, "wb")
+        try:
+            file.write(b"".join(self._pending))
+        except OSError:
+            file.close()  # what was kept stays kept (and may still go in the record)
+            raise
+        self._file, self._pending = file, []
 
     def _spill(self) -> bool:
         """The cast to its file from now on; False (and the recording cut) if it cannot."""

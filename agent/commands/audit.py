@@ -105,10 +105,15 @@ def run_audit_show(settings: Settings, call: str, *, cast_file: Path | None) -> 
         _error(f"call {call} has no end record (the agent stopped during it), so its "
                "recording's sha256 was never recorded: what follows is shown unchecked")
     if not isinstance(ref, dict):
+        why = f"it ran no command ({record.get('outcome')})"
+        if unchecked:
+            # A command's first second of output waits in memory for its end record.
+            why = ("the agent stopped during it, before its output reached the recordings "
+                   f"directory {directory}")
         if cast_file is not None:
-            _error(f"call {call} has no recording: it ran no command ({record.get('outcome')})")
+            _error(f"call {call} has no recording: {why}")
             return 1
-        print(f"(no recording: the call ran no command; outcome {record.get('outcome')})")
+        print(f"(no recording: {why})")
         return 0
     try:
         data = casts.load(directory, ref)

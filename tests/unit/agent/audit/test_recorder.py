@@ -143,7 +143,7 @@ def test_a_small_cast_is_kept_in_its_record_and_no_file_is_made(tmp_path: Path) 
     data = ref.inline.encode()
     assert ref.fields() == {"id": "0123456789abcdef", "sha256": hashlib.sha256(data).hexdigest(),
                             "bytes": len(data), "inline": ref.inline}
-    header, *lines = data.decode().splitlines()
+    header = data.decode().splitlines()[0]
     assert json.loads(header)["title"] == "hostname on web"
     assert output(data).stdout == "web-001\n"
     assert budget.used == 0  # on no disk of ours

@@ -94,7 +94,7 @@ def test_audit_show_prints_a_call_and_says_why_it_has_no_recording(
                    if '"make_marker"' in line)
     assert main(["audit", "show", refused, *log]) == 0
     out = capsys.readouterr().out
-    assert f'"call": "{refused}"' in out and "no recording: the call ran no command" in out
+    assert f'"call": "{refused}"' in out and "no recording: it ran no command" in out
     assert main(["audit", "show", refused, "--cast", str(tmp_path / "x.cast"), *log]) == 1
     assert "has no recording" in capsys.readouterr().err
     # A call the agent never finished: what it recorded so far, said to be unchecked.
@@ -109,6 +109,11 @@ def test_audit_show_prints_a_call_and_says_why_it_has_no_recording(
     assert "no end record" in shown.err and "unchecked" in shown.err
     # The output is printed with its escape sequences escaped for the terminal.
     assert "first lines\\x1b]0;title\\x07\n" in shown.out and "\x1b" not in shown.out
+    # One stopped in its first second: its output was still in memory, and that is said.
+    early = "00000000c0ffee01"
+    AuditLog(path).start(early, ALICE, host="web", command="uptime", parameters={})
+    assert main(["audit", "show", early, *log]) == 0
+    assert "the agent stopped during it, before its output reached" in capsys.readouterr().out
 
 
 def test_audit_lists_show_the_call_ids(tmp_path: Path,
