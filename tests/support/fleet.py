@@ -10,7 +10,7 @@ made by `unshare`), so that:
 - it has its own /etc/ssh (a bind mount), whose host keys its sshd serves and, when it
   runs Tailscale SSH as root, its tailscaled publishes in the netmap.
 
-The namespaces hang off a bridge (`BRIDGE`, `CONTROL_IP`/24) made inside the tests' own
+The namespaces hang off a bridge (`BRIDGE`, `CONTROL_IP`/16) made inside the tests' own
 network namespace (tests/run-isolated.sh), where headscale, its DERP server and the
 agent run: nothing here touches the machine's real network, and nothing leaves it.
 Each node's tailscaled is the full build from .cache/tailnet-bin (Tailscale SSH needs
@@ -47,8 +47,14 @@ from tests.support.tailnet import (
 from tests.support.waiting import wait_until
 
 BRIDGE = "tnfleet0"
-SUBNET = "10.77.0"
-CONTROL_IP = f"{SUBNET}.1"
+# A /16: the scale benchmark puts hundreds of nodes on the bridge (a /24 stopped it at 245).
+PREFIX_LENGTH = 16
+CONTROL_IP = "10.77.0.1"
+NODES_PER_OCTET = 250  # node addresses 10.77.1.1-250, 10.77.2.1-250, ...
+
+
+def node_address(index: int) -> str:
+    return f"10.77.{1 + index // NODES_PER_OCTET}.{1 + index % NODES_PER_OCTET}"
 JOIN_TIMEOUT = 60.0
 
 
@@ -84,7 +90,7 @@ def make_bridge() -> None:
     if BRIDGE in network_interfaces():
         return
     _run("ip", "link", "add", BRIDGE, "type", "bridge")
-    _run("ip", "addr", "add", f"{CONTROL_IP}/24", "dev", BRIDGE)
+    _run("ip", "addr", "add", f"{CONTROL_IP}/{PREFIX_LENGTH}", "dev", BRIDGE)
     _run("ip", "link", "set", BRIDGE, "up")
 
 
@@ -97,7 +103,7 @@ class Namespaces:
     def __init__(self, name: str, index: int, etc_ssh: Path) -> None:
         self.name = name
         self.index = index
-        self.address = f"{SUBNET}.{10 + index}"
+        self.address = node_address(index)
         script = (f"mount --bind {etc_ssh} /etc/ssh && hostname {name} && "
                   "ip link set lo up && echo ready && exec sleep infinity")
         self.holder = subprocess.Popen(
@@ -114,7 +120,8 @@ class Namespaces:
              str(self.holder.pid))
         _run("ip", "link", "set", veth, "master", BRIDGE, "up")
         _run(*self.prefix, "ip", "link", "set", peer, "name", "eth0")
-        _run(*self.prefix, "ip", "addr", "add", f"{self.address}/24", "dev", "eth0")
+        _run(*self.prefix, "ip", "addr", "add", f"{self.address}/{PREFIX_LENGTH}", "dev",
+             "eth0")
         _run(*self.prefix, "ip", "link", "set", "eth0", "up")
 
     @property
