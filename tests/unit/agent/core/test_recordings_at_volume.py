@@ -2,8 +2,8 @@
 
 2,000 calls through the real service (its Runner writes each host's answer into the call's
 output as SSH would, tests/support/recording.py): outputs of 0 to 2,500 bytes, multi-byte
-UTF-8, a planted secret the redactor knows and one of the agent's own secrets, which only the audit
-log hides. Every cast reads back (through the one read path, casts.load) as the redacted
+UTF-8, a planted secret the redactor knows and one of the agent's own secrets, which only
+the audit log hides. Every cast reads back (through the one read path, casts.load) as the redacted
 output, a small one from its end record and a large one from its file, `audit verify`
 vouches for all of them, and no secret is in the log or the recordings.
 """
