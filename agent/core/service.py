@@ -222,8 +222,8 @@ class AgentService(CallerView):
                   else UNKNOWN, "host": self._host_label(start.host)}
         context = {"identity": identity.principal, **labels}
         # A fan-out's hosts are told in one line for the fan-out (fanout_run.py): a thousand
-        # lines of `hostname` are noise on the operator's terminal, and a sixth of the
-        # agent's CPU per host. Every host's call is in the audit log either way.
+        # lines of `hostname` are noise on the operator's terminal (and 6 % of a call's CPU).
+        # Every host's call is in the audit log either way.
         quiet = logging.INFO if fanout is None else logging.DEBUG
 
         try:
