@@ -19,7 +19,8 @@ checkpoint, once the agent's netmap shows every node online with a route:
 
 It stops adding nodes at `tailnet_max`, or earlier when the machine gives out: a node
 that does not join, a batch whose median join takes over JOIN_LIMIT, a fan-out that does
-not succeed everywhere, or less than MEMORY_FLOOR of available memory. The reason is
+not succeed everywhere, or not one more node fitting above MEMORY_FLOOR of available
+memory at what a node has cost so far (a step is cut to the nodes that fit). The reason is
 reported with the figures. The CPU figures are this process's (the agent and its
 in-process client); its memory per host is not shown (each checkpoint's service reuses
 what the previous one freed: the loopback rows measure it, in an agent process of its
@@ -62,6 +63,14 @@ JOIN_AT_ONCE = 8
 JOIN_LIMIT = 45.0  # seconds: a median join slower than this is where the machine gives out
 MEMORY_FLOOR = 1 << 30  # bytes of MemAvailable kept free
 ROUTE_TIMEOUT = 120.0
+
+
+def nodes_that_fit(free_before: int, nodes: int) -> int:
+    """How many more nodes fit above MEMORY_FLOOR, at the memory each has cost so far
+    (measured since `free_before`, when `nodes` were not there yet)."""
+    free = available_memory()
+    per_node = max((free_before - free) / max(nodes, 1), 1.0)
+    return int((free - MEMORY_FLOOR) // per_node)
 
 
 def available_memory() -> int:
@@ -216,6 +225,7 @@ async def measure_tailnet(report: Report, plan: Plan, work: Path,
         known_hosts.touch()
         servers: list[ServerNode] = []
         target = plan.tailnet_nodes
+        free_before = available_memory()
         while True:
             names = [f"node-{i:03d}" for i in range(len(servers) + 1, target + 1)]
             step(f"tailnet: joining {len(names)} nodes ({len(servers)} joined)")
@@ -236,10 +246,13 @@ async def measure_tailnet(report: Report, plan: Plan, work: Path,
                 stop = problem
             elif median > JOIN_LIMIT:
                 stop = f"the median join took {median:.0f} s (limit {JOIN_LIMIT:.0f} s)"
-            elif available_memory() < MEMORY_FLOOR:
-                stop = f"less than {MEMORY_FLOOR >> 30} GiB of memory left"
+            elif (room := nodes_that_fit(free_before, len(servers))) < 1:
+                stop = f"less than {MEMORY_FLOOR >> 30} GiB of memory left after one more node"
             elif len(servers) < plan.tailnet_max:
-                target = min(plan.tailnet_max, len(servers) + plan.tailnet_step)
+                # No step past the memory a node has cost so far (a node joining takes its
+                # memory at once: 60 of them once left this machine with no memory at all).
+                target = min(plan.tailnet_max, len(servers) + plan.tailnet_step,
+                             len(servers) + room)
                 continue
             break
     report.machine["tailnet_checkpoints"] = [p.n for p in points]
