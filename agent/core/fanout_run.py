@@ -350,10 +350,10 @@ async def run_on_hosts(
                 skipped += 1
         if progress is not None:
             await progress(len(outcomes), total, f"{skipped} host(s) not run: {stopped}")
-    result = FanoutResult.of(fanout, plan_, [outcomes[_host(c)] for c in plan_.calls],
-                             (time.monotonic() - started) * 1000, tally,
-                             batches=len(batches), ran_batches=ran, stopped=stopped)
-    _log_result(plan_.identity, result, [outcomes[_host(c)] for c in plan_.calls])
+    in_order = [outcomes[_host(c)] for c in plan_.calls]
+    result = FanoutResult.of(fanout, plan_, in_order, (time.monotonic() - started) * 1000,
+                             tally, batches=len(batches), ran_batches=ran, stopped=stopped)
+    _log_result(plan_.identity, result, in_order)
     return await _presented(service, plan_.identity, result)
 
 

@@ -224,7 +224,8 @@ class AgentService(CallerView):
         # A fan-out's hosts are told in one line for the fan-out (fanout_run.py): a thousand
         # lines of `hostname` are noise on the operator's terminal (and 6 % of a call's CPU).
         # Every host's call is in the audit log either way.
-        quiet = logging.INFO if fanout is None else logging.DEBUG
+        quiet, failed = ((logging.INFO, logging.WARNING) if fanout is None
+                         else (logging.DEBUG, logging.DEBUG))
 
         try:
             # First, before anything can fail: refused and invalid calls cost a token too.
@@ -251,7 +252,7 @@ class AgentService(CallerView):
                 audit_started = True
                 if log.isEnabledFor(quiet):
                     log.log(quiet, "%s runs %s on %s: %s", identity.display, command.name,
-                            target.name, self._scrubbed(rendered), extra=context)
+                            target.name, self.redactor.scrub(rendered), extra=context)
                 recording = self._record(start.call, f"{command.name} on {target.name}")
                 # Redacted as it arrives, within the disk budget (spool.py): every view of
                 # the output, live lines and the recording included, reads only what was
@@ -322,8 +323,7 @@ class AgentService(CallerView):
             if not isinstance(exc, asyncio.CancelledError | GeneratorExit):
                 # The operator watches this terminal: a failure is worth a line there (a
                 # fan-out's host: in the fan-out's own line, fanout_run.py).
-                log.log(logging.WARNING if fanout is None else logging.DEBUG,
-                        "%s: %s on %s %s: %s", identity.display, _short(command_name),
+                log.log(failed, "%s: %s on %s %s: %s", identity.display, _short(command_name),
                         start.host or "(no host)", outcome, _short(exc),
                         extra={**context, "outcome": outcome})
             raise
@@ -333,7 +333,7 @@ class AgentService(CallerView):
             start.call, identity, "ran", result=result, cast=recording.finish(),
             # What the caller was shown first, for the record: redacted here too, also for a
             # command whose output is shown unredacted (whole lines, then cut).
-            stdout_head=self._scrubbed(result.stdout[:8192])[:AUDIT_EXCERPT]))
+            stdout_head=self.redactor.scrub(result.stdout[:8192])[:AUDIT_EXCERPT]))
         outcome = ("timed_out" if result.timed_out
                    else "ok" if result.exit_status == 0 else "nonzero_exit")
         assert ran_from is not None
@@ -382,15 +382,11 @@ class AgentService(CallerView):
     def _write(self, record: CallStart | CallEnd) -> None:
         """One of a call's two audit records, secrets redacted (raises AuditUnavailable for a
         start record that cannot be written)."""
-        fields = self._scrubbed(record.fields())
+        fields = self.redactor.scrub(record.fields())
         if isinstance(record, CallStart):
             self.audit.start(record.call, record.identity, **fields)
         else:
             self.audit.end(record.call, record.identity, **fields)
-
-    def _scrubbed(self, value: Any) -> Any:
-        """`value` (a record, a message) with secrets redacted, before it reaches the log."""
-        return self.redactor.scrub(value)
 
     def runs_as(self, command: Command, host: str | None = None) -> str | None:
         """Who `command` runs as on `host` (default host when None); None: the login user."""
