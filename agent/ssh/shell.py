@@ -32,6 +32,7 @@ finds no free slot closes an idle shell to make room.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -59,12 +60,13 @@ _HELLO = (
     "printf 'E%s 0\\n' {token} >&2; printf 'E%s 0\\n' {token}\n"
 )
 _MAX_STATUS_DIGITS = 3
+_TOKEN = re.compile(r"[0-9a-f]+")
 
 
 def frame(wrapped: str, token: str) -> str:
     """The text sent to the shell for one call. `token` must be our own hex."""
-    if not token.isalnum():
-        raise ValueError("the frame token must be alphanumeric")
+    if not _TOKEN.fullmatch(token):
+        raise ValueError("the frame token must be lowercase hex")
     return _FRAME.format(token=token, wrapped=wrapped)
 
 
@@ -73,6 +75,9 @@ class FrameStream:
 
     def __init__(self, token: str, keep: Callable[[bytes], bool],
                  reader: PgidReader | None = None) -> None:
+        if not _TOKEN.fullmatch(token):
+            # _marker_start relies on it: "E" is then only ever the marker's first byte.
+            raise ValueError("the frame token must be lowercase hex")
         self._start = f"S{token}\n".encode()
         self._reader = reader  # stderr: takes the wrapper's process-group report off
         self._end = f"E{token} ".encode()
@@ -143,10 +148,12 @@ class FrameStream:
                 self.doubt = "output after the end marker"
 
     def _marker_start(self, buf: bytes) -> int:
-        """Length of the longest tail of `buf` that begins the end marker."""
-        for size in range(min(len(buf), len(self._end) - 1), 0, -1):
-            if self._end.startswith(buf[-size:]):
-                return size
+        """Length of the longest tail of `buf` that begins the end marker. The marker is
+        "E", lowercase hex and a space, so such a tail starts at the last "E" of the
+        marker's length of tail, or there is none: one search, not one try per length."""
+        at = buf.rfind(b"E", max(0, len(buf) - len(self._end) + 1))
+        if at >= 0 and self._end.startswith(buf[at:]):
+            return len(buf) - at
         return 0
 
     def _keep(self, data: bytes) -> None:
@@ -174,11 +181,9 @@ class ShellCall:
         self.token = token
         self.output = output
         self.reader = PgidReader()  # the wrapper's report of the command's process group
-        self.streams = {
-            None: FrameStream(token, lambda data: output.feed(False, data)),
-            asyncssh.EXTENDED_DATA_STDERR: FrameStream(
-                token, lambda data: output.feed(True, data), self.reader),
-        }
+        self._out = FrameStream(token, lambda data: output.feed(False, data))
+        self._err = FrameStream(token, lambda data: output.feed(True, data), self.reader)
+        self.streams = {None: self._out, asyncssh.EXTENDED_DATA_STDERR: self._err}
         self.done = asyncio.Event()
         self.lost: Exception | None = None
         self.exit_signal: str | None = None  # a shell reports signals as statuses > 128
@@ -216,8 +221,11 @@ class ShellCall:
         return self.streams[None].status if self.complete else None
 
     def feed(self, data: bytes, stderr: bool) -> None:
-        self.streams[asyncssh.EXTENDED_DATA_STDERR if stderr else None].feed(data)
-        if self.complete or self.doubt is not None or any(self.overflow.values()):
+        stream, other = (self._err, self._out) if stderr else (self._out, self._err)
+        stream.feed(data)
+        # Over once complete, in doubt or capped: only the stream just fed can have become
+        # so (the other one's state was looked at when it was fed).
+        if stream.doubt is not None or stream.overflow or (stream.done and other.done):
             self.done.set()
 
     def channel_lost(self, exc: Exception | None) -> None:
