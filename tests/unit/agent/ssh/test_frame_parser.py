@@ -45,7 +45,12 @@ def test_any_body_split_anywhere_comes_out_whole(seed: int) -> None:
     status = rng.randrange(256)
     stream = f"S{TOKEN}\n".encode() + body + END + f"{status}\n".encode()
     kept: list[bytes] = []
-    parser = FrameStream(TOKEN, lambda data: kept.append(data) or True)
+
+    def keep(data: bytes) -> bool:
+        kept.append(data)
+        return True
+
+    parser = FrameStream(TOKEN, keep)
     at = 0
     while at < len(stream):
         size = rng.choice((1, 2, 5, 33, 34, 35, 100, 10_000))
