@@ -35,8 +35,10 @@ PREVIEW_CHARS = 200
 # Never cut: they say which call this is and who made it.
 _CORE_FIELDS = ("time", "event", "call", "identity")
 # Never summarised to make a record fit: a call's recording (its id, sha256 and, for a
-# small one, the cast itself: at most recorder.INLINE_MAX bytes, so never cut by `clip`).
-_KEPT_WHOLE = (*_CORE_FIELDS, "cast")
+# small one, the cast itself: at most recorder.INLINE_MAX bytes, so never cut by `clip`),
+# and the record's link in the hash chain (agent.audit.chain: `seq` and `prev`).
+_KEPT_WHOLE = (*_CORE_FIELDS, "cast", "seq", "prev")
+MAX_KEY_CHARS = 100
 
 
 def digest(text: str) -> str:
@@ -98,7 +100,38 @@ def clip(value: Any, depth: int = 0) -> Any:
 
 def _key(key: Any) -> str:
     text = str(key)
-    return cut(text, 60) if len(text) > 100 else text
+    return cut(text, 60) if len(text) > MAX_KEY_CHARS else text
+
+
+def bounded(value: dict[str, Any] | list[Any], depth: int = 0) -> bool:
+    """Whether `clip` would give back `value` unchanged: only dicts with string keys,
+    lists, strings, ints, bools, None and finite floats (exactly those types), each within
+    its bound. Looks without copying; a record of a call almost always is."""
+    if depth >= MAX_DEPTH or len(value) > MAX_ITEMS:
+        return False
+    if type(value) is dict:
+        for key in value:
+            if type(key) is not str or len(key) > MAX_KEY_CHARS:
+                return False
+        items: Any = value.values()
+    elif type(value) is list:
+        items = value
+    else:
+        return False
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            if len(item) > MAX_VALUE_CHARS:
+                return False
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif kind is dict or kind is list:
+            if not bounded(item, depth + 1):
+                return False
+        elif not (kind is int or kind is bool or item is None):
+            return False
+    return True
 
 
 def _dumps(record: Mapping[str, Any]) -> str:
@@ -107,10 +140,24 @@ def _dumps(record: Mapping[str, Any]) -> str:
 
 def shape(record: Mapping[str, Any]) -> dict[str, Any]:
     """`record` cut to fit one line of at most about MAX_RECORD_BYTES (`_dumps` of it)."""
-    shaped = {str(k): clip(v) for k, v in record.items()}
+    return shape_line(record)[0]
+
+
+def shape_line(record: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """`shape(record)` and its line (its canonical JSON, computed once)."""
+    plain = dict(record)
+    # The record as it is when `clip` would change nothing (a top-level key that is no
+    # string, or a long one, is never the case: `bounded` says so).
+    shaped = plain if bounded(plain, -1) else {str(k): clip(v) for k, v in plain.items()}
     line = _dumps(shaped)
     if len(line) <= MAX_RECORD_BYTES:
-        return shaped
+        return shaped, line
+    fitted = _fit(record, shaped)
+    return fitted, _dumps(fitted)
+
+
+def _fit(record: Mapping[str, Any], shaped: dict[str, Any]) -> dict[str, Any]:
+    """`shaped` (too long a line) made to fit, biggest fields first."""
     # Biggest fields first, summarised from the original value (so the hash is of what
     # the caller really sent), until the line fits.
     sizes = sorted(((len(_dumps({k: v})), k) for k, v in shaped.items()

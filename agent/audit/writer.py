@@ -66,7 +66,7 @@ from .chain import (
     parse_chained,
     record_line,
 )
-from .shape import shape
+from .shape import shape_line
 
 log = logging.getLogger(__name__)
 
@@ -184,12 +184,17 @@ class AuditLog:
         self._end, self._mark = end, (stat.st_ino, stat.st_size)
 
     def _linked(self, record: Mapping[str, Any], after: _End) -> tuple[bytes, _End]:
-        """`record` (shaped) as the line after `after`, and the chain's end it leaves."""
-        linked = chained(record, after.link)
+        """`record` (secrets hidden) as the line after `after`, shaped (agent.audit.shape:
+        its link is part of what must fit, and is never cut), and the chain's end it
+        leaves. The line is the one JSON text shaping made."""
         sealed = record.get("event") == SEAL_EVENT
-        if sealed and self.signer is not None:
-            linked = self.signer.seal(linked)
-        line = self._redact(record_line(linked).decode("ascii")).encode("ascii")
+        if sealed and self.signer is not None:  # (a seal is ours: small, never shaped)
+            linked = self.signer.seal(chained(record, after.link))
+            text = record_line(linked).decode("ascii")
+        else:
+            linked, text = shape_line(chained(record, after.link))
+            text += "\n"
+        line = self._redact(text).encode("ascii")
         return line, _End(Link(linked[SEQ], line_hash(line)), sealed)
 
     def _append_record(self, record: Mapping[str, Any], after: _End, prefix: bytes = b""
@@ -255,9 +260,6 @@ class AuditLog:
             return tail.rstrip(b"\n").rsplit(b"\n", 1)[-1], complete or path != self.path
         return None, True
 
-    def _line(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        return shape(self._hide(record))
-
     def _hide(self, value: Any, depth: int = 0) -> Any:
         """Secrets out of every string, before any of them is cut (a cut could split one)."""
         if isinstance(value, str):
@@ -274,17 +276,17 @@ class AuditLog:
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Append one record; raises AuditUnavailable when it cannot."""
-        shaped = self._line(record)
+        hidden = self._hide(record)
         try:
             with self._locked():
                 end, prefix, size = self._head()
-                line, after = self._linked(shaped, end)
+                line, after = self._linked(hidden, end)
                 if size and size + len(line) > self.max_bytes:
                     end = self._seal(end, "rotation", prefix)
                     prefix = b""
                     for removal in self._rotate():
                         end = self._append_record(removal, end)
-                    line, after = self._linked(shaped, end)
+                    line, after = self._linked(hidden, end)
                 self._append(prefix + line, after)
         except OSError as exc:
             if self.on_failure is not None:
