@@ -103,7 +103,7 @@ def _key(key: Any) -> str:
     return cut(text, 60) if len(text) > MAX_KEY_CHARS else text
 
 
-def bounded(value: dict[str, Any] | list[Any], depth: int = 0) -> bool:
+def bounded(value: Any, depth: int = 0) -> bool:
     """Whether `clip` would give back `value` unchanged: only dicts with string keys,
     lists, strings, ints, bools, None and finite floats (exactly those types), each within
     its bound. Looks without copying; a record of a call almost always is."""
