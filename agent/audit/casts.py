@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -67,6 +68,7 @@ class CastStore:
         """`inline(text)`: whether a small cast may be kept in its audit record (None:
         every cast is a file)."""
         self.directory = directory
+        self._prefix = os.path.join(directory, "")  # a cast's file: prefix + id + SUFFIX
         self.inline = inline
         self.per_call = per_call
         self.budget = DiskBudget(budget)
@@ -97,8 +99,11 @@ class CastStore:
 
     def start(self, call: str, title: str) -> Recording:
         """A new recording for `call`. Raises OSError when its file cannot be made."""
-        self._scan()
-        return Recording(call, cast_path(self.directory, call), title=title,
+        if not self._scanned:
+            self._scan()
+        if not valid_id(call):
+            cast_path(self.directory, call)  # raises, saying why
+        return Recording(call, f"{self._prefix}{call}{SUFFIX}", title=title,
                          cap=self.per_call, budget=self.budget, on_finished=self._finished_one,
                          inline=self.inline)
 

@@ -71,6 +71,7 @@ CUT_ROOM = 256
 # string of up to 1,000 whole, agent.audit.shape) is kept in its call's end record.
 INLINE_MAX = 1000
 SPILL_SECONDS = 1.0  # a command running longer has its cast written to its file as it goes
+_UTF8 = codecs.getincrementaldecoder("utf-8")
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class CastRef:
 class Recording:
     """The cast of one call, being written. `feed` is a CommandOutput recorder."""
 
-    def __init__(self, call: str, path: Path, *, title: str, cap: int, budget: DiskBudget,
+    def __init__(self, call: str, path: Path | str, *, title: str, cap: int, budget: DiskBudget,
                  clock: Callable[[], float] = time.monotonic,
                  on_finished: Callable[[CastRef], None] | None = None,
                  inline: Callable[[str], bool] | None = None) -> None:
@@ -116,8 +117,8 @@ class Recording:
         self._size = 0
         self._last = 0.0
         self._stream = False  # stderr? (a cast starts with stdout)
-        self._decoders = {stream: codecs.getincrementaldecoder("utf-8")(errors="replace")
-                          for stream in (False, True)}
+        # Per stream, made when the stream first has output (most calls have no stderr).
+        self._decoders: dict[bool, codecs.IncrementalDecoder] = {}
         self._cut: str | None = None
         self._ref: CastRef | None = None
         header = json.dumps({"version": 2, "width": WIDTH, "height": HEIGHT,
@@ -129,12 +130,13 @@ class Recording:
         self._take(len(data) + CUT_ROOM, "a new recording")
         self._reserved = CUT_ROOM
         try:
-            if inline is None or path.exists():
+            if inline is None or os.path.exists(path):
                 self._open()  # the file now (and no file twice for one call)
-            elif not os.access(path.parent, os.W_OK | os.X_OK):
+            elif not os.access(os.path.dirname(path) or ".", os.W_OK | os.X_OK):
                 # No recording, no run: the file it may need must be possible.
-                code = errno.EACCES if path.parent.is_dir() else errno.ENOENT
-                raise OSError(code, os.strerror(code), str(path.parent))
+                parent = os.path.dirname(path) or "."
+                code = errno.EACCES if os.path.isdir(parent) else errno.ENOENT
+                raise OSError(code, os.strerror(code), parent)
         except OSError:
             budget.give_back(len(data) + CUT_ROOM)
             raise
@@ -178,7 +180,10 @@ class Recording:
         """Record output the redactor released (a CommandOutput recorder)."""
         if self._cut is not None or self._ref is not None or not data:
             return
-        text = self._decoders[stderr].decode(data)
+        decoder = self._decoders.get(stderr)
+        if decoder is None:
+            decoder = self._decoders[stderr] = _UTF8(errors="replace")
+        text = decoder.decode(data)
         if text:
             self._event(stderr, text)
 
@@ -255,8 +260,9 @@ class Recording:
         if self._ref is not None:
             return self._ref
         if self._cut is None:
-            for stream, decoder in self._decoders.items():
-                rest = decoder.decode(b"", final=True)
+            for stream in (False, True):
+                decoder = self._decoders.get(stream)
+                rest = decoder.decode(b"", final=True) if decoder is not None else ""
                 if rest:
                     self._event(stream, rest)
         # The room kept for a cut marker goes back; a file's bytes stay charged until the
@@ -305,4 +311,5 @@ def _fitting(t: float, text: str, room: int) -> str:
 
 
 def _line(t: float, code: str, data: str) -> bytes:
-    return f"[{t:.6f}, {json.dumps(code)}, {json.dumps(data, ensure_ascii=False)}]\n".encode()
+    """One event of the cast; `code` is one of ours ("o", "m"), a JSON string as it is."""
+    return f'[{t:.6f}, "{code}", {json.dumps(data, ensure_ascii=False)}]\n'.encode()
