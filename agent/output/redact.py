@@ -279,12 +279,20 @@ class Redactor:
 
 
 def _strings(value: Any, into: list[str]) -> None:
-    """Every string in `value` (dict values, list and tuple items), in order."""
+    """Every string in `value` (dict values, list and tuple items), in order. (A string,
+    number or None inside is taken without a call of its own: a record is mostly those.)"""
     if isinstance(value, str):
         into.append(value)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _strings(item, into)
+        return
+    if isinstance(value, dict):
+        items: Any = value.values()
     elif isinstance(value, list | tuple):
-        for item in value:
+        items = value
+    else:
+        return
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            into.append(item)
+        elif not (kind is int or kind is bool or kind is float or item is None):
             _strings(item, into)

@@ -75,7 +75,8 @@ async def wait_exec(
     """Wait for the command to end; True when it outlived our backup timer (the caller
     then stops its process group, see agent.ssh.reap)."""
     try:
-        await asyncio.wait_for(session.done.wait(), timeout + CLIENT_GRACE_SECONDS)
+        async with asyncio.timeout(timeout + CLIENT_GRACE_SECONDS):
+            await session.done.wait()
     except TimeoutError:
         return True
     return False

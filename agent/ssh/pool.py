@@ -344,7 +344,8 @@ class SSHPool:
         call = shell.start(wrapped, output)
         client_killed = False
         try:
-            await asyncio.wait_for(call.done.wait(), timeout + CLIENT_GRACE_SECONDS)
+            async with asyncio.timeout(timeout + CLIENT_GRACE_SECONDS):  # (no task, as wait_for)
+                await call.done.wait()
         except TimeoutError:
             client_killed = True
             await self._giveup.run(self._stop_shell(state, shell, call.reader))
