@@ -33,6 +33,7 @@ import weakref
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from .redact import StreamRedactor
 
@@ -102,11 +103,13 @@ class Spool:
         self.cut: str | None = None
         self._digest = hashlib.sha256()  # OpenSSL: 2x blake2b here (a hostile host must not
         # make two outputs look alike, so a collision-resistant hash, not a checksum)
-        self._file = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by close()
-            max_size=SPOOL_MEMORY, dir=None if directory is None else str(directory))
-        self._charge = None if budget is None else _Charge(budget)
-        if self._charge is not None:
-            weakref.finalize(self, self._charge.release)
+        self._directory = None if directory is None else str(directory)
+        # Made by the first write (most stderr streams get none), and so is the finalizer
+        # that gives the budget back for a spool collected without being closed.
+        self._file: IO[bytes] | None = None
+        self._budget = budget
+        self._charge: _Charge | None = None
+        self._closed = False
 
     @property
     def overflow(self) -> bool:
@@ -114,17 +117,25 @@ class Spool:
 
     def write(self, data: bytes) -> bytes:
         """Keep what fits; returns the part kept."""
+        if self._closed and data:
+            raise ValueError("write to a closed spool")
         room = self.cap - self.size
         if len(data) > room:
             data = data[:room]
             self.cut = self.cut or "cap"
-        if data and self._charge is not None:
+        if data and self._budget is not None:
+            if self._charge is None:
+                self._charge = _Charge(self._budget)
+                weakref.finalize(self, self._charge.release)
             granted = self._charge.budget.take(len(data))
             self._charge.size += granted
             if granted < len(data):
                 data = data[:granted]
                 self.cut = "disk"
         if data:
+            if self._file is None:
+                self._file = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - see close()
+                    max_size=SPOOL_MEMORY, dir=self._directory)
             self._file.seek(self.size)
             self._file.write(data)
             self._digest.update(data)
@@ -137,7 +148,7 @@ class Spool:
         return self._digest.hexdigest()
 
     def read(self, offset: int, length: int) -> bytes:
-        if offset >= self.size or length <= 0:
+        if offset >= self.size or length <= 0 or self._file is None:
             return b""
         self._file.seek(offset)
         return self._file.read(min(length, self.size - offset))
@@ -147,7 +158,9 @@ class Spool:
             "utf-8", errors="replace")
 
     def close(self) -> None:
-        self._file.close()
+        self._closed = True
+        if self._file is not None:
+            self._file.close()
         if self._charge is not None:
             self._charge.release()
 
