@@ -146,8 +146,8 @@ def shape(record: Mapping[str, Any]) -> dict[str, Any]:
 def shape_line(record: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     """`shape(record)` and its line (its canonical JSON, computed once)."""
     plain = dict(record)
-    # The record as it is when `clip` would change nothing (a top-level key that is no
-    # string, or a long one, is never the case: `bounded` says so).
+    # No copy when clipping would change nothing. (Depth -1: `clip` sees the record's values
+    # at depth 0. A record with a key that is no string, or a long one, is clipped, as ever.)
     shaped = plain if bounded(plain, -1) else {str(k): clip(v) for k, v in plain.items()}
     line = _dumps(shaped)
     if len(line) <= MAX_RECORD_BYTES:
