@@ -14,7 +14,7 @@ from .errors import (
 from .loader import default_catalog_path, load_catalog
 from .model import BECOME_DEFAULT, MAX_TIMEOUT, Catalog, Command, Parameter
 from .param_types import ParamType
-from .render import render, sudoers_line, wrap_for_exec
+from .render import render, sudoers_line, wrap_for_exec, wrap_for_shell
 
 __all__ = [
     "BECOME_DEFAULT",
@@ -32,5 +32,6 @@ __all__ = [
     "render",
     "sudoers_line",
     "wrap_for_exec",
+    "wrap_for_shell",
     "yaml_problem",
 ]

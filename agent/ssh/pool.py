@@ -5,7 +5,8 @@ reused, and reopened after a drop. `ChannelSlots` bounds the channels open per
 connection below sshd's MaxSessions. Connections unused for a while close, and at most
 a set number are open at once (retention.py); neither ever closes one with a call in
 flight. Commands arrive already rendered by the
-whitelist and are sent only as `wrap_for_exec(...)` produces them; this package
+whitelist and are sent only as `wrap_for_exec(...)` (an exec channel) or
+`wrap_for_shell(...)` (a persistent shell) produce them; this package
 never builds a command line of its own (apart from the fixed shell probe).
 
 Two ways to run a command: short read-only ones go to a persistent shell channel
@@ -43,7 +44,7 @@ from agent.errors import UnknownHost
 from agent.hosts.inventory import HostConfig
 from agent.output.results import CommandResult
 from agent.output.spool import CommandOutput, stderr_cap
-from whitelist import MAX_TIMEOUT, wrap_for_exec
+from whitelist import MAX_TIMEOUT, wrap_for_exec, wrap_for_shell
 
 from .collected import to_result
 from .connect import connect, probe
@@ -124,8 +125,9 @@ class SSHPool:
             and state.shell_failures < SHELL_FAILURES_BEFORE_OFF
             and state.live() is not None  # a connection's first call opens no shell
         ):
-            fast = await self._run_on_shell(state, wrapped, rendered, command_name, timeout,
-                                            max_output, output)
+            fast = await self._run_on_shell(
+                state, wrap_for_shell(rendered, timeout=timeout, become=become), rendered,
+                command_name, timeout, max_output, output)
             if fast is not None:
                 return fast
         await state.slots.acquire()

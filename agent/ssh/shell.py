@@ -2,7 +2,8 @@
 
 An exec channel costs a channel open, a login shell started by sshd and a close
 for every command. A shell channel kept open skips all three; it receives the
-same `wrap_for_exec(...)` text, inside a fixed frame:
+text of `wrap_for_shell(...)` (what `wrap_for_exec(...)` runs, with a process less for a
+plain command line), inside a fixed frame:
 
     printf 'S%s\\n' TOKEN; printf 'S%s\\n' TOKEN >&2;
     { { { WRAPPED ; } 6>&1 >&5 5>&-; echo $?; } |

@@ -34,6 +34,14 @@ from tests.support.sshd import Sshd
 from whitelist import ParameterError, load_catalog
 
 LOCAL = Identity(login="me", node="here", source="local")
+PLAIN_NAP = """
+commands:
+  nap_plain:
+    description: Sleep long (a plain command line, on the fast path).
+    category: Test
+    template: "sleep {mark}"
+    timeout: 30
+"""
 ALICE = Identity(login="alice@example.com", node="laptop.tailnet.test")
 # Durations of this run's own: the processes of each are counted on the test's sshd.
 MARKED_SLEEP = {"marked_nap": f"sleep {marker()}", "marked_nap_exec": f"sleep {marker()}"}
@@ -234,7 +242,7 @@ async def test_a_cancelled_fan_out_leaves_no_process_on_any_host_and_records_it(
     assert ends == Counter({"cancelled": rounds * len(names)})
 
 
-@pytest.mark.parametrize("path", ["fast", "exec"])
+@pytest.mark.parametrize("path", ["fast", "exec", "fast-plain"])
 async def test_two_hundred_cancels_of_a_six_host_fan_out_leave_nothing_behind(
     sshd: Sshd, tmp_path: Path, path: str
 ) -> None:
@@ -242,12 +250,16 @@ async def test_two_hundred_cancels_of_a_six_host_fan_out_leave_nothing_behind(
     before the first byte to the middle of the output, in turn as a task is cancelled and
     as the MCP SDK cancels. Whenever a cancel has returned, no host runs anything of it,
     every slot it held is free, and every host's call has its end record, `cancelled`;
-    and each slot was freed only once its tree was stopped (checked as each is freed)."""
+    and each slot was freed only once its tree was stopped (checked as each is freed).
+    `fast-plain`: a plain command line (`sleep N`), which `timeout` runs without a shell of
+    its own on the fast path; its report comes from the process that then becomes
+    `timeout`, so the earliest cancels land before `timeout` has made its group."""
     mark = marker()
     names = [f"web-{i}" for i in range(6)]
-    command = "chatter_exec" if path == "exec" else "chatter"
-    service = service_for(sshd, tmp_path, names,
-                          catalog=chatter_catalog(command, mark, destructive=path == "exec"))
+    command = {"exec": "chatter_exec", "fast": "chatter", "fast-plain": "nap_plain"}[path]
+    catalog = (chatter_catalog(command, mark, destructive=path == "exec")
+               if path != "fast-plain" else PLAIN_NAP.format(mark=mark))
+    service = service_for(sshd, tmp_path, names, catalog=catalog)
     audit = tmp_path / "audit.jsonl"
     try:
         storm = await cancel_storm(service, command, LOCAL, audit=audit, sshd=sshd,

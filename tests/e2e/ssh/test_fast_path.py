@@ -304,3 +304,25 @@ async def test_a_cancelled_caller_does_not_leave_its_shell_in_the_pool(
     assert pool.shells("test") == 0
     results = await asyncio.gather(*(run(pool, f"echo {i}") for i in range(3)))
     assert [r.stdout for r in results] == ["0\n", "1\n", "2\n"]
+
+
+async def test_a_plain_command_runs_straight_under_timeout_on_the_shell(pool: SSHPool) -> None:
+    """On a persistent shell a plain command line (a program and quoted words) is run by
+    `timeout` itself, as wrap_for_shell says: the command is timeout's child and in the
+    group its report named (taken off stderr); its exit status and stdin are as on the exec
+    path. A line that needs the shell still has one between."""
+    await run(pool, "true")  # a warm shell: the calls below are framed on it
+    plain = await run(pool, "cat /proc/self/stat")
+    fields = plain.stdout.rsplit(")", 1)[1].split()
+    parent, group = int(fields[1]), int(fields[2])
+    assert parent == group  # no `/bin/sh -c` between timeout and the command
+    assert plain.stderr == "" and plain.exit_status == 0
+    assert pool.shells("test") == 1  # it took the fast path
+    shelled = await run(pool, "cat /proc/self/stat; true")
+    fields = shelled.stdout.rsplit(")", 1)[1].split()
+    assert int(fields[1]) != int(fields[2])  # the line needed `/bin/sh -c`: it is the parent
+    missing = await run(pool, "ls -- '/no such file'")
+    assert missing.exit_status == 2 and "no such file" in missing.stderr
+    assert not missing.stderr.startswith("tailnet-agent-pgid:")
+    assert (await run(pool, "cat")).stdout == ""  # stdin is /dev/null
+    assert (await run(pool, "sleep 30", timeout=1)).timed_out

@@ -17,8 +17,10 @@ from whitelist.render import (
     kill_process_groups,
     parse_pgid_report,
     path_refusal,
+    plain_command,
     sudoers_line,
     wrap_for_exec,
+    wrap_for_shell,
 )
 
 
@@ -345,10 +347,12 @@ def test_a_report_from_the_sudo_wrapper_names_sudo() -> None:
 
 
 def test_the_kill_line_names_only_reported_groups() -> None:
-    assert kill_process_groups([4242, 17, 4242]) == "kill -s KILL -- -17 -4242 2>/dev/null; exit 0"
+    # Each group, and its leader as a pid (a stop may come before `timeout` made the group).
+    assert (kill_process_groups([4242, 17, 4242])
+            == "kill -s KILL -- -17 17 -4242 4242 2>/dev/null; exit 0")
     # sudo gets TERM (it relays that to the command; KILL would orphan the command).
     both = kill_process_groups([StopTarget(9, True), 17, StopTarget(12, True)])
-    assert both.startswith("kill -s KILL -- -17 2>/dev/null; n=0; while ")
+    assert both.startswith("kill -s KILL -- -17 17 2>/dev/null; n=0; while ")
     assert "for p in 9 12; do kill -s TERM -- \"$p\"" in both and both.endswith("; exit 0")
 
 
@@ -452,3 +456,40 @@ def test_errors_quote_at_most_a_little_of_a_hostile_value() -> None:
         with pytest.raises(ParameterError) as caught:
             render(command, arguments)
         assert len(str(caught.value)) < 600, len(str(caught.value))
+
+
+@pytest.mark.parametrize("line", [
+    "hostname", "df -hP", "uptime", "cat /proc/meminfo", "/usr/bin/free -h",
+    "du -shx -- '/var/log'", "ps -eo pid,comm --sort=-%cpu",
+    "journalctl -u 'nginx.service' -n '50'",
+    "docker logs --tail '5' -- 'web 1'", "printf-like 'a'\"'\"'b' ''", "x 'two\nlines'",
+])
+def test_a_program_and_plain_or_quoted_words_is_plain(line: str) -> None:
+    assert plain_command(line)
+    assert wrap_for_shell(line, timeout=5).startswith("( if { read -r p _ </proc/self/stat; }")
+
+
+@pytest.mark.parametrize("line", [
+    "", " hostname", "hostname ", "df  -h", "ps aux | head", "a; b", "a && b", "a || b",
+    "a & b", "cat < /etc/passwd", "echo > x", "a $(id)", "a `id`", "a $HOME", "a ${x}",
+    "ls *", "ls ?", "ls [a]", "ls ~", "ls ~root", "a # comment", "a\tb", "a\nb", "a\\b",
+    "a \"x\"", "a 'unclosed", "(a)", "{ a; }", "! a", "A=1 a", "'hostname'", "\"hostname\"",
+    "echo x", "printf x", "test -f x", "[ -f x ]", "cd /", "kill 1", "exec a", "eval a",
+    ". a", "command -v a", "type a", "ulimit -a", "read x", "set -e", "time a", "if",
+    "a\u00a0b", "a é",
+])
+def test_anything_a_shell_would_interpret_is_not_plain(line: str) -> None:
+    assert not plain_command(line)
+    assert wrap_for_shell(line, timeout=5) == wrap_for_exec(line, timeout=5)
+
+
+def test_a_command_through_sudo_keeps_the_exec_wrapper() -> None:
+    assert (wrap_for_shell("hostname", timeout=5, become="root")
+            == wrap_for_exec("hostname", timeout=5, become="root"))
+
+
+def test_the_plain_check_is_linear_on_hostile_lines() -> None:
+    for line in ("a " + "b" * 100_000 + "!", "a " + "'x' " * 30_000 + "$", "a " + "-" * 200_000):
+        started = time.perf_counter()
+        plain_command(line)
+        assert time.perf_counter() - started < 1.0

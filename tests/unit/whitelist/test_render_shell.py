@@ -6,6 +6,7 @@ shell's output shows exactly how many words it made and what they contain.
 
 from __future__ import annotations
 
+import importlib
 import posixpath
 import re
 import subprocess
@@ -14,9 +15,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from whitelist import Command, Parameter, ParameterError, ParamType, render, wrap_for_exec
+from whitelist import (
+    Command,
+    Parameter,
+    ParameterError,
+    ParamType,
+    render,
+    wrap_for_exec,
+    wrap_for_shell,
+)
+from whitelist.render import plain_command
 
 SH = "/bin/sh"
+render_module = importlib.import_module("whitelist.render")  # (`whitelist.render` is the function)
 SHELL_CHARS = [
     *";&|<>()$`\\\"' \t\n\r*?[]{}~!#=%^,:+-./@",
     "\x00",
@@ -174,3 +185,74 @@ def test_wrap_for_exec_gives_no_stdin() -> None:
 @pytest.mark.parametrize("value", ["a'b", "$(id)", "`id`", "a\\", "*", "~", "!x", "%s"])
 def test_examples_round_trip(value: str) -> None:
     check_one_argument(STRING, value)
+
+
+# -- the persistent shell's text (wrap_for_shell) ---------------------------------------
+
+PLAIN_PROBE = Command(
+    name="plain_probe",
+    description="prints its arguments, a program with quoted words (a plain command line)",
+    category="Test",
+    template="/usr/bin/printf '[%s]' {a} {b}",
+    parameters=(
+        Parameter("a", ParamType.STRING, "a", pattern=r"(?s).+"),
+        Parameter("b", ParamType.STRING, "b", pattern=r"(?s).+"),
+    ),
+)
+
+
+def report_and_rest(stderr: bytes) -> tuple[int, bytes]:
+    """The process-group report the wrapper writes first on stderr, and what follows it."""
+    first, _, rest = stderr.partition(b"\n")
+    assert first.startswith(b"tailnet-agent-pgid:"), stderr
+    return int(first.removeprefix(b"tailnet-agent-pgid:")), rest
+
+
+@PROPERTY_SETTINGS
+@given(values, values)
+def test_a_plain_command_means_the_same_under_the_shell_wrapper(first: str, second: str) -> None:
+    """Whatever the arguments, a plain command line run by `timeout` itself prints exactly
+    what it prints under `wrap_for_exec`'s `/bin/sh -c`, and reports its group first."""
+    try:
+        rendered = render(PLAIN_PROBE, {"a": first, "b": second})
+    except ParameterError:
+        return
+    assert plain_command(rendered)  # quoted values keep a line plain
+    wrapped = wrap_for_shell(rendered, timeout=5)
+    assert wrapped != wrap_for_exec(rendered, timeout=5)
+    through_shell = subprocess.run([SH, "-c", wrapped], capture_output=True, timeout=10,
+                                   check=False)
+    assert through_shell.returncode == 0, through_shell.stderr
+    assert through_shell.stdout == shell_output(wrap_for_exec(rendered, timeout=5))
+    assert through_shell.stdout == b"[" + first.encode() + b"][" + second.encode() + b"]"
+    _, rest = report_and_rest(through_shell.stderr)
+    assert rest == b""
+
+
+@pytest.mark.parametrize("self_stat", ["/proc/self/stat", "/nonexistent/stat"])
+def test_the_report_names_the_commands_process_group(
+    self_stat: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The id reported is the group `timeout` made for the command, and the command is its
+    child: /proc/self/stat of the command (cat) says so. Without /proc/self/stat the text
+    falls back to wrap_for_exec's, which reports the same group (where the command is the
+    child of the `/bin/sh -c` that timeout runs)."""
+    monkeypatch.setattr(render_module, "SELF_STAT", self_stat)
+    result = subprocess.run([SH, "-c", wrap_for_shell("cat /proc/self/stat", timeout=5)],
+                            capture_output=True, timeout=10, check=False)
+    assert result.returncode == 0, result.stderr
+    group, rest = report_and_rest(result.stderr)
+    fields = result.stdout.rsplit(b")", 1)[1].split()
+    parent, process_group = int(fields[1]), int(fields[2])
+    assert process_group == group
+    assert (parent == group) is (self_stat == "/proc/self/stat")
+    assert rest == b""
+
+
+def test_the_shell_wrapper_keeps_timeout_and_no_stdin() -> None:
+    timed_out = subprocess.run([SH, "-c", wrap_for_shell("sleep 30", timeout=1)],
+                               capture_output=True, timeout=10, check=False)
+    assert timed_out.returncode == 124
+    reads = subprocess.run([SH, "-c", wrap_for_shell("cat", timeout=5)], input=b"secret",
+                           capture_output=True, timeout=10, check=False)
+    assert reads.returncode == 0 and reads.stdout == b""
