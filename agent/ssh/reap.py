@@ -8,8 +8,8 @@ help: OpenSSH's sshd (9.2 here) sends them to the session's process group, and
 `timeout` runs every command in a group of its own.
 
 So every wrapped command first reports that group's id on stderr
-(`whitelist.render.wrap_for_exec`), or for a command run through sudo the pid of sudo
-(the login user cannot signal the target user's group; sudo relays TERM to it, see
+(`whitelist.render.wrap_for_exec`, `wrap_for_shell`), or for a command run through sudo the
+pid of sudo (the login user cannot signal the target user's group; sudo relays TERM to it, see
 `whitelist.render.StopTarget`); `PgidReader` takes the report off the stream, and
 `Reaper` stops the command with the one line `whitelist.render.kill_process_groups`
 makes, on the same connection the command runs on (a dropped connection is not
