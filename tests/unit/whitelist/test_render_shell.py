@@ -71,6 +71,20 @@ def probe(parameter: Parameter) -> Command:
     )
 
 
+def two_arguments(template: str) -> Command:
+    """A command that prints its two string arguments (`template` says how)."""
+    return Command(
+        name="two",
+        description="prints two arguments",
+        category="Test",
+        template=template,
+        parameters=(
+            Parameter("a", ParamType.STRING, "a", pattern=r"(?s).+"),
+            Parameter("b", ParamType.STRING, "b", pattern=r"(?s).+"),
+        ),
+    )
+
+
 def shell_output(script: str) -> bytes:
     result = subprocess.run([SH, "-c", script], capture_output=True, timeout=10, check=False)
     assert result.returncode == 0, result.stderr
@@ -146,16 +160,7 @@ def test_container_value_is_one_literal_argument(value: str) -> None:
 @PROPERTY_SETTINGS
 @given(values, values, st.floats(min_value=0.01, max_value=100))
 def test_wrap_for_exec_round_trips_under_sh(first: str, second: str, timeout: float) -> None:
-    command = Command(
-        name="two",
-        description="prints two arguments",
-        category="Test",
-        template="printf '[%s]' {a} {b}",
-        parameters=(
-            Parameter("a", ParamType.STRING, "a", pattern=r"(?s).+"),
-            Parameter("b", ParamType.STRING, "b", pattern=r"(?s).+"),
-        ),
-    )
+    command = two_arguments("printf '[%s]' {a} {b}")
     try:
         rendered = render(command, {"a": first, "b": second})
     except ParameterError:
@@ -189,16 +194,8 @@ def test_examples_round_trip(value: str) -> None:
 
 # -- the persistent shell's text (wrap_for_shell) ---------------------------------------
 
-PLAIN_PROBE = Command(
-    name="plain_probe",
-    description="prints its arguments, a program with quoted words (a plain command line)",
-    category="Test",
-    template="/usr/bin/printf '[%s]' {a} {b}",
-    parameters=(
-        Parameter("a", ParamType.STRING, "a", pattern=r"(?s).+"),
-        Parameter("b", ParamType.STRING, "b", pattern=r"(?s).+"),
-    ),
-)
+# A program with quoted words: a plain command line.
+PLAIN_PROBE = two_arguments("/usr/bin/printf '[%s]' {a} {b}")
 
 
 def report_and_rest(stderr: bytes) -> tuple[int, bytes]:
