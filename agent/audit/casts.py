@@ -54,11 +54,16 @@ def valid_id(call: str) -> bool:
     return _ID.fullmatch(call) is not None
 
 
-def cast_path(directory: Path, call: str) -> Path:
+def checked_id(call: str) -> str:
+    """`call`, if it is a call id (raises ValueError, saying why, otherwise)."""
     if not valid_id(call):
         raise ValueError(f"{call[:40]!r} is not a call id (16 hex digits, as the audit log "
                          "shows them)")
-    return directory / f"{call}{SUFFIX}"
+    return call
+
+
+def cast_path(directory: Path, call: str) -> Path:
+    return directory / f"{checked_id(call)}{SUFFIX}"
 
 
 class CastStore:
@@ -101,9 +106,7 @@ class CastStore:
         """A new recording for `call`. Raises OSError when its file cannot be made."""
         if not self._scanned:
             self._scan()
-        if not valid_id(call):
-            cast_path(self.directory, call)  # raises, saying why
-        return Recording(call, f"{self._prefix}{call}{SUFFIX}", title=title,
+        return Recording(call, f"{self._prefix}{checked_id(call)}{SUFFIX}", title=title,
                          cap=self.per_call, budget=self.budget, on_finished=self._finished_one,
                          inline=self.inline)
 

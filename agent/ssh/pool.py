@@ -115,7 +115,6 @@ class SSHPool:
         output: CommandOutput | None = None,  # where the output goes (and who listens live)
     ) -> CommandResult:
         state = self._state(host)
-        wrapped = wrap_for_exec(rendered, timeout=timeout, become=become)
         if output is None:
             output = CommandOutput(max_output, stderr_cap(max_output), directory=self.spool_dir)
         if (
@@ -130,6 +129,7 @@ class SSHPool:
                 command_name, timeout, max_output, output)
             if fast is not None:
                 return fast
+        wrapped = wrap_for_exec(rendered, timeout=timeout, become=become)
         await state.slots.acquire()
         given_up = asyncio.Event()
         started = time.monotonic()
