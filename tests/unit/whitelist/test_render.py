@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.waiting import wait_until_sync
 from whitelist import Command, Parameter, ParameterError, ParamType, load_catalog, render
 from whitelist.render import (
     PATH_REFUSED_STATUS,
     StopTarget,
-    kill_process_groups,
     parse_pgid_report,
     path_refusal,
     plain_command,
@@ -344,59 +342,6 @@ def test_only_a_well_formed_report_names_a_group(line: bytes) -> None:
 def test_a_report_from_the_sudo_wrapper_names_sudo() -> None:
     assert parse_pgid_report(b"tailnet-agent-sudo:4242") == StopTarget(4242, through_sudo=True)
     assert parse_pgid_report(b"tailnet-agent-sudo:1") is None
-
-
-def test_the_kill_line_names_only_reported_groups() -> None:
-    # Each group, and its leader as a pid (a stop may come before `timeout` made the group).
-    assert (kill_process_groups([4242, 17, 4242])
-            == "kill -s KILL -- -17 17 -4242 4242 2>/dev/null; exit 0")
-    # sudo gets TERM (it relays that to the command; KILL would orphan the command).
-    both = kill_process_groups([StopTarget(9, True), 17, StopTarget(12, True)])
-    assert both.startswith("kill -s KILL -- -17 17 2>/dev/null; n=0; while ")
-    assert "for p in 9 12; do kill -s TERM -- \"$p\"" in both and both.endswith("; exit 0")
-
-
-def test_the_stop_line_terms_a_sudo_until_it_is_gone() -> None:
-    # A stand-in for sudo that survives the first two TERMs (as sudo may while it is still
-    # starting the command): the line keeps sending until it has ended.
-    script = ("n=0; trap 'n=$((n+1)); [ $n -ge 3 ] && exit 0' TERM; echo ready; "
-              "while :; do sleep 0.05; done")
-    survivor = subprocess.Popen(["/bin/sh", "-c", script], stdout=subprocess.PIPE)
-    try:
-        assert survivor.stdout is not None and survivor.stdout.readline() == b"ready\n"
-        started = time.monotonic()
-        subprocess.run(["/bin/sh", "-c", kill_process_groups([StopTarget(survivor.pid, True)])],
-                       check=True, timeout=10)
-        assert survivor.wait(timeout=5) == 0  # it saw its third TERM and left
-        assert time.monotonic() - started < 3.5
-    finally:
-        if survivor.poll() is None:
-            survivor.kill()
-            survivor.wait()
-    # 1 would mean init's group, -1 every process, 0 the shell's own group: never.
-    for bad in ([1], [0], [-1], [True], [5_000_000], [], [17, 1]):
-        with pytest.raises(ValueError):
-            kill_process_groups(bad)  # type: ignore[arg-type]
-
-
-def test_the_kill_line_kills_a_whole_group() -> None:
-    leader = subprocess.Popen(["/bin/sh", "-c", "sleep 30 | sleep 30"], start_new_session=True)
-    try:
-        subprocess.run(["/bin/sh", "-c", kill_process_groups([leader.pid])], check=True,
-                       timeout=10)
-        assert leader.wait(timeout=5) == -9
-        wait_until_sync(lambda: not living(leader.pid), 2, "the whole group gone",
-                        every=0.05)
-    finally:
-        if leader.poll() is None:
-            leader.kill()
-
-
-def living(pgid: int) -> list[str]:
-    """Processes of a group that are not zombies (dead, waiting for a parent to reap them)."""
-    listed = subprocess.run(["ps", "-o", "stat=,args=", "-g", str(pgid)], capture_output=True,
-                            text=True).stdout.splitlines()
-    return [line for line in listed if not line.strip().startswith("Z")]
 
 
 def test_a_symlink_out_of_the_roots_is_refused_on_the_host(tmp_path: Path) -> None:
