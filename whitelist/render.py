@@ -35,8 +35,10 @@ from .values import check_value, reject_non_finite
 # command run through sudo, the pid of sudo instead (see StopTarget).
 PGID_REPORT = "tailnet-agent-pgid:"
 SUDO_REPORT = "tailnet-agent-sudo:"
-# A stop looks at a sudo every SUDO_STOP_ROUND_SECONDS, at most SUDO_STOP_ROUNDS times (3 s).
-SUDO_STOP_ROUNDS = 60
+# A stop looks at a sudo every SUDO_STOP_ROUND_SECONDS, at most SUDO_STOP_ROUNDS times (12 s):
+# a sudo may take seconds to start its command on a loaded host (30 started at once here:
+# p99 0.39 s, at most 0.46 s, on a machine whose speed varies up to 6x).
+SUDO_STOP_ROUNDS = 240
 SUDO_STOP_ROUND_SECONDS = 0.05
 PATH_REFUSED_MARKER = "tailnet-agent: refused:"
 PATH_REFUSED_STATUS = 125
@@ -286,11 +288,13 @@ def parse_pgid_report(line: bytes) -> StopTarget | None:
     return None
 
 
-def kill_process_groups(targets: Iterable[StopTarget | int]) -> str:
+def kill_process_groups(targets: Iterable[StopTarget | int], *,
+                        sudo_rounds: int = SUDO_STOP_ROUNDS) -> str:
     """The line that stops what these reports named: KILL to each process group,
-    TERM to each sudo (a bare int is a process group). Only numbers a wrapped command
-    reported belong here; 0, 1 and negative numbers would mean "my group" or "every
-    process" to kill(1), so they are refused outright."""
+    TERM to each sudo (a bare int is a process group), looking at the sudos at most
+    `sudo_rounds` times. Only numbers a wrapped command reported belong here; 0, 1 and
+    negative numbers would mean "my group" or "every process" to kill(1), so they are
+    refused outright."""
     stops = sorted({t if isinstance(t, StopTarget) else StopTarget(t) for t in targets})
     if not stops:
         raise ValueError("no process group to kill")
@@ -308,33 +312,39 @@ def kill_process_groups(targets: Iterable[StopTarget | int]) -> str:
         # `kill` goes on past a group that is already gone; the status says nothing useful.
         line += f"kill -s KILL -- {groups} 2>/dev/null; "
     if sudos:
-        line += _SUDO_STOP.replace("SUDOS", sudos)
+        line += _sudo_stop(sudos, sudo_rounds)
     return line + "exit 0"
 
 
-# The stop of commands run through sudo (SUDOS: their sudos' pids). sudo relays TERM to the
-# command, `timeout`, which sends it to its group. But GNU timeout installs its TERM handler
-# before it forks the command and learns the command's pid only when fork returns: a TERM that
-# lands in between makes it exit and leave the command running, as root, with no timeout left
-# (coreutils 9.1 to 9.7; 105 of 3,000 TERMs sent in timeout's first 4 ms). And sudo relays a
-# TERM that came while it was starting the command as soon as that exists. The login user
-# cannot signal root's command afterwards, so the stop must not race it: a sudo is sent TERM
-# only from the round after the command under it was seen started (a process below sudo, any
-# sudo monitor and `timeout` that runs something else; its parent was then past the fork),
-# then every round until sudo has ended (with the command). A sudo that never starts its
-# command within the rounds gets no TERM: its command, if it ever starts, ends at its own
-# timeout, and the line exits 1. Where /proc does not list children (no CONFIG_PROC_CHILDREN,
-# or hidepid), every sudo counts as started.
-_SUDO_STOP = (
-    f"n=0; started=; while [ $n -lt {SUDO_STOP_ROUNDS} ]; do alive=; for p in SUDOS; do "
-    'kill -s 0 -- "$p" 2>/dev/null || continue; alive=1; '
-    'case " $started " in *" $p "*) kill -s TERM -- "$p" 2>/dev/null; continue;; esac; '
-    "c=$p; d=0; while [ $d -lt 4 ]; do f=/proc/$c/task/$c/children; "
-    '[ -r "$f" ] || { started="$started $p"; break; }; '
-    'k=; { read -r k _; } <"$f" 2>/dev/null; [ -n "$k" ] || break; '
-    'm=; { read -r m; } </proc/$k/comm 2>/dev/null; c=$k; d=$((d + 1)); '
-    'case $m in sudo|timeout) ;; *) started="$started $p"; break;; esac; done; done; '
-    '[ -n "$alive" ] || break; '
-    f"n=$((n + 1)); sleep {SUDO_STOP_ROUND_SECONDS}; done; "
-    '[ -z "$alive" ] || exit 1; '
-)
+def _sudo_stop(sudos: str, rounds: int) -> str:
+    """The stop of commands run through sudo (`sudos`: their sudos' pids, checked numbers).
+
+    sudo relays TERM to the command, `timeout`, which sends it to its group. But GNU timeout
+    installs its TERM handler before it forks the command and learns the command's pid only
+    when fork returns: a TERM that lands in between makes it exit and leave the command
+    running, as root, with no timeout left (coreutils 9.1 to 9.7; 105 of 3,000 TERMs sent in
+    timeout's first 4 ms). And sudo relays a TERM that came while it was starting the command
+    as soon as that exists. The login user cannot signal root's command afterwards, so the stop
+    must not race it: a sudo is sent TERM only from the round after the command under it was
+    seen started (a process below sudo, any sudo monitor and `timeout` that runs something
+    else; its parent was then past the fork), then every round until sudo has ended (with the
+    command). A sudo that has not started its command after `rounds` rounds gets no TERM: its
+    command, if it ever starts, ends at its own timeout, and the line exits 1. Where /proc
+    does not list children (no CONFIG_PROC_CHILDREN, or hidepid), every sudo counts as
+    started.
+    """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"not a number of rounds: {rounds!r}")
+    return (
+        f"n=0; started=; while [ $n -lt {rounds} ]; do alive=; for p in {sudos}; do "
+        'kill -s 0 -- "$p" 2>/dev/null || continue; alive=1; '
+        'case " $started " in *" $p "*) kill -s TERM -- "$p" 2>/dev/null; continue;; esac; '
+        "c=$p; d=0; while [ $d -lt 4 ]; do f=/proc/$c/task/$c/children; "
+        '[ -r "$f" ] || { started="$started $p"; break; }; '
+        'k=; { read -r k _; } <"$f" 2>/dev/null; [ -n "$k" ] || break; '
+        'm=; { read -r m; } </proc/$k/comm 2>/dev/null; c=$k; d=$((d + 1)); '
+        'case $m in sudo|timeout) ;; *) started="$started $p"; break;; esac; done; done; '
+        '[ -n "$alive" ] || break; '
+        f"n=$((n + 1)); sleep {SUDO_STOP_ROUND_SECONDS}; done; "
+        '[ -z "$alive" ] || exit 1; '
+    )

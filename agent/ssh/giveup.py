@@ -33,9 +33,10 @@ from .reap import PgidReader, Reaper
 
 log = logging.getLogger(__name__)
 
-# A command reports its process group as it starts; a cancel that comes first waits
-# this long for the report before closing the channel without a kill.
-REPORT_WAIT_SECONDS = 1.0
+# A command reports its process group as it starts; a cancel that comes first waits for the
+# report (or the channel's close) this long before closing the channel without a kill. It comes
+# within milliseconds unless the host is overloaded, which is when a stop matters most.
+REPORT_WAIT_SECONDS = 5.0
 # After the kill, how long the channel of the killed command may take to close.
 CLOSE_WAIT_SECONDS = 2.0
 # How long a caller waits for its stop at most: an open still on its way (up to the
@@ -85,7 +86,7 @@ async def kill_group(reaper: Reaper, chan: asyncssh.SSHClientChannel[bytes],
     # may run, and its report waits in asyncssh's buffer.
     with suppress(Exception):
         chan.resume_reading()
-    target = await reader.wait(REPORT_WAIT_SECONDS)
+    target = await reader.wait(REPORT_WAIT_SECONDS, unless=chan.wait_closed())
     if target is None:
         log.info("a command on %s was given up before it reported its process group; "
                  "closing its channel only", reaper.host)

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import suppress
+from collections.abc import Coroutine
+from typing import Any
 
 import asyncssh
 
@@ -41,7 +42,8 @@ log = logging.getLogger(__name__)
 
 _PREFIXES = (PGID_REPORT.encode(), SUDO_REPORT.encode())
 _MAX_REPORT = max(map(len, _PREFIXES)) + 8  # a prefix, up to 7 digits, the newline
-KILL_TIMEOUT_SECONDS = 5.0
+# How long the stop line may run: a sudo's rounds (see whitelist.render._sudo_stop), and more.
+KILL_TIMEOUT_SECONDS = SUDO_STOP_ROUNDS * SUDO_STOP_ROUND_SECONDS + 5.0
 # sshd frees a session a moment after its process exits, so right after a burst of
 # cancels it may refuse one more channel; retried with backoff (about 1.3 s in all).
 OPEN_RETRIES = 7
@@ -83,11 +85,22 @@ class PgidReader:
             self._held = b""
             self.seen.set()
 
-    async def wait(self, seconds: float) -> StopTarget | None:
-        """What to signal, waiting up to `seconds` for the report to arrive."""
-        if not self.seen.is_set():
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self.seen.wait(), seconds)
+    async def wait(self, seconds: float,
+                   unless: Coroutine[Any, Any, None] | None = None) -> StopTarget | None:
+        """What to signal, waiting up to `seconds` for the report to arrive (no longer once
+        `unless` has finished: the channel closed, so no report can come)."""
+        if self.seen.is_set():
+            if unless is not None:
+                unless.close()
+            return self.target
+        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self.seen.wait())}
+        if unless is not None:
+            waits.add(asyncio.ensure_future(unless))
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
         return self.target
 
 
@@ -149,7 +162,7 @@ class Reaper:
                         ", ".join(map(str, targets)), self.host, error)
             return False
         self.killed += len(targets)
-        if done.exit_status != 0:  # see whitelist.render._SUDO_STOP
+        if done.exit_status != 0:  # see whitelist.render._sudo_stop
             log.warning("a sudo among %s on %s had not started its command after %.0f s, so it "
                         "was not signalled; the command ends at its own timeout",
                         ", ".join(map(str, targets)), self.host,

@@ -59,6 +59,9 @@ def test_the_kill_line_names_only_reported_groups() -> None:
     for bad in ([1], [0], [-1], [True], [5_000_000], [], [17, 1]):
         with pytest.raises(ValueError):
             kill_process_groups(bad)
+    for rounds in (0, -1, True):
+        with pytest.raises(ValueError):
+            kill_process_groups([StopTarget(9, True)], sudo_rounds=rounds)
 
 
 def test_the_kill_line_kills_a_whole_group() -> None:
@@ -120,7 +123,8 @@ def test_a_sudo_that_never_starts_its_command_gets_no_term() -> None:
     pending = subprocess.Popen([sys.executable, "-c", NOT_STARTED], stdout=subprocess.PIPE)
     try:
         assert pending.stdout is not None and pending.stdout.readline() == b"ready\n"
-        assert stop(StopTarget(pending.pid, True)).returncode == 1
+        line = kill_process_groups([StopTarget(pending.pid, True)], sudo_rounds=20)
+        assert subprocess.run(["/bin/sh", "-c", line], timeout=15).returncode == 1
         assert pending.poll() is None  # never signalled
     finally:
         pending.kill()
