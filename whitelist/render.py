@@ -320,18 +320,17 @@ def _sudo_stop(sudos: str, rounds: int) -> str:
     """The stop of commands run through sudo (`sudos`: their sudos' pids, checked numbers).
 
     sudo relays TERM to the command, `timeout`, which sends it to its group. But GNU timeout
-    installs its TERM handler before it forks the command and learns the command's pid only
-    when fork returns: a TERM that lands in between makes it exit and leave the command
-    running, as root, with no timeout left (coreutils 9.1 to 9.7; 105 of 3,000 TERMs sent in
-    timeout's first 4 ms). And sudo relays a TERM that came while it was starting the command
-    as soon as that exists. The login user cannot signal root's command afterwards, so the stop
+    installs its TERM handler before it forks the command and learns the command's pid only when
+    fork returns: a TERM that lands in between makes it exit and leave the command running, as
+    root, with no timeout left (coreutils 9.1, and its 2025 source; 105 of 3,000 TERMs in
+    timeout's first 4 ms). And sudo relays a TERM that came while it was starting the command as
+    soon as that exists. The login user cannot signal root's command afterwards, so the stop
     must not race it: a sudo is sent TERM only from the round after the command under it was
-    seen started (a process below sudo, any sudo monitor and `timeout` that runs something
-    else; its parent was then past the fork), then every round until sudo has ended (with the
+    seen started (a process below sudo, any sudo monitor and `timeout` that runs something else;
+    its parent was then past the fork), then every round until sudo has ended (with the
     command). A sudo that has not started its command after `rounds` rounds gets no TERM: its
-    command, if it ever starts, ends at its own timeout, and the line exits 1. Where /proc
-    does not list children (no CONFIG_PROC_CHILDREN, or hidepid), every sudo counts as
-    started.
+    command, if it ever starts, ends at its own timeout, and the line exits 1. Where /proc does
+    not list children (no CONFIG_PROC_CHILDREN, or hidepid), every sudo counts as started.
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"not a number of rounds: {rounds!r}")
