@@ -331,12 +331,16 @@ def _sudo_stop(sudos: str, rounds: int) -> str:
     command). A sudo that has not started its command after `rounds` rounds gets no TERM: its
     command, if it ever starts, ends at its own timeout, and the line exits 1. Where /proc does
     not list children (no CONFIG_PROC_CHILDREN, or hidepid), every sudo counts as started.
+
+    While sudo starts it switches its real uid to root at moments, and the login user's kill
+    then fails as if sudo had gone: a sudo counts as gone only once /proc no longer has it
+    either (with hidepid, where /proc hides it, once kill says so).
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"not a number of rounds: {rounds!r}")
     return (
         f"n=0; started=; while [ $n -lt {rounds} ]; do alive=; for p in {sudos}; do "
-        'kill -s 0 -- "$p" 2>/dev/null || continue; alive=1; '
+        '{ kill -s 0 -- "$p" || [ -d "/proc/$p" ]; } 2>/dev/null || continue; alive=1; '
         'case " $started " in *" $p "*) kill -s TERM -- "$p" 2>/dev/null; continue;; esac; '
         "c=$p; d=0; while [ $d -lt 4 ]; do f=/proc/$c/task/$c/children; "
         '[ -r "$f" ] || { started="$started $p"; break; }; '
