@@ -303,8 +303,10 @@ def kill_process_groups(targets: Iterable[StopTarget | int], *,
         if isinstance(number, bool) or not isinstance(number, int) or not 1 < number <= MAX_PID:
             raise ValueError(f"not a process group id a command reported: {number!r}")
     # A group's id is also the pid of its leader (`timeout`): signalled as a pid too, for a
-    # stop that comes between a plain command's report and its group (wrap_for_shell).
-    groups = " ".join(f"-{stop.number} {stop.number}" for stop in stops
+    # stop that comes between a plain command's report and its group (wrap_for_shell), and
+    # first: once it has KILL pending it can fork nothing more, and the group's KILL then
+    # reaches what it forked before (the other order leaves a child forked between the two).
+    groups = " ".join(f"{stop.number} -{stop.number}" for stop in stops
                       if not stop.through_sudo)
     sudos = " ".join(str(stop.number) for stop in stops if stop.through_sudo)
     line = ""

@@ -50,10 +50,10 @@ def running(pattern: str) -> list[str]:
 def test_the_kill_line_names_only_reported_groups() -> None:
     # Each group, and its leader as a pid (a stop may come before `timeout` made the group).
     assert (kill_process_groups([4242, 17, 4242])
-            == "kill -s KILL -- -17 17 -4242 4242 2>/dev/null; exit 0")
+            == "kill -s KILL -- 17 -17 4242 -4242 2>/dev/null; exit 0")
     # sudo gets TERM (it relays that to the command; KILL would orphan the command).
     both = kill_process_groups([StopTarget(9, True), 17, StopTarget(12, True)])
-    assert both.startswith("kill -s KILL -- -17 17 2>/dev/null; n=0; ")
+    assert both.startswith("kill -s KILL -- 17 -17 2>/dev/null; n=0; ")
     assert "for p in 9 12; do " in both and both.endswith("; exit 0")
     # 1 would mean init's group, -1 every process, 0 the shell's own group: never.
     for bad in ([1], [0], [-1], [True], [5_000_000], [], [17, 1]):
