@@ -162,11 +162,16 @@ class Reaper:
                         ", ".join(map(str, targets)), self.host, error)
             return False
         self.killed += len(targets)
-        if done.exit_status != 0:  # see whitelist.render._sudo_stop
+        if done.exit_status == 1:  # see whitelist.render._sudo_stop
             log.warning("a sudo among %s on %s had not started its command after %.0f s, so it "
                         "was not signalled; the command ends at its own timeout",
                         ", ".join(map(str, targets)), self.host,
                         SUDO_STOP_ROUNDS * SUDO_STOP_ROUND_SECONDS)
+            return False
+        if done.exit_status != 0:
+            log.warning("the stop line for %s on %s failed (exit status %s); they end at "
+                        "their own timeout", ", ".join(map(str, targets)), self.host,
+                        done.exit_status)
             return False
         log.info("stopped %s on %s", ", ".join(map(str, targets)), self.host)
         return True
