@@ -75,11 +75,27 @@ commands:
 """
 
 
+DROP_INS = Path("/etc/sudoers.d")
+DROP_IN_PREFIX = "tnagent-test-"
+
+
+def clear_stale_drop_ins() -> None:
+    """Remove the drop-ins of test processes that have gone (or that predate the pid in the
+    name)."""
+    for path in DROP_INS.glob(f"{DROP_IN_PREFIX}*"):
+        pid = path.name.removeprefix(DROP_IN_PREFIX).split("-")[0]
+        if not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
+            path.unlink(missing_ok=True)
+
+
 class Sudoers:
     """A sudoers drop-in for the sshd test user, checked with visudo, removed at the end."""
 
     def __init__(self, user: str, log: Path) -> None:
-        self.path = Path(f"/etc/sudoers.d/tnagent-test-{secrets.token_hex(4)}")
+        # Named by the pid of the test process, so that a run killed before its clean-up
+        # (whose drop-in would redirect sudo's log: the last `logfile` read wins) is cleared
+        # by the next one (`clear_stale_drop_ins`).
+        self.path = DROP_INS / f"{DROP_IN_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         self.log = log
         # The test sshd's mark stays in the environment of what sudo runs, so that the
         # tests count root's processes of their own sshd only (Sshd.processes).
@@ -122,6 +138,7 @@ def sudoers(ssh_host: HostConfig) -> Iterator[Sudoers]:
     require_executable("visudo", "apt-get install sudo", "/usr/sbin/visudo")
     if os.geteuid() != 0:
         missing("root (to write a sudoers drop-in)", "run the tests as root, as CI does")
+    clear_stale_drop_ins()
     log_dir = Path(tempfile.mkdtemp(prefix="tnagent-sudo-"))
     drop_in = Sudoers(ssh_host.user, log_dir / "sudo.log")
     drop_in.add(f"{ssh_host.user} ALL=(root) NOPASSWD: {TIMEOUT_PATH} -k 2 10 /bin/sh -c whoami")
