@@ -328,11 +328,14 @@ def _sudo_stop(sudos: str, rounds: int) -> str:
     timeout's first 4 ms). And sudo relays a TERM that came while it was starting the command as
     soon as that exists. The login user cannot signal root's command afterwards, so the stop
     must not race it: a sudo is sent TERM only from the round after the command under it was
-    seen started (a process below sudo, any sudo monitor and `timeout` that runs something else;
-    its parent was then past the fork), then every round until sudo has ended (with the
-    command). A sudo that has not started its command after `rounds` rounds gets no TERM: its
-    command, if it ever starts, ends at its own timeout, and the line exits 1. Where /proc does
-    not list children (no CONFIG_PROC_CHILDREN, or hidepid), every sudo counts as started.
+    seen started, then every round until sudo has ended (with the command). Started: a process
+    below sudo, any sudo monitor and `timeout` runs something else, and its parent sleeps.
+    `timeout` sleeps (in sigsuspend) only after it has stored the child's pid; a parent still in
+    fork's tail is runnable, and under CI's load it can wait there longer than a round (one CI
+    run left a root command so, when only the child's exec was checked). A sudo that has not
+    started its command after `rounds` rounds gets no TERM: its command, if it ever starts, ends
+    at its own timeout, and the line exits 1. Where /proc does not list children (no
+    CONFIG_PROC_CHILDREN, or hidepid), every sudo counts as started.
 
     While sudo starts it switches its real uid to root at moments, and the login user's kill
     then fails as if sudo had gone: a sudo counts as gone only once /proc no longer has it
@@ -347,8 +350,10 @@ def _sudo_stop(sudos: str, rounds: int) -> str:
         "c=$p; d=0; while [ $d -lt 4 ]; do f=/proc/$c/task/$c/children; "
         '[ -r "$f" ] || { started="$started $p"; break; }; '
         'k=; { read -r k _; } <"$f" 2>/dev/null; [ -n "$k" ] || break; '
-        'm=; { read -r m; } </proc/$k/comm 2>/dev/null; c=$k; d=$((d + 1)); '
-        'case $m in sudo|timeout) ;; *) started="$started $p"; break;; esac; done; done; '
+        'm=; { read -r m; } </proc/$k/comm 2>/dev/null; '
+        'case $m in sudo|timeout) c=$k; d=$((d + 1));; '
+        '*) s=; { read -r _ _ s _; } </proc/$c/stat 2>/dev/null; '
+        '[ "$s" != S ] || started="$started $p"; break;; esac; done; done; '
         '[ -n "$alive" ] || break; '
         f"n=$((n + 1)); sleep {SUDO_STOP_ROUND_SECONDS}; done; "
         '[ -z "$alive" ] || exit 1; '

@@ -5,15 +5,18 @@ through sudo is stopped through sudo, and never while the command under it is st
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -175,3 +178,49 @@ def test_a_sudo_that_cannot_be_signalled_for_a_moment_is_not_taken_for_gone() ->
     finally:
         rootly.kill()
         rootly.wait()
+
+
+def test_a_command_whose_timeout_has_not_yet_slept_is_not_started(tmp_path: Path) -> None:
+    """`timeout` stores its child's pid before it first sleeps; until then (it is runnable,
+    maybe waiting for a CPU at the end of fork) a TERM would still race it, even with the
+    child running. Here a `timeout` that never sleeps (a busy loop by that name, with a
+    `sleep` child) under a stand-in sudo: the line never counts its command as started. (Under
+    a `timeout` that waits for its child, the stand-ins above are stopped.)"""
+    busy = tmp_path / "timeout"
+    busy.write_text("#!/bin/sh\nsleep 60 &\nwhile :; do :; done\n")
+    busy.chmod(0o755)
+    stand_in = ("import signal, subprocess, sys, time; "
+                "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); "
+                f"subprocess.Popen([{str(busy)!r}]); print('ready', flush=True); time.sleep(60)")
+    sudo = reaped(subprocess.Popen([sys.executable, "-c", stand_in], stdout=subprocess.PIPE))
+    below: list[int] = []
+    try:
+        assert sudo.stdout is not None and sudo.stdout.readline() == b"ready\n"
+        wait_until_sync(lambda: len(descendants(sudo.pid)) == 2, 5, "timeout and its sleep")
+        below = descendants(sudo.pid)
+        line = kill_process_groups([StopTarget(sudo.pid, True)], sudo_rounds=20)
+        assert subprocess.run(["/bin/sh", "-c", line], timeout=15).returncode == 1
+        assert sudo.poll() is None  # never signalled
+    finally:
+        for pid in below:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        sudo.kill()
+        sudo.wait()
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid`'s children and grandchildren."""
+    found: list[int] = []
+    level = [pid]
+    for _ in range(2):
+        level = [int(kid) for parent in level for kid in children(parent)]
+        found += level
+    return found
+
+
+def children(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
