@@ -7,10 +7,17 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import socket
 
 from agent.hosts.inventory import HostConfig
 from agent.ssh import SSHPool
-from tests.support.sshd import Sshd, _descendants, remote_processes
+from tests.support.sshd import (
+    PORTS_FROM,
+    Sshd,
+    _descendants,
+    _ephemeral_start,
+    remote_processes,
+)
 from tests.support.waiting import wait_until
 
 
@@ -40,3 +47,29 @@ async def test_the_count_is_this_sshds_orphans_included_and_nobody_elses(
         await other.wait()
     # SIGKILL is delivered at once, the orphan's exit seen once its new parent reaps it.
     await wait_until(lambda: sshd.processes(sleep) == [], 10, "the orphan gone")
+
+
+async def test_a_port_taken_before_sshd_binds_it_is_replaced_before_anyone_knows_it() -> None:
+    """The harness's own sshd (not the product): its port is chosen below the kernel's
+    ephemeral range, so outgoing connections never take it; one taken anyway before the first
+    start (another worker, say) is replaced, and known_hosts follows."""
+    server = Sshd(listen=("0.0.0.0",))
+    taken = server.port
+    assert PORTS_FROM <= taken < _ephemeral_start()
+    squatter = socket.socket()
+    try:
+        squatter.bind(("0.0.0.0", taken))
+        squatter.listen()
+        server.start()
+        assert server.port != taken
+        assert f"]:{server.port} " in server.known_hosts.read_text()
+        pool = SSHPool({"test": server.host_config()})
+        try:
+            result = await pool.run("test", "echo here", command_name="echo", timeout=10,
+                                    max_output=100)
+            assert result.stdout == "here\n"
+        finally:
+            await pool.close()
+    finally:
+        squatter.close()
+        server.cleanup()
