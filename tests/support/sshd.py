@@ -29,14 +29,13 @@ import pytest
 
 from agent.hosts.inventory import HostConfig
 from tests.support.components import missing
+from tests.support.ports import free_port
 from tests.support.waiting import wait_until_sync
 
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
 DEFAULT_TEST_USER = "tnagent"
 PASSPHRASE = "correct horse battery staple"
 READY_TIMEOUT = 10.0
-# Test sshds listen from here up to the start of the kernel's ephemeral range (_free_port).
-PORTS_FROM = 20000
 # Every session of a test's sshd has this variable in its environment (sshd_config
 # SetEnv), with a value of that sshd's own: what its sessions started can be told apart
 # from what other test runs start as the same user, even once it was orphaned (a process
@@ -65,29 +64,6 @@ def _keygen(path: Path, passphrase: str = "", comment: str = "tailnet-agent-test
         check=True,
         stdin=subprocess.DEVNULL,
     )
-
-
-def _free_port() -> int:
-    """A port free on every address, below the kernel's ephemeral range: a port the kernel
-    hands out (bind to 0) can be taken by any outgoing connection before sshd binds it (one CI
-    run lost a module's sshd so, beside a 1,000-host fan-out), and a restart needs it again."""
-    end = max(_ephemeral_start(), PORTS_FROM + 1000)
-    for _ in range(200):
-        port = PORTS_FROM + secrets.randbelow(end - PORTS_FROM)
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port between {PORTS_FROM} and {end}")
-
-
-def _ephemeral_start() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768  # Linux's default
 
 
 def ensure_user(name: str, shell: str) -> str:
@@ -162,7 +138,7 @@ class Sshd:
         # who cannot enter root's 0700 pytest directories.
         self.dir = Path(tempfile.mkdtemp(prefix="tnagent-sshd-"))
         self.dir.chmod(0o755)
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self._port_chosen = port is None  # ours to change if taken before the first start
         self.listen = tuple(listen)
         self.run_in = tuple(run_in)
@@ -250,12 +226,12 @@ class Sshd:
                 self._wait_ready()
                 break
             except RuntimeError:
-                # Another process took the port between _free_port and sshd's bind: before
+                # Another process took the port between free_port and sshd's bind: before
                 # the first start nobody knows the port yet, so take another one.
                 if (attempt == 2 or not self._port_chosen or self._proc.poll() is None
                         or "Address already in use" not in self.log_text()):
                     raise
-                self.port = _free_port()
+                self.port = free_port()
                 self._write_config()
                 self.pin_host_key()
         self._port_chosen = False  # clients know it now: a restart keeps it

@@ -51,6 +51,7 @@ from tailscale_userspace import NodeOptions, TailscaleNode
 from tests.support.waiting import wait_until, wait_until_sync
 
 from .components import missing
+from .ports import free_port  # also imported from here by tests with servers of their own
 
 TAILSCALE_VERSION = "v1.98.8"
 HEADSCALE_VERSION = "v0.29.2"
@@ -265,13 +266,6 @@ def ensure_binaries() -> TailnetBinaries:
 
 
 # -- headscale -------------------------------------------------------------------------
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def headscale_config(workdir: Path, *, port: int, metrics: int, grpc: int, stun: int) -> str:

@@ -11,13 +11,8 @@ import socket
 
 from agent.hosts.inventory import HostConfig
 from agent.ssh import SSHPool
-from tests.support.sshd import (
-    PORTS_FROM,
-    Sshd,
-    _descendants,
-    _ephemeral_start,
-    remote_processes,
-)
+from tests.support.ports import PORTS_FROM, ephemeral_start
+from tests.support.sshd import Sshd, _descendants, remote_processes
 from tests.support.waiting import wait_until
 
 
@@ -55,7 +50,7 @@ async def test_a_port_taken_before_sshd_binds_it_is_replaced_before_anyone_knows
     start (another worker, say) is replaced, and known_hosts follows."""
     server = Sshd(listen=("0.0.0.0",))
     taken = server.port
-    assert PORTS_FROM <= taken < _ephemeral_start()
+    assert PORTS_FROM <= taken < ephemeral_start()
     squatter = socket.socket()
     try:
         squatter.bind(("0.0.0.0", taken))
