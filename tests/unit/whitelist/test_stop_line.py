@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.sshd import _descendants
 from tests.support.waiting import wait_until_sync
-from whitelist.render import StopTarget, kill_process_groups
+from whitelist.render import SUDO_STOP_ROUNDS, StopTarget, kill_process_groups
 
 # A stand-in for sudo as the agent meets it: a process (here /bin/sh) that starts the real
 # GNU `timeout` as its child and relays a TERM it gets to it, and ends when it has ended.
@@ -34,8 +35,10 @@ NOT_STARTED = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *
                "print('ready', flush=True); time.sleep(60)")
 
 
-def stop(*targets: StopTarget | int) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["/bin/sh", "-c", kill_process_groups(targets)], timeout=15)
+def stop(*targets: StopTarget | int,
+         rounds: int = SUDO_STOP_ROUNDS) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["/bin/sh", "-c", kill_process_groups(targets, sudo_rounds=rounds)],
+                          timeout=15)
 
 
 def reaped(popen: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
@@ -126,8 +129,7 @@ def test_a_sudo_that_never_starts_its_command_gets_no_term() -> None:
     pending = subprocess.Popen([sys.executable, "-c", NOT_STARTED], stdout=subprocess.PIPE)
     try:
         assert pending.stdout is not None and pending.stdout.readline() == b"ready\n"
-        line = kill_process_groups([StopTarget(pending.pid, True)], sudo_rounds=20)
-        assert subprocess.run(["/bin/sh", "-c", line], timeout=15).returncode == 1
+        assert stop(StopTarget(pending.pid, True), rounds=20).returncode == 1
         assert pending.poll() is None  # never signalled
     finally:
         pending.kill()
@@ -196,10 +198,9 @@ def test_a_command_whose_timeout_has_not_yet_slept_is_not_started(tmp_path: Path
     below: list[int] = []
     try:
         assert sudo.stdout is not None and sudo.stdout.readline() == b"ready\n"
-        wait_until_sync(lambda: len(descendants(sudo.pid)) == 2, 5, "timeout and its sleep")
-        below = descendants(sudo.pid)
-        line = kill_process_groups([StopTarget(sudo.pid, True)], sudo_rounds=20)
-        assert subprocess.run(["/bin/sh", "-c", line], timeout=15).returncode == 1
+        wait_until_sync(lambda: len(_descendants(sudo.pid)) == 2, 5, "timeout and its sleep")
+        below = _descendants(sudo.pid)
+        assert stop(StopTarget(sudo.pid, True), rounds=20).returncode == 1
         assert sudo.poll() is None  # never signalled
     finally:
         for pid in below:
@@ -208,19 +209,3 @@ def test_a_command_whose_timeout_has_not_yet_slept_is_not_started(tmp_path: Path
         sudo.kill()
         sudo.wait()
 
-
-def descendants(pid: int) -> list[int]:
-    """`pid`'s children and grandchildren."""
-    found: list[int] = []
-    level = [pid]
-    for _ in range(2):
-        level = [int(kid) for parent in level for kid in children(parent)]
-        found += level
-    return found
-
-
-def children(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return []
